@@ -1,0 +1,1 @@
+"""lockgate's composition root: settings, CLI, and (soon) the HTTP gateway."""

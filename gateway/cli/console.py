@@ -1,0 +1,50 @@
+"""Shared terminal output: one console for results, one for messages, and byte progress bars."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+# Below this, a bar flickers for a blink and only adds noise.
+_PROGRESS_THRESHOLD = 8 * 1024 * 1024
+
+
+@contextmanager
+def byte_progress(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """Yield a callback that advances a transfer bar by n bytes; a no-op for small or quiet jobs."""
+    if not enabled or total < _PROGRESS_THRESHOLD or not err.is_terminal:
+        yield lambda _n: None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

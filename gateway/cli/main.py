@@ -1,0 +1,30 @@
+"""Entry point of the ``lockgate`` command. Translates library errors into one clear line
+on stderr and a non-zero exit code, instead of a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from gateway.cli import store_commands
+from gateway.cli.console import err
+from store.errors import StoreError
+
+app = typer.Typer(
+    help="lockgate: deploy MLflow registry versions from a versioned, content-addressed store.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(store_commands.app, name="store")
+
+
+def main() -> None:
+    try:
+        app()
+    except StoreError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

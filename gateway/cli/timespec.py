@@ -1,0 +1,27 @@
+"""Parsing ``--at TIME``: ISO 8601, a unix timestamp, or a relative '15m ago' / '2h' / '3d'."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+_RELATIVE = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>s|sec|m|min|h|hour|hours|d|day|days|w|week|weeks)(?:\s+ago)?")
+_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "hours": 3600,
+            "d": 86400, "day": 86400, "days": 86400, "w": 604800, "week": 604800, "weeks": 604800}
+
+
+def parse_time(text: str, now: datetime | None = None) -> datetime:
+    text = text.strip()
+    now = now or datetime.now(UTC)
+    match = _RELATIVE.fullmatch(text)
+    if match:
+        return now - timedelta(seconds=float(match.group("n")) * _SECONDS[match.group("unit")])
+    if re.fullmatch(r"@?\d+(\.\d+)?", text):
+        return datetime.fromtimestamp(float(text.lstrip("@")), UTC)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"cannot read time {text!r}: use ISO 8601 (2026-11-24T10:00:00Z), a unix timestamp, or '15m ago'"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,49 @@
+"""The backend contract: keys and bytes, plus compare-and-swap for refs.
+
+Backends know nothing of chunks, packs or commits. Everything above them is built from
+``get``/``get_range``/``put``/``list`` on immutable keys and the two ref primitives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+
+class Backend(Protocol):
+    root: str
+
+    def get(self, key: str) -> bytes:
+        """Return the whole value; raise ObjectNotFoundError when the key is absent."""
+        ...
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Return ``length`` bytes from ``start`` (fewer only at the end of the value)."""
+        ...
+
+    def size(self, key: str) -> int: ...
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store an immutable value. Readers see all of it or none of it."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list(self, prefix: str) -> Iterator[str]:
+        """Yield every key that starts with ``prefix``."""
+        ...
+
+    def read_ref(self, key: str) -> tuple[bytes, str] | None:
+        """Return (value, version token) or None when the ref does not exist."""
+        ...
+
+    def swap_ref(self, key: str, data: bytes, expected_version: str | None) -> bool:
+        """Write ``data`` only if the ref is still at ``expected_version`` (None: only if it
+        does not exist yet). Return False when another writer got there first."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove a key; only used for garbage that nothing references."""
+        ...
+
+    def close(self) -> None: ...

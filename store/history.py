@@ -1,0 +1,85 @@
+"""Resolving refs to commits, walking history, and time travel.
+
+History is linear per branch: a writer that loses a compare-and-swap rebases its change onto
+the new head, so every commit has at most one parent and first-parent order is time order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from store.errors import EmptyRepoError, ObjectNotFoundError, RefNotFoundError
+from store.ids import is_full_id
+from store.object_store import ObjectStore
+from store.objects import Commit, format_time
+from store.refs import RefStore
+from store.uri import RefSpec, parse_ref
+
+
+class History:
+    def __init__(self, refs: RefStore, objects: ObjectStore) -> None:
+        self._refs = refs
+        self._objects = objects
+
+    def resolve(self, repo: str, ref: RefSpec | str, at: datetime | None = None) -> str:
+        """Return the full commit id ``ref`` names in ``repo`` (as it was at time ``at``)."""
+        spec = ref if isinstance(ref, RefSpec) else parse_ref(ref)
+        self._refs.require_repo(repo)
+        commit_id = self._named(repo, spec.name)
+        for step in range(spec.back):
+            parents = self._objects.commit(commit_id).parents
+            if not parents:
+                raise RefNotFoundError(
+                    f"{spec} in {repo!r} goes back past the first commit (only {step} commits before it)"
+                )
+            commit_id = parents[0]
+        if at is not None:
+            commit_id = self._as_of(repo, spec, commit_id, at)
+        return commit_id
+
+    def _named(self, repo: str, name: str) -> str:
+        if is_full_id(name):
+            try:
+                self._objects.commit(name)
+            except ObjectNotFoundError:
+                raise RefNotFoundError(f"commit {name} does not exist in the store") from None
+            return name
+        branch = self._refs.read_branch(repo, name)
+        if branch is not None:
+            return branch[0]
+        tag = self._refs.read_tag(repo, name)
+        if tag is not None:
+            return tag
+        branches, tags = self._refs.branches(repo), self._refs.tags(repo)
+        if not branches and not tags:
+            raise EmptyRepoError(f"repository {repo!r} has no commits yet, so {name!r} does not exist")
+        raise RefNotFoundError(
+            f"no branch, tag or commit {name!r} in repository {repo!r} "
+            f"(branches: {', '.join(sorted(branches)) or 'none'}; tags: {', '.join(sorted(tags)) or 'none'})"
+        )
+
+    def _as_of(self, repo: str, spec: RefSpec, head: str, at: datetime) -> str:
+        first: Commit | None = None
+        for commit_id, commit in self.walk(head):
+            if commit.datetime <= at:
+                return commit_id
+            first = commit
+        since = f"; its first commit is from {first.time}" if first else ""
+        raise RefNotFoundError(f"{spec} in {repo!r} did not exist yet at {format_time(at)}{since}")
+
+    def walk(self, head: str) -> Iterator[tuple[str, Commit]]:
+        commit_id: str | None = head
+        while commit_id is not None:
+            commit = self._objects.commit(commit_id)
+            yield commit_id, commit
+            commit_id = commit.parents[0] if commit.parents else None
+
+    def log(self, repo: str, ref: RefSpec | str, at: datetime | None = None, limit: int | None = None) -> list[tuple[str, Commit]]:
+        out = []
+        for item in self.walk(self.resolve(repo, ref, at)):
+            if limit is not None and len(out) >= limit:
+                break
+            out.append(item)
+        return out
+

@@ -1,0 +1,183 @@
+"""Turning local bytes into packs and manifests: chunk, hash, dedup, compress, pack.
+
+One ``Ingest`` is one writer's session. It holds an open pack in memory, seals it at
+64 MiB and uploads it in the background while chunking goes on. Manifests are built only
+after every pack they point into is durably written: that is the first half of the
+write order (packs, then manifests, then trees, commit, ref).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import blake3
+import zstandard
+
+from store.backends.base import Backend
+from store.chunk_index import ChunkIndex
+from store.chunking import DEFAULT_CHUNKER, ChunkerParams, cut
+from store.ids import chunk_id as compute_chunk_id
+from store.layout import index_key, pack_key
+from store.objects import ChunkRef, Manifest
+from store.pack import MAX_PACK_BYTES, PackBuilder, PackEntry, encode_chunk
+
+ProgressCallback = Callable[[int], None]
+# Two packs in flight bound ingest memory to about 3 x 64 MiB, and keep a disk or an S3
+# connection busy while the CPU chunks the next one.
+_UPLOADS_IN_FLIGHT = 2
+# Level 1: the per-chunk compressor must keep up with ingest at hundreds of MB/s; model
+# weights rarely compress much at any level.
+_CHUNK_ZSTD_LEVEL = 1
+
+
+@dataclass
+class IngestStats:
+    bytes_total: int = 0
+    bytes_new: int = 0
+    bytes_reused: int = 0
+    bytes_stored: int = 0  # after compression, in packs
+    chunks_total: int = 0
+    chunks_new: int = 0
+    packs_written: int = 0
+
+
+@dataclass
+class _PendingFile:
+    size: int
+    blake3: str
+    sha256: str
+    chunks: list[tuple[str, int]] = field(default_factory=list)
+
+
+class Ingest:
+    def __init__(
+        self,
+        backend: Backend,
+        index: ChunkIndex,
+        *,
+        chunker: ChunkerParams = DEFAULT_CHUNKER,
+        max_pack_bytes: int = MAX_PACK_BYTES,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self._backend = backend
+        self._index = index
+        self._chunker = chunker
+        self._max_pack = max_pack_bytes
+        self._progress = progress
+        self._compressor = zstandard.ZstdCompressor(level=_CHUNK_ZSTD_LEVEL)
+        self._pack = PackBuilder()
+        self._session: set[str] = set()  # chunks in the open pack
+        # Sealed packs of this session. They join the shared index only once durable, so a
+        # failed upload can never make a later push dedup against a pack that is not there.
+        self._sealed: list[tuple[str, list[PackEntry]]] = []
+        self._sealed_ids: dict[str, ChunkRef] = {}
+        self._uploads: list[Future[None]] = []
+        self._pool = ThreadPoolExecutor(max_workers=_UPLOADS_IN_FLIGHT, thread_name_prefix="lockgate-pack")
+        self._files: list[_PendingFile] = []
+        self.stats = IngestStats()
+
+    # -- adding content -------------------------------------------------------------------
+
+    def add_bytes(self, data: bytes | memoryview) -> int:
+        """Chunk one file's content; return a handle for ``manifests()``."""
+        view = memoryview(data)
+        pending = _PendingFile(
+            size=len(view),
+            blake3=blake3.blake3(view, max_threads=blake3.blake3.AUTO).hexdigest(),
+            sha256=hashlib.sha256(view).hexdigest(),
+        )
+        for offset, length in cut(view, self._chunker):
+            piece = view[offset : offset + length]
+            cid = compute_chunk_id(piece)
+            pending.chunks.append((cid, length))
+            self.stats.chunks_total += 1
+            self.stats.bytes_total += length
+            if cid in self._session or cid in self._sealed_ids or cid in self._index:
+                self.stats.bytes_reused += length
+            else:
+                self._store_chunk(cid, piece)
+            if self._progress:
+                self._progress(length)
+        self._files.append(pending)
+        return len(self._files) - 1
+
+    def add_file(self, path: Path) -> int:
+        size = os.path.getsize(path)
+        if size == 0:
+            return self.add_bytes(b"")
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            view = memoryview(mapped)
+            try:
+                return self.add_bytes(view)
+            finally:
+                view.release()
+
+    def _store_chunk(self, cid: str, raw: memoryview) -> None:
+        stored, codec = encode_chunk(raw, self._compressor)
+        if len(self._pack) and self._pack.size + len(stored) > self._max_pack:
+            self._seal()
+        self._pack.add(cid, stored, len(raw), codec)
+        self._session.add(cid)
+        self.stats.chunks_new += 1
+        self.stats.bytes_new += len(raw)
+        self.stats.bytes_stored += len(stored)
+
+    # -- packs ------------------------------------------------------------------------------
+
+    def _seal(self) -> None:
+        if not len(self._pack):
+            return
+        pack_id, data, index_bytes, entries = self._pack.seal()
+        self._pack = PackBuilder()
+        self._session.clear()
+        self._sealed.append((pack_id, entries))
+        for e in entries:
+            self._sealed_ids[e.chunk_id] = ChunkRef(e.chunk_id, e.length, pack_id, e.offset, e.stored_length, e.codec)
+        # Bound memory: wait for the oldest upload before queueing another.
+        while len([f for f in self._uploads if not f.done()]) >= _UPLOADS_IN_FLIGHT:
+            next(f for f in self._uploads if not f.done()).result()
+        self._uploads.append(self._pool.submit(self._upload, pack_id, data, index_bytes))
+        self.stats.packs_written += 1
+
+    def _upload(self, pack_id: str, data: bytes, index_bytes: bytes) -> None:
+        # The pack before its index: an index entry always points at a pack that exists.
+        self._backend.put(pack_key(pack_id), data)
+        self._backend.put(index_key(pack_id), index_bytes)
+
+    def finish(self) -> list[Manifest]:
+        """Seal the last pack, wait until every pack is durable, then build the manifests."""
+        try:
+            self._seal()
+            for future in self._uploads:
+                future.result()
+        finally:
+            self._pool.shutdown(wait=True)
+        for pack_id, entries in self._sealed:
+            self._index.add(pack_id, entries)
+        manifests = []
+        for pending in self._files:
+            refs: list[ChunkRef] = []
+            for cid, _length in pending.chunks:
+                location = self._sealed_ids.get(cid) or self._index.get(cid)
+                if location is None:  # pragma: no cover - would be a bug in this module
+                    raise RuntimeError(f"chunk {cid} has no pack after ingest")
+                refs.append(location)
+            manifests.append(
+                Manifest(
+                    size=pending.size,
+                    blake3=pending.blake3,
+                    sha256=pending.sha256,
+                    chunker=self._chunker.as_dict(),
+                    chunks=tuple(refs),
+                )
+            )
+        return manifests
+
+    def abort(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,48 @@
+"""Where each thing lives under a store root. The one place that spells out keys."""
+
+from __future__ import annotations
+
+FORMAT_KEY = "lockgate-store.json"
+FORMAT_VERSION = 1
+
+
+def pack_key(pack_id: str) -> str:
+    return f"packs/{pack_id[:2]}/{pack_id}.pack"
+
+
+INDEX_PREFIX = "index/"
+
+
+def index_key(pack_id: str) -> str:
+    return f"{INDEX_PREFIX}{pack_id}.idx"
+
+
+def pack_id_of_index_key(key: str) -> str:
+    return key[len(INDEX_PREFIX) :].removesuffix(".idx")
+
+
+def object_key(object_id: str) -> str:
+    return f"objects/{object_id[:2]}/{object_id}"
+
+
+REPOS_PREFIX = "repos/"
+
+
+def repo_key(repo: str) -> str:
+    return f"{REPOS_PREFIX}{repo}/repo.json"
+
+
+def branch_prefix(repo: str) -> str:
+    return f"{REPOS_PREFIX}{repo}/refs/heads/"
+
+
+def tag_prefix(repo: str) -> str:
+    return f"{REPOS_PREFIX}{repo}/refs/tags/"
+
+
+def branch_key(repo: str, branch: str) -> str:
+    return branch_prefix(repo) + branch
+
+
+def tag_key(repo: str, tag: str) -> str:
+    return tag_prefix(repo) + tag

@@ -1,0 +1,66 @@
+"""Reading and writing manifests, trees and commits, verified by id and cached in-process.
+
+Objects are immutable, so a verified object can be cached for the life of the process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import TypeVar, cast
+
+from store import objects
+from store.backends.base import Backend
+from store.errors import CorruptObjectError, ObjectNotFoundError
+from store.layout import object_key
+from store.objects import Commit, Manifest, Object, Tree
+
+T = TypeVar("T", Manifest, Tree, Commit)
+_CACHE_ENTRIES = 4096
+
+
+class ObjectStore:
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._cache: OrderedDict[str, Object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, obj: Object) -> str:
+        oid, stored = objects.encode(obj)
+        self._backend.put(object_key(oid), stored)
+        self._remember(oid, obj)
+        return oid
+
+    def exists(self, oid: str) -> bool:
+        return oid in self._cache or self._backend.exists(object_key(oid))
+
+    def _remember(self, oid: str, obj: Object) -> None:
+        with self._lock:
+            self._cache[oid] = obj
+            self._cache.move_to_end(oid)
+            while len(self._cache) > _CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+
+    def _get(self, oid: str, kind: str, cls: type[T]) -> T:
+        with self._lock:
+            cached = self._cache.get(oid)
+        if cached is not None:
+            if not isinstance(cached, cls):
+                raise CorruptObjectError(oid, f"expected a {kind}, found a {type(cached).__name__.lower()}")
+            return cached
+        try:
+            stored = self._backend.get(object_key(oid))
+        except ObjectNotFoundError:
+            raise ObjectNotFoundError(f"{kind} {oid}") from None
+        obj = objects.decode(oid, stored, kind)
+        self._remember(oid, obj)
+        return cast(T, obj)
+
+    def manifest(self, oid: str) -> Manifest:
+        return self._get(oid, objects.MANIFEST, Manifest)
+
+    def tree(self, oid: str) -> Tree:
+        return self._get(oid, objects.TREE, Tree)
+
+    def commit(self, oid: str) -> Commit:
+        return self._get(oid, objects.COMMIT, Commit)

@@ -1,0 +1,89 @@
+"""``lockgate://REPO@REF/PATH`` URIs and the names inside them.
+
+REF is a branch, a tag or a full 64-hex commit id, optionally followed by ``~N`` (N commits
+back along first parents, as in git). Omitting ``@REF`` means branch ``main``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from store.errors import InvalidURIError
+
+SCHEME = "lockgate://"
+DEFAULT_BRANCH = "main"
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+_NAME_RE = re.compile(_NAME)
+_REF_RE = re.compile(rf"(?P<name>{_NAME})(?:~(?P<back>\d+))?")
+
+
+def check_name(kind: str, name: str) -> str:
+    """Repository, branch and tag names: letters, digits, '.', '_', '-'; no leading punctuation."""
+    if not _NAME_RE.fullmatch(name) or name.endswith(".lock") or ".." in name:
+        raise InvalidURIError(
+            f"invalid {kind} name {name!r}: use letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def normalize_path(path: str) -> str:
+    """A store path: '/'-separated, relative, no '.' or '..' segments. '' is the root."""
+    parts = [p for p in path.replace("\\", "/").split("/") if p]
+    for part in parts:
+        if part in (".", ".."):
+            raise InvalidURIError(f"invalid path {path!r}: '.' and '..' segments are not allowed")
+    return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class RefSpec:
+    name: str
+    back: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.name}~{self.back}" if self.back else self.name
+
+
+def parse_ref(text: str) -> RefSpec:
+    match = _REF_RE.fullmatch(text)
+    if not match or match.group("name").endswith(".lock"):
+        raise InvalidURIError(
+            f"invalid ref {text!r}: expected a branch, tag or commit id, optionally with ~N (e.g. main~2)"
+        )
+    return RefSpec(match.group("name"), int(match.group("back") or 0))
+
+
+@dataclass(frozen=True)
+class StoreURI:
+    repo: str
+    ref: RefSpec
+    path: str
+
+    def __str__(self) -> str:
+        return f"{SCHEME}{self.repo}@{self.ref}" + (f"/{self.path}" if self.path else "")
+
+    def with_path(self, path: str) -> StoreURI:
+        return StoreURI(self.repo, self.ref, normalize_path(path))
+
+
+def is_store_uri(text: str) -> bool:
+    return text.startswith(SCHEME)
+
+
+def parse_uri(text: str) -> StoreURI:
+    if not is_store_uri(text):
+        raise InvalidURIError(f"not a lockgate URI: {text!r} (expected lockgate://REPO@REF/PATH)")
+    rest = text[len(SCHEME) :]
+    head, _, path = rest.partition("/")
+    repo, at, ref = head.partition("@")
+    if not repo:
+        raise InvalidURIError(f"malformed URI {text!r}: the repository name is missing (lockgate://REPO@REF/PATH)")
+    if at and not ref:
+        raise InvalidURIError(f"malformed URI {text!r}: nothing after '@' (expected a branch, tag or commit)")
+    try:
+        check_name("repository", repo)
+        spec = parse_ref(ref) if at else RefSpec(DEFAULT_BRANCH)
+        return StoreURI(repo, spec, normalize_path(path))
+    except InvalidURIError as exc:
+        raise InvalidURIError(f"malformed URI {text!r}: {exc}") from exc
