@@ -48,7 +48,9 @@ class S3Backend:
             connect_timeout=5,
             read_timeout=60,
         )
-        self._client = client or boto3.client("s3", endpoint_url=endpoint_url, config=config)
+        # A session of our own: boto3's default session caches credentials process-wide, and
+        # sessions are not meant to be shared across threads.
+        self._client = client or boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
         self._check_bucket()
 
     def _where(self) -> str:

