@@ -12,6 +12,7 @@ import getpass
 import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -346,27 +347,35 @@ class Store:
         files = self.list_files(commit_id, path)
         dest = Path(dest)
         report = CheckoutReport()
-        for full, _entry in sorted(files.items()):
+        for full in sorted(files):
             rel = full.rsplit("/", 1)[-1] if full == path else (full[len(path) + 1 :] if path else full)
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-            manifest = self.file_manifest(commit_id, full)
-            hasher = blake3.blake3()
-            try:
-                with open(partial, "wb") as fh:
-                    for piece in self.stream_file(commit_id, full, progress=progress):
-                        hasher.update(piece)
-                        fh.write(piece)
-                if hasher.hexdigest() != manifest.blake3:
-                    raise IntegrityError(f"file {full!r} at {commit_id[:12]} does not match its BLAKE3 {manifest.blake3}")
-                os.replace(partial, target)
-            finally:
-                partial.unlink(missing_ok=True)
+            report.bytes_written += self.export_file(commit_id, full, dest / rel, progress=progress)
             report.files += 1
-            report.bytes_written += manifest.size
             report.paths.append(rel)
         return report
+
+    def export_file(
+        self, commit_id: str, path: str, target: Path | str, *, progress: ProgressCallback | None = None
+    ) -> int:
+        """Write one file to ``target``: streamed to a temporary name, checked against the
+        manifest's BLAKE3, then renamed into place, so ``target`` is never partial or wrong.
+        Returns the bytes written."""
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        manifest = self.file_manifest(commit_id, path)
+        partial = target.with_name(f".{target.name}.partial-{os.getpid()}-{threading.get_ident()}")
+        hasher = blake3.blake3()
+        try:
+            with open(partial, "wb") as fh:
+                for piece in self.stream_file(commit_id, path, progress=progress):
+                    hasher.update(piece)
+                    fh.write(piece)
+            if hasher.hexdigest() != manifest.blake3:
+                raise IntegrityError(f"file {path!r} at {commit_id[:12]} does not match its BLAKE3 {manifest.blake3}")
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return manifest.size
 
     def chunks_needed(self, manifest_ids: Iterable[str], have: Container[str]) -> list[ChunkRef]:
         """The distinct chunks of these manifests that are not in ``have`` (a set of chunk

@@ -1,0 +1,35 @@
+"""Which store the MLflow plugins open.
+
+MLflow constructs artifact repositories and dataset sources itself, from a URI alone, so
+there is no way to hand them configuration. This module is therefore the one place outside
+``gateway`` that reads the environment: ``LOCKGATE_STORE`` and ``LOCKGATE_S3_ENDPOINT_URL``,
+the same variables the gateway's settings use, with the same default.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from store import Store
+
+DEFAULT_STORE_ROOT = ".lockgate/store"
+_cache: dict[tuple[str, str | None], Store] = {}
+_lock = threading.Lock()
+
+
+def store_root_from_environment() -> tuple[str, str | None]:
+    return os.environ.get("LOCKGATE_STORE") or DEFAULT_STORE_ROOT, os.environ.get("LOCKGATE_S3_ENDPOINT_URL") or None
+
+
+def open_configured_store(create: bool = False) -> Store:
+    """The store named by the environment. Opened once per (root, endpoint) per process,
+    so its object and chunk-index caches are shared by every plugin instance."""
+    root, endpoint = store_root_from_environment()
+    key = (os.path.abspath(root) if "://" not in root else root, endpoint)
+    with _lock:
+        store = _cache.get(key)
+        if store is None:
+            store = Store.open(root, create=create, s3_endpoint_url=endpoint)
+            _cache[key] = store
+        return store
