@@ -31,7 +31,7 @@ _LOGGED_MODEL = re.compile(r"(?:^|/)models/(?P<id>m-[0-9a-f]{32})/artifacts(?:/|
 _RUN = re.compile(r"(?:^|/)(?P<id>[0-9a-f]{32})/artifacts(?:/|$)")
 
 
-class LockgateArtifactRepository(ArtifactRepository):  # type: ignore[misc]
+class LockgateArtifactRepository(ArtifactRepository):
     def __init__(self, artifact_uri: str, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
         super().__init__(artifact_uri, tracking_uri=tracking_uri, registry_uri=registry_uri)
         try:
@@ -58,7 +58,9 @@ class LockgateArtifactRepository(ArtifactRepository):  # type: ignore[misc]
 
     def _commit(self, files: list[tuple[str, Path]], what: str) -> None:
         if self._uri.ref.back:
-            raise MlflowException(f"cannot write to {self.artifact_uri}: {self._uri.ref} is a past commit, not a branch")
+            raise MlflowException(
+                f"cannot write to {self.artifact_uri}: {self._uri.ref} is a past commit, not a branch"
+            )
         store = self._store(create=True)
         try:
             result = store.commit_files(

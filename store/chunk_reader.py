@@ -65,7 +65,14 @@ def read_span(backend: Backend, span: Span) -> list[bytes]:
     for ref in span.refs:
         lo = ref.offset - span.start
         out.append(
-            decode_chunk(view[lo : lo + ref.stored_length], ref.chunk_id, ref.pack_id, ref.offset, ref.codec, ref.length)
+            decode_chunk(
+                view[lo : lo + ref.stored_length],
+                entry_id=ref.chunk_id,
+                pack_id=ref.pack_id,
+                offset=ref.offset,
+                codec=ref.codec,
+                length=ref.length,
+            )
         )
     return out
 

@@ -1,21 +1,21 @@
 """Errors raised by the store.
 
-    StoreError
-    ├── InvalidURIError          a lockgate:// URI or a name inside it is malformed
-    ├── NotFoundError
-    │   ├── RepoNotFoundError    no such repository
-    │   ├── RefNotFoundError     no such branch, tag or commit
-    │   ├── PathNotFoundError    no such path in a commit's tree
-    │   ├── EmptyRepoError       the repository exists but has no commits
-    │   └── ObjectNotFoundError  a key is missing from the backend
-    ├── IntegrityError           bytes failed verification; never served
-    │   ├── CorruptChunkError    a chunk's bytes do not hash to its id
-    │   └── CorruptObjectError   a manifest, tree, commit or pack index is damaged
-    ├── RefConflictError         a compare-and-swap lost too many times in a row
-    ├── TagExistsError           tags are create-once
-    └── BackendError             the storage itself failed
-        ├── StoreUnreachableError  the root does not exist or cannot be reached
-        └── AccessDeniedError      credentials were refused
+StoreError
+├── InvalidURIError          a lockgate:// URI or a name inside it is malformed
+├── NotFoundError
+│   ├── RepoNotFoundError    no such repository
+│   ├── RefNotFoundError     no such branch, tag or commit
+│   ├── PathNotFoundError    no such path in a commit's tree
+│   ├── EmptyRepoError       the repository exists but has no commits
+│   └── ObjectNotFoundError  a key is missing from the backend
+├── IntegrityError           bytes failed verification; never served
+│   ├── CorruptChunkError    a chunk's bytes do not hash to its id
+│   └── CorruptObjectError   a manifest, tree, commit or pack index is damaged
+├── RefConflictError         a compare-and-swap lost too many times in a row
+├── TagExistsError           tags are create-once
+└── BackendError             the storage itself failed
+    ├── StoreUnreachableError  the root does not exist or cannot be reached
+    └── AccessDeniedError      credentials were refused
 """
 
 from __future__ import annotations
@@ -61,9 +61,7 @@ class IntegrityError(StoreError):
 
 class CorruptChunkError(IntegrityError):
     def __init__(self, chunk_id: str, pack_id: str, offset: int, reason: str) -> None:
-        super().__init__(
-            f"chunk {chunk_id} in pack {pack_id} (offset {offset}) failed verification: {reason}"
-        )
+        super().__init__(f"chunk {chunk_id} in pack {pack_id} (offset {offset}) failed verification: {reason}")
         self.chunk_id = chunk_id
         self.pack_id = pack_id
         self.offset = offset

@@ -75,11 +75,12 @@ class History:
             yield commit_id, commit
             commit_id = commit.parents[0] if commit.parents else None
 
-    def log(self, repo: str, ref: RefSpec | str, at: datetime | None = None, limit: int | None = None) -> list[tuple[str, Commit]]:
-        out = []
+    def log(
+        self, repo: str, ref: RefSpec | str, at: datetime | None = None, limit: int | None = None
+    ) -> list[tuple[str, Commit]]:
+        out: list[tuple[str, Commit]] = []
         for item in self.walk(self.resolve(repo, ref, at)):
             if limit is not None and len(out) >= limit:
                 break
             out.append(item)
         return out
-

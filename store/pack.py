@@ -52,7 +52,7 @@ def encode_chunk(raw: bytes | memoryview, compressor: zstandard.ZstdCompressor) 
 
 
 def decode_chunk(
-    stored: bytes | memoryview, entry_id: str, pack_id: str, offset: int, codec: int, length: int
+    stored: bytes | memoryview, *, entry_id: str, pack_id: str, offset: int, codec: int, length: int
 ) -> bytes:
     """Return the chunk's raw bytes, verified against its id. Never returns unverified bytes."""
     if codec == CODEC_ZSTD:

@@ -39,7 +39,7 @@ from store.layout import FORMAT_KEY, FORMAT_VERSION
 from store.object_store import ObjectStore
 from store.objects import ChunkRef, Commit, Manifest, Tree, TreeEntry, utc_now_iso
 from store.refs import RefStore
-from store.uri import DEFAULT_BRANCH, RefSpec, check_name, normalize_path
+from store.uri import DEFAULT_BRANCH, RefSpec, StoreURI, check_name, normalize_path
 from store.verify import VerifyReport, verify
 
 ProgressCallback = Callable[[int], None]
@@ -128,7 +128,9 @@ class Store:
         else:
             fmt = orjson.loads(backend.get(FORMAT_KEY)).get("format")
             if fmt != FORMAT_VERSION:
-                raise StoreUnreachableError(f"store {backend.root!r} has format {fmt}; this lockgate reads {FORMAT_VERSION}")
+                raise StoreUnreachableError(
+                    f"store {backend.root!r} has format {fmt}; this lockgate reads {FORMAT_VERSION}"
+                )
         return cls(backend)
 
     @property
@@ -253,7 +255,9 @@ class Store:
     def resolve(self, repo: str, ref: RefSpec | str = DEFAULT_BRANCH, at: datetime | None = None) -> str:
         return self.history.resolve(repo, ref, at)
 
-    def log(self, repo: str, ref: RefSpec | str = DEFAULT_BRANCH, at: datetime | None = None, limit: int | None = None) -> list[tuple[str, Commit]]:
+    def log(
+        self, repo: str, ref: RefSpec | str = DEFAULT_BRANCH, at: datetime | None = None, limit: int | None = None
+    ) -> list[tuple[str, Commit]]:
         return self.history.log(repo, ref, at, limit)
 
     def commit(self, commit_id: str) -> Commit:
@@ -329,7 +333,9 @@ class Store:
                 offsets.append(pos)
                 needed.append(ref)
             pos += ref.length
-        for chunk_start, (_ref, raw) in zip(offsets, stream_chunks(self.backend, needed, parallelism=parallelism, progress=progress), strict=True):
+        for chunk_start, (_ref, raw) in zip(
+            offsets, stream_chunks(self.backend, needed, parallelism=parallelism, progress=progress), strict=True
+        ):
             lo = max(start - chunk_start, 0)
             hi = min(end - chunk_start, len(raw))
             yield raw[lo:hi] if (lo, hi) != (0, len(raw)) else raw
@@ -388,15 +394,20 @@ class Store:
         return sorted(needed.values(), key=lambda r: (r.pack_id, r.offset))
 
     def fetch_chunks(
-        self, refs: Iterable[ChunkRef], *, parallelism: int = DEFAULT_PARALLELISM, progress: ProgressCallback | None = None
+        self,
+        refs: Iterable[ChunkRef],
+        *,
+        parallelism: int = DEFAULT_PARALLELISM,
+        progress: ProgressCallback | None = None,
     ) -> Iterator[tuple[ChunkRef, bytes]]:
         """Fetch chunks with coalesced, parallel ranged reads; each one verified."""
         return stream_chunks(self.backend, list(refs), parallelism=parallelism, keep_order=False, progress=progress)
 
-    def diff(self, repo_a: str, ref_a: RefSpec | str, path_a: str, repo_b: str, ref_b: RefSpec | str, path_b: str) -> list[Change]:
-        old = subtree(self.tree(self.resolve(repo_a, ref_a)), normalize_path(path_a))
-        new = subtree(self.tree(self.resolve(repo_b, ref_b)), normalize_path(path_b))
-        return diff_entries(old, new)
+    def diff(self, old: StoreURI, new: StoreURI) -> list[Change]:
+        """Files added, removed or modified from ``old`` to ``new`` (each a repo, ref and path)."""
+        before = subtree(self.tree(self.resolve(old.repo, old.ref)), old.path)
+        after = subtree(self.tree(self.resolve(new.repo, new.ref)), new.path)
+        return diff_entries(before, after)
 
     def last_commit_touching(self, repo: str, ref: RefSpec | str, path: str) -> str:
         """The newest commit on ``ref`` that changed anything at or under ``path`` (as

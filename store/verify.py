@@ -22,7 +22,11 @@ class Problem:
     files: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        affected = f" (affects {', '.join(sorted(self.files)[:5])}{'...' if len(self.files) > 5 else ''})" if self.files else ""
+        affected = (
+            f" (affects {', '.join(sorted(self.files)[:5])}{'...' if len(self.files) > 5 else ''})"
+            if self.files
+            else ""
+        )
         return f"{self.what}: {self.detail}{affected}"
 
 
@@ -68,7 +72,9 @@ def verify(backend: Backend, refs: RefStore, objects: ObjectStore, history: Hist
             continue
         report.files += 1
         if sum(c.length for c in manifest.chunks) != manifest.size:
-            report.problems.append(Problem(f"manifest {manifest_id}", "chunk lengths do not add up to the size", sorted(paths)))
+            report.problems.append(
+                Problem(f"manifest {manifest_id}", "chunk lengths do not add up to the size", sorted(paths))
+            )
         for ref in manifest.chunks:
             chunk_users[ref].update(paths)
 

@@ -44,8 +44,10 @@ def test_processes_commit_to_one_branch(shared_root: tuple[str, str | None]) -> 
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.workers", "commit-one", root, endpoint or "", str(i)],
-            cwd=ROOT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            cwd=ROOT_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for i in range(WRITERS)
     ]
     commits = set()

@@ -93,7 +93,9 @@ def test_run_artifacts_list_download_and_delete(mlflow_env: Path, tmp_path: Path
 
 
 def test_constructor_accepts_mlflow_keywords() -> None:
-    repo = LockgateArtifactRepository("lockgate://models@main/x", tracking_uri="sqlite:///t.db", registry_uri="sqlite:///t.db")
+    repo = LockgateArtifactRepository(
+        "lockgate://models@main/x", tracking_uri="sqlite:///t.db", registry_uri="sqlite:///t.db"
+    )
     assert repo.tracking_uri == "sqlite:///t.db"
     with pytest.raises(mlflow.exceptions.MlflowException, match="invalid lockgate artifact URI"):
         LockgateArtifactRepository("lockgate://bad repo@main/x")

@@ -52,7 +52,7 @@ def test_unknown_repo_ref_path_and_empty_repo(store: Store) -> None:
     with pytest.raises(RefNotFoundError, match="does not exist"):
         store.resolve("models", "0" * 64)
     commit = store.resolve("models", "main")
-    with pytest.raises(PathNotFoundError, match="'a/c.bin'"):
+    with pytest.raises(PathNotFoundError, match=r"'a/c\.bin'"):
         store.read_file(commit, "a/c.bin")
     with pytest.raises(PathNotFoundError, match="'zzz'"):
         store.list_files(commit, "zzz")

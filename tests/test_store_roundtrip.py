@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from store import Store
+from store import Store, parse_uri
 
 SIZES = [0, 1, 4096, 5 * 1024 * 1024, pytest.param(100 * 1024 * 1024, marks=pytest.mark.slow)]
 
@@ -74,9 +74,11 @@ def test_history_time_travel_and_diff(store: Store) -> None:
     assert store.resolve("data", "main~2") == first.commit_id
     at_second = store.commit(second.commit_id).datetime
     assert store.resolve("data", "main", at=at_second) == second.commit_id
-    changes = store.diff("data", "main~2", "", "data", "main~1", "")
+    changes = store.diff(parse_uri("lockgate://data@main~2"), parse_uri("lockgate://data@main~1"))
     assert [(c.path, c.status) for c in changes] == [("a.csv", "modified"), ("b.csv", "added")]
-    assert [(c.path, c.status) for c in store.diff("data", "main~1", "", "data", "main", "")] == [("b.csv", "removed")]
+    assert [
+        (c.path, c.status) for c in store.diff(parse_uri("lockgate://data@main~1"), parse_uri("lockgate://data@main"))
+    ] == [("b.csv", "removed")]
     store.tag("data", "v1", "main~2")
     assert store.resolve("data", "v1") == first.commit_id
     assert store.read_file(store.resolve("data", "v1"), "a.csv") == b"x,y\n1,2\n"

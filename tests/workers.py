@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from pathlib import Path
 
 from store import Store
 
@@ -28,7 +29,7 @@ def push_and_die(root: str, endpoint: str, path: str, fraction: str) -> None:
         if seen >= total * float(fraction):
             os.kill(os.getpid(), signal.SIGKILL)
 
-    store.commit_files("models", "main", [("big.bin", __import__("pathlib").Path(path))], progress=progress)
+    store.commit_files("models", "main", [("big.bin", Path(path))], progress=progress)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,9 @@ def push(
     files = collect_files(local_path, target.path)
     total = sum(p.stat().st_size for _, p in files)
     with byte_progress(f"pushing to {target.repo}@{target.ref.name}", total, enabled=not as_json) as advance:
-        result = s.commit_files(target.repo, target.ref.name, files, message=message or f"push {local_path.name}", progress=advance)
+        result = s.commit_files(
+            target.repo, target.ref.name, files, message=message or f"push {local_path.name}", progress=advance
+        )
     if as_json:
         _print_json(result.as_dict())
         return
@@ -100,7 +102,9 @@ def list_files(
     commit_id = s.resolve(target.repo, target.ref, _at(at))
     files = s.list_files(commit_id, target.path)
     if as_json:
-        _print_json({"commit": commit_id, "files": {p: {"size": e.size, "manifest": e.manifest_id} for p, e in files.items()}})
+        _print_json(
+            {"commit": commit_id, "files": {p: {"size": e.size, "manifest": e.manifest_id} for p, e in files.items()}}
+        )
         return
     out.print(f"{target.repo}@{target.ref} = [yellow]{commit_id}[/]", highlight=False)
     table = Table(box=None)
@@ -154,7 +158,9 @@ def log(
 
 @app.command()
 def tag(
-    uri: Annotated[str, typer.Argument(help="lockgate://REPO@COMMIT (or a branch, tagged at its head)", show_default=False)],
+    uri: Annotated[
+        str, typer.Argument(help="lockgate://REPO@COMMIT (or a branch, tagged at its head)", show_default=False)
+    ],
     name: Annotated[str, typer.Argument(help="The new tag. Tags are create-once and never move.", show_default=False)],
     store: StoreOption = None,
 ) -> None:
@@ -175,7 +181,7 @@ def diff(
     """Show files added, removed and modified between two commits (or two paths)."""
     a, b = parse_uri(old), parse_uri(new)
     s = _open(store)
-    changes = s.diff(a.repo, a.ref, a.path, b.repo, b.ref, b.path)
+    changes = s.diff(a, b)
     if as_json:
         _print_json([c.__dict__ for c in changes])
         return
@@ -183,7 +189,9 @@ def diff(
         out.print("no differences")
     marks = {"added": "[green]+[/]", "removed": "[red]-[/]", "modified": "[yellow]M[/]"}
     for change in changes:
-        sizes = f"{change.old_size if change.old_size is not None else '-'} -> {change.new_size if change.new_size is not None else '-'}"
+        old_size = "-" if change.old_size is None else change.old_size
+        new_size = "-" if change.new_size is None else change.new_size
+        sizes = f"{old_size} -> {new_size}"
         out.print(f"{marks[change.status]} {change.path}  ({sizes} bytes)")
 
 

@@ -147,9 +147,11 @@ class S3Backend:
             self._fail(exc, key)
 
     def swap_ref(self, key: str, data: bytes, expected_version: str | None) -> bool:
-        condition = {"IfNoneMatch": "*"} if expected_version is None else {"IfMatch": expected_version}
         try:
-            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
+            if expected_version is None:
+                self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+            else:
+                self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=expected_version)
             return True
         except ClientError as exc:
             if str(exc.response.get("Error", {}).get("Code", "")) in _CONFLICT:
