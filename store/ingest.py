@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import blake3
-import zstandard
 
 from store.backends.base import Backend
 from store.chunk_index import ChunkIndex
@@ -25,15 +24,12 @@ from store.chunking import DEFAULT_CHUNKER, ChunkerParams, cut
 from store.ids import chunk_id as compute_chunk_id
 from store.layout import index_key, pack_key
 from store.objects import ChunkRef, Manifest
-from store.pack import MAX_PACK_BYTES, PackBuilder, PackEntry, encode_chunk
+from store.pack import MAX_PACK_BYTES, ChunkEncoder, PackBuilder, PackEntry, buffer_size
 
 ProgressCallback = Callable[[int], None]
 # Two packs in flight bound ingest memory to about 3 x 64 MiB, and keep a disk or an S3
 # connection busy while the CPU chunks the next one.
 _UPLOADS_IN_FLIGHT = 2
-# Level 1: the per-chunk compressor must keep up with ingest at hundreds of MB/s; model
-# weights rarely compress much at any level.
-_CHUNK_ZSTD_LEVEL = 1
 
 
 @dataclass
@@ -64,14 +60,19 @@ class Ingest:
         chunker: ChunkerParams = DEFAULT_CHUNKER,
         max_pack_bytes: int = MAX_PACK_BYTES,
         progress: ProgressCallback | None = None,
+        size_hint: int | None = None,
     ) -> None:
         self._backend = backend
         self._index = index
         self._chunker = chunker
         self._max_pack = max_pack_bytes
         self._progress = progress
-        self._compressor = zstandard.ZstdCompressor(level=_CHUNK_ZSTD_LEVEL)
-        self._pack = PackBuilder()
+        self._encoder = ChunkEncoder()
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lockgate-sha256")
+        # A small commit gets a small first pack buffer instead of 64 MiB.
+        first = self._max_pack if size_hint is None else max(min(size_hint, self._max_pack), 64 * 1024)
+        self._pack = PackBuilder(self._max_pack, bytearray(buffer_size(first)))
+        self._spare_buffers: list[bytearray] = []
         self._session: set[str] = set()  # chunks in the open pack
         # Sealed packs of this session. They join the shared index only once durable, so a
         # failed upload can never make a later push dedup against a pack that is not there.
@@ -85,25 +86,32 @@ class Ingest:
     # -- adding content -------------------------------------------------------------------
 
     def add_bytes(self, data: bytes | memoryview) -> int:
-        """Chunk one file's content; return a handle for ``manifests()``."""
+        """Chunk one file's content; return its position for the manifests ``finish`` builds."""
         view = memoryview(data)
-        pending = _PendingFile(
-            size=len(view),
-            blake3=blake3.blake3(view, max_threads=blake3.blake3.AUTO).hexdigest(),
-            sha256=hashlib.sha256(view).hexdigest(),
-        )
-        for offset, length in cut(view, self._chunker):
-            piece = view[offset : offset + length]
-            cid = compute_chunk_id(piece)
-            pending.chunks.append((cid, length))
-            self.stats.chunks_total += 1
-            self.stats.bytes_total += length
-            if cid in self._session or cid in self._sealed_ids or cid in self._index:
-                self.stats.bytes_reused += length
-            else:
-                self._store_chunk(cid, piece)
-            if self._progress:
-                self._progress(length)
+        # SHA-256 is the slowest hash here (~1.8 GB/s) and hashlib releases the GIL, so it
+        # runs beside the chunking loop instead of before it.
+        sha256 = self._hasher.submit(lambda: hashlib.sha256(view).hexdigest())
+        try:
+            pending = _PendingFile(
+                size=len(view), blake3=blake3.blake3(view, max_threads=blake3.blake3.AUTO).hexdigest(), sha256=""
+            )
+            for offset, length in cut(view, self._chunker):
+                piece = view[offset : offset + length]
+                cid = compute_chunk_id(piece)
+                pending.chunks.append((cid, length))
+                self.stats.chunks_total += 1
+                self.stats.bytes_total += length
+                if cid in self._session or cid in self._sealed_ids or cid in self._index:
+                    self.stats.bytes_reused += length
+                else:
+                    self._store_chunk(cid, piece)
+                piece.release()
+                if self._progress:
+                    self._progress(length)
+        finally:
+            # Never leave the hashing thread reading a buffer the caller is about to unmap.
+            digest = sha256.result()
+        pending.sha256 = digest
         self._files.append(pending)
         return len(self._files) - 1
 
@@ -111,7 +119,10 @@ class Ingest:
         size = os.path.getsize(path)
         if size == 0:
             return self.add_bytes(b"")
-        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        # MAP_POPULATE maps the whole file up front: one page-table fill instead of a fault
+        # per 4 KiB page while chunking, worth ~10 % of ingest speed.
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, flags=flags, prot=mmap.PROT_READ) as mapped:
             view = memoryview(mapped)
             try:
                 return self.add_bytes(view)
@@ -119,8 +130,8 @@ class Ingest:
                 view.release()
 
     def _store_chunk(self, cid: str, raw: memoryview) -> None:
-        stored, codec = encode_chunk(raw, self._compressor)
-        if len(self._pack) and self._pack.size + len(stored) > self._max_pack:
+        stored, codec = self._encoder.encode(raw)
+        if len(self._pack) and not self._pack.fits(len(stored)):
             self._seal()
         self._pack.add(cid, stored, len(raw), codec)
         self._session.add(cid)
@@ -134,7 +145,7 @@ class Ingest:
         if not len(self._pack):
             return
         pack_id, data, index_bytes, entries = self._pack.seal()
-        self._pack = PackBuilder()
+        finished = self._pack.buffer
         self._session.clear()
         self._sealed.append((pack_id, entries))
         for e in entries:
@@ -142,13 +153,19 @@ class Ingest:
         # Bound memory: wait for the oldest upload before queueing another.
         while len([f for f in self._uploads if not f.done()]) >= _UPLOADS_IN_FLIGHT:
             next(f for f in self._uploads if not f.done()).result()
-        self._uploads.append(self._pool.submit(self._upload, pack_id, data, index_bytes))
+        self._uploads.append(self._pool.submit(self._upload, pack_id, data, index_bytes, finished))
         self.stats.packs_written += 1
+        spare = self._spare_buffers.pop() if self._spare_buffers else None
+        if spare is None or len(spare) < buffer_size(self._max_pack):
+            spare = bytearray(buffer_size(self._max_pack))
+        self._pack = PackBuilder(self._max_pack, spare)
 
-    def _upload(self, pack_id: str, data: bytes, index_bytes: bytes) -> None:
+    def _upload(self, pack_id: str, data: memoryview, index_bytes: bytes, buffer: bytearray) -> None:
         # The pack before its index: an index entry always points at a pack that exists.
         self._backend.put(pack_key(pack_id), data)
         self._backend.put(index_key(pack_id), index_bytes)
+        data.release()
+        self._spare_buffers.append(buffer)  # list.append is atomic under the GIL
 
     def finish(self) -> list[Manifest]:
         """Seal the last pack, wait until every pack is durable, then build the manifests."""
@@ -158,6 +175,7 @@ class Ingest:
                 future.result()
         finally:
             self._pool.shutdown(wait=True)
+            self._hasher.shutdown(wait=True)
         for pack_id, entries in self._sealed:
             self._index.add(pack_id, entries)
         manifests = []
@@ -181,3 +199,4 @@ class Ingest:
 
     def abort(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._hasher.shutdown(wait=True, cancel_futures=True)

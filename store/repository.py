@@ -160,10 +160,15 @@ class Store:
         check_name("branch", branch)
         self.refs.create_repo(repo)
         self._index.refresh()
-        ingest = Ingest(self.backend, self._index, progress=progress)
+        file_list = list(files)
+        size_hint = sum(
+            len(src) if isinstance(src, bytes | bytearray | memoryview) else Path(src).stat().st_size
+            for _, src in file_list
+        )
+        ingest = Ingest(self.backend, self._index, progress=progress, size_hint=size_hint)
         paths: list[str] = []
         try:
-            for dest, source in files:
+            for dest, source in file_list:
                 paths.append(normalize_path(dest))
                 if not paths[-1]:
                     raise PathNotFoundError("a file needs a non-empty destination path")

@@ -23,7 +23,7 @@ class Backend(Protocol):
 
     def size(self, key: str) -> int: ...
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | memoryview) -> None:
         """Store an immutable value. Readers see all of it or none of it."""
         ...
 

@@ -57,7 +57,7 @@ class FileBackend:
         except FileNotFoundError:
             raise ObjectNotFoundError(key) from None
 
-    def _write_temp(self, data: bytes) -> Path:
+    def _write_temp(self, data: bytes | memoryview) -> Path:
         tmp = self.path / _TMP / uuid.uuid4().hex
         with open(tmp, "wb") as fh:
             fh.write(data)
@@ -65,7 +65,7 @@ class FileBackend:
             os.fsync(fh.fileno())
         return tmp
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | memoryview) -> None:
         target = self._file(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._write_temp(data)

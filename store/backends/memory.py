@@ -27,7 +27,7 @@ class MemoryBackend:
     def size(self, key: str) -> int:
         return len(self.get(key))
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | memoryview) -> None:
         with self._lock:
             self._data[key] = bytes(data)
 

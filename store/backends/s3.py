@@ -109,9 +109,10 @@ class S3Backend:
         except (ClientError, BotoCoreError) as exc:
             self._fail(exc, key)
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | memoryview) -> None:
         try:
-            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+            body = bytes(data) if isinstance(data, memoryview) else data  # botocore wants bytes
+            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body)
         except (ClientError, BotoCoreError) as exc:
             self._fail(exc, key)
 
