@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 serve: install
-	$(PY) -m gateway.demo
+	$(PY) examples/diabetes_demo.py
 
 lint: install
 	$(VENV)/bin/ruff check .
