@@ -1,0 +1,74 @@
+"""Lineage from MLflow: the dataset commit(s) and the code commit behind a run.
+
+Dataset commits come from the run's ``mlflow.log_input`` sources of the form
+``lockgate://REPO@COMMIT/PATH``, or from a ``lockgate.dataset`` tag on the run or version.
+A tag that names a branch is resolved to its commit now, and a note says so: lineage must be
+a commit, and the store is the only one who can say which.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from store import is_store_uri, parse_uri
+from store.errors import StoreError
+from store.ids import is_full_id
+
+DATASET_TAG = "lockgate.dataset"
+CODE_COMMIT_TAG = "mlflow.source.git.commit"
+
+
+def _source_uri(dataset: Any) -> str | None:
+    raw = getattr(dataset, "source", None)
+    if not raw:
+        return None
+    try:
+        parsed = json.loads(raw)
+    except (TypeError, ValueError):
+        return str(raw)
+    if isinstance(parsed, dict):
+        return parsed.get("uri") or parsed.get("url") or parsed.get("path")
+    return str(parsed)
+
+
+def dataset_uris(run: Any, extra_tags: Iterable[dict[str, str]] = ()) -> list[str]:
+    uris: list[str] = []
+    for dataset_input in getattr(getattr(run, "inputs", None), "dataset_inputs", None) or []:
+        uri = _source_uri(dataset_input.dataset)
+        if uri and is_store_uri(uri) and uri not in uris:
+            uris.append(uri)
+    tags = [getattr(getattr(run, "data", None), "tags", {}) or {}, *extra_tags]
+    for tag_set in tags:
+        uri = tag_set.get(DATASET_TAG)
+        if uri and uri not in uris:
+            uris.append(uri)
+    return uris
+
+
+def pin_dataset_uris(
+    uris: Iterable[str], resolve_ref: Callable[[str, str], str]
+) -> tuple[list[str], list[str], list[str]]:
+    """Return (commits, pinned URIs, notes). ``resolve_ref(repo, ref)`` gives a commit id."""
+    commits: list[str] = []
+    pinned: list[str] = []
+    notes: list[str] = []
+    for uri in uris:
+        try:
+            parsed = parse_uri(uri)
+        except StoreError as exc:
+            notes.append(f"ignored dataset lineage {uri!r}: {exc}")
+            continue
+        commit = parsed.ref.name if is_full_id(parsed.ref.name) and not parsed.ref.back else None
+        if commit is None:
+            try:
+                commit = resolve_ref(parsed.repo, str(parsed.ref))
+            except StoreError as exc:
+                notes.append(f"dataset lineage {uri!r} names a ref the store cannot resolve: {exc}")
+                continue
+            notes.append(f"dataset lineage {uri!r} names a moving ref; pinned to {commit} at resolve time")
+        if commit not in commits:
+            commits.append(commit)
+            pinned.append(f"lockgate://{parsed.repo}@{commit}/{parsed.path}")
+    return commits, pinned, notes

@@ -1,0 +1,85 @@
+"""The loader's one entry point: model URI -> resolved version -> local files -> warmed model."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from loader.cache import FetchReport, ModelCache
+from loader.errors import ModelLoadError
+from loader.flavors import LoadedModel, load_input_example, load_model, read_metadata
+from loader.registry import Resolver
+from loader.resolved import ResolvedModel
+from store import Store
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass
+class LoadReport:
+    fetch: FetchReport
+    load_seconds: float
+    warmup_seconds: float
+    total_seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.fetch.as_dict(),
+            "load_seconds": self.load_seconds,
+            "warmup_seconds": self.warmup_seconds,
+            "total_seconds": self.total_seconds,
+        }
+
+
+@dataclass
+class ServableModel:
+    resolved: ResolvedModel
+    model: LoadedModel
+    report: LoadReport
+    directory: Path
+
+
+class ModelLoader:
+    def __init__(self, resolver: Resolver, cache: ModelCache, open_store: Callable[[], Store]) -> None:
+        self.resolver = resolver
+        self.cache = cache
+        self._open_store = open_store
+
+    def resolve(self, uri: str) -> ResolvedModel:
+        return self.resolver.resolve(uri)
+
+    def load(
+        self, resolved: ResolvedModel, *, progress: ProgressCallback | None = None, warm_up: bool = True
+    ) -> ServableModel:
+        """Fetch (only what is missing), load with the right flavor and warm up on the input
+        example. Blocking: call it off the event loop. Nothing is returned half-ready."""
+        started = time.perf_counter()
+        directory, fetch = self.cache.materialize(self._open_store, resolved.weights, progress=progress)
+        metadata = read_metadata(directory)
+        resolved = replace(
+            resolved,
+            flavors=metadata.flavor_names,
+            signature=metadata.signature,
+            input_example_file=metadata.input_example_file,
+        )
+        load_started = time.perf_counter()
+        model = load_model(directory)
+        model.input_example = load_input_example(directory, metadata)
+        loaded = time.perf_counter()
+        if warm_up and model.input_example is not None:
+            try:
+                model.predict(model.input_example)
+            except Exception as exc:
+                raise ModelLoadError(
+                    f"version {resolved.version or resolved.uri} fails to predict on its own input example: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+        done = time.perf_counter()
+        report = LoadReport(fetch, loaded - load_started, done - loaded, done - started)
+        return ServableModel(resolved, model, report, directory)
+
+    def resolve_and_load(self, uri: str, **kwargs: Any) -> ServableModel:
+        return self.load(self.resolve(uri), **kwargs)
