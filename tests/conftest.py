@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import pytest
 
 from store import Store
-from tests.servers import SeaweedFS
+from tests.registry_helpers import Registry
+from tests.servers import SeaweedFS, env_with, free_port, stop_pid, wait_http
 
 
 @pytest.fixture(scope="session")
@@ -68,3 +72,65 @@ def shared_root(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, st
     root, endpoint = _open_root(request.param, tmp_path, request)
     Store.open(root, create=True, s3_endpoint_url=endpoint).close()
     return root, endpoint
+
+
+# -- MLflow registries -------------------------------------------------------------------
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
+    """An embedded sqlite registry, with the lockgate store the plugin writes to."""
+    store_root = tmp_path / "store"
+    monkeypatch.setenv("LOCKGATE_STORE", str(store_root))
+    monkeypatch.delenv("LOCKGATE_S3_ENDPOINT_URL", raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    yield Registry(uri, store_root, tmp_path)
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``mlflow server`` process on 127.0.0.1, stopped by pid at the end."""
+    workdir = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    venv_bin = str(Path(sys.executable).parent)
+    env = env_with({"PATH": f"{venv_bin}:{os.environ.get('PATH', '')}"})
+    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - closed after the server stops
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
+            "--artifacts-destination", str(workdir / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", timeout=120, proc=proc)
+        yield url
+    finally:
+        stop_pid(proc)
+        log.close()
+
+
+@pytest.fixture
+def server_registry(mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
+    store_root = tmp_path / "store"
+    monkeypatch.setenv("LOCKGATE_STORE", str(store_root))
+    monkeypatch.delenv("LOCKGATE_S3_ENDPOINT_URL", raising=False)
+    mlflow.set_tracking_uri(mlflow_server)
+    mlflow.set_registry_uri(mlflow_server)
+    yield Registry(mlflow_server, store_root, tmp_path)
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("server", marks=pytest.mark.slow)])
+def any_registry(request: pytest.FixtureRequest) -> Registry:
+    """The same test against the embedded sqlite registry and a live ``mlflow server``."""
+    name = "registry" if request.param == "sqlite" else "server_registry"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
