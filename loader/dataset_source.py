@@ -20,7 +20,7 @@ from store import StoreError, is_store_uri, parse_uri
 from store.ids import is_full_id
 
 
-class LockgateDatasetSource(DatasetSource):  # type: ignore[misc]
+class LockgateDatasetSource(DatasetSource):
     def __init__(self, uri: str) -> None:
         self._uri = uri
 
