@@ -288,12 +288,22 @@ class ModelCache:
         from mlflow.exceptions import MlflowException
 
         partial = self.directory / "partial" / key
+        staging = self.directory / "partial" / f"{key}.download"
         shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
         try:
-            mlflow.artifacts.download_artifacts(artifact_uri=weights.artifact_uri, dst_path=str(partial))
+            # MLflow puts the files under the URI's last path segment; move that directory.
+            local = mlflow.artifacts.download_artifacts(artifact_uri=weights.artifact_uri, dst_path=str(staging))
         except MlflowException as exc:
             raise StoreUnavailableError(f"cannot download {weights.artifact_uri} through MLflow: {exc}") from exc
+        local_path = Path(local)
+        if local_path.is_file():
+            partial.mkdir()
+            os.rename(local_path, partial / local_path.name)
+        else:
+            os.rename(local_path, partial)
+        shutil.rmtree(staging, ignore_errors=True)
         files = {p.relative_to(partial).as_posix(): p for p in partial.rglob("*") if p.is_file()}
         if not files:
             raise NoArtifactsError(f"no model files at {weights.artifact_uri}")

@@ -32,6 +32,36 @@ def push_and_die(root: str, endpoint: str, path: str, fraction: str) -> None:
     store.commit_files("models", "main", [("big.bin", Path(path))], progress=progress)
 
 
+def load_model(cache_dir: str, tracking_uri: str, uri: str, die_at: str = "") -> None:
+    """Load a model version into a cache; with ``die_at`` SIGKILL ourselves once that fraction
+    of the fetch is done."""
+    import json
+
+    from loader.cache import ModelCache
+    from loader.model_loader import ModelLoader
+    from loader.registry import Resolver
+    from loader.store_config import open_configured_store
+
+    loader = ModelLoader(Resolver(open_configured_store, tracking_uri), ModelCache(cache_dir), open_configured_store)
+    resolved = loader.resolve(uri)
+    progress = None
+    if die_at:
+        total = sum(
+            e.size
+            for e in open_configured_store().list_files(str(resolved.weights_commit), resolved.weights.path).values()
+        )
+        seen = 0
+
+        def progress(n: int) -> None:
+            nonlocal seen
+            seen += n
+            if seen >= total * float(die_at):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    servable = loader.load(resolved, progress=progress)
+    print(json.dumps(servable.report.as_dict()))
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    {"commit-one": commit_one, "push-and-die": push_and_die}[command](*args)  # type: ignore[operator]
+    {"commit-one": commit_one, "push-and-die": push_and_die, "load-model": load_model}[command](*args)  # type: ignore[operator]
