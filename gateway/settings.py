@@ -1,18 +1,32 @@
-"""Settings from the environment (prefix ``LOCKGATE_``). Built by the CLI or the app factory,
-never at import time, so tests and embedders can pass their own."""
+"""Settings from the environment (prefix ``LOCKGATE_``, plus MLflow's own variables). Built
+by the CLI or the app factory, never at import time, so tests and embedders can pass their own."""
 
 from __future__ import annotations
 
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_STORE = ".lockgate/store"
+from loader.store_config import DEFAULT_STORE_ROOT
+
+DEFAULT_HOME = ".lockgate"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOCKGATE_", extra="ignore")
 
-    store: str = DEFAULT_STORE
+    store: str = DEFAULT_STORE_ROOT
     """Store root: a directory, ``s3://bucket/prefix`` or ``memory://``."""
     s3_endpoint_url: str | None = None
-    """S3 endpoint for non-AWS object stores (SeaweedFS, MinIO). Falls back to boto3's own
-    ``AWS_ENDPOINT_URL`` handling when unset."""
+    """S3 endpoint for non-AWS object stores (SeaweedFS, MinIO)."""
+    cache_dir: str = f"{DEFAULT_HOME}/cache"
+    """Where materialized model versions live."""
+    cache_max_bytes: int | None = None
+    """Bound on the cache; least-recently-used unpinned versions are evicted past it."""
+    tracking_uri: str = Field(
+        default=f"sqlite:///{DEFAULT_HOME}/mlflow.db",
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "LOCKGATE_TRACKING_URI"),
+    )
+    """The MLflow registry to resolve models:/ URIs against (embedded sqlite by default)."""
+    registry_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("MLFLOW_REGISTRY_URI", "LOCKGATE_REGISTRY_URI")
+    )

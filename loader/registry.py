@@ -6,6 +6,7 @@ nothing is downloaded. That keeps a cached version deployable while the store is
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -128,7 +129,10 @@ class Resolver:
                     f"model {name!r} has no alias {ref.selector!r} (aliases: {', '.join(aliases) or 'none'})"
                 ) from exc
         if ref.kind == "stage":
-            found = client.get_latest_versions(name, stages=[str(ref.selector)])
+            with warnings.catch_warnings():
+                # Stages are deprecated by MLflow but still what many teams deploy from.
+                warnings.simplefilter("ignore", FutureWarning)
+                found = client.get_latest_versions(name, stages=[str(ref.selector)])
             if not found:
                 raise VersionNotFoundError(f"model {name!r} has no version in stage {ref.selector!r}")
             return max(found, key=lambda v: int(v.version))

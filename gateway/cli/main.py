@@ -7,8 +7,9 @@ import sys
 
 import typer
 
-from gateway.cli import store_commands
+from gateway.cli import model_commands, store_commands
 from gateway.cli.console import err
+from loader.errors import LoaderError
 from store.errors import StoreError
 
 app = typer.Typer(
@@ -17,12 +18,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(store_commands.app, name="store")
+app.command("resolve")(model_commands.resolve)
+app.command("fetch")(model_commands.fetch)
+app.command("import")(model_commands.import_)
 
 
 def main() -> None:
     try:
         app()
-    except StoreError as exc:
+    except (StoreError, LoaderError) as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:

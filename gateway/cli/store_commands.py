@@ -14,6 +14,7 @@ from rich.table import Table
 from gateway.cli.console import byte_progress, err, human_bytes, out
 from gateway.cli.timespec import parse_time
 from gateway.settings import Settings
+from gateway.wiring import store_opener
 from store import Store, collect_files, parse_uri
 from store.errors import InvalidURIError
 
@@ -38,8 +39,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 
 
 def _open(store: str | None, create: bool = False) -> Store:
-    settings = Settings()
-    return Store.open(store or settings.store, create=create, s3_endpoint_url=settings.s3_endpoint_url)
+    settings = Settings(store=store) if store else Settings()
+    return store_opener(settings, create=create)()
 
 
 def _at(text: str | None) -> datetime | None:

@@ -1,0 +1,142 @@
+"""``lockgate resolve``, ``lockgate fetch`` and ``lockgate import``: the loader from the shell."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.table import Table
+
+from gateway.cli.console import byte_progress, human_bytes, out
+from gateway.settings import Settings
+from gateway.wiring import build_loader, store_opener
+from loader.importer import import_model
+from loader.resolved import ResolvedModel
+from store import parse_uri
+
+StoreOption = Annotated[str | None, typer.Option("--store", help="Store root. Env: LOCKGATE_STORE.")]
+TrackingOption = Annotated[
+    str | None, typer.Option("--tracking-uri", help="MLflow tracking/registry URI. Env: MLFLOW_TRACKING_URI.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
+URI_HELP = (
+    "models:/NAME/STAGE, models:/NAME@ALIAS, models:/NAME/VERSION, models:/NAME/latest, "
+    "models:/m-ID, runs:/RUN/PATH or lockgate://REPO@REF/PATH"
+)
+
+
+def _settings(store: str | None, tracking_uri: str | None) -> Settings:
+    settings = Settings()
+    updates: dict[str, Any] = {}
+    if store:
+        updates["store"] = store
+    if tracking_uri:
+        updates["tracking_uri"] = tracking_uri
+    return settings.model_copy(update=updates)
+
+
+def _print_json(data: object) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+def _lineage_table(resolved: ResolvedModel) -> Table:
+    table = Table(show_header=False, box=None)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    rows = [
+        ("model", f"{resolved.name or '-'} version {resolved.version or '-'}"),
+        ("follows", f"{resolved.uri} ({resolved.reference}{', moves' if resolved.moves else ', fixed'})"),
+        ("weights", resolved.weights.uri),
+        ("weights commit", resolved.weights_commit or "- (not in the store; `lockgate import` pins it)"),
+        ("dataset commit", resolved.dataset_commit or "- (no dataset lineage recorded)"),
+        ("run", resolved.run_id or "-"),
+        ("code commit", resolved.code_commit or "-"),
+    ]
+    if resolved.flavors:
+        rows.append(("flavors", ", ".join(resolved.flavors)))
+    for label, value in rows:
+        table.add_row(f"[bold]{label}[/]", value)
+    for note in resolved.notes:
+        table.add_row("[yellow]note[/]", note)
+    return table
+
+
+def resolve(
+    model_uri: Annotated[str, typer.Argument(help=URI_HELP, show_default=False)],
+    store: StoreOption = None,
+    tracking_uri: TrackingOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show which immutable version a model URI names now, with its lineage. Fetches nothing."""
+    resolved = build_loader(_settings(store, tracking_uri)).resolve(model_uri)
+    if as_json:
+        _print_json(resolved.as_dict())
+    else:
+        out.print(_lineage_table(resolved))
+
+
+def fetch(
+    model_uri: Annotated[str, typer.Argument(help=URI_HELP, show_default=False)],
+    store: StoreOption = None,
+    tracking_uri: TrackingOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Resolve, fetch only the chunks the local cache lacks, load and warm up the model.
+
+    Prints the version, its commits and the bytes fetched versus reused. The cache is
+    LOCKGATE_CACHE_DIR (default .lockgate/cache), bounded by LOCKGATE_CACHE_MAX_BYTES.
+    """
+    loader = build_loader(_settings(store, tracking_uri))
+    resolved = loader.resolve(model_uri)
+    total = 0
+    if resolved.weights.in_store and not loader.cache.is_complete(resolved.weights.cache_key):
+        files = store_opener(_settings(store, tracking_uri))().list_files(
+            str(resolved.weights_commit), resolved.weights.path
+        )
+        total = sum(e.size for e in files.values())
+    with byte_progress(f"fetching {resolved.name or model_uri}", total, enabled=not as_json) as advance:
+        servable = loader.load(resolved, progress=advance)
+    report = servable.report
+    if as_json:
+        _print_json(
+            {"resolved": servable.resolved.as_dict(), "load": report.as_dict(), "flavor": servable.model.flavor}
+        )
+        return
+    out.print(_lineage_table(servable.resolved))
+    f = report.fetch
+    out.print(
+        f"[bold green]ready[/] ({servable.model.flavor}) in {report.total_seconds:.2f}s: "
+        f"{human_bytes(f.bytes_total)} total, {human_bytes(f.bytes_fetched)} fetched, "
+        f"{human_bytes(f.bytes_reused)} reused{' (already cached)' if f.cached else ''}"
+    )
+
+
+def import_(
+    model_uri: Annotated[str, typer.Argument(help=URI_HELP, show_default=False)],
+    destination: Annotated[str, typer.Argument(help="lockgate://REPO@BRANCH/PATH to copy it to.", show_default=False)],
+    store: StoreOption = None,
+    tracking_uri: TrackingOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Copy a version stored in MLflow's own artifact store into the lockgate store, and pin
+    the registry version to that commit (tag lockgate.uri), so later deploys of it dedup."""
+    settings = _settings(store, tracking_uri)
+    loader = build_loader(settings)
+    result = import_model(loader.resolver, store_opener(settings, create=True)(), model_uri, parse_uri(destination))
+    if as_json:
+        _print_json(
+            {
+                "pinned_uri": result.pinned_uri,
+                "already_in_store": result.already_in_store,
+                "push": result.push.as_dict() if result.push else None,
+            }
+        )
+        return
+    if result.already_in_store:
+        out.print(f"{model_uri} is already in the store at {result.pinned_uri}")
+        return
+    assert result.push is not None
+    out.print(f"[bold green]imported[/] {model_uri} -> {result.pinned_uri}")
+    out.print(f"  {human_bytes(result.push.bytes_total)} total, {human_bytes(result.push.bytes_new)} new")

@@ -1,0 +1,40 @@
+"""Building the loader's parts from settings: the one place that connects configuration to
+the store, the registry and the cache."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+from gateway.settings import Settings
+from loader.cache import ModelCache
+from loader.model_loader import ModelLoader
+from loader.registry import Resolver
+from store import Store
+
+
+def export_store_settings(settings: Settings) -> None:
+    """MLflow builds lockgate's artifact repository and dataset source itself, from a URI
+    alone; they read the store root from the environment, so make it match the settings."""
+    os.environ["LOCKGATE_STORE"] = settings.store
+    if settings.s3_endpoint_url:
+        os.environ["LOCKGATE_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+
+
+def store_opener(settings: Settings, create: bool = False) -> Callable[[], Store]:
+    @cache
+    def open_store() -> Store:
+        return Store.open(settings.store, create=create, s3_endpoint_url=settings.s3_endpoint_url)
+
+    return open_store
+
+
+def build_loader(settings: Settings) -> ModelLoader:
+    export_store_settings(settings)
+    if settings.tracking_uri.startswith("sqlite:///"):
+        Path(settings.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    open_store = store_opener(settings)
+    resolver = Resolver(open_store, tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
+    return ModelLoader(resolver, ModelCache(settings.cache_dir, settings.cache_max_bytes), open_store)
