@@ -21,6 +21,7 @@ def run(args: list[str], registry: Registry, ok: bool = True) -> subprocess.Comp
         "MLFLOW_TRACKING_URI": registry.tracking_uri,
         "LOCKGATE_STORE": str(registry.store_root),
         "LOCKGATE_CACHE_DIR": str(registry.workdir / "cache"),
+        "PYTHONPATH": str(ROOT_DIR),
     }
     proc = subprocess.run(
         [LOCKGATE, *args], capture_output=True, text=True, env=env, timeout=180, check=False, cwd=ROOT_DIR
