@@ -181,6 +181,7 @@ class ModelCache:
         report.evicted = self._make_room(total, keep=key)
 
         partial = self.directory / "partial" / key
+        resuming = partial.exists()
         partial.mkdir(parents=True, exist_ok=True)
         needed: dict[str, tuple[ChunkRef, list[_Target]]] = {}
         for rel, (_mid, manifest) in manifests.items():
@@ -192,8 +193,8 @@ class ModelCache:
                 needed.setdefault(ref.chunk_id, (ref, []))[1].append(_Target(rel, offset))
 
         # 1. Chunks already written to the partial copy by an interrupted attempt.
-        resumed = self._verify_in_place(partial, needed)
-        report.bytes_reused += resumed
+        if resuming:
+            report.bytes_reused += self._verify_in_place(partial, needed)
         # 2. Chunks held by complete versions: copy locally, verified.
         report.bytes_reused += self._copy_local(partial, needed, exclude=key)
         # 3. The rest from the store: coalesced, parallel, verified ranged reads.
@@ -405,7 +406,7 @@ def _chunk_at(path: Path, offset: int, length: int) -> str | None:
             raw = fh.read(length)
     except OSError:
         return None
-    if len(raw) != length or not any(raw):  # unwritten (sparse) regions read as zeros
+    if len(raw) != length:
         return None
     return compute_chunk_id(raw)
 
