@@ -7,12 +7,13 @@ import os
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.settings import Settings
-from loader.cache import ModelCache
-from loader.model_loader import ModelLoader
-from loader.registry import Resolver
 from store import Store
+
+if TYPE_CHECKING:
+    from loader.model_loader import ModelLoader
 
 
 def export_store_settings(settings: Settings) -> None:
@@ -32,6 +33,11 @@ def store_opener(settings: Settings, create: bool = False) -> Callable[[], Store
 
 
 def build_loader(settings: Settings) -> ModelLoader:
+    # Imported here: MLflow takes ~1.5 s to import, and `lockgate store ...` never needs it.
+    from loader.cache import ModelCache
+    from loader.model_loader import ModelLoader
+    from loader.registry import Resolver
+
     export_store_settings(settings)
     if settings.tracking_uri.startswith("sqlite:///"):
         Path(settings.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

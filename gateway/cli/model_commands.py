@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -12,9 +12,10 @@ from rich.table import Table
 from gateway.cli.console import byte_progress, human_bytes, out
 from gateway.settings import Settings
 from gateway.wiring import build_loader, store_opener
-from loader.importer import import_model
-from loader.resolved import ResolvedModel
 from store import parse_uri
+
+if TYPE_CHECKING:
+    from loader.resolved import ResolvedModel
 
 StoreOption = Annotated[str | None, typer.Option("--store", help="Store root. Env: LOCKGATE_STORE.")]
 TrackingOption = Annotated[
@@ -122,6 +123,8 @@ def import_(
 ) -> None:
     """Copy a version stored in MLflow's own artifact store into the lockgate store, and pin
     the registry version to that commit (tag lockgate.uri), so later deploys of it dedup."""
+    from loader.importer import import_model
+
     settings = _settings(store, tracking_uri)
     loader = build_loader(settings)
     result = import_model(loader.resolver, store_opener(settings, create=True)(), model_uri, parse_uri(destination))
