@@ -31,6 +31,7 @@ test: lint typecheck unit
 
 bench: install
 	$(PY) bench/store_bench.py
+	$(PY) bench/load_bench.py
 
 clean:
 	rm -rf $(VENV) .lockgate .mypy_cache .ruff_cache .pytest_cache
