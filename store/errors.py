@@ -91,3 +91,7 @@ class StoreUnreachableError(BackendError):
 
 class AccessDeniedError(BackendError):
     pass
+
+
+class StoreFullError(BackendError):
+    pass

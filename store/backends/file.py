@@ -8,6 +8,7 @@ never wedges a branch. Tags are created with ``os.link``, which fails if the nam
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import uuid
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from store.errors import ObjectNotFoundError, StoreUnreachableError
+from store.errors import ObjectNotFoundError, StoreFullError, StoreUnreachableError
 
 _TMP = ".tmp"
 _LOCKS = ".locks"
@@ -59,10 +60,18 @@ class FileBackend:
 
     def _write_temp(self, data: bytes | memoryview) -> Path:
         tmp = self.path / _TMP / uuid.uuid4().hex
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno == errno.ENOSPC:
+                raise StoreFullError(
+                    f"the disk under store {self.root!r} is full ({len(data):,} bytes to write)"
+                ) from exc
+            raise
         return tmp
 
     def put(self, key: str, data: bytes | memoryview) -> None:
