@@ -30,3 +30,15 @@ class Settings(BaseSettings):
     registry_uri: str | None = Field(
         default=None, validation_alias=AliasChoices("MLFLOW_REGISTRY_URI", "LOCKGATE_REGISTRY_URI")
     )
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_token: str | None = None
+    """Bearer token for /admin routes. Unset: admin routes answer loopback clients only."""
+    follow_interval: float = 10.0
+    """Seconds between re-resolutions of moving references (stage, alias, latest)."""
+    max_body_bytes: int = 16 * 1024 * 1024
+    request_timeout: float = 60.0
+    """Seconds before a prediction answers 504 (MLflow's scoring server default)."""
+    drain_timeout: float = 30.0
+    """Seconds a swapped-out version may take to finish its in-flight requests."""

@@ -40,10 +40,14 @@ def read_metadata(directory: Path) -> ModelMetadata:
     return parse_mlmodel(path.read_bytes(), str(path))
 
 
-def load_model(directory: Path) -> LoadedModel:
+def load_model(directory: Path, prefer_pyfunc: bool = False) -> LoadedModel:
+    """Load with the native flavor, or (``prefer_pyfunc``) through MLflow's pyfunc wrapper,
+    which brings MLflow's own signature enforcement: what the scoring protocol needs."""
     metadata = read_metadata(directory)
     flavors = metadata.flavors
     try:
+        if prefer_pyfunc and "python_function" in flavors:
+            return _load_pyfunc(directory, metadata)
         if "sklearn" in flavors:
             return _load_sklearn(directory, metadata)
         if "onnx" in flavors:

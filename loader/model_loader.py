@@ -52,7 +52,12 @@ class ModelLoader:
         return self.resolver.resolve(uri)
 
     def load(
-        self, resolved: ResolvedModel, *, progress: ProgressCallback | None = None, warm_up: bool = True
+        self,
+        resolved: ResolvedModel,
+        *,
+        progress: ProgressCallback | None = None,
+        warm_up: bool = True,
+        prefer_pyfunc: bool = False,
     ) -> ServableModel:
         """Fetch (only what is missing), load with the right flavor and warm up on the input
         example. Blocking: call it off the event loop. Nothing is returned half-ready."""
@@ -66,7 +71,7 @@ class ModelLoader:
             input_example_file=metadata.input_example_file,
         )
         load_started = time.perf_counter()
-        model = load_model(directory)
+        model = load_model(directory, prefer_pyfunc=prefer_pyfunc)
         model.input_example = load_input_example(directory, metadata)
         loaded = time.perf_counter()
         if warm_up and model.input_example is not None:

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from gateway.cli import model_commands, store_commands
+from gateway.cli import model_commands, serve_commands, store_commands
 from gateway.cli.console import err
 from loader.errors import LoaderError
 from store.errors import StoreError
@@ -21,6 +21,9 @@ app.add_typer(store_commands.app, name="store")
 app.command("resolve")(model_commands.resolve)
 app.command("fetch")(model_commands.fetch)
 app.command("import")(model_commands.import_)
+for command in (serve_commands.serve, serve_commands.deploy, serve_commands.endpoints, serve_commands.undeploy,
+                serve_commands.rollback, serve_commands.lineage):  # fmt: skip
+    app.command()(command)
 
 
 def main() -> None:

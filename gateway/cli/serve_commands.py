@@ -1,0 +1,185 @@
+"""``lockgate serve``, ``deploy``, ``endpoints``, ``undeploy``, ``rollback``, ``lineage``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import orjson
+import typer
+from rich.table import Table
+
+from gateway.cli.console import err, human_bytes, out
+from gateway.settings import Settings
+
+GatewayOption = Annotated[
+    str, typer.Option("--gateway", help="Gateway URL. Env: LOCKGATE_GATEWAY.", envvar="LOCKGATE_GATEWAY")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the gateway's JSON answer.")]
+DEFAULT_GATEWAY = "http://127.0.0.1:8080"
+
+
+def serve(
+    model_uris: Annotated[
+        list[str] | None, typer.Argument(help="Model URIs; each becomes an endpoint.", show_default=False)
+    ] = None,
+    name: Annotated[list[str] | None, typer.Option("--name", help="Endpoint name (repeat once per URI).")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address. Env: LOCKGATE_HOST (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port. Env: LOCKGATE_PORT (default 8080).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML file listing endpoints.")] = None,
+) -> None:
+    """Serve model URIs over HTTP, MLflow-compatible, each pinned to its store commit.
+
+    Example: lockgate serve models:/diabetes/Production --port 8080
+    Then: curl -X POST localhost:8080/invocations -H 'Content-Type: application/json' -d '{"dataframe_split": ...}'
+    """
+    import uvicorn
+
+    from gateway.app import EndpointSpec, create_app, default_name
+    from gateway.config_file import read_config
+
+    updates: dict[str, Any] = {}
+    if host:
+        updates["host"] = host
+    if port:
+        updates["port"] = port
+    settings = Settings().model_copy(update=updates)
+    specs = read_config(config) if config else []
+    names = list(name or [])
+    uris = list(model_uris or [])
+    if names and len(names) != len(uris):
+        raise typer.BadParameter(f"give one --name per model URI ({len(uris)} URIs, {len(names)} names)")
+    for index, uri in enumerate(uris):
+        specs.append(EndpointSpec(names[index] if names else default_name(uri), uri))
+    if not specs:
+        err.print("no endpoints configured yet: deploy with `lockgate deploy MODEL_URI` or POST /admin/endpoints")
+    app = create_app(settings, specs)
+    err.print(
+        f"lockgate serving {', '.join(s.name for s in specs) or 'no endpoints'} on http://{settings.host}:{settings.port}"
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, workers=1, log_level="warning")
+
+
+def _client(gateway: str) -> httpx.Client:
+    token = os.environ.get("LOCKGATE_ADMIN_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=gateway, headers=headers, timeout=600)
+
+
+def _call(gateway: str, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        with _client(gateway) as client:
+            response = client.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        err.print(f"[bold red]error:[/] cannot reach the gateway at {gateway}: {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+    data = response.json() if response.headers.get("content-type", "").startswith("application/json") else response.text
+    if response.status_code >= 400:
+        message = data.get("message") if isinstance(data, dict) else data
+        err.print(f"[bold red]error ({response.status_code}):[/] {message}", highlight=False)
+        raise typer.Exit(1)
+    return data
+
+
+def _print_json(data: object) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def deploy(
+    model_uri: Annotated[
+        str, typer.Argument(help="models:/NAME/Production, models:/NAME@ALIAS, ...", show_default=False)
+    ],
+    name: Annotated[str | None, typer.Option("--name", help="Endpoint name (default: the model's name).")] = None,
+    gateway: GatewayOption = DEFAULT_GATEWAY,
+    no_follow: Annotated[
+        bool, typer.Option("--no-follow", help="Pin this version; do not follow the reference.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Deploy (or redeploy) a model to a running gateway: resolve, fetch, warm up, swap in.
+
+    Prints the version, its weights and dataset commits, and the bytes fetched.
+    """
+    body = {"model_uri": model_uri, "name": name, "follow": False if no_follow else None}
+    data = _call(gateway, "POST", "/admin/endpoints", json=body)
+    if as_json:
+        _print_json(data)
+        return
+    report = data.get("load_report") or {}
+    out.print(
+        f"[bold green]deployed[/] {data['name']}: {data['model_name'] or '-'} "
+        f"version {data['version'] or '-'} ({data['serving_path']})"
+    )
+    out.print(f"  weights commit  {data['weights_commit'] or '-'}")
+    out.print(f"  dataset commit  {data['dataset_commit'] or '- (no dataset lineage)'}")
+    out.print(f"  follows         {data['model_uri']} ({'following' if data['follow'] else 'pinned'})")
+    if report:
+        out.print(
+            f"  fetched         {human_bytes(report['bytes_fetched'])} of {human_bytes(report['bytes_total'])}"
+            f" ({human_bytes(report['bytes_reused'])} reused) in {report['total_seconds']:.2f}s"
+        )
+
+
+def endpoints(gateway: GatewayOption = DEFAULT_GATEWAY, as_json: JsonOption = False) -> None:
+    """List a gateway's endpoints with their versions and commits."""
+    data = _call(gateway, "GET", "/endpoints")
+    if as_json:
+        _print_json(data)
+        return
+    table = Table("endpoint", "status", "version", "weights commit", "dataset commit", "follows")
+    for e in data["endpoints"]:
+        follows = e["model_uri"] + ("" if e["follow"] else " (pinned)")
+        commits = [(e["weights_commit"] or "-")[:16], (e["dataset_commit"] or "-")[:16]]
+        table.add_row(e["name"], e["status"], str(e["version"] or "-"), *commits, follows)
+    out.print(table)
+
+
+def undeploy(
+    name: Annotated[str, typer.Argument(show_default=False)], gateway: GatewayOption = DEFAULT_GATEWAY
+) -> None:
+    """Remove an endpoint (its in-flight requests finish first)."""
+    _call(gateway, "DELETE", f"/admin/endpoints/{name}")
+    out.print(f"undeployed {name}")
+
+
+def rollback(
+    name: Annotated[str, typer.Argument(show_default=False)], gateway: GatewayOption = DEFAULT_GATEWAY
+) -> None:
+    """Return an endpoint to the version it served before (from cache: zero bytes fetched).
+    The endpoint stops following its reference until it is redeployed."""
+    data = _call(gateway, "POST", f"/admin/endpoints/{name}/rollback")
+    out.print(f"[bold green]rolled back[/] {name} to version {data['version']} ({data['weights_commit']})")
+
+
+def lineage(
+    name: Annotated[str, typer.Argument(show_default=False)],
+    at: Annotated[str | None, typer.Option("--at", help="TIME: ISO 8601, unix seconds or '15m ago'.")] = None,
+    gateway: GatewayOption = DEFAULT_GATEWAY,
+    as_json: JsonOption = False,
+) -> None:
+    """Which version, weights commit and dataset commit served NAME at a time (from the ledger)."""
+    data = _call(gateway, "GET", f"/endpoints/{name}/lineage", params={"at": at} if at else None)
+    if as_json:
+        _print_json(data)
+        return
+    if at:
+        event = data["serving"]
+        if event is None:
+            out.print(f"nothing served {name} at {data['at']}")
+            return
+        to = event["to"]
+        out.print(
+            f"{name} at {data['at']}: version {to['version']}  "
+            f"weights {to['weights_commit']}  dataset {to['dataset_commit']}"
+        )
+        out.print(f"  since {event['time']} ({event['action']} by {event['actor']})")
+        return
+    for event in data["events"]:
+        to = event.get("to") or {}
+        out.print(
+            f"{event['time']}  {event['action']:<9} version {to.get('version') or '-':<4} "
+            f"weights {(to.get('weights_commit') or '-')[:16]}  {event.get('error') or ''}"
+        )

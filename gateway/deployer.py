@@ -1,0 +1,189 @@
+"""Deploying, swapping, rolling back and following: the gateway's control plane.
+
+Every load happens in a worker thread (never on the event loop), is warmed up by the loader,
+and only then is switched in. The old deployment drains its in-flight requests before it is
+dropped. Failures leave the current deployment serving and show on the endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from gateway.endpoints import Deployment, Endpoint
+from gateway.errors import EndpointNotFoundError, GatewayError
+from gateway.ledger import Ledger, VersionRef
+from loader.model_loader import ModelLoader
+from loader.resolved import ResolvedModel
+
+_log = logging.getLogger(__name__)
+
+
+class Deployer:
+    def __init__(
+        self,
+        loader: ModelLoader,
+        ledger: Ledger,
+        *,
+        drain_timeout: float = 30.0,
+        schema_of: Callable[[Deployment], object] | None = None,
+    ) -> None:
+        self.loader = loader
+        self.ledger = ledger
+        self.endpoints: dict[str, Endpoint] = {}
+        self.drain_timeout = drain_timeout
+        self._schema_of = schema_of
+
+    def get(self, name: str) -> Endpoint:
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
+            known = ", ".join(self.endpoints) or "none"
+            raise EndpointNotFoundError(f"no endpoint {name!r} (endpoints: {known})")
+        return endpoint
+
+    # -- loading ----------------------------------------------------------------------------
+
+    async def _load(self, resolved: ResolvedModel) -> Deployment:
+        servable = await asyncio.to_thread(self.loader.load, resolved, prefer_pyfunc=True)
+        deployment = Deployment(servable)
+        if self._schema_of is not None:
+            deployment.input_schema = self._schema_of(deployment)
+        return deployment
+
+    async def deploy(self, name: str, model_uri: str, follow: bool | None = None, actor: str = "gateway") -> Endpoint:
+        """Create or redeploy ``name`` from ``model_uri``. Raises if the first load fails; on a
+        redeploy failure the current version keeps serving and the error is raised too."""
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
+            endpoint = Endpoint(name, model_uri, follow=False)
+            self.endpoints[name] = endpoint
+        async with endpoint.lock:
+            resolved = None
+            try:
+                resolved = await asyncio.to_thread(self.loader.resolve, model_uri)
+                endpoint.model_uri = model_uri
+                endpoint.follow = resolved.moves if follow is None else follow
+                await self._switch_to(endpoint, resolved, "deploy", actor)
+            except Exception as exc:
+                self._failed(endpoint, exc, actor, resolved)
+                if endpoint.current is None and endpoint.status != "failed":
+                    endpoint.status = "failed"
+                raise
+        return endpoint
+
+    async def _switch_to(self, endpoint: Endpoint, resolved: ResolvedModel, action: str, actor: str) -> None:
+        if endpoint.current is not None and endpoint.current.key == resolved.weights.cache_key:
+            endpoint.note("unchanged", version=resolved.version)
+            endpoint.status = "ready"
+            return
+        deployment = await self._load(resolved)
+        self.loader.cache.pin(deployment.key)
+        old = endpoint.current
+        # The switch: one assignment on the event loop. New requests see the new version now.
+        endpoint.current = deployment
+        endpoint.status = "ready"
+        endpoint.last_error = None
+        kind = "swap" if old is not None and action == "deploy" else action
+        self.ledger.record(endpoint.name, kind, actor, deployment.version_ref, old.version_ref if old else None)
+        endpoint.note(kind, version=resolved.version, weights_commit=resolved.weights_commit,
+                      bytes_fetched=deployment.servable.report.fetch.bytes_fetched)  # fmt: skip
+        if old is not None:
+            await self._retire(endpoint, old)
+
+    async def _retire(self, endpoint: Endpoint, old: Deployment) -> None:
+        """Keep ``old`` as the rollback target once it has drained; unpin the one before it."""
+        if not await old.drained(self.drain_timeout):
+            _log.warning(
+                "endpoint %s: version %s still busy after %ss", endpoint.name, old.resolved.version, self.drain_timeout
+            )
+        before = endpoint.previous
+        endpoint.previous = old
+        if (
+            before is not None
+            and before.key != old.key
+            and (endpoint.current is None or before.key != endpoint.current.key)
+        ):
+            self.loader.cache.unpin(before.key)
+
+    def _failed(self, endpoint: Endpoint, exc: BaseException, actor: str, resolved: ResolvedModel | None) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        endpoint.last_error = message
+        endpoint.note("failed", error=message, version=resolved.version if resolved else None)
+        if resolved is None:
+            return  # nothing was attempted (e.g. the registry is down): not a ledger event
+        target = VersionRef(resolved.version, resolved.weights_commit, resolved.dataset_commit, resolved.weights.uri)
+        current = endpoint.current.version_ref if endpoint.current else None
+        self.ledger.record(endpoint.name, "failed", actor, target, current, error=message)
+
+    # -- rollback and undeploy ----------------------------------------------------------------
+
+    async def rollback(self, name: str, actor: str = "gateway") -> Endpoint:
+        endpoint = self.get(name)
+        async with endpoint.lock:
+            target = endpoint.previous
+            if target is None:
+                raise GatewayError(f"endpoint {name!r} has no previous version to roll back to")
+            # The rollback target is still pinned in the cache: this costs zero bytes.
+            deployment = await self._load(target.resolved)
+            old = endpoint.current
+            endpoint.current = deployment
+            endpoint.follow = False  # a rollback pins the endpoint; redeploy to follow again
+            endpoint.status = "ready"
+            self.ledger.record(name, "rollback", actor, deployment.version_ref, old.version_ref if old else None)
+            endpoint.note(
+                "rollback",
+                version=deployment.resolved.version,
+                bytes_fetched=deployment.servable.report.fetch.bytes_fetched,
+            )
+            if old is not None:
+                await old.drained(self.drain_timeout)
+                endpoint.previous = old
+        return endpoint
+
+    async def undeploy(self, name: str, actor: str = "gateway") -> None:
+        endpoint = self.get(name)
+        async with endpoint.lock:
+            del self.endpoints[name]
+            old = endpoint.current
+            endpoint.current = None
+            self.ledger.record(name, "undeploy", actor, None, old.version_ref if old else None)
+            for deployment in (old, endpoint.previous):
+                if deployment is not None:
+                    await deployment.drained(self.drain_timeout)
+                    self.loader.cache.unpin(deployment.key)
+
+    # -- follow mode --------------------------------------------------------------------------
+
+    async def follow_once(self) -> None:
+        """Re-resolve every following endpoint; swap where the answer changed."""
+        for endpoint in list(self.endpoints.values()):
+            if not endpoint.follow or endpoint.lock.locked():
+                continue
+            async with endpoint.lock:
+                endpoint.last_checked = datetime.now(UTC).isoformat()
+                resolved = None
+                try:
+                    resolved = await asyncio.to_thread(self.loader.resolve, endpoint.model_uri)
+                    if endpoint.current is not None and resolved.weights.cache_key == endpoint.current.key:
+                        continue
+                    if (
+                        endpoint.last_error
+                        and endpoint.history
+                        and endpoint.history[0].get("failed_key") == resolved.weights.cache_key
+                    ):
+                        continue  # this exact version already failed; wait for the reference to move
+                    await self._switch_to(endpoint, resolved, "deploy", "follow")
+                except Exception as exc:
+                    self._failed(endpoint, exc, "follow", resolved)
+                    if resolved is not None:
+                        endpoint.history[0]["failed_key"] = resolved.weights.cache_key
+
+    async def follow_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.follow_once()
+            except Exception:  # the loop itself must never die
+                _log.exception("follow loop")

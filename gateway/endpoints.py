@@ -1,0 +1,103 @@
+"""Endpoint state: which deployment serves each endpoint, and the atomic switch between them.
+
+A ``Deployment`` is one loaded, warmed-up version. An ``Endpoint`` points at its current
+deployment; a request reads that pointer once and is served entirely by that deployment
+(its in-flight count keeps it alive while a swap drains it). Switching is a single reference
+assignment on the event loop, so no request ever sees a half-swapped endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.ledger import VersionRef
+from loader.model_loader import ServableModel
+from loader.resolved import ResolvedModel
+
+HISTORY = 20
+
+
+@dataclass
+class Deployment:
+    servable: ServableModel
+    loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    inflight: int = 0
+    input_schema: Any = None
+
+    @property
+    def resolved(self) -> ResolvedModel:
+        return self.servable.resolved
+
+    @property
+    def key(self) -> str:
+        return self.resolved.weights.cache_key
+
+    @property
+    def version_ref(self) -> VersionRef:
+        r = self.resolved
+        return VersionRef(r.version, r.weights_commit, r.dataset_commit, r.weights.uri)
+
+    def headers(self) -> dict[str, str]:
+        r = self.resolved
+        return {
+            "X-Lockgate-Model-Version": r.version or "none",
+            "X-Lockgate-Weights-Commit": r.weights_commit or "none",
+            "X-Lockgate-Dataset-Commit": r.dataset_commit or "none",
+        }
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no request is using this deployment (or ``timeout`` passes)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.inflight > 0:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+
+@dataclass
+class Endpoint:
+    name: str
+    model_uri: str
+    follow: bool
+    current: Deployment | None = None
+    previous: Deployment | None = None  # the rollback target
+    status: str = "loading"
+    last_error: str | None = None
+    last_checked: str | None = None
+    history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def note(self, action: str, **details: Any) -> None:
+        self.history.appendleft({"time": datetime.now(UTC).isoformat(), "action": action, **details})
+
+    def describe(self) -> dict[str, Any]:
+        current = self.current
+        resolved = current.resolved if current else None
+        return {
+            "name": self.name,
+            "status": self.status,
+            "model_uri": self.model_uri,
+            "follow": self.follow,
+            "model_name": resolved.name if resolved else None,
+            "version": resolved.version if resolved else None,
+            "weights_commit": resolved.weights_commit if resolved else None,
+            "weights_uri": resolved.weights.uri if resolved else None,
+            "dataset_commit": resolved.dataset_commit if resolved else None,
+            "dataset_uris": list(resolved.dataset_uris) if resolved else [],
+            "run_id": resolved.run_id if resolved else None,
+            "code_commit": resolved.code_commit if resolved else None,
+            "flavors": list(resolved.flavors) if resolved else [],
+            "serving_path": current.servable.model.flavor if current else None,
+            "loaded_at": current.loaded_at if current else None,
+            "load_report": current.servable.report.as_dict() if current else None,
+            "rollback_version": self.previous.resolved.version if self.previous else None,
+            "last_error": self.last_error,
+            "last_checked": self.last_checked,
+            "notes": list(resolved.notes) if resolved else [],
+            "history": list(self.history),
+        }

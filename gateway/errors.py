@@ -1,0 +1,72 @@
+"""Errors raised by the gateway, and the one place errors become HTTP statuses.
+
+    GatewayError
+    ├── EndpointNotFoundError    no endpoint by that name (404)
+    ├── EndpointNotReadyError    the endpoint has no loaded model yet (503)
+    ├── AdminAuthError           missing or wrong admin token, or a non-loopback client (401/403)
+    ├── RequestTooLargeError     body over LOCKGATE_MAX_BODY_BYTES (413)
+    └── ConfigError              a config file that cannot be read (CLI exit 2)
+
+Loader and store errors raised during a deploy map to statuses by ``status_for``.
+"""
+
+from __future__ import annotations
+
+from loader.errors import (
+    FetchError,
+    LoaderError,
+    ModelLoadError,
+    ModelURIError,
+    RegistryUnavailableError,
+    ResolveError,
+)
+from store.errors import StoreError
+
+
+class GatewayError(Exception):
+    status = 500
+    error_code = "INTERNAL_ERROR"
+
+
+class EndpointNotFoundError(GatewayError):
+    status = 404
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+
+
+class EndpointNotReadyError(GatewayError):
+    status = 503
+    error_code = "TEMPORARILY_UNAVAILABLE"
+
+
+class AdminAuthError(GatewayError):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = "UNAUTHENTICATED" if status == 401 else "PERMISSION_DENIED"
+
+
+class RequestTooLargeError(GatewayError):
+    status = 413
+    error_code = "INVALID_PARAMETER_VALUE"
+
+
+class ConfigError(GatewayError):
+    status = 400
+    error_code = "INVALID_PARAMETER_VALUE"
+
+
+def status_for(exc: BaseException) -> tuple[int, str]:
+    """(HTTP status, MLflow-style error_code) for any error a request or deploy can raise."""
+    if isinstance(exc, GatewayError):
+        return exc.status, exc.error_code
+    if isinstance(exc, ModelURIError):
+        return 400, "INVALID_PARAMETER_VALUE"
+    if isinstance(exc, ResolveError):
+        return 404, "RESOURCE_DOES_NOT_EXIST"
+    if isinstance(exc, RegistryUnavailableError | FetchError):
+        return 503, "TEMPORARILY_UNAVAILABLE"
+    if isinstance(exc, ModelLoadError):
+        return 422, "INVALID_PARAMETER_VALUE"
+    if isinstance(exc, LoaderError | StoreError):
+        return 500, "INTERNAL_ERROR"
+    return 500, "INTERNAL_ERROR"

@@ -1,0 +1,148 @@
+"""The deployment ledger: an append-only record of every deploy, swap, rollback, undeploy and
+failed attempt, kept in the store so that every replica shares one history.
+
+Each event is one small JSON file committed to ``lockgate://lockgate-ledger@main/events/
+<endpoint>/<time>-<id>.json``. Commits go through the store's compare-and-swap, so replicas
+appending at the same moment never lose an event. If the store is unreachable, events wait
+in memory and are flushed on the next append.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from store import Store, StoreError
+from store.objects import format_time, parse_time
+
+LEDGER_REPO = "lockgate-ledger"
+LEDGER_BRANCH = "main"
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    version: str | None
+    weights_commit: str | None
+    dataset_commit: str | None
+    model_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class LedgerEvent:
+    endpoint: str
+    action: str  # deploy | swap | rollback | undeploy | failed
+    actor: str
+    time: str
+    to: VersionRef | None
+    from_: VersionRef | None = None
+    error: str | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    @property
+    def moment(self) -> datetime:
+        return parse_time(self.time)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["from"] = data.pop("from_")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LedgerEvent:
+        def ref(value: dict[str, Any] | None) -> VersionRef | None:
+            return VersionRef(**value) if value else None
+
+        return cls(
+            endpoint=data["endpoint"],
+            action=data["action"],
+            actor=data["actor"],
+            time=data["time"],
+            to=ref(data.get("to")),
+            from_=ref(data.get("from")),
+            error=data.get("error"),
+            id=data.get("id", ""),
+        )
+
+
+SERVING_ACTIONS = {"deploy", "swap", "rollback"}
+
+
+class Ledger:
+    def __init__(self, open_store: Callable[[], Store]) -> None:
+        self._open_store = open_store
+        self._pending: list[LedgerEvent] = []
+        self._lock = threading.Lock()
+
+    def record(
+        self,
+        endpoint: str,
+        /,
+        action: str,
+        actor: str,
+        to: VersionRef | None,
+        from_: VersionRef | None = None,
+        *,
+        error: str | None = None,
+    ) -> LedgerEvent:
+        event = LedgerEvent(endpoint, action, actor, format_time(datetime.now(UTC)), to, from_, error)
+        with self._lock:
+            self._pending.append(event)
+            self._flush()
+        return event
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        files = [
+            (f"events/{e.endpoint}/{e.time}-{e.id}.json", orjson.dumps(e.as_dict(), option=orjson.OPT_SORT_KEYS))
+            for e in self._pending
+        ]
+        try:
+            store = self._open_store()
+            store.commit_files(
+                LEDGER_REPO, LEDGER_BRANCH, files, message=f"ledger: {len(files)} event(s)", author="lockgate-gateway"
+            )
+        except StoreError as exc:
+            _log.warning("ledger: %d event(s) wait in memory, the store is unreachable: %s", len(files), exc)
+            return
+        self._pending.clear()
+
+    def events(self, endpoint: str | None = None) -> list[LedgerEvent]:
+        """Every event (of one endpoint), oldest first, including ones not yet flushed."""
+        store = self._open_store()
+        out: list[LedgerEvent] = []
+        try:
+            commit = store.resolve(LEDGER_REPO, LEDGER_BRANCH)
+            prefix = f"events/{endpoint}" if endpoint else "events"
+            for path in sorted(store.list_files(commit, prefix)):
+                out.append(LedgerEvent.from_dict(orjson.loads(store.read_file(commit, path))))
+        except StoreError:
+            pass  # no ledger yet, or nothing for this endpoint
+        with self._lock:
+            out.extend(e for e in self._pending if endpoint is None or e.endpoint == endpoint)
+        return sorted(out, key=lambda e: (e.time, e.id))
+
+    def serving_at(self, endpoint: str, moment: datetime) -> LedgerEvent | None:
+        """The event that put the version serving ``endpoint`` at ``moment`` in place, or
+        None if nothing served it then (not deployed yet, or undeployed)."""
+        current: LedgerEvent | None = None
+        for event in self.events(endpoint):
+            if event.moment > moment:
+                break
+            if event.action in SERVING_ACTIONS:
+                current = event
+            elif event.action == "undeploy":
+                current = None
+        return current
