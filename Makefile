@@ -16,6 +16,7 @@ install: $(STAMP)
 
 serve: install
 	$(PY) examples/diabetes_demo.py
+	$(VENV)/bin/lockgate serve models:/diabetes/Production
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -15,6 +15,7 @@ what exists. Environment: LOCKGATE_STORE, MLFLOW_TRACKING_URI override the defau
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 import warnings
@@ -128,11 +129,18 @@ def main() -> None:
     console.print("\n[bold]store log[/] (lockgate store log lockgate://models@main -n 3):")
     for commit_id, commit in store.log("models", "main", limit=3):
         console.print(f"  {commit_id[:16]}  {commit.time}  {commit.message}")
+    port = os.environ.get("LOCKGATE_PORT", "8080")
+    features = frame.drop(columns=["target"]).head(2)
+    payload = json.dumps({"dataframe_split": json.loads(features.to_json(orient="split", index=False))})
     console.print(
-        "\nTry:\n"
-        f"  .venv/bin/lockgate store ls lockgate://models@main/mlflow --store {os.environ['LOCKGATE_STORE']}\n"
-        f"  .venv/bin/lockgate store log lockgate://datasets@main --store {os.environ['LOCKGATE_STORE']}\n"
-        f"  .venv/bin/lockgate store verify --store {os.environ['LOCKGATE_STORE']}"
+        f"\n[bold]Serving models:/{MODEL}/Production on http://127.0.0.1:{port}[/]. In another terminal, try:\n\n"
+        f"  curl -s -i -X POST http://127.0.0.1:{port}/invocations -H 'Content-Type: application/json' \\\n"
+        f"       -d '{payload}'\n\n"
+        f"  curl -s http://127.0.0.1:{port}/endpoints/{MODEL}\n"
+        f"  .venv/bin/lockgate endpoints --gateway http://127.0.0.1:{port}\n"
+        f"  .venv/bin/lockgate deploy models:/{MODEL}/1 --name {MODEL}-v1 --gateway http://127.0.0.1:{port}\n"
+        f"  .venv/bin/lockgate store log lockgate://models@main\n",
+        highlight=False,
     )
 
 
