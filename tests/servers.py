@@ -143,3 +143,80 @@ def env_with(extra: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra)
     return env
+
+
+ROOT_DIR = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Server:
+    """A server process of ours (lockgate or mlflow models serve) on 127.0.0.1."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def stop(self) -> None:
+        stop_pid(self.proc)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def start_lockgate(workdir: Path, env: dict[str, str], *args: str, ready_path: str = "/ping") -> Server:
+    port = free_port()
+    log_path = workdir / f"lockgate-{port}.log"
+    venv_bin = str(Path(sys.executable).parent)
+    full_env = env_with({"PATH": f"{venv_bin}:{os.environ.get('PATH', '')}", "PYTHONPATH": str(ROOT_DIR), **env})
+    log = open(log_path, "wb")  # noqa: SIM115 - the server owns it
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("lockgate")), "serve", *args, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT_DIR,
+    )  # fmt: skip
+    server = Server(proc, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_http(server.url + ready_path, timeout=120, proc=proc)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def start_mlflow_models_serve(
+    workdir: Path, tracking_uri: str, model_uri: str, extra_env: dict[str, str] | None = None
+) -> Server:
+    port = free_port()
+    log_path = workdir / f"mlflow-serve-{port}.log"
+    venv_bin = str(Path(sys.executable).parent)
+    env = env_with(
+        {
+            "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "PYTHONPATH": str(ROOT_DIR),
+            **(extra_env or {}),
+        }
+    )
+    log = open(log_path, "wb")  # noqa: SIM115 - the server owns it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir, start_new_session=True,
+    )  # fmt: skip
+    server = Server(proc, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_http(server.url + "/ping", timeout=120, proc=proc)
+    except BaseException:
+        stop_group(proc)
+        raise
+    return server
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """`mlflow models serve` runs uvicorn under `bash -c`: stop the whole process group we made."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

@@ -1,0 +1,156 @@
+"""Byte-level parity with a real ``mlflow models serve`` on the same registered model: the
+same status code, and the same predictions or the same error_code, for every payload."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LinearRegression
+
+from tests.registry_helpers import Registry
+from tests.servers import Server, start_lockgate, start_mlflow_models_serve, stop_group
+
+COLUMNS = ["a", "b", "c", "d"]
+ROW = [0.1, 0.2, 0.3, 0.4]
+ROW2 = [1.0, -2.0, 3.5, 0.0]
+
+
+def split(columns: list[str], data: list[list[object]], **extra: object) -> bytes:
+    return json.dumps({"dataframe_split": {"columns": columns, "data": data}, **extra}).encode()
+
+
+JSON = "application/json"
+CASES: list[tuple[str, bytes, str]] = [
+    ("split", split(COLUMNS, [ROW, ROW2]), JSON),
+    (
+        "split with index",
+        json.dumps({"dataframe_split": {"index": [5, 6], "columns": COLUMNS, "data": [ROW, ROW2]}}).encode(),
+        JSON,
+    ),
+    ("records", json.dumps({"dataframe_records": [dict(zip(COLUMNS, ROW, strict=True))]}).encode(), JSON),
+    ("instances of dicts", json.dumps({"instances": [dict(zip(COLUMNS, ROW, strict=True))]}).encode(), JSON),
+    ("instances of lists", json.dumps({"instances": [ROW]}).encode(), JSON),
+    ("inputs as columns", json.dumps({"inputs": {c: [v] for c, v in zip(COLUMNS, ROW, strict=True)}}).encode(), JSON),
+    ("inputs as rows", json.dumps({"inputs": [ROW, ROW2]}).encode(), JSON),
+    ("params", split(COLUMNS, [ROW], params={"alpha": 1}), JSON),
+    ("csv", b"a,b,c,d\n0.1,0.2,0.3,0.4\n1,2,3,4\n", "text/csv"),
+    ("csv missing column", b"a,b,c\n0.1,0.2,0.3\n", "text/csv"),
+    ("csv charset", b"a,b,c,d\n0.1,0.2,0.3,0.4\n", "text/csv; charset=utf-8"),
+    ("missing column", split(COLUMNS[:3], [ROW[:3]]), JSON),
+    ("extra column", split([*COLUMNS, "e"], [[*ROW, 9.0]]), JSON),
+    ("wrong dtype", split(COLUMNS, [["x", 0.2, 0.3, 0.4]]), JSON),
+    ("integers for doubles", split(COLUMNS, [[1, 2, 3, 4]]), JSON),
+    ("NaN", split(COLUMNS, [[None, 0.2, 0.3, 0.4]]), JSON),
+    ("empty frame", split(COLUMNS, []), JSON),
+    (
+        "two format keys",
+        json.dumps({"dataframe_split": {"columns": COLUMNS, "data": [ROW]}, "instances": [ROW]}).encode(),
+        JSON,
+    ),
+    ("unknown key", json.dumps({"rows": [ROW]}).encode(), JSON),
+    ("invalid JSON", b'{"dataframe_split": {', JSON),
+    ("JSON list", json.dumps([ROW]).encode(), JSON),
+    ("split without columns", json.dumps({"dataframe_split": {"data": [ROW]}}).encode(), JSON),
+    ("wrong content type", split(COLUMNS, [ROW]), "text/plain"),
+    ("charset not utf-8", split(COLUMNS, [ROW]), "application/json; charset=latin-1"),
+    ("unknown content-type parameter", split(COLUMNS, [ROW]), "application/json; format=pandas-split"),
+]
+
+
+@pytest.fixture(scope="module")
+def both_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server, Registry]]:
+    workdir = tmp_path_factory.mktemp("parity")
+    store_root = workdir / "store"
+    tracking = f"sqlite:///{workdir / 'mlflow.db'}"
+    import os
+
+    saved = os.environ.get("LOCKGATE_STORE")
+    os.environ["LOCKGATE_STORE"] = str(store_root)
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(tracking)
+    try:
+        X = pd.DataFrame(np.random.default_rng(0).random((50, 4)), columns=COLUMNS)
+        y = X.to_numpy() @ np.array([1.0, 2.0, 3.0, 4.0])
+        mlflow.set_experiment(
+            experiment_id=mlflow.create_experiment("parity", artifact_location="lockgate://models@main/p")
+        )
+        with mlflow.start_run():
+            mlflow.sklearn.log_model(
+                LinearRegression().fit(X, y), name="model", registered_model_name="parity", input_example=X.head(2)
+            )
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+        if saved is None:
+            os.environ.pop("LOCKGATE_STORE", None)
+        else:
+            os.environ["LOCKGATE_STORE"] = saved
+    env = {
+        "MLFLOW_TRACKING_URI": tracking,
+        "LOCKGATE_STORE": str(store_root),
+        "LOCKGATE_CACHE_DIR": str(workdir / "cache"),
+    }
+    # mlflow models serve reads this model through lockgate's artifact repository plugin too.
+    reference = start_mlflow_models_serve(workdir, tracking, "models:/parity/1", {"LOCKGATE_STORE": str(store_root)})
+    try:
+        gateway = start_lockgate(workdir, env, "models:/parity/1", ready_path="/ready")
+        try:
+            yield gateway, reference, Registry(tracking, store_root, workdir)
+        finally:
+            gateway.stop()
+    finally:
+        stop_group(reference.proc)
+
+
+def _outcome(response: httpx.Response) -> tuple[int, object]:
+    if response.status_code == 200:
+        return 200, response.json()["predictions"]
+    if response.headers.get("content-type", "").startswith("application/json"):
+        try:
+            return response.status_code, response.json().get("error_code")
+        except ValueError:
+            pass
+    return response.status_code, response.text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("case", "body", "content_type"), CASES, ids=[c[0] for c in CASES])
+def test_same_answer_as_mlflow_models_serve(
+    both_servers: tuple[Server, Server, Registry], case: str, body: bytes, content_type: str
+) -> None:
+    gateway, reference, _ = both_servers
+    ours = httpx.post(f"{gateway.url}/invocations", content=body, headers={"Content-Type": content_type}, timeout=60)
+    theirs = httpx.post(
+        f"{reference.url}/invocations", content=body, headers={"Content-Type": content_type}, timeout=60
+    )
+    assert _outcome(ours) == _outcome(theirs), f"{case}: lockgate {ours.text[:300]!r} vs mlflow {theirs.text[:300]!r}"
+    if ours.status_code == 200:
+        assert ours.content == theirs.content, "successful bodies are byte-identical"
+        assert ours.headers["X-Lockgate-Model-Version"] == "1"
+        assert len(ours.headers["X-Lockgate-Weights-Commit"]) == 64
+
+
+@pytest.mark.slow
+def test_named_route_and_meta_routes_match(both_servers: tuple[Server, Server, Registry]) -> None:
+    gateway, reference, _ = both_servers
+    named = httpx.post(
+        f"{gateway.url}/endpoints/parity/invocations", content=CASES[0][1], headers={"Content-Type": JSON}
+    )
+    default = httpx.post(f"{reference.url}/invocations", content=CASES[0][1], headers={"Content-Type": JSON})
+    assert named.content == default.content
+    for route in ("/ping", "/health", "/version"):
+        ours, theirs = httpx.get(gateway.url + route), httpx.get(reference.url + route)
+        assert (ours.status_code, ours.content) == (theirs.status_code, theirs.content), route
+    assert (
+        httpx.get(gateway.url + "/invocations").status_code
+        == httpx.get(reference.url + "/invocations").status_code
+        == 405
+    )
+    assert httpx.get(gateway.url + "/nowhere").status_code == httpx.get(reference.url + "/nowhere").status_code == 404
