@@ -4,8 +4,8 @@ same status code, and the same predictions or the same error_code, for every pay
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import mlflow
@@ -69,7 +69,6 @@ def both_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ser
     workdir = tmp_path_factory.mktemp("parity")
     store_root = workdir / "store"
     tracking = f"sqlite:///{workdir / 'mlflow.db'}"
-    import os
 
     saved = os.environ.get("LOCKGATE_STORE")
     os.environ["LOCKGATE_STORE"] = str(store_root)
