@@ -39,6 +39,10 @@ def build_loader(settings: Settings) -> ModelLoader:
     from loader.registry import Resolver
 
     export_store_settings(settings)
+    # MLflow's HTTP client retries 7 times with exponential backoff (minutes) by default. A
+    # gateway should learn quickly that the registry is down; it keeps serving either way.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     if settings.tracking_uri.startswith("sqlite:///"):
         Path(settings.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     open_store = store_opener(settings)

@@ -29,6 +29,16 @@ class BrokenModel(PythonModel):  # type: ignore[misc]
         raise RuntimeError("this model always fails")
 
 
+class SlowModel(PythonModel):  # type: ignore[misc]
+    """Sleeps when asked to (column 'sleep'), to test request timeouts."""
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        import time
+
+        time.sleep(float(model_input["sleep"].max()))
+        return model_input["sleep"].to_numpy()
+
+
 @dataclass
 class Registry:
     tracking_uri: str

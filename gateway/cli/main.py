@@ -9,6 +9,7 @@ import typer
 
 from gateway.cli import model_commands, serve_commands, store_commands
 from gateway.cli.console import err
+from gateway.errors import GatewayError
 from loader.errors import LoaderError
 from store.errors import StoreError
 
@@ -29,7 +30,7 @@ for command in (serve_commands.serve, serve_commands.deploy, serve_commands.endp
 def main() -> None:
     try:
         app()
-    except (StoreError, LoaderError) as exc:
+    except (StoreError, LoaderError, GatewayError) as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
