@@ -97,7 +97,8 @@ def test_request_timeout_is_504(registry: Registry) -> None:
 def test_config_file(tmp_path: Path) -> None:
     good = tmp_path / "endpoints.yaml"
     good.write_text(
-        "endpoints:\n  - model_uri: models:/fraud@champion\n  - name: legacy\n    model_uri: models:/fraud/3\n    follow: false\n"
+        "endpoints:\n  - model_uri: models:/fraud@champion\n"
+        "  - name: legacy\n    model_uri: models:/fraud/3\n    follow: false\n"
     )
     specs = read_config(good)
     assert [(s.name, s.model_uri, s.follow) for s in specs] == [
