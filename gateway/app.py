@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         for spec in specs:
             # A failed first deploy shows on /endpoints/{name} and /ready; the gateway still starts.
             with contextlib.suppress(Exception):
-                await deployer.deploy(spec.name, spec.model_uri, spec.follow, actor="startup")
+                await deployer.deploy(spec.name, spec.model_uri, spec.follow, actor="startup", keep_on_failure=True)
         follower = asyncio.create_task(deployer.follow_forever(settings.follow_interval))
         try:
             yield

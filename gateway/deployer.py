@@ -52,15 +52,26 @@ class Deployer:
             deployment.input_schema = self._schema_of(deployment)
         return deployment
 
-    async def deploy(self, name: str, model_uri: str, follow: bool | None = None, actor: str = "gateway") -> Endpoint:
-        """Create or redeploy ``name`` from ``model_uri``. Raises if the first load fails; on a
-        redeploy failure the current version keeps serving and the error is raised too."""
+    async def deploy(
+        self,
+        name: str,
+        model_uri: str,
+        follow: bool | None = None,
+        actor: str = "gateway",
+        keep_on_failure: bool = False,
+    ) -> Endpoint:
+        """Create or redeploy ``name`` from ``model_uri``. On a redeploy failure the current
+        version keeps serving and the error is raised. A new endpoint whose first deploy fails
+        is dropped, unless ``keep_on_failure`` (configured endpoints: retried by the follow
+        loop until they load, and shown as failed meanwhile)."""
         endpoint = self.endpoints.get(name)
+        created = endpoint is None
         if endpoint is None:
             endpoint = Endpoint(name, model_uri, follow=False)
             self.endpoints[name] = endpoint
         async with endpoint.lock:
             resolved = None
+            endpoint.requested_follow = follow
             try:
                 resolved = await asyncio.to_thread(self.loader.resolve, model_uri)
                 endpoint.model_uri = model_uri
@@ -68,8 +79,10 @@ class Deployer:
                 await self._switch_to(endpoint, resolved, "deploy", actor)
             except Exception as exc:
                 self._failed(endpoint, exc, actor, resolved)
-                if endpoint.current is None and endpoint.status != "failed":
+                if endpoint.current is None:
                     endpoint.status = "failed"
+                    if created and not keep_on_failure:
+                        self.endpoints.pop(name, None)
                 raise
         return endpoint
 
@@ -85,6 +98,7 @@ class Deployer:
         endpoint.current = deployment
         endpoint.status = "ready"
         endpoint.last_error = None
+        endpoint.failed_key = None
         kind = "swap" if old is not None and action == "deploy" else action
         self.ledger.record(endpoint.name, kind, actor, deployment.version_ref, old.version_ref if old else None)
         endpoint.note(kind, version=resolved.version, weights_commit=resolved.weights_commit,
@@ -159,7 +173,8 @@ class Deployer:
     async def follow_once(self) -> None:
         """Re-resolve every following endpoint; swap where the answer changed."""
         for endpoint in list(self.endpoints.values()):
-            if not endpoint.follow or endpoint.lock.locked():
+            # Endpoints that never loaded (e.g. the registry was down at startup) are retried too.
+            if not (endpoint.follow or endpoint.current is None) or endpoint.lock.locked():
                 continue
             async with endpoint.lock:
                 endpoint.last_checked = datetime.now(UTC).isoformat()
@@ -167,18 +182,19 @@ class Deployer:
                 try:
                     resolved = await asyncio.to_thread(self.loader.resolve, endpoint.model_uri)
                     if endpoint.current is not None and resolved.weights.cache_key == endpoint.current.key:
+                        endpoint.last_error = None  # the registry answers again, and nothing moved
+                        endpoint.failed_key = None
                         continue
-                    if (
-                        endpoint.last_error
-                        and endpoint.history
-                        and endpoint.history[0].get("failed_key") == resolved.weights.cache_key
-                    ):
+                    if endpoint.current is None:
+                        requested = endpoint.requested_follow
+                        endpoint.follow = resolved.moves if requested is None else requested
+                    if endpoint.failed_key == resolved.weights.cache_key:
                         continue  # this exact version already failed; wait for the reference to move
                     await self._switch_to(endpoint, resolved, "deploy", "follow")
                 except Exception as exc:
                     self._failed(endpoint, exc, "follow", resolved)
                     if resolved is not None:
-                        endpoint.history[0]["failed_key"] = resolved.weights.cache_key
+                        endpoint.failed_key = resolved.weights.cache_key
 
     async def follow_forever(self, interval: float) -> None:
         while True:

@@ -69,6 +69,8 @@ class Endpoint:
     status: str = "loading"
     last_error: str | None = None
     last_checked: str | None = None
+    requested_follow: bool | None = None  # None: follow moving references
+    failed_key: str | None = None  # a version that failed; not retried until the reference moves
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY))
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -238,3 +238,22 @@ def test_ready_is_503_until_a_model_loads(registry: Registry) -> None:
 def _no_stray_store_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOCKGATE_ADMIN_TOKEN", raising=False)
     os.environ.pop("LOCKGATE_FOLLOW_INTERVAL", None)
+
+
+def test_endpoint_missing_at_startup_loads_once_it_exists(registry: Registry) -> None:
+    env = gateway_env(registry, LOCKGATE_FOLLOW_INTERVAL="1")
+    server = start_lockgate(registry.workdir, env, "models:/late/1", ready_path="/ping")
+    try:
+        assert httpx.get(f"{server.url}/ready").status_code == 503
+        registry.log_weights_model("late", weights(9, rows=64, cols=4))
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{server.url}/ready").status_code != 200:
+            assert time.monotonic() < deadline, "the configured endpoint was never retried"
+            time.sleep(0.3)
+        answer = httpx.post(f"{server.url}/invocations", content=PAYLOAD, headers=HEADERS)
+        assert answer.status_code == 200 and answer.headers["X-Lockgate-Model-Version"] == "1"
+        # A failed admin deploy leaves no empty endpoint behind.
+        assert deploy(server, "models:/nothing/1", name="ghost").status_code == 404
+        assert [e["name"] for e in httpx.get(f"{server.url}/endpoints").json()["endpoints"]] == ["late"]
+    finally:
+        server.stop()
