@@ -15,7 +15,7 @@ from gateway.cli.console import byte_progress, err, human_bytes, out
 from gateway.cli.timespec import parse_time
 from gateway.settings import Settings
 from gateway.wiring import store_opener
-from store import Store, collect_files, parse_uri
+from store import Store, StoreURI, collect_files, parse_uri
 from store.errors import InvalidURIError
 
 app = typer.Typer(
@@ -50,6 +50,13 @@ def _at(text: str | None) -> datetime | None:
         return parse_time(text)
     except ValueError as exc:
         raise InvalidURIError(str(exc)) from exc
+
+
+def _resolve(uri: str, store: str | None, at: str | None) -> tuple[Store, StoreURI, str]:
+    """Open the store and pin ``uri``'s ref to a commit (as of ``at``)."""
+    target = parse_uri(uri)
+    s = _open(store)
+    return s, target, s.resolve(target.repo, target.ref, _at(at))
 
 
 def _print_json(data: object) -> None:
@@ -98,9 +105,7 @@ def list_files(
     as_json: JsonOption = False,
 ) -> None:
     """List the files at or under a path, with sizes."""
-    target = parse_uri(uri)
-    s = _open(store)
-    commit_id = s.resolve(target.repo, target.ref, _at(at))
+    s, target, commit_id = _resolve(uri, store, at)
     files = s.list_files(commit_id, target.path)
     if as_json:
         _print_json(
@@ -125,9 +130,7 @@ def cat_file(
     store: StoreOption = None,
 ) -> None:
     """Write one file's verified bytes to stdout (optionally a byte range)."""
-    target = parse_uri(uri)
-    s = _open(store)
-    commit_id = s.resolve(target.repo, target.ref, _at(at))
+    s, target, commit_id = _resolve(uri, store, at)
     sink = sys.stdout.buffer
     for piece in s.stream_file(commit_id, target.path, offset, length):
         sink.write(piece)

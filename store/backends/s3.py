@@ -27,6 +27,10 @@ _MISSING = {"NoSuchKey", "404", "NotFound"}
 _CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
 def split_s3_root(root: str) -> tuple[str, str]:
     if not root.startswith("s3://"):
         raise InvalidURIError(f"not an S3 root: {root!r} (expected s3://bucket/prefix)")
@@ -58,7 +62,7 @@ class S3Backend:
 
     def _fail(self, exc: Exception, key: str | None = None) -> NoReturn:
         if isinstance(exc, ClientError):
-            code = str(exc.response.get("Error", {}).get("Code", ""))
+            code = _code(exc)
             if code in _MISSING and key is not None:
                 raise ObjectNotFoundError(key) from exc
             if code in _DENIED:
@@ -74,8 +78,7 @@ class S3Backend:
         try:
             self._client.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchBucket", "NotFound"):
+            if _code(exc) in ("404", "NoSuchBucket", "NotFound"):
                 raise StoreUnreachableError(f"S3 bucket {self.bucket!r} does not exist ({self._where()})") from exc
             self._fail(exc)
         except BotoCoreError as exc:
@@ -117,12 +120,19 @@ class S3Backend:
             self._fail(exc, key)
 
     def exists(self, key: str) -> bool:
+        return self._read_ref_or_head(key, head=True) is not None
+
+    def _read_ref_or_head(self, key: str, head: bool) -> tuple[bytes, str] | None:
+        """GET (or HEAD) a key; None when it does not exist, every other failure translated."""
         try:
-            self._client.head_object(Bucket=self.bucket, Key=self._key(key))
-            return True
+            if head:
+                response = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+                return b"", str(response["ETag"])
+            response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return response["Body"].read(), str(response["ETag"])
         except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code", "")) in _MISSING:
-                return False
+            if _code(exc) in _MISSING:
+                return None
             self._fail(exc, key)
         except BotoCoreError as exc:
             self._fail(exc, key)
@@ -137,15 +147,7 @@ class S3Backend:
             self._fail(exc, prefix)
 
     def read_ref(self, key: str) -> tuple[bytes, str] | None:
-        try:
-            response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
-            return response["Body"].read(), str(response["ETag"])
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code", "")) in _MISSING:
-                return None
-            self._fail(exc, key)
-        except BotoCoreError as exc:
-            self._fail(exc, key)
+        return self._read_ref_or_head(key, head=False)
 
     def swap_ref(self, key: str, data: bytes, expected_version: str | None) -> bool:
         try:
@@ -155,7 +157,7 @@ class S3Backend:
                 self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=expected_version)
             return True
         except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code", "")) in _CONFLICT:
+            if _code(exc) in _CONFLICT:
                 return False
             self._fail(exc, key)
         except BotoCoreError as exc:
