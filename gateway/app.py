@@ -10,21 +10,29 @@ import asyncio
 import contextlib
 import hmac
 import ipaddress
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import mlflow
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 
 from gateway.deployer import Deployer
+from gateway.endpoints import Deployment
 from gateway.errors import AdminAuthError, EndpointNotReadyError, GatewayError, RequestTooLargeError, status_for
 from gateway.ledger import Ledger
 from gateway.scoring import input_schema, score
 from gateway.settings import Settings
+from gateway.skew_setup import SkewSettings, setup_skew
 from gateway.wiring import build_loader, store_opener
+from monitoring.serving_metrics import ServingMetrics
+from monitoring.skew_collector import LiveEndpoint, SkewCollector
 
 
 @dataclass(frozen=True)
@@ -55,13 +63,81 @@ def default_name(model_uri: str) -> str:
     return (ref.selector or ref.run_id or "model").replace(".", "-")
 
 
+def _error_code_of(payload: bytes, media_type: str, status: int) -> str:
+    """The MLflow error_code of an error response (415s are plain text in MLflow)."""
+    if media_type == "application/json":
+        try:
+            return str(orjson.loads(payload).get("error_code", "UNKNOWN"))
+        except (orjson.JSONDecodeError, AttributeError):
+            pass
+    return "UNSUPPORTED_MEDIA_TYPE" if status == 415 else "UNKNOWN"
+
+
 def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] | None = None) -> FastAPI:
     settings = settings or Settings()
     specs = list(endpoints or [])
     open_store = store_opener(settings, create=True)
+    registry = CollectorRegistry()
+    metrics = ServingMetrics(registry)
+    skew_settings = SkewSettings(settings.skew_window_seconds, settings.skew_sub_windows)
+
+    def prepare(deployment: Deployment) -> None:
+        deployment.input_schema = input_schema(deployment)
+        deployment.skew = setup_skew(open_store, deployment.servable, Path(settings.cache_dir), skew_settings)
+
+    def on_event(name: str, action: str, deployment: Deployment | None) -> None:
+        metrics.deploys.labels(name, action, "failed" if action == "failed" else "ok").inc()
+        if deployment is not None:
+            fetch = deployment.servable.report.fetch
+            metrics.load_seconds.labels(name).observe(deployment.servable.report.total_seconds)
+            metrics.bytes_fetched.labels(name).inc(fetch.bytes_fetched)
+            metrics.bytes_reused.labels(name).inc(fetch.bytes_reused)
+
+    def on_retire(name: str, deployment: Deployment) -> None:
+        metrics.forget(name, deployment.version_label)
+
     deployer = Deployer(
-        build_loader(settings), Ledger(open_store), drain_timeout=settings.drain_timeout, schema_of=input_schema
+        build_loader(settings),
+        Ledger(open_store),
+        drain_timeout=settings.drain_timeout,
+        prepare=prepare,
+        on_event=on_event,
+        on_retire=on_retire,
     )
+
+    def live_endpoints() -> list[LiveEndpoint]:
+        out = []
+        for endpoint in list(deployer.endpoints.values()):
+            current = endpoint.current
+            if current is None:
+                continue
+            r = current.resolved
+            info = {
+                "endpoint": endpoint.name,
+                "model": r.name or "",
+                "version": current.version_label,
+                "model_uri": endpoint.model_uri,
+                "weights_commit": r.weights_commit or "",
+                "dataset_commit": r.dataset_commit or "",
+                "run_id": r.run_id or "",
+                "code_commit": r.code_commit or "",
+                "serving_path": current.servable.model.flavor,
+            }
+            out.append(
+                LiveEndpoint(endpoint.name, current.version_label, info, current.skew.inputs, current.skew.predictions)
+            )
+        return out
+
+    def cache_stats() -> dict[str, float]:
+        cache = deployer.loader.cache
+        held = cache.held()
+        return {
+            "lockgate_cache_used_bytes": float(sum(int(m.get("size", 0)) for m in held.values())),
+            "lockgate_cache_limit_bytes": float(cache.max_bytes or 0),
+            "lockgate_cache_versions": float(len(held)),
+        }
+
+    registry.register(SkewCollector(live_endpoints, cache_stats))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -127,20 +203,39 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
             raise EndpointNotReadyError(
                 f"endpoint {name!r} has no loaded model yet: {endpoint.last_error or endpoint.status}"
             )
-        body = await _read_body(request)
+        started = time.perf_counter()
+        version = deployment.version_label
+        metrics.inflight.labels(name).inc()
         deployment.inflight += 1
         try:
-            payload, status, media_type = await asyncio.wait_for(
+            body = await _read_body(request)
+            payload, status, media_type, observed = await asyncio.wait_for(
                 asyncio.to_thread(score, deployment, body, request.headers.get("content-type")),
                 timeout=settings.request_timeout,
             )
         except TimeoutError:
+            metrics.observe_request(name, version, 504, time.perf_counter() - started, "REQUEST_TIMEOUT")
             return Response(
                 content="Request processing time exceeded limit", status_code=504, media_type="application/json"
             )
+        except RequestTooLargeError:
+            metrics.observe_request(name, version, 413, time.perf_counter() - started, "INVALID_PARAMETER_VALUE")
+            raise
         finally:
             deployment.inflight -= 1
+            metrics.inflight.labels(name).dec()
+        error_code = None
+        if status == 200:
+            metrics.observe_predict(name, version, observed.rows, observed.predict_seconds)
+        else:
+            error_code = _error_code_of(payload, media_type, status)
+        metrics.observe_request(name, version, status, time.perf_counter() - started, error_code)
         return Response(content=payload, status_code=status, media_type=media_type, headers=deployment.headers())
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        output = await asyncio.to_thread(generate_latest, registry)
+        return Response(content=output, media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/invocations")
     async def default_invocations(request: Request) -> Response:

@@ -28,13 +28,19 @@ class Deployer:
         ledger: Ledger,
         *,
         drain_timeout: float = 30.0,
-        schema_of: Callable[[Deployment], object] | None = None,
+        prepare: Callable[[Deployment], None] | None = None,
+        on_event: Callable[[str, str, Deployment | None], None] | None = None,
+        on_retire: Callable[[str, Deployment], None] | None = None,
     ) -> None:
         self.loader = loader
         self.ledger = ledger
         self.endpoints: dict[str, Endpoint] = {}
         self.drain_timeout = drain_timeout
-        self._schema_of = schema_of
+        # Hooks for the app: prepare runs in the worker thread after loading (signature,
+        # skew baseline); on_event sees every ledger action; on_retire sees a version leave.
+        self._prepare = prepare
+        self._on_event = on_event or (lambda _name, _action, _deployment: None)
+        self._on_retire = on_retire or (lambda _name, _deployment: None)
 
     def get(self, name: str) -> Endpoint:
         endpoint = self.endpoints.get(name)
@@ -46,11 +52,13 @@ class Deployer:
     # -- loading ----------------------------------------------------------------------------
 
     async def _load(self, resolved: ResolvedModel) -> Deployment:
-        servable = await asyncio.to_thread(self.loader.load, resolved, prefer_pyfunc=True)
-        deployment = Deployment(servable)
-        if self._schema_of is not None:
-            deployment.input_schema = self._schema_of(deployment)
-        return deployment
+        def load() -> Deployment:
+            deployment = Deployment(self.loader.load(resolved, prefer_pyfunc=True))
+            if self._prepare is not None:
+                self._prepare(deployment)
+            return deployment
+
+        return await asyncio.to_thread(load)
 
     async def deploy(
         self,
@@ -101,6 +109,7 @@ class Deployer:
         endpoint.failed_key = None
         kind = "swap" if old is not None and action == "deploy" else action
         self.ledger.record(endpoint.name, kind, actor, deployment.version_ref, old.version_ref if old else None)
+        self._on_event(endpoint.name, kind, deployment)
         endpoint.note(kind, version=resolved.version, weights_commit=resolved.weights_commit,
                       bytes_fetched=deployment.servable.report.fetch.bytes_fetched)  # fmt: skip
         if old is not None:
@@ -114,6 +123,8 @@ class Deployer:
             )
         before = endpoint.previous
         endpoint.previous = old
+        if endpoint.current is None or old.version_label != endpoint.current.version_label:
+            self._on_retire(endpoint.name, old)
         if (
             before is not None
             and before.key != old.key
@@ -130,6 +141,7 @@ class Deployer:
         target = VersionRef(resolved.version, resolved.weights_commit, resolved.dataset_commit, resolved.weights.uri)
         current = endpoint.current.version_ref if endpoint.current else None
         self.ledger.record(endpoint.name, "failed", actor, target, current, error=message)
+        self._on_event(endpoint.name, "failed", None)
 
     # -- rollback and undeploy ----------------------------------------------------------------
 
@@ -146,6 +158,7 @@ class Deployer:
             endpoint.follow = False  # a rollback pins the endpoint; redeploy to follow again
             endpoint.status = "ready"
             self.ledger.record(name, "rollback", actor, deployment.version_ref, old.version_ref if old else None)
+            self._on_event(name, "rollback", deployment)
             endpoint.note(
                 "rollback",
                 version=deployment.resolved.version,
@@ -154,6 +167,8 @@ class Deployer:
             if old is not None:
                 await old.drained(self.drain_timeout)
                 endpoint.previous = old
+                if old.version_label != deployment.version_label:
+                    self._on_retire(name, old)
         return endpoint
 
     async def undeploy(self, name: str, actor: str = "gateway") -> None:
@@ -163,10 +178,12 @@ class Deployer:
             old = endpoint.current
             endpoint.current = None
             self.ledger.record(name, "undeploy", actor, None, old.version_ref if old else None)
+            self._on_event(name, "undeploy", None)
             for deployment in (old, endpoint.previous):
                 if deployment is not None:
                     await deployment.drained(self.drain_timeout)
                     self.loader.cache.unpin(deployment.key)
+                    self._on_retire(name, deployment)
 
     # -- follow mode --------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.ledger import VersionRef
+from gateway.skew_setup import SkewSetup
 from loader.model_loader import ServableModel
 from loader.resolved import ResolvedModel
 
@@ -27,6 +28,11 @@ class Deployment:
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     inflight: int = 0
     input_schema: Any = None
+    skew: SkewSetup = field(default_factory=lambda: SkewSetup(None, None, "skew tracking is not set up"))
+
+    @property
+    def version_label(self) -> str:
+        return self.resolved.version or "none"
 
     @property
     def resolved(self) -> ResolvedModel:
@@ -98,6 +104,12 @@ class Endpoint:
             "loaded_at": current.loaded_at if current else None,
             "load_report": current.servable.report.as_dict() if current else None,
             "rollback_version": self.previous.resolved.version if self.previous else None,
+            "skew": {
+                "tracked": bool(current and current.skew.inputs),
+                "features": list(current.skew.inputs.profile.feature_names) if current and current.skew.inputs else [],
+                "predictions_tracked": bool(current and current.skew.predictions),
+                "reason": current.skew.reason if current else None,
+            },
             "last_error": self.last_error,
             "last_checked": self.last_checked,
             "notes": list(resolved.notes) if resolved else [],

@@ -42,3 +42,7 @@ class Settings(BaseSettings):
     """Seconds before a prediction answers 504 (MLflow's scoring server default)."""
     drain_timeout: float = 30.0
     """Seconds a swapped-out version may take to finish its in-flight requests."""
+    skew_window_seconds: float = 3600.0
+    """Length of the serving-skew window."""
+    skew_sub_windows: int = 12
+    """Sub-windows in the skew ring (the window slides by window/sub_windows)."""

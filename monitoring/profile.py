@@ -157,3 +157,31 @@ def build_profile(columns: Mapping[str, NDArray[Any]], categorical: frozenset[st
         else:
             features[name] = numeric_profile(name, values)
     return BaselineProfile(features, rows.pop())
+
+
+def profile_to_dict(profile: BaselineProfile) -> dict[str, Any]:
+    features: dict[str, Any] = {}
+    for name, f in profile.features.items():
+        if isinstance(f, NumericProfile):
+            features[name] = {"kind": "numeric", "edges": f.edges.tolist(), "baseline": f.baseline.tolist()}
+        else:
+            features[name] = {
+                "kind": "categorical",
+                "categories": list(f.categories),
+                "known": sorted(f.known),
+                "baseline": f.baseline.tolist(),
+            }
+    return {"rows": profile.rows, "features": features}
+
+
+def profile_from_dict(data: dict[str, Any]) -> BaselineProfile:
+    features: dict[str, Profile] = {}
+    for name, f in data["features"].items():
+        baseline = np.asarray(f["baseline"], dtype=np.float64)
+        if f["kind"] == "numeric":
+            features[name] = NumericProfile(name, np.asarray(f["edges"], dtype=np.float64), baseline)
+        else:
+            categories = tuple(f["categories"])
+            index = {c: i for i, c in enumerate(categories)}
+            features[name] = CategoricalProfile(name, categories, frozenset(f["known"]), baseline, index)
+    return BaselineProfile(features, int(data["rows"]))

@@ -1,0 +1,96 @@
+"""Serving and deploy metrics, on a registry the caller owns (never the global one).
+
+Series are labelled by endpoint and version; ``forget(endpoint, version)`` removes every
+series of a version that was swapped out or unloaded, so dashboards never show ghosts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import defaultdict
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Latency buckets from 0.5 ms: the gateway's own overhead lives below a millisecond.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+
+
+class ServingMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "lockgate_requests", "Prediction requests by endpoint, version and HTTP status.",
+            ["endpoint", "version", "status"], registry=registry,
+        )  # fmt: skip
+        self.errors = Counter(
+            "lockgate_errors", "Failed prediction requests by MLflow error_code.",
+            ["endpoint", "version", "error_code"], registry=registry,
+        )  # fmt: skip
+        self.request_seconds = Histogram(
+            "lockgate_request_duration_seconds", "Whole request time in the gateway.",
+            ["endpoint", "version"], buckets=LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.predict_seconds = Histogram(
+            "lockgate_predict_duration_seconds", "Time inside the model's predict.",
+            ["endpoint", "version"], buckets=LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.rows = Counter("lockgate_rows_predicted", "Rows predicted.", ["endpoint", "version"], registry=registry)
+        self.batch_rows = Histogram(
+            "lockgate_batch_size_rows", "Rows per predict call.",
+            ["endpoint", "version"], buckets=BATCH_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.inflight = Gauge(
+            "lockgate_inflight_requests", "Requests being served now.", ["endpoint"], registry=registry
+        )
+        self.deploys = Counter(
+            "lockgate_deploys", "Deploys, swaps, rollbacks, undeploys and failed attempts.",
+            ["endpoint", "action", "result"], registry=registry,
+        )  # fmt: skip
+        self.load_seconds = Histogram(
+            "lockgate_load_duration_seconds", "Resolve + fetch + load + warm-up of a version.",
+            ["endpoint"], buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300), registry=registry,
+        )  # fmt: skip
+        self.bytes_fetched = Counter(
+            "lockgate_fetch_bytes", "Bytes fetched from the store for deploys.", ["endpoint"], registry=registry
+        )
+        self.bytes_reused = Counter(
+            "lockgate_reused_bytes",
+            "Bytes a deploy found locally instead of fetching.",
+            ["endpoint"],
+            registry=registry,
+        )
+        self._seen: dict[tuple[str, str], set[tuple[str, ...]]] = defaultdict(set)
+        self._lock = threading.Lock()
+
+    def observe_request(
+        self, endpoint: str, version: str, status: int, seconds: float, error_code: str | None = None
+    ) -> None:
+        self.requests.labels(endpoint, version, str(status)).inc()
+        self.request_seconds.labels(endpoint, version).observe(seconds)
+        with self._lock:
+            self._seen[(endpoint, version)].add(("requests", str(status)))
+            if error_code:
+                self._seen[(endpoint, version)].add(("errors", error_code))
+        if error_code:
+            self.errors.labels(endpoint, version, error_code).inc()
+
+    def observe_predict(self, endpoint: str, version: str, rows: int, seconds: float) -> None:
+        self.predict_seconds.labels(endpoint, version).observe(seconds)
+        self.rows.labels(endpoint, version).inc(rows)
+        self.batch_rows.labels(endpoint, version).observe(rows)
+        with self._lock:
+            self._seen[(endpoint, version)].add(("predict",))
+
+    def forget(self, endpoint: str, version: str) -> None:
+        """Remove every series of ``version`` of ``endpoint``."""
+        with self._lock:
+            seen = self._seen.pop((endpoint, version), set())
+        for entry in seen:
+            if entry[0] == "requests":
+                self.requests.remove(endpoint, version, entry[1])
+            elif entry[0] == "errors":
+                self.errors.remove(endpoint, version, entry[1])
+        for family in (self.request_seconds, self.predict_seconds, self.rows, self.batch_rows):
+            with contextlib.suppress(KeyError):  # a version that never predicted has no series
+                family.remove(endpoint, version)
