@@ -23,6 +23,10 @@ from monitoring.errors import ProfileError
 
 TOP_K = 20
 MAX_KNOWN_CATEGORIES = 10_000
+# Relative to the edge, plus a floor for edges at zero: far above JSON rounding error (about
+# 5e-11 at 10 decimals), far below any real distinction between feature values.
+_EDGE_TOLERANCE_REL = 1e-7
+_EDGE_TOLERANCE_ABS = 1e-9
 OTHER = "__other__"
 MISSING = "__missing__"
 
@@ -38,11 +42,19 @@ class NumericProfile:
         return len(self.baseline)
 
     def bin_of(self, values: NDArray[Any]) -> NDArray[np.intp]:
-        """Bin index of each value: 0 underflow, 1..n interior, n+1 overflow, n+2 missing."""
+        """Bin index of each value: 0 underflow, 1..n interior, n+1 overflow, n+2 missing.
+
+        Edges get a small tolerance: live values arrive through JSON, usually rounded (pandas
+        writes 10 decimals), and a training value sitting exactly on a decile edge must not
+        fall into the bin below once rounded. Without it, discrete-valued features show
+        PSI > 1 on traffic drawn from the training set itself.
+        """
         x = np.asarray(values, dtype=np.float64)
         n = len(self.edges) - 1
-        idx = np.searchsorted(self.edges, x, side="right")  # 0 below e0, len(edges) above e_n
-        idx = np.where(x == self.edges[-1], len(self.edges) - 1, idx)  # the maximum is inside
+        tol = _EDGE_TOLERANCE_ABS + _EDGE_TOLERANCE_REL * np.abs(self.edges)
+        idx = np.searchsorted(self.edges - tol, x, side="right")  # 0 below e0, n+1 above e_n
+        # The training maximum (within tolerance) belongs to the last interior bin.
+        idx = np.where((idx == n + 1) & (x <= self.edges[-1] + tol[-1]), n, idx)
         idx = np.where(np.isnan(x), n + 2, idx)
         return idx.astype(np.intp)
 

@@ -3,6 +3,8 @@ signal on a shifted feature, and unseen categories counted."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from sklearn.datasets import load_diabetes
 
@@ -84,3 +86,25 @@ def test_divergences_are_zero_for_identical_distributions() -> None:
     assert psi(base, base * 400) < 1e-12
     assert js_distance(base, base * 400) < 1e-7
     assert 0.99 < js_distance(np.array([1.0, 0.0]), np.array([0.0, 10.0])) <= 1.0
+
+
+def test_values_rounded_by_json_stay_in_their_bins() -> None:
+    train = _diabetes()
+    tracker = SkewTracker(build_profile(train))
+    live = _sample(train, 5000, seed=5)
+    tracker.observe({c: np.round(v, 10) for c, v in live.items()})  # what pandas' to_json sends
+    report = tracker.report()
+    assert all(f.psi < 0.05 for f in report.features), {f.feature: f.psi for f in report.features}
+
+
+def test_profile_round_trips_through_json() -> None:
+    from monitoring.profile import profile_from_dict, profile_to_dict
+
+    rng = np.random.default_rng(6)
+    profile = build_profile({"x": rng.normal(size=500), "c": rng.choice(["a", "b"], 500).astype(object)})
+    again = profile_from_dict(json.loads(json.dumps(profile_to_dict(profile))))
+    sample = {"x": rng.normal(size=50), "c": rng.choice(["a", "b", "z"], 50).astype(object)}
+    one, two = SkewTracker(profile), SkewTracker(again)
+    one.observe(sample)
+    two.observe(sample)
+    assert one.report() == two.report()

@@ -1,0 +1,130 @@
+"""/metrics on a real gateway: parseable, bounded labels, no ghosts after a swap, and serving
+skew measured against the endpoint's dataset commit through the whole stack."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.datasets import load_diabetes
+from sklearn.ensemble import RandomForestRegressor
+
+from store import Store
+from tests.registry_helpers import Registry, weights
+from tests.servers import Server, start_lockgate
+
+
+def _families(server: Server) -> dict[str, list[tuple[dict[str, str], float]]]:
+    text = httpx.get(f"{server.url}/metrics").text
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return out
+
+
+@pytest.fixture
+def diabetes_gateway(registry: Registry) -> Iterator[tuple[Server, pd.DataFrame]]:
+    frame = load_diabetes(as_frame=True).frame
+    store = Store.open(str(registry.store_root), create=True)
+    store.commit_files("datasets", "main", [("diabetes/train.csv", frame.to_csv(index=False).encode())])
+    features = frame.drop(columns=["target"])
+    dataset = mlflow.data.from_pandas(frame, source="lockgate://datasets@main/diabetes/train.csv")
+    mlflow.set_experiment(experiment_id=registry.experiment())
+    for trees in (5, 6):
+        with mlflow.start_run():
+            mlflow.log_input(dataset, context="training")
+            model = RandomForestRegressor(n_estimators=trees, random_state=0).fit(features, frame["target"])
+            mlflow.sklearn.log_model(model, name="model", registered_model_name="diabetes",
+                                     input_example=features.head(3), serialization_format="cloudpickle")  # fmt: skip
+    env = {
+        "MLFLOW_TRACKING_URI": registry.tracking_uri,
+        "LOCKGATE_STORE": str(registry.store_root),
+        "LOCKGATE_CACHE_DIR": str(registry.workdir / "cache"),
+    }
+    server = start_lockgate(registry.workdir, env, "models:/diabetes/1", ready_path="/ready")
+    try:
+        yield server, features
+    finally:
+        server.stop()
+
+
+def _post_rows(server: Server, rows: pd.DataFrame, batch: int = 500) -> None:
+    with httpx.Client(timeout=60) as client:
+        for start in range(0, len(rows), batch):
+            part = rows.iloc[start : start + batch]
+            body = {"dataframe_split": json.loads(part.to_json(orient="split", index=False))}
+            assert client.post(f"{server.url}/invocations", json=body).status_code == 200
+
+
+def _psi(families: dict[str, list[tuple[dict[str, str], float]]], version: str) -> dict[str, float]:
+    return {labels["feature"]: v for labels, v in families["lockgate_feature_skew_psi"] if labels["version"] == version}
+
+
+@pytest.mark.slow
+def test_skew_through_the_gateway_and_series_lifecycle(diabetes_gateway: tuple[Server, pd.DataFrame]) -> None:
+    server, features = diabetes_gateway
+    state = httpx.get(f"{server.url}/endpoints/diabetes").json()
+    assert state["skew"]["tracked"] and state["skew"]["predictions_tracked"]
+
+    _post_rows(server, features.sample(n=5000, replace=True, random_state=1))
+    families = _families(server)
+    psi = _psi(families, "1")
+    print("\ngateway PSI, 5,000 training-like rows:", {k: round(v, 4) for k, v in psi.items()})
+    assert set(psi) == set(features.columns), "feature labels are exactly the signature's columns"
+    assert all(v < 0.05 for v in psi.values())
+    rows = [v for labels, v in families["lockgate_skew_window_rows"] if labels["version"] == "1"]
+    assert rows == [5000.0]
+    info = families["lockgate_endpoint_info"]
+    assert len(info) == 1 and info[0][0]["weights_commit"] == state["weights_commit"]
+    assert info[0][0]["dataset_commit"] == state["dataset_commit"] != ""
+    assert any(labels["status"] == "200" for labels, _ in families["lockgate_requests_total"])
+    assert "lockgate_request_duration_seconds_bucket" in families, "latency is a histogram"
+
+    # Swap to v2: nothing of version 1 remains in any series.
+    assert (
+        httpx.post(
+            f"{server.url}/admin/endpoints", json={"name": "diabetes", "model_uri": "models:/diabetes/2"}, timeout=120
+        ).status_code
+        == 200
+    )
+    shifted = features.sample(n=5000, replace=True, random_state=2)
+    shifted["bmi"] = shifted["bmi"] + features["bmi"].std()
+    _post_rows(server, shifted)
+    families = _families(server)
+    ghosts = [
+        (name, labels) for name, samples in families.items() for labels, _ in samples if labels.get("version") == "1"
+    ]
+    assert not ghosts, f"series of the swapped-out version remain: {ghosts[:5]}"
+    psi = _psi(families, "2")
+    print("gateway PSI, bmi shifted by 1 sd:", {k: round(v, 4) for k, v in psi.items()})
+    assert psi["bmi"] > 0.25
+    assert all(v < 0.1 for k, v in psi.items() if k != "bmi")
+    assert [v for labels, v in families["lockgate_skew_max_psi"] if labels["version"] == "2"] == [psi["bmi"]]
+
+
+def test_endpoint_without_lineage_exports_no_skew(registry: Registry) -> None:
+    registry.log_weights_model("plain", weights(3, rows=64, cols=4))
+    env = {
+        "MLFLOW_TRACKING_URI": registry.tracking_uri,
+        "LOCKGATE_STORE": str(registry.store_root),
+        "LOCKGATE_CACHE_DIR": str(registry.workdir / "cache"),
+    }
+    server = start_lockgate(registry.workdir, env, "models:/plain/1", ready_path="/ready")
+    try:
+        body = {"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1.0, 2.0, 3.0]]}}
+        assert httpx.post(f"{server.url}/invocations", json=body).status_code == 200
+        families = _families(server)
+        assert "lockgate_feature_skew_psi" not in families and "lockgate_skew_window_rows" not in families
+        assert families["lockgate_endpoint_info"][0][0]["dataset_commit"] == ""
+        skew = httpx.get(f"{server.url}/endpoints/plain").json()["skew"]
+        assert not skew["tracked"] and "no dataset lineage" in skew["reason"]
+        assert np.isclose(sum(v for _, v in families["lockgate_rows_predicted_total"]), 1.0)
+    finally:
+        server.stop()
