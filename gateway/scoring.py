@@ -12,11 +12,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import scoring_server
 
 from gateway.endpoints import Deployment
 from loader.baseline import prediction_values
+from monitoring.skew import SkewTracker
 
 
 def input_schema(deployment: Deployment) -> Any:
@@ -51,12 +54,32 @@ class _Capturing:
         self._observed.rows = len(data) if hasattr(data, "__len__") else 0
         skew = self._deployment.skew
         if skew.inputs is not None and hasattr(data, "columns"):
-            skew.inputs.observe({c: data[c].to_numpy() for c in data.columns})
+            observe_frame(skew.inputs, data)
         if skew.predictions is not None:
             values = prediction_values(predictions)
             if values is not None:
-                skew.predictions.observe({"prediction": values})
+                skew.predictions.observe_arrays(values.reshape(-1, 1), {}, len(values))
         return predictions
+
+
+def observe_frame(tracker: SkewTracker, frame: pd.DataFrame) -> None:
+    """Hand a request's frame to the tracker with as little pandas work as possible: when the
+    columns are the signature's numeric columns in order (MLflow's schema enforcement usually
+    makes them so), one ``to_numpy`` call."""
+    names = tracker.numeric_names
+    rows = len(frame)
+    numeric = None
+    if names:
+        try:
+            # Index.tolist() and a list compare: ~2 µs, where tuple(frame.columns) takes ~28 µs.
+            block = frame if frame.columns.tolist() == list(names) else frame.reindex(columns=list(names))
+            numeric = block.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):
+            numeric = None  # a non-numeric value: let the per-column path count it as missing
+            tracker.observe({c: frame[c].to_numpy() for c in frame.columns})
+            return
+    categorical = {c: frame[c].to_numpy() for c in tracker.profile.features if c not in names and c in frame.columns}
+    tracker.observe_arrays(numeric, categorical, rows)
 
 
 def score(deployment: Deployment, body: bytes, content_type: str | None) -> tuple[bytes, int, str, Observed]:

@@ -31,6 +31,10 @@ OTHER = "__other__"
 MISSING = "__missing__"
 
 
+def edge_tolerance(edges: NDArray[np.float64]) -> NDArray[np.float64]:
+    return _EDGE_TOLERANCE_ABS + _EDGE_TOLERANCE_REL * np.abs(edges)
+
+
 @dataclass(frozen=True)
 class NumericProfile:
     name: str
@@ -51,7 +55,7 @@ class NumericProfile:
         """
         x = np.asarray(values, dtype=np.float64)
         n = len(self.edges) - 1
-        tol = _EDGE_TOLERANCE_ABS + _EDGE_TOLERANCE_REL * np.abs(self.edges)
+        tol = edge_tolerance(self.edges)
         idx = np.searchsorted(self.edges - tol, x, side="right")  # 0 below e0, n+1 above e_n
         # The training maximum (within tolerance) belongs to the last interior bin.
         idx = np.where((idx == n + 1) & (x <= self.edges[-1] + tol[-1]), n, idx)
