@@ -40,7 +40,13 @@ _UNREACHABLE_HINTS = (
 )
 
 
+_UNAVAILABLE_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED"}
+
+
 def _is_unreachable(exc: BaseException) -> bool:
+    """Whether an MLflow client error means the registry is down (not that it said no)."""
+    if isinstance(exc, MlflowException) and exc.error_code in _UNAVAILABLE_CODES:
+        return True  # e.g. a 5xx while the server shuts down or restarts
     text = str(exc)
     return any(hint in text for hint in _UNREACHABLE_HINTS) or "ConnectionError" in type(exc).__name__
 
