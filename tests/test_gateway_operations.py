@@ -40,6 +40,7 @@ def test_registry_down_during_follow_keeps_serving(tmp_path: Path, monkeypatch: 
         wait_http(f"{tracking}/health", timeout=120, proc=server_proc)
         monkeypatch.setenv("LOCKGATE_STORE", str(tmp_path / "store"))
         mlflow.set_tracking_uri(tracking)
+        mlflow.set_registry_uri(tracking)  # never inherit another test's registry
         registry = Registry(tracking, tmp_path / "store", tmp_path)
         registry.log_weights_model("remote", weights(1, rows=64, cols=4))
         registry.client.set_registered_model_alias("remote", "live", "1")
@@ -62,6 +63,7 @@ def test_registry_down_during_follow_keeps_serving(tmp_path: Path, monkeypatch: 
         assert answer.status_code == 200 and answer.headers["X-Lockgate-Model-Version"] == "1"
     finally:
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
         if gateway is not None:
             gateway.stop()
         stop_pid(server_proc)
