@@ -108,6 +108,7 @@ class Endpoint:
                 "tracked": bool(current and current.skew.inputs),
                 "features": list(current.skew.inputs.profile.feature_names) if current and current.skew.inputs else [],
                 "predictions_tracked": bool(current and current.skew.predictions),
+                "profile_cached": bool(current and current.skew.profile_cached),
                 "reason": current.skew.reason if current else None,
             },
             "last_error": self.last_error,

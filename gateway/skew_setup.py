@@ -46,7 +46,8 @@ def setup_skew(
     cached = cache_dir / "profiles" / f"{probe.key}.json"
     data = training_data(open_store, resolved)
     profile: BaselineProfile | None = None
-    if cached.is_file():
+    from_cache = cached.is_file()
+    if from_cache:
         profile = profile_from_dict(orjson.loads(cached.read_bytes()))
     elif data.columns is not None:
         try:
@@ -72,4 +73,4 @@ def setup_skew(
                 window_seconds=settings.window_seconds,
                 sub_windows=settings.sub_windows,
             )
-    return SkewSetup(inputs, predictions, None, profile_cached=cached.is_file() and data.columns is None)
+    return SkewSetup(inputs, predictions, None, profile_cached=from_cache)

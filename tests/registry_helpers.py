@@ -29,6 +29,13 @@ class BrokenModel(PythonModel):  # type: ignore[misc]
         raise RuntimeError("this model always fails")
 
 
+class AmountModel(PythonModel):  # type: ignore[misc]
+    """A model with a categorical input (city) and a numeric one (amount)."""
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        return (model_input["amount"] > 100).astype(int).to_numpy()
+
+
 class SlowModel(PythonModel):  # type: ignore[misc]
     """Sleeps when asked to (column 'sleep'), to test request timeouts."""
 

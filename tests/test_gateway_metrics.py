@@ -20,7 +20,7 @@ from sklearn.datasets import load_diabetes
 from sklearn.ensemble import RandomForestRegressor
 
 from store import Store
-from tests.registry_helpers import Registry, weights
+from tests.registry_helpers import AmountModel, Registry, weights
 from tests.servers import Server, free_port, start_lockgate, stop_pid
 
 
@@ -76,6 +76,7 @@ def test_skew_through_the_gateway_and_series_lifecycle(diabetes_gateway: tuple[S
     server, features = diabetes_gateway
     state = httpx.get(f"{server.url}/endpoints/diabetes").json()
     assert state["skew"]["tracked"] and state["skew"]["predictions_tracked"]
+    assert not state["skew"]["profile_cached"], "the first deploy of a dataset builds its profile"
 
     _post_rows(server, features.sample(n=5000, replace=True, random_state=1))
     families = _families(server)
@@ -98,6 +99,7 @@ def test_skew_through_the_gateway_and_series_lifecycle(diabetes_gateway: tuple[S
         ).status_code
         == 200
     )
+    assert httpx.get(f"{server.url}/endpoints/diabetes").json()["skew"]["profile_cached"], "v2 reuses it"
     shifted = features.sample(n=5000, replace=True, random_state=2)
     shifted["bmi"] = shifted["bmi"] + features["bmi"].std()
     _post_rows(server, shifted)
@@ -176,3 +178,36 @@ def test_real_prometheus_scrapes_the_shifted_psi(diabetes_gateway: tuple[Server,
         assert value > 0.25
     finally:
         stop_pid(proc)
+
+
+def test_unseen_categories_through_the_gateway(registry: Registry) -> None:
+    rng = np.random.default_rng(8)
+    cities = rng.choice(["paris", "lyon", "nice"], 1500)
+    frame = pd.DataFrame({"city": cities, "amount": rng.gamma(2.0, 50.0, 1500)})
+    frame["label"] = (frame["amount"] > 100).astype(int)
+    Store.open(str(registry.store_root), create=True).commit_files(
+        "datasets", "main", [("tx/train.csv", frame.to_csv(index=False).encode())]
+    )
+    dataset = mlflow.data.from_pandas(frame, source="lockgate://datasets@main/tx/train.csv")
+    mlflow.set_experiment(experiment_id=registry.experiment())
+    with mlflow.start_run():
+        mlflow.log_input(dataset, context="training")
+        mlflow.pyfunc.log_model(
+            name="model", python_model=AmountModel(), registered_model_name="tx",
+            input_example=frame[["city", "amount"]].head(3),
+        )  # fmt: skip
+    env = {
+        "MLFLOW_TRACKING_URI": registry.tracking_uri,
+        "LOCKGATE_STORE": str(registry.store_root),
+        "LOCKGATE_CACHE_DIR": str(registry.workdir / "cache"),
+    }
+    server = start_lockgate(registry.workdir, env, "models:/tx/1", ready_path="/ready")
+    try:
+        rows = [["paris", 10.0], ["berlin", 20.0], ["rome", 30.0], ["lyon", 40.0]]
+        body = {"dataframe_split": {"columns": ["city", "amount"], "data": rows}}
+        assert httpx.post(f"{server.url}/invocations", json=body).status_code == 200
+        families = _families(server)
+        unseen = {labels["feature"]: v for labels, v in families["lockgate_feature_unseen_category_ratio"]}
+        assert unseen == {"city": 0.5, "amount": 0.0}
+    finally:
+        server.stop()
