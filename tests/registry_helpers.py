@@ -52,6 +52,15 @@ class Registry:
     store_root: Path
     workdir: Path
 
+    def gateway_env(self, **extra: str) -> dict[str, str]:
+        """Environment for a `lockgate serve` process on this registry and store."""
+        return {
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "LOCKGATE_STORE": str(self.store_root),
+            "LOCKGATE_CACHE_DIR": str(self.workdir / "cache"),
+            **extra,
+        }
+
     @property
     def client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)

@@ -27,15 +27,6 @@ HEADERS = {"Content-Type": "application/json"}
 LOCKGATE = str(Path(sys.executable).with_name("lockgate"))
 
 
-def gateway_env(registry: Registry, **extra: str) -> dict[str, str]:
-    return {
-        "MLFLOW_TRACKING_URI": registry.tracking_uri,
-        "LOCKGATE_STORE": str(registry.store_root),
-        "LOCKGATE_CACHE_DIR": str(registry.workdir / "cache"),
-        **extra,
-    }
-
-
 @pytest.fixture
 def three_versions(registry: Registry) -> Registry:
     for seed in (1, 2, 3):
@@ -45,7 +36,7 @@ def three_versions(registry: Registry) -> Registry:
 
 @pytest.fixture
 def gateway(three_versions: Registry) -> Iterator[Server]:
-    server = start_lockgate(three_versions.workdir, gateway_env(three_versions), "models:/swap/1", ready_path="/ready")
+    server = start_lockgate(three_versions.workdir, three_versions.gateway_env(), "models:/swap/1", ready_path="/ready")
     yield server
     server.stop()
 
@@ -161,7 +152,7 @@ def test_bad_input_is_named(gateway: Server) -> None:
 
 
 def test_admin_token(three_versions: Registry) -> None:
-    env = gateway_env(three_versions, LOCKGATE_ADMIN_TOKEN="s3cret")
+    env = three_versions.gateway_env(LOCKGATE_ADMIN_TOKEN="s3cret")
     server = start_lockgate(three_versions.workdir, env, "models:/swap/1", ready_path="/ready")
     try:
         body = {"name": "swap", "model_uri": "models:/swap/2"}
@@ -183,7 +174,7 @@ def test_follow_moves_with_the_alias_and_survives_a_broken_version(registry: Reg
         registry.log_weights_model("follow", weights(seed, rows=64, cols=4))
     client = registry.client
     client.set_registered_model_alias("follow", "champion", "1")
-    env = gateway_env(registry, LOCKGATE_FOLLOW_INTERVAL="1")
+    env = registry.gateway_env(LOCKGATE_FOLLOW_INTERVAL="1")
     server = start_lockgate(registry.workdir, env, "models:/follow@champion", ready_path="/ready")
     try:
 
@@ -221,7 +212,7 @@ def test_follow_moves_with_the_alias_and_survives_a_broken_version(registry: Reg
 
 
 def test_ready_is_503_until_a_model_loads(registry: Registry) -> None:
-    env = gateway_env(registry)
+    env = registry.gateway_env()
     server = start_lockgate(registry.workdir, env, "models:/missing@champion", ready_path="/ping")
     try:
         ready = httpx.get(f"{server.url}/ready")
@@ -241,7 +232,7 @@ def _no_stray_store_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_endpoint_missing_at_startup_loads_once_it_exists(registry: Registry) -> None:
-    env = gateway_env(registry, LOCKGATE_FOLLOW_INTERVAL="1")
+    env = registry.gateway_env(LOCKGATE_FOLLOW_INTERVAL="1")
     server = start_lockgate(registry.workdir, env, "models:/late/1", ready_path="/ping")
     try:
         assert httpx.get(f"{server.url}/ready").status_code == 503

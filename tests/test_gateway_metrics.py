@@ -47,11 +47,7 @@ def diabetes_gateway(registry: Registry) -> Iterator[tuple[Server, pd.DataFrame]
             model = RandomForestRegressor(n_estimators=trees, random_state=0).fit(features, frame["target"])
             mlflow.sklearn.log_model(model, name="model", registered_model_name="diabetes",
                                      input_example=features.head(3), serialization_format="cloudpickle")  # fmt: skip
-    env = {
-        "MLFLOW_TRACKING_URI": registry.tracking_uri,
-        "LOCKGATE_STORE": str(registry.store_root),
-        "LOCKGATE_CACHE_DIR": str(registry.workdir / "cache"),
-    }
+    env = registry.gateway_env()
     server = start_lockgate(registry.workdir, env, "models:/diabetes/1", ready_path="/ready")
     try:
         yield server, features
@@ -117,11 +113,7 @@ def test_skew_through_the_gateway_and_series_lifecycle(diabetes_gateway: tuple[S
 
 def test_endpoint_without_lineage_exports_no_skew(registry: Registry) -> None:
     registry.log_weights_model("plain", weights(3, rows=64, cols=4))
-    env = {
-        "MLFLOW_TRACKING_URI": registry.tracking_uri,
-        "LOCKGATE_STORE": str(registry.store_root),
-        "LOCKGATE_CACHE_DIR": str(registry.workdir / "cache"),
-    }
+    env = registry.gateway_env()
     server = start_lockgate(registry.workdir, env, "models:/plain/1", ready_path="/ready")
     try:
         body = {"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1.0, 2.0, 3.0]]}}
@@ -196,11 +188,7 @@ def test_unseen_categories_through_the_gateway(registry: Registry) -> None:
             name="model", python_model=AmountModel(), registered_model_name="tx",
             input_example=frame[["city", "amount"]].head(3),
         )  # fmt: skip
-    env = {
-        "MLFLOW_TRACKING_URI": registry.tracking_uri,
-        "LOCKGATE_STORE": str(registry.store_root),
-        "LOCKGATE_CACHE_DIR": str(registry.workdir / "cache"),
-    }
+    env = registry.gateway_env()
     server = start_lockgate(registry.workdir, env, "models:/tx/1", ready_path="/ready")
     try:
         rows = [["paris", 10.0], ["berlin", 20.0], ["rome", 30.0], ["lyon", 40.0]]

@@ -76,12 +76,7 @@ def test_request_timeout_is_504(registry: Registry) -> None:
             name="model", python_model=SlowModel(), registered_model_name="slow",
             input_example=pd.DataFrame({"sleep": [0.0]}),
         )  # fmt: skip
-    env = {
-        "MLFLOW_TRACKING_URI": registry.tracking_uri,
-        "LOCKGATE_STORE": str(registry.store_root),
-        "LOCKGATE_CACHE_DIR": str(registry.workdir / "cache"),
-        "LOCKGATE_REQUEST_TIMEOUT": "1",
-    }
+    env = registry.gateway_env(LOCKGATE_REQUEST_TIMEOUT="1")
     server = start_lockgate(registry.workdir, env, "models:/slow/1", ready_path="/ready")
     try:
         fast = httpx.post(
