@@ -39,12 +39,10 @@ class SkewSettings:
 def setup_skew(
     open_store: Callable[[], Store], servable: ServableModel, cache_dir: Path, settings: SkewSettings
 ) -> SkewSetup:
-    resolved = servable.resolved
-    probe = training_data(open_store, resolved, read=False)
-    if probe.reason:
-        return SkewSetup(None, None, probe.reason)
-    cached = cache_dir / "profiles" / f"{probe.key}.json"
-    data = training_data(open_store, resolved)
+    data = training_data(open_store, servable.resolved)
+    if not data.key:
+        return SkewSetup(None, None, data.reason)
+    cached = cache_dir / "profiles" / f"{data.key}.json"
     profile: BaselineProfile | None = None
     from_cache = cached.is_file()
     if from_cache:

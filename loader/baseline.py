@@ -56,8 +56,9 @@ def _read_table(store: Store, commit: str, path: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def training_data(open_store: Callable[[], Store], resolved: ResolvedModel, read: bool = True) -> TrainingData:
-    """The signature's columns of the endpoint's training data (``read=False``: only the key)."""
+def training_data(open_store: Callable[[], Store], resolved: ResolvedModel) -> TrainingData:
+    """The signature's columns of the endpoint's training data. ``key`` is empty when there is
+    no lineage or no signature to match; otherwise it is set even if the data cannot be read."""
     columns = signature_columns(resolved.signature)
     if not resolved.dataset_uris:
         reason = "no dataset lineage: the run logged no lockgate:// dataset and has no lockgate.dataset tag"
@@ -67,8 +68,6 @@ def training_data(open_store: Callable[[], Store], resolved: ResolvedModel, read
     target = parse_uri(resolved.dataset_uris[0])
     key = blake3.blake3(orjson.dumps([target.ref.name, target.path, columns])).hexdigest()[:32]
     categorical = frozenset(n for n, kind in columns if kind in _CATEGORICAL_TYPES)
-    if not read:
-        return TrainingData(key, None, categorical, None, None)
     try:
         table = _read_table(open_store(), target.ref.name, target.path)
     except (StoreError, ValueError, OSError) as exc:

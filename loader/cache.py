@@ -152,11 +152,10 @@ class ModelCache:
 
     def _hit(self, key: str, started: float) -> tuple[Path, FetchReport]:
         self._touch(key)
-        size = int(self.metadata(key).get("size", 0))
-        report = FetchReport(
-            key, bytes_total=size, bytes_reused=size, cached=True, seconds=time.perf_counter() - started
-        )
-        report.files = len(self.metadata(key).get("files", {}))
+        meta = self.metadata(key)
+        size = int(meta.get("size", 0))
+        report = FetchReport(key, bytes_total=size, bytes_reused=size, files=len(meta.get("files", {})), cached=True)
+        report.seconds = time.perf_counter() - started
         return self.path_of(key), report
 
     def _from_store(

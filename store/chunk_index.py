@@ -44,7 +44,3 @@ class ChunkIndex:
 
     def __contains__(self, chunk_id: object) -> bool:
         return chunk_id in self._locations
-
-    @property
-    def packs(self) -> frozenset[str]:
-        return frozenset(self._packs)

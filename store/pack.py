@@ -26,7 +26,6 @@ HEADER = b"LGPACK1\n"
 TRAILER_MAGIC = b"LGPKEND\n"
 _ENTRY = struct.Struct("<32sQIIB")
 _TRAILER = struct.Struct("<QI8s")
-TRAILER_SIZE = _TRAILER.size
 MAX_PACK_BYTES = 64 * 1024 * 1024
 # Room for the footer of a full pack (64 MiB of 4 KiB chunks: 16k entries of 49 bytes).
 _SLACK = 1024 * 1024
@@ -162,16 +161,3 @@ def decode_index(pack_id: str, data: bytes) -> list[PackEntry]:
     for raw_id, offset, stored, length, codec in _ENTRY.iter_unpack(data):
         entries.append(PackEntry(raw_id.hex(), offset, stored, length, codec))
     return entries
-
-
-def parse_trailer(pack_id: str, trailer: bytes) -> tuple[int, int]:
-    """Return (index offset, entry count) from a pack's last TRAILER_SIZE bytes."""
-    if len(trailer) != TRAILER_SIZE:
-        raise CorruptObjectError(pack_id, "pack is shorter than its trailer")
-    index_offset, count, magic = _TRAILER.unpack(trailer)
-    if magic != TRAILER_MAGIC:
-        raise CorruptObjectError(pack_id, "bad pack trailer magic")
-    return index_offset, count
-
-
-ENTRY_SIZE = _ENTRY.size

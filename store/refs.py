@@ -9,7 +9,7 @@ from __future__ import annotations
 import orjson
 
 from store.backends.base import Backend
-from store.errors import EmptyRepoError, RepoNotFoundError, TagExistsError
+from store.errors import RepoNotFoundError, TagExistsError
 from store.layout import REPOS_PREFIX, branch_key, branch_prefix, repo_key, tag_key, tag_prefix
 from store.objects import utc_now_iso
 from store.uri import check_name
@@ -75,7 +75,3 @@ class RefStore:
         if not self._backend.swap_ref(tag_key(repo, tag), commit_id.encode(), None):
             existing = self.read_tag(repo, tag)
             raise TagExistsError(f"tag {tag!r} already exists in {repo!r} at {existing}; tags never move")
-
-    def require_commits(self, repo: str) -> None:
-        if not self.branches(repo) and not self.tags(repo):
-            raise EmptyRepoError(f"repository {repo!r} has no commits yet; push something to it first")

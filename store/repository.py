@@ -28,7 +28,6 @@ from store.chunk_reader import DEFAULT_PARALLELISM, stream_chunks
 from store.diff import Change, diff_entries, subtree
 from store.errors import (
     IntegrityError,
-    ObjectNotFoundError,
     PathNotFoundError,
     RefConflictError,
     StoreUnreachableError,
@@ -433,9 +432,3 @@ class Store:
         for name in names:
             self.refs.require_repo(name)
         return verify(self.backend, self.refs, self.objects, self.history, names)
-
-    def object_exists(self, object_id: str) -> bool:
-        try:
-            return self.objects.exists(object_id)
-        except ObjectNotFoundError:
-            return False

@@ -63,9 +63,6 @@ class StoreURI:
     def __str__(self) -> str:
         return f"{SCHEME}{self.repo}@{self.ref}" + (f"/{self.path}" if self.path else "")
 
-    def with_path(self, path: str) -> StoreURI:
-        return StoreURI(self.repo, self.ref, normalize_path(path))
-
 
 def is_store_uri(text: str) -> bool:
     return text.startswith(SCHEME)

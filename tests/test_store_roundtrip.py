@@ -89,3 +89,21 @@ def test_last_commit_touching_a_path(store: Store) -> None:
     landed = store.commit_files("models", "main", [("m/b/model.pkl", b"b")])
     store.commit_files("models", "main", [("m/c/model.pkl", b"c")])
     assert store.last_commit_touching("models", "main", "m/b") == landed.commit_id
+
+
+def test_chunks_needed_and_fetch_report_only_what_is_missing(store: Store) -> None:
+    rng = random.Random(11)
+    base = rng.randbytes(600_000)
+    edited = base[:300_000] + rng.randbytes(20_000) + base[320_000:]
+    first = store.commit_files("models", "main", [("v1.bin", base)]).commit_id
+    second = store.commit_files("models", "main", [("v2.bin", edited)]).commit_id
+    held = {ref.chunk_id for ref in store.file_manifest(first, "v1.bin").chunks}
+    v2 = store.stat(second, "v2.bin").manifest_id
+    needed = store.chunks_needed([v2, v2], held)
+    assert needed, "the edited region is new"
+    assert len({r.chunk_id for r in needed}) == len(needed), "each chunk once"
+    assert not {r.chunk_id for r in needed} & held
+    assert sum(r.length for r in needed) < 0.3 * len(edited)
+    fetched = dict(store.fetch_chunks(needed))
+    assert {r.chunk_id for r in fetched} == {r.chunk_id for r in needed}
+    assert store.chunks_needed([v2], {r.chunk_id for r in store.file_manifest(second, "v2.bin").chunks}) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from store import Store
@@ -17,10 +18,8 @@ def commit_one(root: str, endpoint: str, index: int) -> None:
     print(result.commit_id)
 
 
-def push_and_die(root: str, endpoint: str, path: str, fraction: str) -> None:
-    """Start a real push and SIGKILL ourselves once ``fraction`` of its bytes are in."""
-    store = Store.open(root, s3_endpoint_url=endpoint or None)
-    total = os.path.getsize(path)
+def die_after(total: int, fraction: str) -> Callable[[int], None]:
+    """A progress callback that SIGKILLs this process once ``fraction`` of ``total`` is done."""
     seen = 0
 
     def progress(n: int) -> None:
@@ -29,6 +28,13 @@ def push_and_die(root: str, endpoint: str, path: str, fraction: str) -> None:
         if seen >= total * float(fraction):
             os.kill(os.getpid(), signal.SIGKILL)
 
+    return progress
+
+
+def push_and_die(root: str, endpoint: str, path: str, fraction: str) -> None:
+    """Start a real push and SIGKILL ourselves once ``fraction`` of its bytes are in."""
+    store = Store.open(root, s3_endpoint_url=endpoint or None)
+    progress = die_after(os.path.getsize(path), fraction)
     store.commit_files("models", "main", [("big.bin", Path(path))], progress=progress)
 
 
@@ -50,13 +56,7 @@ def load_model(cache_dir: str, tracking_uri: str, uri: str, die_at: str = "") ->
             e.size
             for e in open_configured_store().list_files(str(resolved.weights_commit), resolved.weights.path).values()
         )
-        seen = 0
-
-        def progress(n: int) -> None:
-            nonlocal seen
-            seen += n
-            if seen >= total * float(die_at):
-                os.kill(os.getpid(), signal.SIGKILL)
+        progress = die_after(total, die_at)
 
     servable = loader.load(resolved, progress=progress)
     print(json.dumps(servable.report.as_dict()))

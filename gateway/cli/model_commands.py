@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
 import typer
 from rich.table import Table
 
-from gateway.cli.console import byte_progress, human_bytes, out
+from gateway.cli.console import byte_progress, human_bytes, out, print_json
 from gateway.settings import Settings
 from gateway.wiring import build_loader, store_opener
 from store import parse_uri
@@ -36,10 +34,6 @@ def _settings(store: str | None, tracking_uri: str | None) -> Settings:
     if tracking_uri:
         updates["tracking_uri"] = tracking_uri
     return settings.model_copy(update=updates)
-
-
-def _print_json(data: object) -> None:
-    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
 
 
 def _lineage_table(resolved: ResolvedModel) -> Table:
@@ -73,7 +67,7 @@ def resolve(
     """Show which immutable version a model URI names now, with its lineage. Fetches nothing."""
     resolved = build_loader(_settings(store, tracking_uri)).resolve(model_uri)
     if as_json:
-        _print_json(resolved.as_dict())
+        print_json(resolved.as_dict())
     else:
         out.print(_lineage_table(resolved))
 
@@ -101,9 +95,7 @@ def fetch(
         servable = loader.load(resolved, progress=advance)
     report = servable.report
     if as_json:
-        _print_json(
-            {"resolved": servable.resolved.as_dict(), "load": report.as_dict(), "flavor": servable.model.flavor}
-        )
+        print_json({"resolved": servable.resolved.as_dict(), "load": report.as_dict(), "flavor": servable.model.flavor})
         return
     out.print(_lineage_table(servable.resolved))
     f = report.fetch
@@ -129,7 +121,7 @@ def import_(
     loader = build_loader(settings)
     result = import_model(loader.resolver, store_opener(settings, create=True)(), model_uri, parse_uri(destination))
     if as_json:
-        _print_json(
+        print_json(
             {
                 "pinned_uri": result.pinned_uri,
                 "already_in_store": result.already_in_store,

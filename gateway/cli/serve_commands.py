@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-import orjson
 import typer
 from rich.table import Table
 
-from gateway.cli.console import err, human_bytes, out
+from gateway.cli.console import err, human_bytes, out, print_json
 from gateway.settings import Settings
 
 GatewayOption = Annotated[
@@ -84,10 +82,6 @@ def _call(gateway: str, method: str, path: str, **kwargs: Any) -> Any:
     return data
 
 
-def _print_json(data: object) -> None:
-    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
-
-
 def deploy(
     model_uri: Annotated[
         str, typer.Argument(help="models:/NAME/Production, models:/NAME@ALIAS, ...", show_default=False)
@@ -106,7 +100,7 @@ def deploy(
     body = {"model_uri": model_uri, "name": name, "follow": False if no_follow else None}
     data = _call(gateway, "POST", "/admin/endpoints", json=body)
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     report = data.get("load_report") or {}
     out.print(
@@ -127,7 +121,7 @@ def endpoints(gateway: GatewayOption = DEFAULT_GATEWAY, as_json: JsonOption = Fa
     """List a gateway's endpoints with their versions and commits."""
     data = _call(gateway, "GET", "/endpoints")
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     table = Table("endpoint", "status", "version", "weights commit", "dataset commit", "follows")
     for e in data["endpoints"]:
@@ -163,7 +157,7 @@ def lineage(
     """Which version, weights commit and dataset commit served NAME at a time (from the ledger)."""
     data = _call(gateway, "GET", f"/endpoints/{name}/lineage", params={"at": at} if at else None)
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     if at:
         event = data["serving"]

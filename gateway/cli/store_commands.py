@@ -7,11 +7,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-import orjson
 import typer
 from rich.table import Table
 
-from gateway.cli.console import byte_progress, err, human_bytes, out
+from gateway.cli.console import byte_progress, err, human_bytes, out, print_json
 from gateway.cli.timespec import parse_time
 from gateway.settings import Settings
 from gateway.wiring import store_opener
@@ -59,10 +58,6 @@ def _resolve(uri: str, store: str | None, at: str | None) -> tuple[Store, StoreU
     return s, target, s.resolve(target.repo, target.ref, _at(at))
 
 
-def _print_json(data: object) -> None:
-    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
-
-
 @app.command()
 def push(
     local_path: Annotated[Path, typer.Argument(help="A local file or directory.", show_default=False)],
@@ -86,7 +81,7 @@ def push(
             target.repo, target.ref.name, files, message=message or f"push {local_path.name}", progress=advance
         )
     if as_json:
-        _print_json(result.as_dict())
+        print_json(result.as_dict())
         return
     mbps = result.bytes_total / 1e6 / result.seconds if result.seconds > 0 else 0.0
     out.print(f"[bold green]committed[/] {result.commit_id} to {result.repo}@{result.branch}")
@@ -108,7 +103,7 @@ def list_files(
     s, target, commit_id = _resolve(uri, store, at)
     files = s.list_files(commit_id, target.path)
     if as_json:
-        _print_json(
+        print_json(
             {"commit": commit_id, "files": {p: {"size": e.size, "manifest": e.manifest_id} for p, e in files.items()}}
         )
         return
@@ -150,7 +145,7 @@ def log(
     s = _open(store)
     entries = s.log(target.repo, target.ref, _at(at), limit)
     if as_json:
-        _print_json([{"commit": cid, **c.payload()} for cid, c in entries])
+        print_json([{"commit": cid, **c.payload()} for cid, c in entries])
         return
     for cid, commit in entries:
         out.print(f"[yellow]commit {cid}[/]")
@@ -187,7 +182,7 @@ def diff(
     s = _open(store)
     changes = s.diff(a, b)
     if as_json:
-        _print_json([c.__dict__ for c in changes])
+        print_json([c.__dict__ for c in changes])
         return
     if not changes:
         out.print("no differences")
@@ -212,7 +207,7 @@ def verify(
     s = _open(store)
     report = s.verify([repo] if repo else None)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "ok": report.ok,
                 "repos": report.repos,

@@ -59,12 +59,5 @@ class MemoryBackend:
             self._data.pop(key, None)
             self._versions.pop(key, None)
 
-    def corrupt(self, key: str, offset: int) -> None:
-        """Flip one byte; for integrity tests of the in-memory store."""
-        with self._lock:
-            buf = bytearray(self._data[key])
-            buf[offset] ^= 0xFF
-            self._data[key] = bytes(buf)
-
     def close(self) -> None:
         pass
