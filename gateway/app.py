@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import ipaddress
 import time
@@ -21,16 +22,21 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.batcher import Batcher
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
 from gateway.errors import AdminAuthError, EndpointNotReadyError, GatewayError, RequestTooLargeError, status_for
+from gateway.fast_request import NumericFrameParser, is_plain_json
 from gateway.ledger import Ledger
-from gateway.scoring import input_schema, score
+from gateway.prediction_json import predictions_json
+from gateway.scoring import input_schema, score, skew_observer
+from gateway.serving_path import ServingOptions, choose_serving_path
 from gateway.settings import Settings
 from gateway.skew_setup import SkewSettings, setup_skew
 from gateway.wiring import build_loader, store_opener
+from loader.baseline import training_data
 from monitoring.serving_metrics import ServingMetrics
 from monitoring.skew_collector import LiveEndpoint, SkewCollector
 
@@ -40,12 +46,23 @@ class EndpointSpec:
     name: str
     model_uri: str
     follow: bool | None = None
+    options: ServingOptions | None = None  # None: the gateway-wide defaults from Settings
 
 
 class DeployRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str | None = Field(default=None, description="Endpoint name; default: the registered model's name")
     model_uri: str
     follow: bool | None = Field(default=None, description="Re-resolve periodically; default: on for moving references")
+    onnx: bool | None = Field(default=None, description="Serve sklearn models through ONNX when the check passes")
+    batching: bool | None = Field(default=None, description="Merge concurrent requests; default: on for row-wise paths")
+    max_batch_rows: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_batch_wait_ms: float | None = Field(default=None, ge=0, le=1000)
+
+
+LEAN_INLINE_BYTES = 32 * 1024
+OPTION_FIELDS = ("onnx", "batching", "max_batch_rows", "max_batch_wait_ms")
 
 
 def _error(status: int, error_code: str, message: str) -> JSONResponse:
@@ -81,9 +98,30 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
     metrics = ServingMetrics(registry)
     skew_settings = SkewSettings(settings.skew_window_seconds, settings.skew_sub_windows)
 
-    def prepare(deployment: Deployment) -> None:
+    default_options = settings.serving_options()
+
+    def prepare(deployment: Deployment, options: ServingOptions) -> None:
+        # Everything a request could need is decided here, once: the schema, the skew baseline,
+        # the serving path (ONNX conversion and its check) and the batcher.
         deployment.input_schema = input_schema(deployment)
-        deployment.skew = setup_skew(open_store, deployment.servable, Path(settings.cache_dir), skew_settings)
+        data = training_data(open_store, deployment.servable.resolved)
+        cache_dir = Path(settings.cache_dir)
+        deployment.skew = setup_skew(data, deployment.servable, cache_dir, skew_settings)
+        path = choose_serving_path(deployment.servable, options, data.sample, cache_dir)
+        deployment.path = path
+        if path.predict is None or path.columns is None:
+            return
+        batching = path.row_wise if options.batching is None else options.batching
+        deployment.parser = NumericFrameParser(path.columns)
+        deployment.batcher = Batcher(
+            path.predict,
+            name=deployment.version_label,
+            enabled=batching,
+            max_rows=options.max_batch_rows,
+            max_wait_seconds=options.max_batch_wait_ms / 1000,
+            inflight=lambda: deployment.inflight,
+            after_batch=skew_observer(deployment.skew, path.columns),
+        )
 
     def on_event(name: str, action: str, deployment: Deployment | None) -> None:
         metrics.deploys.labels(name, action, "failed" if action == "failed" else "ok").inc()
@@ -121,7 +159,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
                 "dataset_commit": r.dataset_commit or "",
                 "run_id": r.run_id or "",
                 "code_commit": r.code_commit or "",
-                "serving_path": current.servable.model.flavor,
+                "serving_path": current.serving_path,
             }
             out.append(
                 LiveEndpoint(endpoint.name, current.version_label, info, current.skew.inputs, current.skew.predictions)
@@ -144,7 +182,14 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         for spec in specs:
             # A failed first deploy shows on /endpoints/{name} and /ready; the gateway still starts.
             with contextlib.suppress(Exception):
-                await deployer.deploy(spec.name, spec.model_uri, spec.follow, actor="startup", keep_on_failure=True)
+                await deployer.deploy(
+                    spec.name,
+                    spec.model_uri,
+                    spec.follow,
+                    actor="startup",
+                    keep_on_failure=True,
+                    options=spec.options or default_options,
+                )
         follower = asyncio.create_task(deployer.follow_forever(settings.follow_interval))
         try:
             yield
@@ -209,10 +254,18 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         deployment.inflight += 1
         try:
             body = await _read_body(request)
-            payload, status, media_type, observed = await asyncio.wait_for(
-                asyncio.to_thread(score, deployment, body, request.headers.get("content-type")),
-                timeout=settings.request_timeout,
-            )
+            content_type = request.headers.get("content-type")
+            async with asyncio.timeout(settings.request_timeout):
+                fast = await _lean(deployment, body, content_type)
+                if fast is not None:
+                    predictions, predict_seconds = fast
+                    payload = predictions_json(predictions)
+                    metrics.observe_predict(name, version, len(predictions), predict_seconds)
+                    metrics.observe_request(name, version, 200, time.perf_counter() - started, None)
+                    return Response(
+                        content=payload, status_code=200, media_type="application/json", headers=deployment.headers()
+                    )
+                payload, status, media_type, observed = await asyncio.to_thread(score, deployment, body, content_type)
         except TimeoutError:
             metrics.observe_request(name, version, 504, time.perf_counter() - started, "REQUEST_TIMEOUT")
             return Response(
@@ -231,6 +284,21 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
             error_code = _error_code_of(payload, media_type, status)
         metrics.observe_request(name, version, status, time.perf_counter() - started, error_code)
         return Response(content=payload, status_code=status, media_type=media_type, headers=deployment.headers())
+
+    async def _lean(deployment: Deployment, body: bytes, content_type: str | None) -> tuple[Any, float] | None:
+        """Predictions through the lean path, or None when the request needs MLflow's code."""
+        parser, batcher = deployment.parser, deployment.batcher
+        if parser is None or batcher is None or not is_plain_json(content_type):
+            return None
+        # Small bodies parse in microseconds; a big one would hold the event loop, so it moves.
+        matrix = parser.parse(body) if len(body) <= LEAN_INLINE_BYTES else await asyncio.to_thread(parser.parse, body)
+        if matrix is None:
+            return None
+        try:
+            return await batcher.predict(matrix)
+        except Exception:
+            # MLflow's code, on the same model, gives this request MLflow's exact error.
+            return None
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
@@ -297,8 +365,11 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
     async def admin_deploy(body: DeployRequest, request: Request) -> JSONResponse:
         actor = _admin(request)
         name = body.name or default_name(body.model_uri)
+        base = deployer.endpoints[name].options if name in deployer.endpoints else default_options
+        overrides = {k: v for k, v in body.model_dump(include=set(OPTION_FIELDS)).items() if v is not None}
+        options = dataclasses.replace(base, **overrides)
         try:
-            endpoint = await deployer.deploy(name, body.model_uri, body.follow, actor=actor)
+            endpoint = await deployer.deploy(name, body.model_uri, body.follow, actor=actor, options=options)
         except GatewayError:
             raise
         except Exception as exc:

@@ -4,19 +4,35 @@ endpoints:
   - name: fraud                      # optional; default: the registered model's name
     model_uri: models:/fraud@champion
     follow: true                     # optional; default: on for moving references
+    onnx: true                       # optional; ONNX fast path for sklearn models (default on)
+    batching: true                   # optional; default: on for sklearn/ONNX paths
+    max_batch_rows: 256              # optional
+    max_batch_wait_ms: 2.0           # optional
+
+Serving options an endpoint leaves out come from the gateway's settings (LOCKGATE_ONNX, ...).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from gateway.app import EndpointSpec, default_name
 from gateway.errors import ConfigError
+from gateway.serving_path import ServingOptions
+
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "onnx": (bool,),
+    "batching": (bool,),
+    "max_batch_rows": (int,),
+    "max_batch_wait_ms": (int, float),
+}
 
 
-def read_config(path: Path) -> list[EndpointSpec]:
+def read_config(path: Path, defaults: ServingOptions | None = None) -> list[EndpointSpec]:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -28,11 +44,23 @@ def read_config(path: Path) -> list[EndpointSpec]:
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("model_uri"), str):
             raise ConfigError(f"config {str(path)!r}: endpoints[{index}] needs a 'model_uri' string")
-        unknown = set(entry) - {"name", "model_uri", "follow"}
+        unknown = set(entry) - {"name", "model_uri", "follow", *_OPTION_TYPES}
         if unknown:
             raise ConfigError(f"config {str(path)!r}: endpoints[{index}] has unknown keys {sorted(unknown)}")
+        overrides: dict[str, Any] = {}
+        for key, types in _OPTION_TYPES.items():
+            if key not in entry:
+                continue
+            value = entry[key]
+            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+                kind = " or ".join(t.__name__ for t in types)
+                raise ConfigError(f"config {str(path)!r}: endpoints[{index}].{key} must be {kind}, not {value!r}")
+            overrides[key] = value
+        options = dataclasses.replace(defaults or ServingOptions(), **overrides) if overrides else None
         follow = entry.get("follow")
         specs.append(
-            EndpointSpec(str(entry.get("name") or default_name(entry["model_uri"])), entry["model_uri"], follow)
+            EndpointSpec(
+                str(entry.get("name") or default_name(entry["model_uri"])), entry["model_uri"], follow, options
+            )
         )
     return specs

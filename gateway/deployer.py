@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from gateway.endpoints import Deployment, Endpoint
 from gateway.errors import EndpointNotFoundError, GatewayError
 from gateway.ledger import Ledger, VersionRef
+from gateway.serving_path import ServingOptions
 from loader.model_loader import ModelLoader
 from loader.resolved import ResolvedModel
 
@@ -28,7 +29,7 @@ class Deployer:
         ledger: Ledger,
         *,
         drain_timeout: float = 30.0,
-        prepare: Callable[[Deployment], None] | None = None,
+        prepare: Callable[[Deployment, ServingOptions], None] | None = None,
         on_event: Callable[[str, str, Deployment | None], None] | None = None,
         on_retire: Callable[[str, Deployment], None] | None = None,
     ) -> None:
@@ -51,11 +52,15 @@ class Deployer:
 
     # -- loading ----------------------------------------------------------------------------
 
-    async def _load(self, resolved: ResolvedModel) -> Deployment:
+    async def _load(self, resolved: ResolvedModel, options: ServingOptions) -> Deployment:
         def load() -> Deployment:
-            deployment = Deployment(self.loader.load(resolved, prefer_pyfunc=True))
+            deployment = Deployment(self.loader.load(resolved, prefer_pyfunc=True), options=options)
             if self._prepare is not None:
-                self._prepare(deployment)
+                try:
+                    self._prepare(deployment, options)
+                except BaseException:
+                    deployment.close()
+                    raise
             return deployment
 
         return await asyncio.to_thread(load)
@@ -65,8 +70,10 @@ class Deployer:
         name: str,
         model_uri: str,
         follow: bool | None = None,
+        *,
         actor: str = "gateway",
         keep_on_failure: bool = False,
+        options: ServingOptions | None = None,
     ) -> Endpoint:
         """Create or redeploy ``name`` from ``model_uri``. On a redeploy failure the current
         version keeps serving and the error is raised. A new endpoint whose first deploy fails
@@ -78,6 +85,9 @@ class Deployer:
             endpoint = Endpoint(name, model_uri, follow=False)
             self.endpoints[name] = endpoint
         async with endpoint.lock:
+            previous_options = endpoint.options
+            if options is not None:
+                endpoint.options = options
             resolved = None
             endpoint.requested_follow = follow
             try:
@@ -86,6 +96,7 @@ class Deployer:
                 endpoint.follow = resolved.moves if follow is None else follow
                 await self._switch_to(endpoint, resolved, "deploy", actor)
             except Exception as exc:
+                endpoint.options = previous_options
                 self._failed(endpoint, exc, actor, resolved)
                 if endpoint.current is None:
                     endpoint.status = "failed"
@@ -95,11 +106,12 @@ class Deployer:
         return endpoint
 
     async def _switch_to(self, endpoint: Endpoint, resolved: ResolvedModel, action: str, actor: str) -> None:
-        if endpoint.current is not None and endpoint.current.key == resolved.weights.cache_key:
+        current = endpoint.current
+        if current is not None and current.key == resolved.weights.cache_key and current.options == endpoint.options:
             endpoint.note("unchanged", version=resolved.version)
             endpoint.status = "ready"
             return
-        deployment = await self._load(resolved)
+        deployment = await self._load(resolved, endpoint.options)
         self.loader.cache.pin(deployment.key)
         old = endpoint.current
         # The switch: one assignment on the event loop. New requests see the new version now.
@@ -121,6 +133,7 @@ class Deployer:
             _log.warning(
                 "endpoint %s: version %s still busy after %ss", endpoint.name, old.resolved.version, self.drain_timeout
             )
+        old.close()
         before = endpoint.previous
         endpoint.previous = old
         if endpoint.current is None or old.version_label != endpoint.current.version_label:
@@ -152,7 +165,7 @@ class Deployer:
             if target is None:
                 raise GatewayError(f"endpoint {name!r} has no previous version to roll back to")
             # The rollback target is still pinned in the cache: this costs zero bytes.
-            deployment = await self._load(target.resolved)
+            deployment = await self._load(target.resolved, endpoint.options)
             old = endpoint.current
             endpoint.current = deployment
             endpoint.follow = False  # a rollback pins the endpoint; redeploy to follow again
@@ -166,6 +179,7 @@ class Deployer:
             )
             if old is not None:
                 await old.drained(self.drain_timeout)
+                old.close()
                 endpoint.previous = old
                 if old.version_label != deployment.version_label:
                     self._on_retire(name, old)
@@ -182,6 +196,7 @@ class Deployer:
             for deployment in (old, endpoint.previous):
                 if deployment is not None:
                     await deployment.drained(self.drain_timeout)
+                    deployment.close()
                     self.loader.cache.unpin(deployment.key)
                     self._on_retire(name, deployment)
 

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.batcher import Batcher
+from gateway.fast_request import NumericFrameParser
 from gateway.ledger import VersionRef
+from gateway.serving_path import ServingOptions, ServingPath
 from gateway.skew_setup import SkewSetup
 from loader.model_loader import ServableModel
 from loader.resolved import ResolvedModel
@@ -29,6 +32,41 @@ class Deployment:
     inflight: int = 0
     input_schema: Any = None
     skew: SkewSetup = field(default_factory=lambda: SkewSetup(None, None, "skew tracking is not set up"))
+    path: ServingPath = field(default_factory=lambda: ServingPath("mlflow", "not prepared"))
+    options: ServingOptions = field(default_factory=ServingOptions)
+    # Set when the lean path applies: requests it can parse skip MLflow's parser.
+    parser: NumericFrameParser | None = None
+    batcher: Batcher | None = None
+
+    @property
+    def serving_path(self) -> str:
+        return self.path.name
+
+    def close(self) -> None:
+        """Release the predict thread once this version can no longer take traffic."""
+        if self.batcher is not None:
+            self.batcher.close()
+
+    def describe_path(self) -> dict[str, Any]:
+        batcher = self.batcher
+        return {
+            "name": self.path.name,
+            "reason": self.path.reason,
+            "lean_parsing": self.parser is not None,
+            "onnx_check": self.path.check or None,
+            "options": self.options.as_dict(),
+            "batching": None
+            if batcher is None
+            else {
+                "enabled": batcher.enabled,
+                "max_rows": batcher.max_rows,
+                "max_wait_ms": batcher.max_wait_seconds * 1000,
+                "batches": batcher.stats.batches,
+                "requests": batcher.stats.requests,
+                "rows": batcher.stats.rows,
+                "largest_batch_rows": batcher.stats.largest_batch_rows,
+            },
+        }
 
     @property
     def version_label(self) -> str:
@@ -70,6 +108,7 @@ class Endpoint:
     name: str
     model_uri: str
     follow: bool
+    options: ServingOptions = field(default_factory=ServingOptions)
     current: Deployment | None = None
     previous: Deployment | None = None  # the rollback target
     status: str = "loading"
@@ -100,7 +139,8 @@ class Endpoint:
             "run_id": resolved.run_id if resolved else None,
             "code_commit": resolved.code_commit if resolved else None,
             "flavors": list(resolved.flavors) if resolved else [],
-            "serving_path": current.servable.model.flavor if current else None,
+            "serving_path": current.serving_path if current else None,
+            "serving": current.describe_path() if current else None,
             "loaded_at": current.loaded_at if current else None,
             "load_report": current.servable.report.as_dict() if current else None,
             "rollback_version": self.previous.resolved.version if self.previous else None,

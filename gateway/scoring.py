@@ -9,6 +9,7 @@ dataframe_records, instances, inputs, params, CSV), enforces the signature and s
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import scoring_server
 
 from gateway.endpoints import Deployment
+from gateway.skew_setup import SkewSetup
 from loader.baseline import prediction_values
 from monitoring.skew import SkewTracker
 
@@ -80,6 +82,25 @@ def observe_frame(tracker: SkewTracker, frame: pd.DataFrame) -> None:
             return
     categorical = {c: frame[c].to_numpy() for c in tracker.profile.features if c not in names and c in frame.columns}
     tracker.observe_arrays(numeric, categorical, rows)
+
+
+def skew_observer(skew: SkewSetup, columns: tuple[str, ...]) -> Callable[[np.ndarray, np.ndarray, float], None]:
+    """The lean path's skew hook: counts a whole batch's matrix (signature column order) and its
+    predictions, in the predict thread, with no DataFrame."""
+    inputs, outputs = skew.inputs, skew.predictions
+    picks: list[int] | None = None
+    if inputs is not None and list(inputs.numeric_names) != list(columns):
+        picks = [columns.index(n) for n in inputs.numeric_names if n in columns]
+
+    def observe(matrix: np.ndarray, predictions: np.ndarray, _seconds: float) -> None:
+        if inputs is not None:
+            inputs.observe_arrays(matrix if picks is None else matrix[:, picks], {}, len(matrix))
+        if outputs is not None:
+            values = prediction_values(predictions)
+            if values is not None:
+                outputs.observe_arrays(values.reshape(-1, 1), {}, len(values))
+
+    return observe
 
 
 def score(deployment: Deployment, body: bytes, content_type: str | None) -> tuple[bytes, int, str, Observed]:

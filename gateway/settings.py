@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.serving_path import ServingOptions
 from loader.store_config import DEFAULT_STORE_ROOT
 
 DEFAULT_HOME = ".lockgate"
@@ -46,3 +47,15 @@ class Settings(BaseSettings):
     """Length of the serving-skew window."""
     skew_sub_windows: int = 12
     """Sub-windows in the skew ring (the window slides by window/sub_windows)."""
+    onnx: bool = True
+    """Serve sklearn models through ONNX (skl2onnx + onnxruntime) when the equivalence check passes."""
+    batching: bool | None = None
+    """Merge concurrent requests into one predict call. Unset: on for row-wise models (sklearn, ONNX)."""
+    max_batch_rows: int = 256
+    """Upper bound on the rows of one merged predict call."""
+    max_batch_wait_ms: float = 2.0
+    """Longest a batch waits for requests already in flight; a lone client never waits."""
+
+    def serving_options(self) -> ServingOptions:
+        """The defaults for endpoints that do not set their own."""
+        return ServingOptions(self.onnx, self.batching, self.max_batch_rows, self.max_batch_wait_ms)

@@ -7,19 +7,17 @@ sample of its training rows. Anything missing becomes a reason on the endpoint, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import orjson
 
-from loader.baseline import prediction_values, training_data
+from loader.baseline import TrainingData, prediction_values
 from loader.model_loader import ServableModel
 from monitoring.errors import ProfileError
 from monitoring.profile import BaselineProfile, build_profile, profile_from_dict, profile_to_dict
 from monitoring.skew import SkewTracker
-from store import Store
 
 
 @dataclass
@@ -36,10 +34,9 @@ class SkewSettings:
     sub_windows: int = 12
 
 
-def setup_skew(
-    open_store: Callable[[], Store], servable: ServableModel, cache_dir: Path, settings: SkewSettings
-) -> SkewSetup:
-    data = training_data(open_store, servable.resolved)
+def setup_skew(data: TrainingData, servable: ServableModel, cache_dir: Path, settings: SkewSettings) -> SkewSetup:
+    """``data`` is ``loader.baseline.training_data`` for the deployment (read once per deploy:
+    the ONNX equivalence check uses its sample too)."""
     if not data.key:
         return SkewSetup(None, None, data.reason)
     cached = cache_dir / "profiles" / f"{data.key}.json"

@@ -1,5 +1,11 @@
-"""Byte-level parity with a real ``mlflow models serve`` on the same registered model: the
-same status code, and the same predictions or the same error_code, for every payload."""
+"""Parity with a real ``mlflow models serve`` on the same registered model, on every serving
+path: the same status code, and the same predictions or the same error_code, for every payload.
+
+- ``sklearn`` (lean parsing, batching, the native estimator): successful bodies are
+  byte-identical.
+- ``onnx`` (the fast path): predictions equal within the fast path's tolerance (relative
+  1e-5), since onnxruntime computes in float32; everything else is identical.
+"""
 
 from __future__ import annotations
 
@@ -65,7 +71,7 @@ CASES: list[tuple[str, bytes, str]] = [
 
 
 @pytest.fixture(scope="module")
-def both_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server, Registry]]:
+def both_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Server], Server, Registry]]:
     workdir = tmp_path_factory.mktemp("parity")
     store_root = workdir / "store"
     tracking = f"sqlite:///{workdir / 'mlflow.db'}"
@@ -98,14 +104,21 @@ def both_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ser
     }
     # mlflow models serve reads this model through lockgate's artifact repository plugin too.
     reference = start_mlflow_models_serve(workdir, tracking, "models:/parity/1", {"LOCKGATE_STORE": str(store_root)})
+    gateways: dict[str, Server] = {}
     try:
-        gateway = start_lockgate(workdir, env, "models:/parity/1", ready_path="/ready")
-        try:
-            yield gateway, reference, Registry(tracking, store_root, workdir)
-        finally:
-            gateway.stop()
+        for path, onnx in (("onnx", "true"), ("sklearn", "false")):
+            gateways[path] = start_lockgate(
+                workdir, {**env, "LOCKGATE_ONNX": onnx}, "models:/parity/1", ready_path="/ready"
+            )
+        yield gateways, reference, Registry(tracking, store_root, workdir)
     finally:
+        for gateway in gateways.values():
+            gateway.stop()
         stop_group(reference.proc)
+
+
+Servers = tuple[dict[str, Server], Server, Registry]
+PATHS = ("onnx", "sklearn")
 
 
 def _outcome(response: httpx.Response) -> tuple[int, object]:
@@ -120,25 +133,73 @@ def _outcome(response: httpx.Response) -> tuple[int, object]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("path", PATHS)
+def test_each_gateway_serves_through_its_path(both_servers: Servers, path: str) -> None:
+    gateways, _, _ = both_servers
+    serving = httpx.get(f"{gateways[path].url}/endpoints/parity").json()["serving"]
+    assert serving["name"] == path
+    assert serving["lean_parsing"] is True
+    if path == "onnx":
+        assert serving["onnx_check"]["ok"] is True
+        assert serving["onnx_check"]["rows_checked"] >= 2
+    else:
+        assert "turned off" in serving["reason"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize(("case", "body", "content_type"), CASES, ids=[c[0] for c in CASES])
 def test_same_answer_as_mlflow_models_serve(
-    both_servers: tuple[Server, Server, Registry], case: str, body: bytes, content_type: str
+    both_servers: Servers, path: str, case: str, body: bytes, content_type: str
 ) -> None:
-    gateway, reference, _ = both_servers
+    gateways, reference, _ = both_servers
+    gateway = gateways[path]
     ours = httpx.post(f"{gateway.url}/invocations", content=body, headers={"Content-Type": content_type}, timeout=60)
     theirs = httpx.post(
         f"{reference.url}/invocations", content=body, headers={"Content-Type": content_type}, timeout=60
     )
-    assert _outcome(ours) == _outcome(theirs), f"{case}: lockgate {ours.text[:300]!r} vs mlflow {theirs.text[:300]!r}"
+    mine, reference_outcome = _outcome(ours), _outcome(theirs)
+    message = f"{case}: lockgate {ours.text[:300]!r} vs mlflow {theirs.text[:300]!r}"
+    if path == "onnx" and ours.status_code == 200 == theirs.status_code:
+        assert np.allclose(mine[1], reference_outcome[1], rtol=1e-5, atol=0), message  # type: ignore[arg-type]
+    else:
+        assert mine == reference_outcome, message
     if ours.status_code == 200:
-        assert ours.content == theirs.content, "successful bodies are byte-identical"
+        if path == "sklearn":
+            assert ours.content == theirs.content, "successful bodies are byte-identical"
         assert ours.headers["X-Lockgate-Model-Version"] == "1"
         assert len(ours.headers["X-Lockgate-Weights-Commit"]) == 64
 
 
 @pytest.mark.slow
-def test_named_route_and_meta_routes_match(both_servers: tuple[Server, Server, Registry]) -> None:
-    gateway, reference, _ = both_servers
+@pytest.mark.parametrize("path", PATHS)
+def test_lean_path_takes_what_it_covers_and_only_that(both_servers: Servers, path: str) -> None:
+    """Plain numeric split/records requests skip MLflow's parser (the batcher counts them);
+    a request with params, an index or CSV goes through MLflow's code."""
+    gateways, _, _ = both_servers
+    url = gateways[path].url
+
+    def lean_requests() -> int:
+        return int(httpx.get(f"{url}/endpoints/parity").json()["serving"]["batching"]["requests"])
+
+    for body, content_type, lean in (
+        (split(COLUMNS, [ROW, ROW2]), JSON, True),
+        (split(list(reversed(COLUMNS)), [list(reversed(ROW))]), JSON, True),
+        (json.dumps({"dataframe_records": [dict(zip(COLUMNS, ROW, strict=True))]}).encode(), JSON, True),
+        (split(COLUMNS, [ROW], params={"alpha": 1}), JSON, False),
+        (split(COLUMNS, [[True, 0.2, 0.3, 0.4]]), JSON, False),
+        (b"a,b,c,d\n0.1,0.2,0.3,0.4\n", "text/csv", False),
+    ):
+        before = lean_requests()
+        response = httpx.post(f"{url}/invocations", content=body, headers={"Content-Type": content_type})
+        assert response.status_code in (200, 400)
+        assert lean_requests() - before == (1 if lean else 0), body
+
+
+@pytest.mark.slow
+def test_named_route_and_meta_routes_match(both_servers: Servers) -> None:
+    gateways, reference, _ = both_servers
+    gateway = gateways["sklearn"]
     named = httpx.post(
         f"{gateway.url}/endpoints/parity/invocations", content=CASES[0][1], headers={"Content-Type": JSON}
     )

@@ -17,6 +17,35 @@ GatewayOption = Annotated[
     str, typer.Option("--gateway", help="Gateway URL. Env: LOCKGATE_GATEWAY.", envvar="LOCKGATE_GATEWAY")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the gateway's JSON answer.")]
+OnnxOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--onnx/--no-onnx",
+        help="Serve sklearn models through ONNX when the equivalence check passes (default on). Env: LOCKGATE_ONNX.",
+        show_default=False,
+    ),
+]
+BatchingOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--batching/--no-batching",
+        help="Merge concurrent requests into one predict call (default: on for sklearn/ONNX). Env: LOCKGATE_BATCHING.",
+        show_default=False,
+    ),
+]
+BatchRowsOption = Annotated[
+    int | None,
+    typer.Option("--max-batch-rows", min=1, help="Rows per merged predict call (default 256).", show_default=False),
+]
+BatchWaitOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-batch-wait-ms",
+        min=0,
+        help="Longest a batch waits for requests already in flight (default 2; a lone client never waits).",
+        show_default=False,
+    ),
+]
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 
 
@@ -28,6 +57,10 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address. Env: LOCKGATE_HOST (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port. Env: LOCKGATE_PORT (default 8080).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML file listing endpoints.")] = None,
+    onnx: OnnxOption = None,
+    batching: BatchingOption = None,
+    max_batch_rows: BatchRowsOption = None,
+    max_batch_wait_ms: BatchWaitOption = None,
 ) -> None:
     """Serve model URIs over HTTP, MLflow-compatible, each pinned to its store commit.
 
@@ -44,8 +77,13 @@ def serve(
         updates["host"] = host
     if port:
         updates["port"] = port
+    # Serving options given here are the defaults of every endpoint that does not set its own.
+    given = {"onnx": onnx, "max_batch_rows": max_batch_rows, "max_batch_wait_ms": max_batch_wait_ms}
+    updates.update({k: v for k, v in given.items() if v is not None})
+    if batching is not None:
+        updates["batching"] = batching
     settings = Settings().model_copy(update=updates)
-    specs = read_config(config) if config else []
+    specs = read_config(config, settings.serving_options()) if config else []
     names = list(name or [])
     uris = list(model_uris or [])
     if names and len(names) != len(uris):
@@ -91,13 +129,25 @@ def deploy(
     no_follow: Annotated[
         bool, typer.Option("--no-follow", help="Pin this version; do not follow the reference.")
     ] = False,
+    onnx: OnnxOption = None,
+    batching: BatchingOption = None,
+    max_batch_rows: BatchRowsOption = None,
+    max_batch_wait_ms: BatchWaitOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Deploy (or redeploy) a model to a running gateway: resolve, fetch, warm up, swap in.
 
     Prints the version, its weights and dataset commits, and the bytes fetched.
     """
-    body = {"model_uri": model_uri, "name": name, "follow": False if no_follow else None}
+    body = {
+        "model_uri": model_uri,
+        "name": name,
+        "follow": False if no_follow else None,
+        "onnx": onnx,
+        "batching": batching,
+        "max_batch_rows": max_batch_rows,
+        "max_batch_wait_ms": max_batch_wait_ms,
+    }
     data = _call(gateway, "POST", "/admin/endpoints", json=body)
     if as_json:
         print_json(data)
@@ -107,6 +157,9 @@ def deploy(
         f"[bold green]deployed[/] {data['name']}: {data['model_name'] or '-'} "
         f"version {data['version'] or '-'} ({data['serving_path']})"
     )
+    serving = data.get("serving") or {}
+    if serving.get("reason"):
+        out.print(f"  serving path    {serving['name']}: {serving['reason']}")
     out.print(f"  weights commit  {data['weights_commit'] or '-'}")
     out.print(f"  dataset commit  {data['dataset_commit'] or '- (no dataset lineage)'}")
     out.print(f"  follows         {data['model_uri']} ({'following' if data['follow'] else 'pinned'})")

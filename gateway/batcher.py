@@ -1,0 +1,158 @@
+"""Adaptive batching: concurrent requests to one deployment share one predict call.
+
+Requests queue their feature matrices. One worker task per deployment takes everything that
+is queued (up to ``max_rows``), stacks it, runs predict in the deployment's own predict thread
+and hands each request its slice of the result. While a predict runs, the next batch gathers
+by itself, so under load batches grow with no added delay; at one client there is nothing to
+merge and no wait. The worker waits (at most ``max_wait``) only when more requests are known to
+be on their way: already in flight on the endpoint but not yet queued.
+
+If a merged predict fails, every request in it is retried alone, so one bad request fails only
+itself. Predict never runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+Predict = Callable[[np.ndarray], np.ndarray]
+AfterBatch = Callable[[np.ndarray, np.ndarray, float], None]
+
+
+@dataclass
+class _Pending:
+    matrix: np.ndarray
+    future: asyncio.Future[tuple[np.ndarray, float]]
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    requests: int = 0
+    rows: int = 0
+    largest_batch_rows: int = 0
+
+
+class Batcher:
+    def __init__(
+        self,
+        predict: Predict,
+        *,
+        name: str,
+        enabled: bool,
+        max_rows: int,
+        max_wait_seconds: float,
+        inflight: Callable[[], int],
+        after_batch: AfterBatch | None = None,
+    ) -> None:
+        self._predict = predict
+        self.enabled = enabled
+        self.max_rows = max(1, max_rows)
+        self.max_wait_seconds = max(0.0, max_wait_seconds)
+        self._inflight = inflight
+        self._after_batch = after_batch
+        # One predict thread per deployment: batches form while it is busy.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"predict-{name}")
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self.stats = BatchStats()
+
+    async def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, float]:
+        """Predictions for ``matrix`` and the predict seconds of the call that made them."""
+        loop = asyncio.get_running_loop()
+        if not self.enabled:
+            return await loop.run_in_executor(self._executor, self._timed, matrix)
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._worker = loop.create_task(self._run())
+        future: asyncio.Future[tuple[np.ndarray, float]] = loop.create_future()
+        self._queue.put_nowait(_Pending(matrix, future))
+        return await future
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=False)
+
+    def _timed(self, matrix: np.ndarray) -> tuple[np.ndarray, float]:
+        started = time.perf_counter()
+        predictions = np.asarray(self._predict(matrix))
+        seconds = time.perf_counter() - started
+        if len(predictions) != len(matrix):
+            raise ValueError(f"the model returned {len(predictions)} predictions for {len(matrix)} rows")
+        if self._after_batch is not None:
+            self._after_batch(matrix, predictions, seconds)
+        return predictions, seconds
+
+    async def _gather(self, first: _Pending) -> list[_Pending]:
+        assert self._queue is not None
+        batch, rows = [first], len(first.matrix)
+        deadline = time.perf_counter() + self.max_wait_seconds
+        while rows < self.max_rows:
+            if not self._queue.empty():
+                item = self._queue.get_nowait()
+            elif self._inflight() > len(batch) and time.perf_counter() < deadline:
+                # Requests are in flight but not queued yet (still reading or parsing): give them
+                # a moment. With a single client this branch never runs.
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), deadline - time.perf_counter())
+                except TimeoutError:
+                    break
+            else:
+                break
+            if rows + len(item.matrix) > self.max_rows:
+                self._queue.put_nowait(item)  # it goes first in a later batch (order barely matters)
+                break
+            batch.append(item)
+            rows += len(item.matrix)
+        return batch
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._gather(await self._queue.get())
+            batch = [p for p in batch if not p.future.done()]  # a timed-out request is not predicted
+            if not batch:
+                continue
+            matrix = batch[0].matrix if len(batch) == 1 else np.concatenate([p.matrix for p in batch])
+            self._record(batch, len(matrix))
+            try:
+                predictions, seconds = await loop.run_in_executor(self._executor, self._timed, matrix)
+            except Exception as exc:
+                if len(batch) == 1:
+                    _settle(batch[0], exc)
+                    continue
+                for pending in batch:  # find the culprit: each request alone
+                    try:
+                        _settle(pending, await loop.run_in_executor(self._executor, self._timed, pending.matrix))
+                    except Exception as single:
+                        _settle(pending, single)
+                continue
+            start = 0
+            for pending in batch:
+                end = start + len(pending.matrix)
+                _settle(pending, (predictions[start:end], seconds))
+                start = end
+
+    def _record(self, batch: list[_Pending], rows: int) -> None:
+        stats = self.stats
+        stats.batches += 1
+        stats.requests += len(batch)
+        stats.rows += rows
+        stats.largest_batch_rows = max(stats.largest_batch_rows, rows)
+
+
+def _settle(pending: _Pending, outcome: tuple[np.ndarray, float] | BaseException) -> None:
+    if pending.future.done():
+        return
+    if isinstance(outcome, BaseException):
+        pending.future.set_exception(outcome)
+    else:
+        pending.future.set_result(outcome)

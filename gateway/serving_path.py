@@ -1,0 +1,141 @@
+"""Which path serves a deployment, decided once at deploy time.
+
+- ``onnx``: an sklearn model whose skl2onnx conversion passed the equivalence check.
+- ``sklearn``: the native estimator, called with a matrix (or a DataFrame when it was fitted
+  on one), when the conversion failed or is turned off.
+- ``mlflow``: everything else (custom pyfunc models, signatures that are not all ``double``):
+  every request goes through MLflow's own scoring code.
+
+The first two also get lean request parsing and adaptive batching; a request the lean parser
+does not cover still goes through MLflow's code, against the same model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from loader.baseline import signature_columns
+from loader.model_loader import ServableModel
+from loader.onnx_fast_path import build_onnx_predictor
+
+# Flavors whose predict treats rows independently, so merging requests cannot change an answer.
+ROW_WISE_PATHS = frozenset({"onnx", "sklearn"})
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """Per-endpoint serving options (CLI flags, the config file, the deploy API)."""
+
+    onnx: bool = True
+    batching: bool | None = None  # None: on for row-wise paths
+    max_batch_rows: int = 256
+    max_batch_wait_ms: float = 2.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "onnx": self.onnx,
+            "batching": self.batching,
+            "max_batch_rows": self.max_batch_rows,
+            "max_batch_wait_ms": self.max_batch_wait_ms,
+        }
+
+
+@dataclass
+class ServingPath:
+    name: str
+    reason: str | None  # why the ONNX fast path does not serve, when it does not
+    columns: tuple[str, ...] | None = None  # the signature's columns, when lean parsing applies
+    predict: Callable[[np.ndarray], np.ndarray] | None = None
+    check: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def row_wise(self) -> bool:
+        return self.name in ROW_WISE_PATHS
+
+
+def numeric_columns(signature: dict[str, Any] | None) -> tuple[tuple[str, ...] | None, str | None]:
+    """The signature's column names when every input is a required ``double`` column."""
+    if not signature or not signature.get("inputs"):
+        return None, "the model has no signature"
+    columns = signature_columns(signature)
+    raw = signature["inputs"]
+    specs = _json_list(raw)
+    if not columns or len(columns) != len(specs):
+        return None, "the signature's inputs are not all named columns"
+    if any(kind != "double" for _, kind in columns):
+        kinds = sorted({kind for _, kind in columns if kind != "double"})
+        return None, f"the signature has {', '.join(kinds)} columns; lean parsing covers double columns"
+    if any(isinstance(s, dict) and s.get("required") is False for s in specs):
+        return None, "the signature has optional columns"
+    names = tuple(name for name, _ in columns)
+    if len(set(names)) != len(names):
+        return None, "the signature repeats a column name"
+    return names, None
+
+
+def _json_list(raw: Any) -> list[Any]:
+    import orjson
+
+    value = orjson.loads(raw) if isinstance(raw, str) else raw
+    return value if isinstance(value, list) else []
+
+
+def _check_rows(servable: ServableModel, columns: tuple[str, ...], sample: pd.DataFrame | None) -> np.ndarray:
+    """The input example plus the training sample, as float64 rows in signature order."""
+    blocks = []
+    for frame in (servable.model.input_example, sample):
+        if isinstance(frame, pd.DataFrame) and set(columns) <= set(frame.columns):
+            try:
+                block = frame[list(columns)].to_numpy(dtype=np.float64)
+            except (TypeError, ValueError):
+                continue
+            blocks.append(block[~np.isnan(block).any(axis=1)])
+    return np.concatenate(blocks) if blocks else np.empty((0, len(columns)))
+
+
+def _native_predict(estimator: Any) -> Callable[[np.ndarray], np.ndarray]:
+    names = getattr(estimator, "feature_names_in_", None)
+    # MLflow hands sklearn a DataFrame, whose values are column-major. Giving the estimator the
+    # same memory layout keeps BLAS's summation order, and so the last bits of every float,
+    # identical to `mlflow models serve`.
+    if names is None:
+        return lambda matrix: np.asarray(estimator.predict(np.asfortranarray(matrix)))
+    feature_names = list(names)
+    # Fitted on a DataFrame: give it one, so sklearn checks the names and does not warn per call.
+    return lambda matrix: np.asarray(
+        estimator.predict(pd.DataFrame(np.asfortranarray(matrix), columns=feature_names, copy=False))
+    )
+
+
+def choose_serving_path(
+    servable: ServableModel, options: ServingOptions, sample: pd.DataFrame | None, cache_dir: Path
+) -> ServingPath:
+    flavors = servable.model.metadata.flavors
+    if "sklearn" not in flavors:
+        return ServingPath("mlflow", "the ONNX fast path covers sklearn models; this one is served by MLflow's pyfunc")
+    columns, why_not = numeric_columns(servable.resolved.signature or servable.model.metadata.signature)
+    if columns is None:
+        return ServingPath("mlflow", why_not)
+    estimator = servable.model.native.get_raw_model()
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is not None and list(names) != list(columns):
+        return ServingPath("mlflow", "the estimator's feature names differ from the signature's columns")
+    native = ServingPath("sklearn", None, columns, _native_predict(estimator))
+    if not options.onnx:
+        native.reason = "the ONNX fast path is turned off for this endpoint"
+        return native
+    rows = _check_rows(servable, columns, sample)
+    predictor, verdict = build_onnx_predictor(
+        estimator, list(columns), rows, cache_dir, servable.resolved.weights.cache_key
+    )
+    if predictor is None:
+        native.reason = verdict.reason
+        native.check = verdict.as_dict()
+        return native
+    return ServingPath("onnx", None, columns, predictor.predict, verdict.as_dict())
