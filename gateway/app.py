@@ -11,6 +11,8 @@ import contextlib
 import dataclasses
 import hmac
 import ipaddress
+import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -32,7 +34,8 @@ from gateway.fast_request import NumericFrameParser, is_plain_json
 from gateway.ledger import Ledger
 from gateway.prediction_json import predictions_json
 from gateway.scoring import input_schema, score, skew_observer
-from gateway.serving_path import ServingOptions, choose_serving_path
+from gateway.serving_options import ServingOptions
+from gateway.serving_path import choose_serving_path
 from gateway.settings import Settings
 from gateway.skew_setup import SkewSettings, setup_skew
 from gateway.wiring import build_loader, store_opener
@@ -61,6 +64,7 @@ class DeployRequest(BaseModel):
     max_batch_wait_ms: float | None = Field(default=None, ge=0, le=1000)
 
 
+_log = logging.getLogger(__name__)
 LEAN_INLINE_BYTES = 32 * 1024
 OPTION_FIELDS = ("onnx", "batching", "max_batch_rows", "max_batch_wait_ms")
 
@@ -107,7 +111,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         data = training_data(open_store, deployment.servable.resolved)
         cache_dir = Path(settings.cache_dir)
         deployment.skew = setup_skew(data, deployment.servable, cache_dir, skew_settings)
-        path = choose_serving_path(deployment.servable, options, data.sample, cache_dir)
+        path = choose_serving_path(deployment.servable, options, data.sample, cache_dir, convert=False)
         deployment.path = path
         if path.predict is None or path.columns is None:
             return
@@ -122,6 +126,18 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
             inflight=lambda: deployment.inflight,
             after_batch=skew_observer(deployment.skew, path.columns),
         )
+        if path.onnx_pending:
+            threading.Thread(
+                target=_convert_in_background, args=(deployment, options, data.sample), daemon=True, name="onnx-convert"
+            ).start()
+
+    def _convert_in_background(deployment: Deployment, options: ServingOptions, sample: Any) -> None:
+        try:
+            path = choose_serving_path(deployment.servable, options, sample, Path(settings.cache_dir), convert=True)
+        except Exception as exc:  # the native path keeps serving; say why the fast path did not come
+            path = dataclasses.replace(deployment.path, reason=f"ONNX conversion failed: {exc}", onnx_pending=False)
+        deployment.upgrade_path(path)
+        _log.info("version %s now served by %s (%s)", deployment.version_label, path.name, path.reason or "checked")
 
     def on_event(name: str, action: str, deployment: Deployment | None) -> None:
         metrics.deploys.labels(name, action, "failed" if action == "failed" else "ok").inc()

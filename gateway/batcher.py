@@ -63,6 +63,11 @@ class Batcher:
         self._worker: asyncio.Task[None] | None = None
         self.stats = BatchStats()
 
+    def use(self, predict: Predict) -> None:
+        """Switch the predict function (the ONNX upgrade). The next batch uses it; a batch in
+        progress finishes with the old one. One attribute assignment: atomic."""
+        self._predict = predict
+
     async def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, float]:
         """Predictions for ``matrix`` and the predict seconds of the call that made them."""
         loop = asyncio.get_running_loop()

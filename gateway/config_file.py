@@ -22,7 +22,7 @@ import yaml
 
 from gateway.app import EndpointSpec, default_name
 from gateway.errors import ConfigError
-from gateway.serving_path import ServingOptions
+from gateway.serving_options import ServingOptions
 
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "onnx": (bool,),

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from gateway.endpoints import Deployment, Endpoint
 from gateway.errors import EndpointNotFoundError, GatewayError
 from gateway.ledger import Ledger, VersionRef
-from gateway.serving_path import ServingOptions
+from gateway.serving_options import ServingOptions
 from loader.model_loader import ModelLoader
 from loader.resolved import ResolvedModel
 

@@ -17,7 +17,8 @@ from typing import Any
 from gateway.batcher import Batcher
 from gateway.fast_request import NumericFrameParser
 from gateway.ledger import VersionRef
-from gateway.serving_path import ServingOptions, ServingPath
+from gateway.serving_options import ServingOptions
+from gateway.serving_path import ServingPath
 from gateway.skew_setup import SkewSetup
 from loader.model_loader import ServableModel
 from loader.resolved import ResolvedModel
@@ -37,6 +38,15 @@ class Deployment:
     # Set when the lean path applies: requests it can parse skip MLflow's parser.
     parser: NumericFrameParser | None = None
     batcher: Batcher | None = None
+    closed: bool = False
+
+    def upgrade_path(self, path: ServingPath) -> None:
+        """Adopt the path a background ONNX conversion produced (or its verdict, if it failed)."""
+        if self.closed:
+            return
+        if path.predict is not None and self.batcher is not None:
+            self.batcher.use(path.predict)
+        self.path = path
 
     @property
     def serving_path(self) -> str:
@@ -44,6 +54,7 @@ class Deployment:
 
     def close(self) -> None:
         """Release the predict thread once this version can no longer take traffic."""
+        self.closed = True
         if self.batcher is not None:
             self.batcher.close()
 
@@ -52,6 +63,7 @@ class Deployment:
         return {
             "name": self.path.name,
             "reason": self.path.reason,
+            "onnx_pending": self.path.onnx_pending,
             "lean_parsing": self.parser is not None,
             "onnx_check": self.path.check or None,
             "options": self.options.as_dict(),

@@ -1,6 +1,9 @@
 """Which path serves a deployment, decided once at deploy time.
 
-- ``onnx``: an sklearn model whose skl2onnx conversion passed the equivalence check.
+- ``onnx``: an sklearn model whose skl2onnx conversion passed the equivalence check. A
+  conversion not yet cached for this weights commit runs in the background (a 300-tree forest
+  takes seconds): the native estimator serves until the checked graph takes over, so the
+  conversion never delays readiness.
 - ``sklearn``: the native estimator, called with a matrix (or a DataFrame when it was fitted
   on one), when the conversion failed or is turned off.
 - ``mlflow``: everything else (custom pyfunc models, signatures that are not all ``double``):
@@ -20,30 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gateway.serving_options import ServingOptions
 from loader.baseline import signature_columns
 from loader.model_loader import ServableModel
-from loader.onnx_fast_path import build_onnx_predictor
+from loader.onnx_fast_path import build_onnx_predictor, has_cached_conversion
 
 # Flavors whose predict treats rows independently, so merging requests cannot change an answer.
 ROW_WISE_PATHS = frozenset({"onnx", "sklearn"})
-
-
-@dataclass(frozen=True)
-class ServingOptions:
-    """Per-endpoint serving options (CLI flags, the config file, the deploy API)."""
-
-    onnx: bool = True
-    batching: bool | None = None  # None: on for row-wise paths
-    max_batch_rows: int = 256
-    max_batch_wait_ms: float = 2.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "onnx": self.onnx,
-            "batching": self.batching,
-            "max_batch_rows": self.max_batch_rows,
-            "max_batch_wait_ms": self.max_batch_wait_ms,
-        }
 
 
 @dataclass
@@ -53,6 +39,7 @@ class ServingPath:
     columns: tuple[str, ...] | None = None  # the signature's columns, when lean parsing applies
     predict: Callable[[np.ndarray], np.ndarray] | None = None
     check: dict[str, Any] = field(default_factory=dict)
+    onnx_pending: bool = False  # the ONNX conversion runs in the background
 
     @property
     def row_wise(self) -> bool:
@@ -113,9 +100,20 @@ def _native_predict(estimator: Any) -> Callable[[np.ndarray], np.ndarray]:
     )
 
 
+ONNX_PENDING = "converting to ONNX in the background; the native estimator serves meanwhile"
+
+
 def choose_serving_path(
-    servable: ServableModel, options: ServingOptions, sample: pd.DataFrame | None, cache_dir: Path
+    servable: ServableModel,
+    options: ServingOptions,
+    sample: pd.DataFrame | None,
+    cache_dir: Path,
+    *,
+    convert: bool = True,
 ) -> ServingPath:
+    """The path for a deployment. With ``convert=False`` an ONNX graph is used only if this
+    weights commit's conversion is already cached; otherwise the native path is returned with
+    ``onnx_pending`` set, and ``upgrade_to_onnx`` finishes the job off the deploy path."""
     flavors = servable.model.metadata.flavors
     if "sklearn" not in flavors:
         return ServingPath("mlflow", "the ONNX fast path covers sklearn models; this one is served by MLflow's pyfunc")
@@ -130,10 +128,13 @@ def choose_serving_path(
     if not options.onnx:
         native.reason = "the ONNX fast path is turned off for this endpoint"
         return native
+    key = servable.resolved.weights.cache_key
+    if not convert and not has_cached_conversion(cache_dir, key):
+        native.reason = ONNX_PENDING
+        native.onnx_pending = True
+        return native
     rows = _check_rows(servable, columns, sample)
-    predictor, verdict = build_onnx_predictor(
-        estimator, list(columns), rows, cache_dir, servable.resolved.weights.cache_key
-    )
+    predictor, verdict = build_onnx_predictor(estimator, list(columns), rows, cache_dir, key)
     if predictor is None:
         native.reason = verdict.reason
         native.check = verdict.as_dict()

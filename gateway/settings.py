@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.serving_path import ServingOptions
+from gateway.serving_options import ServingOptions
 from loader.store_config import DEFAULT_STORE_ROOT
 
 DEFAULT_HOME = ".lockgate"

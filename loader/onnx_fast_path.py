@@ -128,6 +128,12 @@ def _as_native_input(estimator: Any, rows: np.ndarray) -> Any:
     return pd.DataFrame(rows, columns=list(names))
 
 
+def has_cached_conversion(cache_dir: Path, cache_key: str) -> bool:
+    """Whether this weights commit was converted before (successfully or not)."""
+    folder = cache_dir / "onnx" / cache_key
+    return (folder / "verdict.json").is_file()
+
+
 def build_onnx_predictor(
     estimator: Any,
     columns: list[str],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -53,6 +54,11 @@ CASES: list[tuple[str, bytes, str]] = [
     ("extra column", split([*COLUMNS, "e"], [[*ROW, 9.0]]), JSON),
     ("wrong dtype", split(COLUMNS, [["x", 0.2, 0.3, 0.4]]), JSON),
     ("integers for doubles", split(COLUMNS, [[1, 2, 3, 4]]), JSON),
+    ("huge integers", split(COLUMNS, [[10**30, 2**64 - 1, 2**63, -(2**63)]]), JSON),
+    ("columns reordered", split(list(reversed(COLUMNS)), [list(reversed(ROW))]), JSON),
+    ("records reordered", json.dumps({"dataframe_records": [{"d": 0.4, "c": 0.3, "b": 0.2, "a": 0.1}]}).encode(), JSON),
+    ("boolean", split(COLUMNS, [[True, 0.2, 0.3, 0.4]]), JSON),
+    ("many rows", split(COLUMNS, [[i / 7, i / 3, -i, i * 1.5] for i in range(300)]), JSON),
     ("NaN", split(COLUMNS, [[None, 0.2, 0.3, 0.4]]), JSON),
     ("empty frame", split(COLUMNS, []), JSON),
     (
@@ -110,6 +116,7 @@ def both_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dic
             gateways[path] = start_lockgate(
                 workdir, {**env, "LOCKGATE_ONNX": onnx}, "models:/parity/1", ready_path="/ready"
             )
+        wait_for_settled_path(gateways["onnx"].url, "parity")
         yield gateways, reference, Registry(tracking, store_root, workdir)
     finally:
         for gateway in gateways.values():
@@ -119,6 +126,17 @@ def both_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dic
 
 Servers = tuple[dict[str, Server], Server, Registry]
 PATHS = ("onnx", "sklearn")
+
+
+def wait_for_settled_path(url: str, endpoint: str, timeout: float = 120) -> dict[str, object]:
+    """The ONNX conversion runs in the background after /ready: wait until it has settled."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        serving = httpx.get(f"{url}/endpoints/{endpoint}").json()["serving"]
+        if not serving["onnx_pending"]:
+            return dict(serving)
+        time.sleep(0.1)
+    raise AssertionError(f"the ONNX conversion of {endpoint} did not settle in {timeout}s")
 
 
 def _outcome(response: httpx.Response) -> tuple[int, object]:

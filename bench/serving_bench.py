@@ -1,0 +1,431 @@
+"""Serving side by side: ``lockgate serve`` against ``mlflow models serve``, in one run.
+
+    .venv/bin/python bench/serving_bench.py [--seconds 8] [--rounds 2] [--models iris,diabetes,forest]
+
+1. Builds three models: iris LogisticRegression, a diabetes RandomForestRegressor (100 trees)
+   and a RandomForestClassifier (300 trees, 40 features, ~50 MB).
+2. Registers them in one sqlite registry, their files in a lockgate store
+   (``mlflow models serve`` reads the same versions through lockgate's artifact plugin).
+3. For each model, alternates A (MLflow), B (lockgate), A, B ... Each start uses an empty
+   lockgate cache, so lockgate's start-to-ready is a cold start: fetch, load, ONNX conversion
+   and its equivalence check, skew baseline.
+4. Drives the same payloads with Debian's ``wrk`` (C, one thread, so the load generator is not
+   the bottleneck): 1-row and 32-row and 1,024-row requests from 16 connections, and 1-row
+   requests from 1 connection (the gateway overhead).
+5. Prints req/s, rows/s, p50 and p99 latency, errors, start-to-ready, resident memory (the whole
+   process tree: MLflow's CLI process, its bash and uvicorn) and lockgate/MLflow ratios, plus
+   the in-process predict time of the path that serves. Writes the tables to
+   ``bench/results/serving.md`` and ``.json``.
+
+Before any load, the two servers' predictions on the same 32 rows are compared (ONNX:
+relative 1e-5 for regressors, identical labels for classifiers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+warnings.filterwarnings("ignore")
+
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.datasets import load_diabetes, load_iris, make_classification  # noqa: E402
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+
+from loader.onnx_fast_path import build_onnx_predictor  # noqa: E402
+from tests.servers import free_port, stop_group  # noqa: E402
+
+WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass
+class BenchModel:
+    name: str
+    description: str
+    frame: pd.DataFrame
+    estimator: Any
+
+
+def build_models(selected: list[str]) -> list[BenchModel]:
+    out = []
+    if "iris" in selected:
+        iris = load_iris(as_frame=True)
+        X = iris.data.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
+        out.append(
+            BenchModel("iris", "iris LogisticRegression", X, LogisticRegression(max_iter=1000).fit(X, iris.target))
+        )
+    if "diabetes" in selected:
+        diabetes = load_diabetes(as_frame=True)
+        X = diabetes.data
+        forest = RandomForestRegressor(n_estimators=100, random_state=0, n_jobs=-1).fit(X, diabetes.target)
+        out.append(BenchModel("diabetes", "diabetes RandomForest, 100 trees", X, forest))
+    if "forest" in selected:
+        X_raw, y = make_classification(n_samples=11000, n_features=40, n_informative=20, random_state=0)
+        X = pd.DataFrame(X_raw, columns=[f"f{i:02d}" for i in range(40)])
+        forest = RandomForestClassifier(n_estimators=300, random_state=0, n_jobs=-1).fit(X, y)
+        out.append(BenchModel("forest", "RandomForestClassifier, 300 trees, 40 features", X, forest))
+    return out
+
+
+def register(models: list[BenchModel], work: Path, tracking: str) -> None:
+    os.environ["LOCKGATE_STORE"] = str(work / "store")
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_experiment(
+        experiment_id=mlflow.create_experiment("bench", artifact_location="lockgate://models@main/bench")
+    )
+    for model in models:
+        with mlflow.start_run():
+            # cloudpickle: what the demo uses (skops dedups badly across versions; see docs/store.md).
+            mlflow.sklearn.log_model(
+                model.estimator,
+                name="model",
+                registered_model_name=model.name,
+                input_example=model.frame.head(2),
+                serialization_format="cloudpickle",
+            )
+
+
+def split_body(frame: pd.DataFrame, rows: int) -> bytes:
+    sample = frame.sample(n=rows, replace=rows > len(frame), random_state=rows)
+    return json.dumps(
+        {"dataframe_split": {"columns": list(frame.columns), "data": sample.to_numpy().tolist()}}
+    ).encode()
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[bytes]
+    url: str
+    start_seconds: float
+    log: Path
+
+
+def start(kind: str, model: str, work: Path, tracking: str, run: int) -> Running:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+        "MLFLOW_TRACKING_URI": tracking,
+        "LOCKGATE_STORE": str(work / "store"),
+    }
+    log = work / f"{kind}-{model}-{run}.log"
+    if kind == "mlflow":
+        command = [str(VENV_BIN / "mlflow"), "models", "serve", "-m", f"models:/{model}/1", "--env-manager", "local"]
+        ready_path = "/ping"
+    else:
+        cache = work / f"cache-{model}-{run}"  # empty: a cold start every time
+        env["LOCKGATE_CACHE_DIR"] = str(cache)
+        command = [str(VENV_BIN / "lockgate"), "serve", f"models:/{model}/1"]
+        ready_path = "/ready"
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=work, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url + ready_path, proc)
+    except BaseException:
+        stop_group(proc)
+        raise
+    return Running(proc, url, time.perf_counter() - started, log)
+
+
+def post(url: str, body: bytes) -> dict[str, Any]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return dict(json.loads(response.read()))
+
+
+def wrk(url: str, body_file: Path, connections: int, seconds: int) -> dict[str, Any]:
+    result = subprocess.run(
+        [shutil.which("wrk") or "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "20s",
+         "-s", str(WRK_SCRIPT), url + "/invocations"],
+        env={**os.environ, "BODY_FILE": str(body_file)}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    errors = sum(v for k, v in summary.items() if k.startswith("errors_"))
+    seconds_run = summary["duration_us"] / 1e6
+    return {
+        "req_s": summary["requests"] / seconds_run,
+        "p50_ms": summary["p50_us"] / 1000,
+        "p99_ms": summary["p99_us"] / 1000,
+        "errors": errors,
+        "requests": summary["requests"],
+    }
+
+
+# -- in-process reference times ------------------------------------------------------------------
+
+
+def predict_seconds(predict: Any, data: Any, repeat: int) -> float:
+    predict(data)
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        predict(data)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def in_process_times(model: BenchModel, work: Path) -> dict[str, float]:
+    """Median in-process predict time, 1 row and 1,024 rows: MLflow's pyfunc (what
+    `mlflow models serve` calls) and the ONNX session (what lockgate calls)."""
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{model.name}/1")
+    rows = model.frame.sample(n=1024, replace=True, random_state=1)
+    one = rows.head(1)
+    predictor, verdict = build_onnx_predictor(
+        model.estimator, list(model.frame.columns), rows.to_numpy(np.float64), work / "onnx-reference", model.name
+    )
+    out = {
+        "mlflow_pyfunc_1_ms": predict_seconds(pyfunc.predict, one, 200) * 1000,
+        "mlflow_pyfunc_1024_ms": predict_seconds(pyfunc.predict, rows, 20) * 1000,
+    }
+    if predictor is not None:
+        matrix = rows.to_numpy(np.float64)
+        out["onnx_1_ms"] = predict_seconds(predictor.predict, matrix[:1], 2000) * 1000
+        out["onnx_1024_ms"] = predict_seconds(predictor.predict, matrix, 50) * 1000
+    else:
+        print(f"  (ONNX check failed for {model.name}: {verdict.reason})")
+    return out
+
+
+def compare_predictions(mlflow_url: str, lockgate_url: str, body: bytes, classifier: bool) -> str:
+    theirs = np.asarray(post(mlflow_url + "/invocations", body)["predictions"])
+    ours = np.asarray(post(lockgate_url + "/invocations", body)["predictions"])
+    if classifier:
+        if not np.array_equal(theirs, ours):
+            raise SystemExit(f"labels differ: {theirs} vs {ours}")
+        return "identical labels"
+    relative = float(np.max(np.abs(ours - theirs) / np.maximum(np.abs(theirs), 1e-12)))
+    if relative > 1e-5:
+        raise SystemExit(f"predictions differ by {relative:.3g} relative")
+    return f"max relative difference {relative:.1e}"
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+LOADS = (("1 row, 16 conns", 1, 16), ("32 rows, 16 conns", 32, 16), ("1024 rows, 16 conns", 1024, 16),
+         ("1 row, 1 conn", 1, 1))  # fmt: skip
+
+
+@dataclass
+class Tally:
+    start: list[float] = field(default_factory=list)
+    rss: list[float] = field(default_factory=list)
+    loads: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def mean_of(results: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.mean(r[key] for r in results))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=8, help="wrk duration per load (default 8)")
+    parser.add_argument("--rounds", type=int, default=2, help="A,B rounds per model (default 2)")
+    parser.add_argument("--models", default="iris,diabetes,forest")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: apt-get install wrk (make bench installs it)")
+
+    report: dict[str, Any] = {"seconds": args.seconds, "rounds": args.rounds, "models": {}}
+    with tempfile.TemporaryDirectory(prefix="lockgate-serving-bench-") as tmp:
+        work = Path(tmp)
+        tracking = f"sqlite:///{work / 'mlflow.db'}"
+        models = build_models(args.models.split(","))
+        register(models, work, tracking)
+        for model in models:
+            print(f"\n== {model.description}")
+            bodies = {}
+            for rows in (1, 32, 1024):
+                bodies[rows] = work / f"{model.name}-{rows}.json"
+                bodies[rows].write_bytes(split_body(model.frame, rows))
+            reference = in_process_times(model, work)
+            print("  in-process predict:", {k: round(v, 4) for k, v in reference.items()})
+            tallies = {"mlflow": Tally(), "lockgate": Tally()}
+            agreement = ""
+            path: dict[str, Any] = {}
+            for run in range(args.rounds):
+                servers: dict[str, Running] = {}
+                try:
+                    for kind in ("mlflow", "lockgate"):
+                        servers[kind] = start(kind, model.name, work, tracking, run)
+                        tallies[kind].start.append(servers[kind].start_seconds)
+                    agreement = compare_predictions(
+                        servers["mlflow"].url,
+                        servers["lockgate"].url,
+                        bodies[32].read_bytes(),
+                        hasattr(model.estimator, "classes_"),
+                    )
+                    for label, rows, connections in LOADS:
+                        for kind in ("mlflow", "lockgate"):  # A, B within every load, too
+                            result = wrk(servers[kind].url, bodies[rows], connections, args.seconds)
+                            result["rows_s"] = result["req_s"] * rows
+                            tallies[kind].loads.setdefault(label, []).append(result)
+                            print(
+                                f"  round {run + 1} {label:<20} {kind:<9} {result['req_s']:>9.1f} req/s "
+                                f"p50 {result['p50_ms']:>8.2f} ms p99 {result['p99_ms']:>8.2f} ms "
+                                f"errors {result['errors']}"
+                            )
+                    for kind, server in servers.items():
+                        tallies[kind].rss.append(tree_rss_bytes(server.proc.pid))
+                    with urllib.request.urlopen(f"{servers['lockgate'].url}/endpoints/{model.name}") as answer:
+                        path = json.loads(answer.read())["serving"]
+                finally:
+                    for server in servers.values():
+                        stop_group(server.proc)
+            report["models"][model.name] = summarize(model, tallies, reference, agreement, path)
+        print_report(report, args.out)
+
+
+def summarize(
+    model: BenchModel, tallies: dict[str, Tally], reference: dict[str, float], agreement: str, path: dict[str, Any]
+) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for label, *_ in LOADS:
+        a, b = tallies["mlflow"].loads[label], tallies["lockgate"].loads[label]
+        rows[label] = {
+            kind: {
+                "req_s": mean_of(results, "req_s"),
+                "rows_s": mean_of(results, "rows_s"),
+                "p50_ms": mean_of(results, "p50_ms"),
+                "p99_ms": mean_of(results, "p99_ms"),
+                "errors": int(sum(r["errors"] for r in results)),
+            }
+            for kind, results in (("mlflow", a), ("lockgate", b))
+        }
+    return {
+        "description": model.description,
+        "serving_path": path.get("name"),
+        "serving_reason": path.get("reason"),
+        "batching": path.get("batching"),
+        "agreement": agreement,
+        "in_process": reference,
+        "start_seconds": {k: statistics.mean(t.start) for k, t in tallies.items()},
+        "rss_mb": {k: statistics.mean(t.rss) / 1e6 for k, t in tallies.items()},
+        "loads": rows,
+    }
+
+
+def print_report(report: dict[str, Any], out_dir: Path) -> None:
+    lines = [
+        f"wrk, {report['seconds']:g} s per load, {report['rounds']} alternating rounds (A = mlflow models serve, "
+        "B = lockgate serve); figures are means over rounds",
+        "",
+    ]
+    for model in report["models"].values():
+        lines += [
+            f"### {model['description']}",
+            "",
+            f"lockgate serving path: **{model['serving_path']}**"
+            + (f" ({model['serving_reason']})" if model["serving_reason"] else "")
+            + f"; predictions vs MLflow: {model['agreement']}",
+            "",
+        ]
+        lines.append("| load | MLflow req/s | lockgate req/s | ratio | MLflow rows/s | lockgate rows/s | "
+                     "MLflow p50 / p99 ms | lockgate p50 / p99 ms | p99 ratio | errors |")  # fmt: skip
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        for label, kinds in model["loads"].items():
+            a, b = kinds["mlflow"], kinds["lockgate"]
+            lines.append(
+                f"| {label} | {a['req_s']:,.0f} | {b['req_s']:,.0f} | **{b['req_s'] / a['req_s']:.1f}x** "
+                f"| {a['rows_s']:,.0f} | {b['rows_s']:,.0f} | {a['p50_ms']:.2f} / {a['p99_ms']:.2f} "
+                f"| {b['p50_ms']:.2f} / {b['p99_ms']:.2f} | {b['p99_ms'] / a['p99_ms']:.3f} "
+                f"| {a['errors']} / {b['errors']} |"
+            )
+        ref = model["in_process"]
+        start, rss = model["start_seconds"], model["rss_mb"]
+        one_conn = model["loads"]["1 row, 1 conn"]["lockgate"]
+        predict_1 = ref.get("onnx_1_ms", ref["mlflow_pyfunc_1_ms"])
+        lines += [
+            "",
+            f"- start to ready: MLflow {start['mlflow']:.2f} s, lockgate {start['lockgate']:.2f} s "
+            f"(cold cache), ratio **{start['lockgate'] / start['mlflow']:.2f}**",
+            f"- resident memory (process tree): MLflow {rss['mlflow']:.0f} MB, lockgate {rss['lockgate']:.0f} MB",
+            f"- in-process predict, 1 row: MLflow pyfunc {ref['mlflow_pyfunc_1_ms']:.3f} ms, "
+            f"ONNX {ref.get('onnx_1_ms', float('nan')):.3f} ms; 1,024 rows: pyfunc "
+            f"{ref['mlflow_pyfunc_1024_ms']:.2f} ms, ONNX {ref.get('onnx_1024_ms', float('nan')):.2f} ms",
+            f"- gateway overhead at 1 client: p50 {one_conn['p50_ms']:.3f} ms - predict {predict_1:.3f} ms = "
+            f"**{one_conn['p50_ms'] - predict_1:.3f} ms**",
+        ]
+        if "onnx_1024_ms" in ref:
+            limit = 1024 / (ref["onnx_1024_ms"] / 1000)
+            got = model["loads"]["1024 rows, 16 conns"]["lockgate"]["rows_s"]
+            lines.append(
+                f"- 1,024-row limit (one predict stream, in-process ONNX): {limit:,.0f} rows/s; lockgate reaches "
+                f"{got:,.0f} ({limit / got:.2f}x below the limit)"
+            )
+        lines.append("")
+    text = "\n".join(lines)
+    print("\n" + text)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "serving.md").write_text(text)
+    (out_dir / "serving.json").write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

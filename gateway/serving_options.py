@@ -1,0 +1,27 @@
+"""Per-endpoint serving options: the ONNX fast path and adaptive batching.
+
+Kept free of heavy imports: settings and the CLI's ``--help`` load it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """Per-endpoint serving options (CLI flags, the config file, the deploy API)."""
+
+    onnx: bool = True
+    batching: bool | None = None  # None: on for row-wise paths
+    max_batch_rows: int = 256
+    max_batch_wait_ms: float = 2.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "onnx": self.onnx,
+            "batching": self.batching,
+            "max_batch_rows": self.max_batch_rows,
+            "max_batch_wait_ms": self.max_batch_wait_ms,
+        }

@@ -1,0 +1,109 @@
+"""Adaptive batching: merged predicts, split results, isolation of a bad request, bounds."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from gateway.batcher import Batcher
+
+
+class CountingModel:
+    """Doubles its input; records the size of every call; fails on a row containing -1."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        self.calls.append(len(matrix))
+        if (matrix == -1).any():
+            raise ValueError("row with -1")
+        return matrix[:, 0] * 2
+
+
+async def _burst(batcher: Batcher, matrices: list[np.ndarray], inflight: list[int]) -> list[object]:
+    async def one(matrix: np.ndarray) -> object:
+        inflight[0] += 1
+        try:
+            return (await batcher.predict(matrix))[0]
+        except Exception as exc:
+            return exc
+        finally:
+            inflight[0] -= 1
+
+    return list(await asyncio.gather(*(one(m) for m in matrices)))
+
+
+def _batcher(model: CountingModel, inflight: list[int], **kwargs: object) -> Batcher:
+    options: dict[str, object] = {"enabled": True, "max_rows": 64, "max_wait_seconds": 0.05} | kwargs
+    return Batcher(model.predict, name="t", inflight=lambda: inflight[0], **options)  # type: ignore[arg-type]
+
+
+def test_concurrent_requests_share_predict_calls_and_get_their_own_rows() -> None:
+    model, inflight = CountingModel(), [0]
+    batcher = _batcher(model, inflight)
+    matrices = [np.full((1 + i % 3, 2), float(i)) for i in range(40)]
+    results = asyncio.run(_burst(batcher, matrices, inflight))
+    for i, result in enumerate(results):
+        assert isinstance(result, np.ndarray)
+        assert result.tolist() == [2.0 * i] * (1 + i % 3), f"request {i} got another request's rows"
+    assert sum(model.calls) == sum(len(m) for m in matrices)
+    assert len(model.calls) < len(matrices), "nothing was merged"
+    assert max(model.calls) <= 64
+    assert batcher.stats.requests == 40
+    batcher.close()
+
+
+def test_a_failing_request_fails_alone() -> None:
+    model, inflight = CountingModel(), [0]
+    batcher = _batcher(model, inflight)
+    matrices = [np.full((1, 2), float(i)) for i in range(10)]
+    matrices[4] = np.full((1, 2), -1.0)
+    results = asyncio.run(_burst(batcher, matrices, inflight))
+    assert isinstance(results[4], ValueError)
+    for i, result in enumerate(results):
+        if i != 4:
+            assert isinstance(result, np.ndarray) and result.tolist() == [2.0 * i]
+    batcher.close()
+
+
+def test_a_request_larger_than_the_bound_runs_alone_and_others_stay_within_it() -> None:
+    model, inflight = CountingModel(), [0]
+    batcher = _batcher(model, inflight, max_rows=8)
+    matrices = [np.ones((20, 2)), *[np.ones((3, 2)) for _ in range(10)]]
+    asyncio.run(_burst(batcher, matrices, inflight))
+    assert 20 in model.calls
+    assert all(size <= 8 for size in model.calls if size != 20)
+    batcher.close()
+
+
+def test_disabled_batching_predicts_each_request_alone() -> None:
+    model, inflight = CountingModel(), [0]
+    batcher = _batcher(model, inflight, enabled=False)
+    asyncio.run(_burst(batcher, [np.ones((2, 2)) for _ in range(12)], inflight))
+    assert model.calls == [2] * 12
+    batcher.close()
+
+
+def test_a_lone_request_does_not_wait_for_company() -> None:
+    """With nothing else in flight the batch goes at once, even with a long max wait (the bound
+    here is 60x below the configured wait, not a speed claim)."""
+    model, inflight = CountingModel(), [0]
+    batcher = _batcher(model, inflight, max_wait_seconds=30.0)
+
+    async def lone() -> None:
+        inflight[0] = 1
+        await asyncio.wait_for(batcher.predict(np.ones((1, 2))), timeout=0.5)
+
+    asyncio.run(lone())
+    batcher.close()
+
+
+def test_a_wrong_number_of_predictions_is_an_error() -> None:
+    batcher = Batcher(lambda m: np.zeros(len(m) + 1), name="t", enabled=True, max_rows=8, max_wait_seconds=0,
+                      inflight=lambda: 1)  # fmt: skip
+    with pytest.raises(ValueError, match="returned 2 predictions for 1 rows"):
+        asyncio.run(batcher.predict(np.ones((1, 2))))
+    batcher.close()

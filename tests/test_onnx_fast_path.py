@@ -1,0 +1,92 @@
+"""The ONNX fast path: conversion, the equivalence check, and the cached verdicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.datasets import load_iris
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from loader.onnx_fast_path import build_onnx_predictor, has_cached_conversion
+
+
+def test_classifier_converts_and_predicts_the_same_labels(tmp_path: Path) -> None:
+    iris = load_iris(as_frame=True)
+    model = LogisticRegression(max_iter=500).fit(iris.data, iris.target)
+    rows = iris.data.to_numpy(np.float64)
+    predictor, verdict = build_onnx_predictor(model, list(iris.data.columns), rows, tmp_path, "iris")
+    assert predictor is not None, verdict.reason
+    assert verdict.ok and verdict.rows_checked == 150
+    assert verdict.max_probability_difference is not None and verdict.max_probability_difference <= 1e-5
+    labels = predictor.predict(rows)
+    assert labels.dtype == model.predict(iris.data).dtype
+    assert labels.tolist() == model.predict(iris.data).tolist()
+
+
+def test_regressor_within_tolerance_and_shaped_like_sklearn(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.random((300, 5)), columns=list("abcde"))
+    y = X.to_numpy() @ np.arange(1.0, 6.0) + rng.normal(0, 0.1, 300)
+    model = RandomForestRegressor(n_estimators=10, random_state=0).fit(X, y)
+    predictor, verdict = build_onnx_predictor(model, list("abcde"), X.to_numpy(), tmp_path, "rf")
+    assert predictor is not None, verdict.reason
+    assert verdict.max_relative_difference is not None and verdict.max_relative_difference <= 1e-5
+    out = predictor.predict(X.to_numpy()[:7])
+    assert out.shape == (7,)
+    assert np.allclose(out, model.predict(X.head(7)), rtol=1e-5)
+
+
+def test_a_conversion_that_loses_precision_is_refused_with_the_numbers(tmp_path: Path) -> None:
+    """y = 1e8*a - 1e8*b + c: float32 cancels catastrophically, so the check must fail."""
+    rng = np.random.default_rng(1)
+    X = rng.random((200, 3))
+    model = LinearRegression().fit(X, 1e8 * X[:, 0] - 1e8 * X[:, 1] + X[:, 2])
+    predictor, verdict = build_onnx_predictor(model, ["a", "b", "c"], X, tmp_path, "cancel")
+    assert predictor is None
+    assert not verdict.ok
+    assert verdict.reason is not None and "max relative difference" in verdict.reason
+    assert verdict.max_relative_difference is not None and verdict.max_relative_difference > 1e-5
+
+
+class Unconvertible(BaseEstimator, RegressorMixin):  # type: ignore[misc]
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Unconvertible:
+        self.mean_ = float(np.mean(y))
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.full(len(X), self.mean_)
+
+
+def test_an_unknown_estimator_is_refused_once_and_the_verdict_is_cached(tmp_path: Path) -> None:
+    X = np.ones((4, 2))
+    model = Unconvertible().fit(X, np.arange(4.0))
+    assert not has_cached_conversion(tmp_path, "custom")
+    predictor, verdict = build_onnx_predictor(model, ["a", "b"], X, tmp_path, "custom")
+    assert predictor is None and verdict.reason is not None and "cannot convert Unconvertible" in verdict.reason
+    assert has_cached_conversion(tmp_path, "custom")
+    _, again = build_onnx_predictor(model, ["a", "b"], X, tmp_path, "custom")
+    assert again.from_cache and again.reason == verdict.reason
+
+
+def test_a_cached_graph_is_reused_and_rechecked(tmp_path: Path) -> None:
+    iris = load_iris(as_frame=True)
+    model = LogisticRegression(max_iter=500).fit(iris.data, iris.target)
+    rows = iris.data.to_numpy(np.float64)
+    first, verdict = build_onnx_predictor(model, list(iris.data.columns), rows, tmp_path, "k")
+    assert first is not None and not verdict.from_cache and verdict.convert_seconds > 0
+    second, cached = build_onnx_predictor(model, list(iris.data.columns), rows, tmp_path, "k")
+    assert second is not None and cached.from_cache and cached.convert_seconds == 0
+    # A graph from another model under this key (a damaged cache) fails the re-check.
+    other = LogisticRegression(max_iter=500).fit(iris.data, (iris.target + 1) % 3)
+    third, damaged = build_onnx_predictor(other, list(iris.data.columns), rows, tmp_path, "k")
+    assert third is None and damaged.reason is not None and "labels differ" in damaged.reason
+
+
+def test_no_rows_to_check_means_no_fast_path(tmp_path: Path) -> None:
+    model = LinearRegression().fit(np.ones((3, 2)), np.arange(3.0))
+    predictor, verdict = build_onnx_predictor(model, ["a", "b"], np.empty((0, 2)), tmp_path, "empty")
+    assert predictor is None and verdict.reason is not None and "no rows" in verdict.reason
