@@ -32,6 +32,8 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("MLFLOW_REGISTRY_URI", "LOCKGATE_REGISTRY_URI")
     )
 
+    config: str | None = None
+    """A YAML endpoints file, read when ``lockgate serve`` gets no --config (containers, Helm)."""
     host: str = "127.0.0.1"
     port: int = 8080
     admin_token: str | None = None

@@ -83,6 +83,7 @@ def serve(
     if batching is not None:
         updates["batching"] = batching
     settings = Settings().model_copy(update=updates)
+    config = config or (Path(settings.config) if settings.config else None)
     specs = read_config(config, settings.serving_options()) if config else []
     names = list(name or [])
     uris = list(model_uris or [])
