@@ -108,7 +108,7 @@ def test_helm_lint_strict(name: str) -> None:
 
 
 def test_kubernetes_validate_strict(rendered: tuple[str, list[dict[str, Any]]]) -> None:
-    name, objects = rendered
+    _, objects = rendered
     for obj in objects:
         if (obj["apiVersion"], obj["kind"]) in CRD_SCHEMAS:
             continue
