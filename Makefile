@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 PYTHON  ?= python3
 
-.PHONY: install system-deps serve test lint typecheck unit bench clean
+.PHONY: install system-deps docker-deps serve test lint typecheck unit docker-test loadtest bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,13 +32,28 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 unit: install system-deps
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest -m "not docker"
+
+# Debian's docker.io (dockerd) and debootstrap, for the real image build and run.
+docker-deps:
+	@command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || { \
+	  echo "installing Debian's docker.io and debootstrap for the image test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io debootstrap; }
+
+docker-test: install docker-deps
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest -m docker -s tests/test_docker_image.py
 
 test: lint typecheck unit
+
+# A bounded headless locust run of every scenario against the demo; CSV and HTML in loadtests/reports.
+loadtest: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) loadtests/run.py --duration $(or $(DURATION),60s)
 
 bench: install
 	$(PY) bench/store_bench.py
 	$(PY) bench/load_bench.py
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	$(PY) bench/serving_bench.py
 
 clean:
 	rm -rf $(VENV) .lockgate .mypy_cache .ruff_cache .pytest_cache
