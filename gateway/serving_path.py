@@ -134,7 +134,11 @@ def choose_serving_path(
         native.onnx_pending = True
         return native
     rows = _check_rows(servable, columns, sample)
-    predictor, verdict = build_onnx_predictor(estimator, list(columns), rows, cache_dir, key)
+    # A conversion (not a cached graph) runs in a child process: skl2onnx holds the GIL for
+    # seconds on a big forest, and its garbage would stay in this heap.
+    predictor, verdict = build_onnx_predictor(
+        estimator, list(columns), rows, cache_dir, key, model_dir=servable.directory
+    )
     if predictor is None:
         native.reason = verdict.reason
         native.check = verdict.as_dict()

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -72,7 +74,7 @@ def _session(onnx_bytes: bytes) -> Any:
     return onnxruntime.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def _convert(estimator: Any, n_features: int) -> bytes:
+def convert_to_bytes(estimator: Any, n_features: int) -> bytes:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
@@ -141,10 +143,12 @@ def build_onnx_predictor(
     cache_dir: Path,
     cache_key: str,
     *,
+    model_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> tuple[OnnxPredictor | None, OnnxVerdict]:
     """Convert (or reuse the cached conversion of) ``estimator`` and check it on ``check_rows``
-    (float64, signature column order). Returns the predictor only when the check passes."""
+    (float64, signature column order). Returns the predictor only when the check passes.
+    With ``model_dir`` (the MLflow model directory) the conversion runs in a child process."""
     if len(check_rows) == 0:
         return None, OnnxVerdict(False, "no rows to check the conversion on (no input example, no training data)")
     folder = cache_dir / "onnx" / cache_key
@@ -160,19 +164,21 @@ def build_onnx_predictor(
             onnx_bytes, from_cache = graph_file.read_bytes(), True
         else:
             started = time.perf_counter()
-            onnx_bytes = _convert(estimator, len(columns))
+            if model_dir is None:
+                onnx_bytes = convert_to_bytes(estimator, len(columns))
+                write_atomically(graph_file, onnx_bytes)
+            else:
+                convert_in_child(model_dir, len(columns), graph_file)
+                onnx_bytes = graph_file.read_bytes()
             convert_seconds = time.perf_counter() - started
-            _write_atomically(graph_file, onnx_bytes)
         session = _session(onnx_bytes)
     except Exception as exc:
         reason = f"skl2onnx cannot convert {type(estimator).__name__}: {type(exc).__name__}: {exc}"
-        _write_atomically(
-            verdict_file, orjson.dumps({"version": VERDICT_VERSION, "converted": False, "reason": reason})
-        )
+        write_atomically(verdict_file, orjson.dumps({"version": VERDICT_VERSION, "converted": False, "reason": reason}))
         return None, OnnxVerdict(False, reason, convert_seconds=convert_seconds)
     verdict, tail, dtype = _check(estimator, session, check_rows)
     verdict.convert_seconds, verdict.from_cache = convert_seconds, from_cache
-    _write_atomically(verdict_file, orjson.dumps({"version": VERDICT_VERSION, "converted": True}))
+    write_atomically(verdict_file, orjson.dumps({"version": VERDICT_VERSION, "converted": True}))
     if log is not None:
         log(f"onnx fast path for {cache_key}: {'ok' if verdict.ok else verdict.reason}")
     if not verdict.ok:
@@ -180,7 +186,19 @@ def build_onnx_predictor(
     return OnnxPredictor(session, session.get_inputs()[0].name, tail, dtype), verdict
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def convert_in_child(model_dir: Path, n_features: int, graph_file: Path, timeout: float = 900) -> None:
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run(
+        [sys.executable, "-m", "loader.onnx_convert", str(model_dir), str(n_features), str(graph_file)],
+        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"the conversion process exited with {result.returncode}: {last}")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)

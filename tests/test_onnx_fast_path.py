@@ -90,3 +90,27 @@ def test_no_rows_to_check_means_no_fast_path(tmp_path: Path) -> None:
     model = LinearRegression().fit(np.ones((3, 2)), np.arange(3.0))
     predictor, verdict = build_onnx_predictor(model, ["a", "b"], np.empty((0, 2)), tmp_path, "empty")
     assert predictor is None and verdict.reason is not None and "no rows" in verdict.reason
+
+
+def test_conversion_in_a_child_process_from_the_model_directory(tmp_path: Path) -> None:
+    import mlflow.sklearn
+
+    iris = load_iris(as_frame=True)
+    model = LogisticRegression(max_iter=500).fit(iris.data, iris.target)
+    model_dir = tmp_path / "model"
+    mlflow.sklearn.save_model(model, str(model_dir), serialization_format="cloudpickle")
+    rows = iris.data.to_numpy(np.float64)
+    predictor, verdict = build_onnx_predictor(
+        model, list(iris.data.columns), rows, tmp_path / "cache", "child", model_dir=model_dir
+    )
+    assert predictor is not None, verdict.reason
+    assert predictor.predict(rows).tolist() == model.predict(iris.data).tolist()
+
+
+def test_a_failing_child_conversion_is_a_reason_not_a_crash(tmp_path: Path) -> None:
+    model = LinearRegression().fit(np.ones((3, 2)), np.arange(3.0))
+    predictor, verdict = build_onnx_predictor(
+        model, ["a", "b"], np.ones((3, 2)), tmp_path / "cache", "broken", model_dir=tmp_path / "no-such-model"
+    )
+    assert predictor is None
+    assert verdict.reason is not None and "conversion process exited" in verdict.reason

@@ -1,0 +1,33 @@
+"""``python -m loader.onnx_convert MODEL_DIR N_FEATURES OUT``: convert an MLflow sklearn model
+to ONNX in a separate process.
+
+The gateway runs conversions here rather than in a thread: skl2onnx is pure Python that holds
+the GIL for seconds on a large forest (every request would wait for it), and its garbage
+would stay in the serving process's heap. The child loads the model from the verified cache
+directory, writes the graph atomically and exits; the parent checks equivalence itself.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    model_dir, n_features, out = Path(argv[0]), int(argv[1]), Path(argv[2])
+    warnings.filterwarnings("ignore")
+    import mlflow.sklearn
+
+    from loader.onnx_fast_path import convert_to_bytes, write_atomically
+
+    estimator = mlflow.sklearn.load_model(str(model_dir))
+    write_atomically(out, convert_to_bytes(estimator, n_features))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
