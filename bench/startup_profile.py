@@ -82,7 +82,9 @@ def main() -> None:
     deployment.input_schema = input_schema(deployment)
     data = training_data(open_store, deployment.servable.resolved)
     deployment.skew = setup_skew(data, deployment.servable, Path(settings.cache_dir), SkewSettings())
-    path = choose_serving_path(deployment.servable, ServingOptions(), data.sample, Path(settings.cache_dir), convert=False)
+    path = choose_serving_path(
+        deployment.servable, ServingOptions(), data.sample, Path(settings.cache_dir), convert=False
+    )
     phase(f"prepare (skew baseline, serving path: {path.name})")
     profiler.stop()
 
@@ -90,7 +92,10 @@ def main() -> None:
     print(f"start of a cold `lockgate serve models:/{args.model}/1`, in process ({total:.2f} s):")
     for name, seconds in phases:
         print(f"  {seconds:6.2f} s  {name}")
-    print(f"  (fetch {report.fetch.seconds:.2f} s, load {report.load_seconds:.2f} s, warm-up {report.warmup_seconds:.2f} s)")
+    print(
+        f"  (fetch {report.fetch.seconds:.2f} s, load {report.load_seconds:.2f} s, "
+        f"warm-up {report.warmup_seconds:.2f} s)"
+    )
     print(profiler.output_text(unicode=True, color=False, show_all=False))
     if args.html:
         args.html.write_text(profiler.output_html())

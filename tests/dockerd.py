@@ -98,8 +98,10 @@ class DockerDaemon:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
-        # Mounts of a killed daemon would make rmtree fail; there should be none left.
-        subprocess.run(["umount", "-R", str(self.root / "data")], check=False, capture_output=True)
+        # dockerd leaves its default network namespace (an nsfs mount) under the exec root; a killed
+        # daemon could leave overlay mounts too. Unmount what remains so the root can be removed.
+        for mounted in ("exec/netns/default", "exec", "data"):
+            subprocess.run(["umount", "-R", str(self.root / mounted)], check=False, capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def ensure_base_image(self) -> None:

@@ -10,7 +10,6 @@ turns healthy by its own HEALTHCHECK. Everything started here is stopped by pid.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -19,13 +18,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.dockerd import DockerDaemon
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "lockgate:docker-test"
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,15 @@ def test_image_serves_the_demo_model(daemon: DockerDaemon, image: str, demo_data
         assert answer.headers["X-Lockgate-Model-Version"] == str(endpoint["version"])
 
         metrics = httpx.get(f"{url}/metrics").text
-        assert re.search(r'lockgate_requests_total\{endpoint="diabetes",version="\d+",status="200"\} [1-9]', metrics)
+        served = [
+            sample.value
+            for family in text_string_to_metric_families(metrics)
+            for sample in family.samples
+            if sample.name == "lockgate_requests_total"
+            and sample.labels.get("endpoint") == "diabetes"
+            and sample.labels.get("status") == "200"
+        ]
+        assert served and served[0] >= 1, "the prediction is counted in /metrics"
         assert "lockgate_endpoint_info{" in metrics and f'weights_commit="{endpoint["weights_commit"]}"' in metrics
 
         # The image's own HEALTHCHECK turns the container healthy.
