@@ -41,6 +41,7 @@ from gateway.settings import Settings
 from gateway.skew_setup import SkewSettings, setup_skew
 from gateway.wiring import build_loader, store_opener
 from loader.baseline import training_data
+from loader.dependency_check import requirement_mismatches
 from monitoring.serving_metrics import ServingMetrics
 from monitoring.skew_collector import LiveEndpoint, SkewCollector
 
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         deployment.skew = setup_skew(data, deployment.servable, cache_dir, skew_settings)
         path = choose_serving_path(deployment.servable, options, data.sample, cache_dir, convert=False)
         deployment.path = path
+        threading.Thread(target=_check_dependencies, args=(deployment,), daemon=True, name="dependency-check").start()
         if path.predict is None or path.columns is None:
             return
         batching = path.row_wise if options.batching is None else options.batching
@@ -132,7 +134,22 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
                 target=_convert_in_background, args=(deployment, options, data.sample), daemon=True, name="onnx-convert"
             ).start()
 
+    # Background work of a deploy (dependency check, ONNX conversion) waits until the gateway
+    # serves: at startup it would compete with the path to ready for the GIL and the CPU.
+    serving = threading.Event()
+
+    def _check_dependencies(deployment: Deployment) -> None:
+        serving.wait()
+        try:
+            found = requirement_mismatches(deployment.servable.directory)
+        except Exception as exc:
+            found = [f"the dependency check failed: {exc}"]
+        deployment.dependency_warnings = found
+        for message in found:
+            _log.warning("version %s: %s", deployment.version_label, message)
+
     def _convert_in_background(deployment: Deployment, options: ServingOptions, sample: Any) -> None:
+        serving.wait()
         try:
             path = choose_serving_path(deployment.servable, options, sample, Path(settings.cache_dir), convert=True)
         except Exception as exc:  # the native path keeps serving; say why the fast path did not come
@@ -213,6 +230,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         gc.collect()
         gc.freeze()
         follower = asyncio.create_task(deployer.follow_forever(settings.follow_interval))
+        asyncio.get_running_loop().call_soon(serving.set)  # after uvicorn has started listening
         try:
             yield
         finally:

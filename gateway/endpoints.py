@@ -39,6 +39,7 @@ class Deployment:
     parser: NumericFrameParser | None = None
     batcher: Batcher | None = None
     closed: bool = False
+    dependency_warnings: list[str] | None = None  # None: not checked yet (it runs after ready)
 
     def upgrade_path(self, path: ServingPath) -> None:
         """Adopt the path a background ONNX conversion produced (or its verdict, if it failed)."""
@@ -166,5 +167,6 @@ class Endpoint:
             "last_error": self.last_error,
             "last_checked": self.last_checked,
             "notes": list(resolved.notes) if resolved else [],
+            "dependency_warnings": current.dependency_warnings if current else None,
             "history": list(self.history),
         }

@@ -74,7 +74,9 @@ def _load_sklearn(directory: Path, metadata: ModelMetadata) -> LoadedModel:
 def _load_pyfunc(directory: Path, metadata: ModelMetadata) -> LoadedModel:
     import mlflow.pyfunc
 
-    model = mlflow.pyfunc.load_model(str(directory))
+    # The dependency check (~0.7 s of scanning installed packages) runs after ready instead:
+    # see loader/dependency_check.py.
+    model = mlflow.pyfunc.load_model(str(directory), suppress_warnings=True)
     return LoadedModel("python_function", model, model.predict, metadata, directory)
 
 
