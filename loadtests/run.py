@@ -34,10 +34,12 @@ SCENARIOS = ("predictions", "swap", "follow")
 
 
 def prepare_demo(work: Path, env: dict[str, str]) -> None:
-    subprocess.run(
+    demo = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "diabetes_demo.py")],
-        cwd=work, env=env, check=True, stdout=subprocess.DEVNULL, timeout=600,
+        cwd=work, env=env, check=False, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
+    if demo.returncode != 0:
+        raise SystemExit(f"the demo failed (exit {demo.returncode}):\n{demo.stdout[-2000:]}\n{demo.stderr[-3000:]}")
 
 
 def start_gateway(work: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
