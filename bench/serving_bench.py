@@ -171,6 +171,7 @@ def start(kind: str, model: str, work: Path, tracking: str, run: int) -> Running
         "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
         "PYTHONPATH": str(ROOT),
         "MLFLOW_TRACKING_URI": tracking,
+        "MLFLOW_REGISTRY_URI": tracking,
         "LOCKGATE_STORE": str(work / "store"),
     }
     log = work / f"{kind}-{model}-{run}.log"

@@ -90,6 +90,8 @@ def main() -> int:
             "LOCKGATE_STORE": str(work / "store"),
             "LOCKGATE_CACHE_DIR": str(work / "cache"),
             "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+            # One database for both: an MLFLOW_REGISTRY_URI inherited from the shell would split them.
+            "MLFLOW_REGISTRY_URI": f"sqlite:///{work / 'mlflow.db'}",
             "LOCKGATE_FOLLOW_INTERVAL": "1",
         }
         print("preparing the demo registry and store ...", flush=True)

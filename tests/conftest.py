@@ -14,7 +14,7 @@ import pytest
 
 from store import Store
 from tests.registry_helpers import Registry
-from tests.servers import SeaweedFS, env_with, free_port, stop_pid, wait_http
+from tests.servers import SeaweedFS, env_with, free_port, reset_mlflow_uris, stop_pid, wait_http
 
 
 @pytest.fixture(scope="session")
@@ -87,8 +87,7 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Regist
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     yield Registry(uri, store_root, tmp_path)
-    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
-    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    reset_mlflow_uris()
 
 
 @pytest.fixture(scope="session")
@@ -125,8 +124,7 @@ def server_registry(mlflow_server: str, tmp_path: Path, monkeypatch: pytest.Monk
     mlflow.set_tracking_uri(mlflow_server)
     mlflow.set_registry_uri(mlflow_server)
     yield Registry(mlflow_server, store_root, tmp_path)
-    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
-    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    reset_mlflow_uris()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("server", marks=pytest.mark.slow)])

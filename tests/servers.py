@@ -140,9 +140,21 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | N
 
 
 def env_with(extra: dict[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
+    """This process's environment plus ``extra``, minus a registry URI that ``extra`` does not set:
+    MLflow's ``set_registry_uri`` exports MLFLOW_REGISTRY_URI and ``set_registry_uri(None)`` does
+    not remove it, so a child could otherwise resolve against another test's registry."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_REGISTRY_URI"}
     env.update(extra)
     return env
+
+
+def reset_mlflow_uris() -> None:
+    """Undo ``mlflow.set_tracking_uri``/``set_registry_uri``, including the exported variable."""
+    import mlflow
+
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
 
 
 ROOT_DIR = Path(__file__).resolve().parents[1]

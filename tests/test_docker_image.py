@@ -53,6 +53,7 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         **os.environ,
         "LOCKGATE_STORE": str(data / "store"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{data / 'mlflow.db'}",
+        "MLFLOW_REGISTRY_URI": f"sqlite:///{data / 'mlflow.db'}",
         "PYTHONPATH": str(ROOT),
     }
     subprocess.run(

@@ -18,7 +18,7 @@ import pytest
 from gateway.config_file import read_config
 from gateway.errors import ConfigError
 from tests.registry_helpers import Registry, SlowModel, weights
-from tests.servers import env_with, free_port, start_lockgate, stop_pid, wait_http
+from tests.servers import env_with, free_port, reset_mlflow_uris, start_lockgate, stop_pid, wait_http
 
 PAYLOAD = json.dumps({"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1.0, 1.0, 1.0]]}}).encode()
 HEADERS = {"Content-Type": "application/json"}
@@ -62,8 +62,7 @@ def test_registry_down_during_follow_keeps_serving(tmp_path: Path, monkeypatch: 
         answer = httpx.post(f"{gateway.url}/invocations", content=PAYLOAD, headers=HEADERS)
         assert answer.status_code == 200 and answer.headers["X-Lockgate-Model-Version"] == "1"
     finally:
-        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
-        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+        reset_mlflow_uris()
         if gateway is not None:
             gateway.stop()
         stop_pid(server_proc)

@@ -22,7 +22,7 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 from tests.registry_helpers import Registry
-from tests.servers import Server, start_lockgate, start_mlflow_models_serve, stop_group
+from tests.servers import Server, reset_mlflow_uris, start_lockgate, start_mlflow_models_serve, stop_group
 
 COLUMNS = ["a", "b", "c", "d"]
 ROW = [0.1, 0.2, 0.3, 0.4]
@@ -97,8 +97,7 @@ def both_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dic
                 LinearRegression().fit(X, y), name="model", registered_model_name="parity", input_example=X.head(2)
             )
     finally:
-        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
-        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+        reset_mlflow_uris()
         if saved is None:
             os.environ.pop("LOCKGATE_STORE", None)
         else:

@@ -13,6 +13,7 @@ from sklearn.ensemble import RandomForestRegressor
 
 from loader.artifact_repository import COMMIT_TAG, LockgateArtifactRepository
 from store import Store
+from tests.servers import reset_mlflow_uris
 
 
 @pytest.fixture
@@ -23,8 +24,7 @@ def mlflow_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_registry_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     yield store_root
-    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
-    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    reset_mlflow_uris()
 
 
 def test_log_model_lands_in_store_and_loads_from_registry(mlflow_env: Path) -> None:
