@@ -161,6 +161,8 @@ def test_each_gateway_serves_through_its_path(both_servers: Servers, path: str) 
         assert serving["onnx_check"]["rows_checked"] >= 2
     else:
         assert "turned off" in serving["reason"]
+    metrics = httpx.get(f"{gateways[path].url}/metrics").text
+    assert f'serving_path="{path}"' in metrics, "the info metric names the path that serves"
 
 
 @pytest.mark.slow
