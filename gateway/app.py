@@ -64,11 +64,12 @@ class DeployRequest(BaseModel):
     batching: bool | None = Field(default=None, description="Merge concurrent requests; default: on for row-wise paths")
     max_batch_rows: int | None = Field(default=None, ge=1, le=1_000_000)
     max_batch_wait_ms: float | None = Field(default=None, ge=0, le=1000)
+    onnx_spinning: bool | None = Field(default=None, description="Spinning ONNX threads (large batches)")
 
 
 _log = logging.getLogger(__name__)
 LEAN_INLINE_BYTES = 32 * 1024
-OPTION_FIELDS = ("onnx", "batching", "max_batch_rows", "max_batch_wait_ms")
+OPTION_FIELDS = ("onnx", "batching", "max_batch_rows", "max_batch_wait_ms", "onnx_spinning")
 
 
 def _error(status: int, error_code: str, message: str) -> JSONResponse:

@@ -8,6 +8,7 @@ endpoints:
     batching: true                   # optional; default: on for sklearn/ONNX paths
     max_batch_rows: 256              # optional
     max_batch_wait_ms: 2.0           # optional
+    onnx_spinning: false             # optional; spinning ONNX threads for large-batch endpoints
 
 Serving options an endpoint leaves out come from the gateway's settings (LOCKGATE_ONNX, ...).
 """
@@ -29,6 +30,7 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "batching": (bool,),
     "max_batch_rows": (int,),
     "max_batch_wait_ms": (int, float),
+    "onnx_spinning": (bool,),
 }
 
 

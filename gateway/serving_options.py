@@ -17,6 +17,7 @@ class ServingOptions:
     batching: bool | None = None  # None: on for row-wise paths
     max_batch_rows: int = 256
     max_batch_wait_ms: float = 2.0
+    onnx_spinning: bool = False  # onnxruntime's spinning intra-op threads: for large-batch endpoints
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -24,4 +25,5 @@ class ServingOptions:
             "batching": self.batching,
             "max_batch_rows": self.max_batch_rows,
             "max_batch_wait_ms": self.max_batch_wait_ms,
+            "onnx_spinning": self.onnx_spinning,
         }

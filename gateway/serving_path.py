@@ -137,7 +137,7 @@ def choose_serving_path(
     # A conversion (not a cached graph) runs in a child process: skl2onnx holds the GIL for
     # seconds on a big forest, and its garbage would stay in this heap.
     predictor, verdict = build_onnx_predictor(
-        estimator, list(columns), rows, cache_dir, key, model_dir=servable.directory
+        estimator, list(columns), rows, cache_dir, key, model_dir=servable.directory, spinning=options.onnx_spinning
     )
     if predictor is None:
         native.reason = verdict.reason

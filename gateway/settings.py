@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     max_batch_wait_ms: float = 2.0
     """Longest a batch waits for requests already in flight; a lone client never waits."""
 
+    onnx_spinning: bool = False
+    """Let onnxruntime's intra-op threads spin: faster large batches, slower small requests."""
+
     def serving_options(self) -> ServingOptions:
         """The defaults for endpoints that do not set their own."""
-        return ServingOptions(self.onnx, self.batching, self.max_batch_rows, self.max_batch_wait_ms)
+        return ServingOptions(self.onnx, self.batching, self.max_batch_rows, self.max_batch_wait_ms, self.onnx_spinning)

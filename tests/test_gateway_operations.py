@@ -111,3 +111,21 @@ def test_config_file(tmp_path: Path) -> None:
         read_config(typo)
     with pytest.raises(ConfigError, match="cannot read"):
         read_config(tmp_path / "missing.yaml")
+
+
+def test_config_file_serving_options(tmp_path: Path) -> None:
+    from gateway.serving_options import ServingOptions
+
+    path = tmp_path / "endpoints.yaml"
+    path.write_text(
+        "endpoints:\n  - model_uri: models:/a/1\n"
+        "  - model_uri: models:/b/1\n    onnx: false\n    max_batch_rows: 64\n    onnx_spinning: true\n"
+    )
+    defaults = ServingOptions(max_batch_wait_ms=5.0)
+    first, second = read_config(path, defaults)
+    assert first.options is None  # the gateway's defaults apply
+    assert second.options == ServingOptions(onnx=False, max_batch_rows=64, max_batch_wait_ms=5.0, onnx_spinning=True)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("endpoints:\n  - model_uri: models:/a/1\n    max_batch_rows: true\n")
+    with pytest.raises(ConfigError, match=r"max_batch_rows must be int, not True"):
+        read_config(wrong)
