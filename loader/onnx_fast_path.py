@@ -20,8 +20,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,6 @@ class OnnxVerdict:
     max_probability_difference: float | None = None
     convert_seconds: float = 0.0
     from_cache: bool = False
-    details: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,7 +145,6 @@ def build_onnx_predictor(
     *,
     model_dir: Path | None = None,
     spinning: bool = False,
-    log: Callable[[str], None] | None = None,
 ) -> tuple[OnnxPredictor | None, OnnxVerdict]:
     """Convert (or reuse the cached conversion of) ``estimator`` and check it on ``check_rows``
     (float64, signature column order). Returns the predictor only when the check passes.
@@ -182,8 +179,6 @@ def build_onnx_predictor(
     verdict, tail, dtype = _check(estimator, session, check_rows)
     verdict.convert_seconds, verdict.from_cache = convert_seconds, from_cache
     write_atomically(verdict_file, orjson.dumps({"version": VERDICT_VERSION, "converted": True}))
-    if log is not None:
-        log(f"onnx fast path for {cache_key}: {'ok' if verdict.ok else verdict.reason}")
     if not verdict.ok:
         return None, verdict
     return OnnxPredictor(session, session.get_inputs()[0].name, tail, dtype), verdict
