@@ -13,6 +13,7 @@ Loader and store errors raised during a deploy map to statuses by ``status_for``
 from __future__ import annotations
 
 from loader.errors import (
+    ArtifactIntegrityError,
     FetchError,
     LoaderError,
     ModelLoadError,
@@ -20,7 +21,7 @@ from loader.errors import (
     RegistryUnavailableError,
     ResolveError,
 )
-from store.errors import StoreError
+from store.errors import BackendError, IntegrityError, InvalidURIError, NotFoundError, StoreError
 
 
 class GatewayError(Exception):
@@ -63,10 +64,22 @@ def status_for(exc: BaseException) -> tuple[int, str]:
         return 400, "INVALID_PARAMETER_VALUE"
     if isinstance(exc, ResolveError):
         return 404, "RESOURCE_DOES_NOT_EXIST"
+    if isinstance(exc, ArtifactIntegrityError):
+        # Damaged or crafted store contents: retrying will not help, and it is not the client's doing.
+        return 502, "DATA_LOSS"
     if isinstance(exc, RegistryUnavailableError | FetchError):
         return 503, "TEMPORARILY_UNAVAILABLE"
     if isinstance(exc, ModelLoadError):
         return 422, "INVALID_PARAMETER_VALUE"
+    # Store errors should have been translated by the loader; map the ones that slip through.
+    if isinstance(exc, InvalidURIError):
+        return 400, "INVALID_PARAMETER_VALUE"
+    if isinstance(exc, IntegrityError):
+        return 502, "DATA_LOSS"
+    if isinstance(exc, NotFoundError):
+        return 404, "RESOURCE_DOES_NOT_EXIST"
+    if isinstance(exc, BackendError):
+        return 503, "TEMPORARILY_UNAVAILABLE"
     if isinstance(exc, LoaderError | StoreError):
         return 500, "INTERNAL_ERROR"
     return 500, "INTERNAL_ERROR"

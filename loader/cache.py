@@ -35,9 +35,10 @@ from filelock import FileLock
 from loader.errors import ArtifactIntegrityError, CacheFullError, DiskFullError, NoArtifactsError, StoreUnavailableError
 from loader.resolved import WeightsLocation
 from store import Store
-from store.errors import BackendError, IntegrityError, NotFoundError, StoreError
+from store.errors import BackendError, IntegrityError, InvalidPathError, NotFoundError, StoreError
 from store.ids import chunk_id as compute_chunk_id
 from store.objects import ChunkRef, Manifest
+from store.paths import contained
 
 META = ".lockgate-version.json"
 ProgressCallback = Callable[[int], None]
@@ -174,17 +175,23 @@ class ModelCache:
             raise ArtifactIntegrityError(f"{weights.uri}: {exc}") from exc
         except StoreError as exc:
             raise StoreUnavailableError(f"cannot read {weights.uri} from the store: {exc}") from exc
+        partial = self.directory / "partial" / key
+        try:
+            # Tree paths were checked when the tree was decoded; every target is checked again
+            # against the directory it must stay in, before a single byte is written.
+            targets = {rel: contained(partial, rel) for rel in manifests}
+        except InvalidPathError as exc:
+            raise ArtifactIntegrityError(f"{weights.uri}: refusing to materialize: {exc}") from exc
 
         total = sum(m.size for _, m in manifests.values())
         report = FetchReport(key, bytes_total=total, files=len(manifests))
         report.evicted = self._make_room(total, keep=key)
 
-        partial = self.directory / "partial" / key
         resuming = partial.exists()
         partial.mkdir(parents=True, exist_ok=True)
         needed: dict[str, tuple[ChunkRef, list[_Target]]] = {}
         for rel, (_mid, manifest) in manifests.items():
-            path = partial / rel
+            path = targets[rel]
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "ab") as fh:  # create without truncating: resume keeps what is there
                 fh.truncate(manifest.size)
@@ -265,10 +272,11 @@ class ModelCache:
                 if cid not in needed:
                     continue
                 try:
-                    with open(base / rel, "rb") as fh:
+                    # The metadata sits on a volume other processes share: never trust its paths.
+                    with open(contained(base, rel), "rb") as fh:
                         fh.seek(offset)
                         raw = fh.read(length)
-                except OSError:
+                except (OSError, InvalidPathError):
                     continue
                 if len(raw) != length or compute_chunk_id(raw) != cid:
                     continue  # a damaged local copy is never trusted; fetch instead

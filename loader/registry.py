@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from loader.artifact_repository import URI_TAG
 from loader.errors import (
+    ArtifactIntegrityError,
     LoaderError,
     ModelNotFoundError,
     NoArtifactsError,
@@ -27,7 +28,7 @@ from loader.lineage import CODE_COMMIT_TAG, dataset_uris, pin_dataset_uris
 from loader.model_uri import ModelRef, parse_model_uri
 from loader.resolved import ResolvedModel, WeightsLocation
 from store import Store, is_store_uri, parse_uri
-from store.errors import BackendError, NotFoundError, StoreError
+from store.errors import BackendError, IntegrityError, NotFoundError, StoreError
 from store.ids import is_full_id
 
 StoreOpener = Callable[[], Store]
@@ -238,6 +239,8 @@ class Resolver:
             commit = store.last_commit_touching(target.repo, str(target.ref), target.path)
         except NotFoundError as exc:
             raise NoArtifactsError(f"no model files at {uri}: {exc}") from exc
+        except IntegrityError as exc:
+            raise ArtifactIntegrityError(f"{uri}: {exc}") from exc
         except BackendError as exc:
             raise StoreUnavailableError(f"store unreachable while resolving {uri}: {exc}") from exc
         return WeightsLocation(commit=commit, path=target.path, repo=target.repo)

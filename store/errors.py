@@ -2,6 +2,7 @@
 
 StoreError
 ├── InvalidURIError          a lockgate:// URI or a name inside it is malformed
+│   └── InvalidPathError     a file path that breaks the store's path rule (store/paths.py)
 ├── NotFoundError
 │   ├── RepoNotFoundError    no such repository
 │   ├── RefNotFoundError     no such branch, tag or commit
@@ -26,6 +27,10 @@ class StoreError(Exception):
 
 
 class InvalidURIError(StoreError, ValueError):
+    pass
+
+
+class InvalidPathError(InvalidURIError):
     pass
 
 

@@ -15,8 +15,9 @@ from typing import Any
 import orjson
 import zstandard
 
-from store.errors import CorruptObjectError
+from store.errors import CorruptObjectError, InvalidPathError
 from store.ids import object_id
+from store.paths import check_tree_paths
 
 MANIFEST = "manifest"
 TREE = "tree"
@@ -89,6 +90,10 @@ class Tree:
     small, so one object per commit beats git's nested trees on round trips."""
 
     entries: dict[str, TreeEntry]
+
+    def __post_init__(self) -> None:
+        # One check for both directions: a tree being written and a tree being decoded.
+        check_tree_paths(self.entries)
 
     def payload(self) -> dict[str, Any]:
         return {"entries": {p: [e.manifest_id, e.size] for p, e in sorted(self.entries.items())}}
@@ -178,9 +183,15 @@ def decode(expected_id: str, stored: bytes, expected_kind: str) -> Object:
         raise CorruptObjectError(expected_id, f"cannot decompress: {exc}") from exc
     if object_id(kind, payload) != expected_id:
         raise CorruptObjectError(expected_id, "content does not hash to its id")
-    data = orjson.loads(payload)
-    if kind == MANIFEST:
-        return Manifest.from_payload(data)
-    if kind == TREE:
-        return Tree.from_payload(data)
-    return Commit.from_payload(data)
+    try:
+        data = orjson.loads(payload)
+        if kind == MANIFEST:
+            return Manifest.from_payload(data)
+        if kind == TREE:
+            return Tree.from_payload(data)
+        return Commit.from_payload(data)
+    except InvalidPathError as exc:
+        # The bytes hash right, so whoever wrote them meant them: a crafted tree is damage.
+        raise CorruptObjectError(expected_id, f"unsafe path: {exc}") from exc
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CorruptObjectError(expected_id, f"malformed {kind}: {exc!r}") from exc

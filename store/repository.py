@@ -37,6 +37,7 @@ from store.ingest import Ingest
 from store.layout import FORMAT_KEY, FORMAT_VERSION
 from store.object_store import ObjectStore
 from store.objects import ChunkRef, Commit, Manifest, Tree, TreeEntry, utc_now_iso
+from store.paths import contained
 from store.refs import RefStore
 from store.uri import DEFAULT_BRANCH, RefSpec, StoreURI, check_name, normalize_path
 from store.verify import VerifyReport, verify
@@ -157,20 +158,21 @@ class Store:
         commit. Other paths on the branch are kept; paths in ``remove`` are deleted."""
         started = time.perf_counter()
         check_name("branch", branch)
+        file_list = list(files)
+        # Every path is checked before anything is written: a path the store could never check
+        # out is refused now, not found by a reader later.
+        paths = [normalize_path(dest) for dest, _ in file_list]
+        if "" in paths:
+            raise PathNotFoundError("a file needs a non-empty destination path")
         self.refs.create_repo(repo)
         self._index.refresh()
-        file_list = list(files)
         size_hint = sum(
             len(src) if isinstance(src, bytes | bytearray | memoryview) else Path(src).stat().st_size
             for _, src in file_list
         )
         ingest = Ingest(self.backend, self._index, progress=progress, size_hint=size_hint)
-        paths: list[str] = []
         try:
-            for dest, source in file_list:
-                paths.append(normalize_path(dest))
-                if not paths[-1]:
-                    raise PathNotFoundError("a file needs a non-empty destination path")
+            for _dest, source in file_list:
                 if isinstance(source, bytes | bytearray | memoryview):
                     ingest.add_bytes(source)
                 else:
@@ -359,7 +361,8 @@ class Store:
         report = CheckoutReport()
         for full in sorted(files):
             rel = full.rsplit("/", 1)[-1] if full == path else (full[len(path) + 1 :] if path else full)
-            report.bytes_written += self.export_file(commit_id, full, dest / rel, progress=progress)
+            target = contained(dest, rel)
+            report.bytes_written += self.export_file(commit_id, full, target, progress=progress)
             report.files += 1
             report.paths.append(rel)
         return report

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from store.errors import InvalidURIError
+from store.paths import check_path
 
 SCHEME = "lockgate://"
 DEFAULT_BRANCH = "main"
@@ -28,12 +29,15 @@ def check_name(kind: str, name: str) -> str:
 
 
 def normalize_path(path: str) -> str:
-    """A store path: '/'-separated, relative, no '.' or '..' segments. '' is the root."""
+    """A path given by a user, made a store path: '/'-separated, relative, no empty segment.
+    '.' and '..' are refused, not resolved, and the result must pass the store's path rule
+    (``store.paths.check_path``). '' is the root."""
     parts = [p for p in path.replace("\\", "/").split("/") if p]
     for part in parts:
         if part in (".", ".."):
             raise InvalidURIError(f"invalid path {path!r}: '.' and '..' segments are not allowed")
-    return "/".join(parts)
+    normalized = "/".join(parts)
+    return check_path(normalized) if normalized else normalized
 
 
 @dataclass(frozen=True)
