@@ -10,8 +10,6 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
-import hmac
-import ipaddress
 import logging
 import threading
 import time
@@ -22,18 +20,22 @@ from typing import Any
 
 import mlflow
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.auth import AccessGuard
 from gateway.batcher import Batcher
 from gateway.deployer import Deployer
+from gateway.endpoint_names import ENDPOINT_NAME_PATTERN, ENDPOINT_NAME_RULE, default_name
 from gateway.endpoints import Deployment
-from gateway.errors import AdminAuthError, EndpointNotReadyError, GatewayError, RequestTooLargeError, status_for
+from gateway.errors import BadRequestError, EndpointNotReadyError, GatewayError, RequestTooLargeError, status_for
 from gateway.fast_request import NumericFrameParser, is_plain_json
 from gateway.ledger import Ledger
 from gateway.prediction_json import predictions_json
+from gateway.request_guard import check_body
 from gateway.scoring import input_schema, score, skew_observer
 from gateway.serving_options import ServingOptions
 from gateway.serving_path import choose_serving_path
@@ -42,6 +44,7 @@ from gateway.skew_setup import SkewSettings, setup_skew
 from gateway.wiring import build_loader, store_opener
 from loader.baseline import training_data
 from loader.dependency_check import requirement_mismatches
+from loader.errors import ModelURIError
 from monitoring.serving_metrics import ServingMetrics
 from monitoring.skew_collector import LiveEndpoint, SkewCollector
 
@@ -57,8 +60,12 @@ class EndpointSpec:
 class DeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, description="Endpoint name; default: the registered model's name")
-    model_uri: str
+    name: str | None = Field(
+        default=None,
+        pattern=ENDPOINT_NAME_PATTERN,
+        description=f"Endpoint name ({ENDPOINT_NAME_RULE}); default: the registered model's name",
+    )
+    model_uri: str = Field(min_length=1, max_length=4096)
     follow: bool | None = Field(default=None, description="Re-resolve periodically; default: on for moving references")
     onnx: bool | None = Field(default=None, description="Serve sklearn models through ONNX when the check passes")
     batching: bool | None = Field(default=None, description="Merge concurrent requests; default: on for row-wise paths")
@@ -67,6 +74,36 @@ class DeployRequest(BaseModel):
     onnx_spinning: bool | None = Field(default=None, description="Spinning ONNX threads (large batches)")
 
 
+# The MLflow scoring protocol, described for OpenAPI clients and fuzzers: the routes read the raw
+# body themselves (MLflow's parser gives the exact answers), so FastAPI cannot infer this.
+INVOCATIONS_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "One of dataframe_split, dataframe_records, instances or inputs; optional params",
+                    "properties": {
+                        "dataframe_split": {
+                            "type": "object",
+                            "properties": {
+                                "columns": {"type": "array", "items": {"type": "string"}},
+                                "data": {"type": "array", "items": {"type": "array"}},
+                                "index": {"type": "array"},
+                            },
+                        },
+                        "dataframe_records": {"type": "array", "items": {"type": "object"}},
+                        "instances": {},
+                        "inputs": {},
+                        "params": {"type": "object"},
+                    },
+                }
+            },
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
+}
 _log = logging.getLogger(__name__)
 LEAN_INLINE_BYTES = 32 * 1024
 OPTION_FIELDS = ("onnx", "batching", "max_batch_rows", "max_batch_wait_ms", "onnx_spinning")
@@ -74,17 +111,6 @@ OPTION_FIELDS = ("onnx", "batching", "max_batch_rows", "max_batch_wait_ms", "onn
 
 def _error(status: int, error_code: str, message: str) -> JSONResponse:
     return JSONResponse({"error_code": error_code, "message": message}, status_code=status)
-
-
-def default_name(model_uri: str) -> str:
-    from loader.model_uri import parse_model_uri
-
-    ref = parse_model_uri(model_uri)
-    if ref.name:
-        return ref.name
-    if ref.store_uri is not None:
-        return (ref.store_uri.path.rsplit("/", 1)[-1] or ref.store_uri.repo).replace(".", "-")
-    return (ref.selector or ref.run_id or "model").replace(".", "-")
 
 
 def _error_code_of(payload: bytes, media_type: str, status: int) -> str:
@@ -111,6 +137,9 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         # Everything a request could need is decided here, once: the schema, the skew baseline,
         # the serving path (ONNX conversion and its check) and the batcher.
         deployment.input_schema = input_schema(deployment)
+        schema = deployment.input_schema
+        signature_columns = len(schema.input_names()) if schema is not None and schema.has_input_names() else 0
+        deployment.max_columns = signature_columns + settings.max_extra_columns
         data = training_data(open_store, deployment.servable.resolved)
         cache_dir = Path(settings.cache_dir)
         deployment.skew = setup_skew(data, deployment.servable, cache_dir, skew_settings)
@@ -201,16 +230,18 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
             )
         return out
 
-    def cache_stats() -> dict[str, float]:
+    def gateway_stats() -> dict[str, float]:
         cache = deployer.loader.cache
         held = cache.held()
         return {
             "lockgate_cache_used_bytes": float(sum(int(m.get("size", 0)) for m in held.values())),
             "lockgate_cache_limit_bytes": float(cache.max_bytes or 0),
             "lockgate_cache_versions": float(len(held)),
+            "lockgate_ledger_events_pending": float(deployer.ledger.pending),
+            "lockgate_ledger_events_rejected_total": float(deployer.ledger.rejected_total),
         }
 
-    registry.register(SkewCollector(live_endpoints, cache_stats))
+    registry.register(SkewCollector(live_endpoints, gateway_stats))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -237,6 +268,13 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         finally:
             follower.cancel()
 
+    guard = AccessGuard(settings.admin_token, settings.api_token_list())
+
+    def admin_actor(request: Request) -> str:
+        # A dependency, so it runs before FastAPI parses a body: a refused request is refused
+        # for what it is (cross-site, not JSON, no token), not for its body.
+        return guard.admin(request)
+
     app = FastAPI(title="lockgate", lifespan=lifespan)
     app.state.deployer = deployer
     app.state.settings = settings
@@ -244,7 +282,18 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
 
     @app.exception_handler(GatewayError)
     async def gateway_error(_request: Request, exc: GatewayError) -> JSONResponse:
-        return _error(exc.status, exc.error_code, str(exc))
+        response = _error(exc.status, exc.error_code, str(exc))
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
+            for e in exc.errors()
+        )
+        return _error(422, "INVALID_PARAMETER_VALUE", f"invalid request: {problems}")
 
     # -- MLflow-compatible routes ------------------------------------------------------------
 
@@ -306,14 +355,16 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
                     return Response(
                         content=payload, status_code=200, media_type="application/json", headers=deployment.headers()
                     )
-                payload, status, media_type, observed = await asyncio.to_thread(score, deployment, body, content_type)
+                payload, status, media_type, observed = await asyncio.to_thread(
+                    _guarded_score, deployment, body, content_type
+                )
         except TimeoutError:
             metrics.observe_request(name, version, 504, time.perf_counter() - started, "REQUEST_TIMEOUT")
             return Response(
                 content="Request processing time exceeded limit", status_code=504, media_type="application/json"
             )
-        except RequestTooLargeError:
-            metrics.observe_request(name, version, 413, time.perf_counter() - started, "INVALID_PARAMETER_VALUE")
+        except (RequestTooLargeError, BadRequestError) as exc:
+            metrics.observe_request(name, version, exc.status, time.perf_counter() - started, exc.error_code)
             raise
         finally:
             deployment.inflight -= 1
@@ -325,6 +376,11 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
             error_code = _error_code_of(payload, media_type, status)
         metrics.observe_request(name, version, status, time.perf_counter() - started, error_code)
         return Response(content=payload, status_code=status, media_type=media_type, headers=deployment.headers())
+
+    def _guarded_score(deployment: Deployment, body: bytes, content_type: str | None) -> Any:
+        # In the worker thread: refusing a hostile body costs one orjson parse, not the event loop.
+        check_body(body, content_type, deployment.max_columns)
+        return score(deployment, body, content_type)
 
     async def _lean(deployment: Deployment, body: bytes, content_type: str | None) -> tuple[Any, float] | None:
         """Predictions through the lean path, or None when the request needs MLflow's code."""
@@ -346,30 +402,35 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         output = await asyncio.to_thread(generate_latest, registry)
         return Response(content=output, media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/invocations")
+    @app.post("/invocations", openapi_extra=INVOCATIONS_OPENAPI)
     async def default_invocations(request: Request) -> Response:
+        guard.prediction(request)
         names = configured or list(deployer.endpoints)
         if not names:
             raise EndpointNotReadyError("no endpoint is deployed yet: POST /admin/endpoints or `lockgate deploy`")
         return await _invoke(names[0], request)
 
-    @app.post("/endpoints/{name}/invocations")
+    @app.post("/endpoints/{name}/invocations", openapi_extra=INVOCATIONS_OPENAPI)
     async def named_invocations(name: str, request: Request) -> Response:
+        guard.prediction(request)
         return await _invoke(name, request)
 
     # -- endpoints and lineage ---------------------------------------------------------------
 
     @app.get("/endpoints")
-    async def list_endpoints() -> dict[str, Any]:
+    async def list_endpoints(request: Request) -> dict[str, Any]:
+        guard.prediction(request)
         return {"endpoints": [e.describe() | {"history": None} for e in deployer.endpoints.values()]}
 
     @app.get("/endpoints/{name}")
-    async def get_endpoint(name: str) -> dict[str, Any]:
+    async def get_endpoint(name: str, request: Request) -> dict[str, Any]:
+        guard.prediction(request)
         return deployer.get(name).describe()
 
     @app.get("/endpoints/{name}/example")
-    async def example(name: str) -> Response:
+    async def example(name: str, request: Request) -> Response:
         """A ready-to-post request body built from the model's input example: pipe it into curl."""
+        guard.prediction(request)
         deployment = deployer.get(name).current
         frame = deployment.servable.model.input_example if deployment is not None else None
         if frame is None or not hasattr(frame, "to_json"):
@@ -378,9 +439,10 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         return Response(content=orjson.dumps({"dataframe_split": split}), media_type="application/json")
 
     @app.get("/endpoints/{name}/lineage")
-    async def lineage(name: str, at: str | None = None) -> JSONResponse:
+    async def lineage(name: str, request: Request, at: str | None = None) -> JSONResponse:
         from gateway.cli.timespec import parse_time
 
+        guard.prediction(request)
         try:
             moment = parse_time(at) if at else None
         except ValueError as exc:
@@ -394,28 +456,12 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
 
     # -- admin -------------------------------------------------------------------------------
 
-    def _admin(request: Request) -> str:
-        header = request.headers.get("authorization", "")
-        if settings.admin_token:
-            supplied = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-            if not supplied:
-                raise AdminAuthError("admin routes need 'Authorization: Bearer <LOCKGATE_ADMIN_TOKEN>'", 401)
-            if not hmac.compare_digest(supplied, settings.admin_token):
-                raise AdminAuthError("the admin token is wrong", 403)
-            return "admin-token"
-        host = request.client.host if request.client else ""
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = host == "localhost"
-        if not loopback:
-            raise AdminAuthError("no LOCKGATE_ADMIN_TOKEN is set, so admin routes answer loopback clients only", 403)
-        return f"loopback:{host}"
-
     @app.post("/admin/endpoints")
-    async def admin_deploy(body: DeployRequest, request: Request) -> JSONResponse:
-        actor = _admin(request)
-        name = body.name or default_name(body.model_uri)
+    async def admin_deploy(body: DeployRequest, actor: str = Depends(admin_actor)) -> JSONResponse:
+        try:
+            name = body.name or default_name(body.model_uri)
+        except ModelURIError as exc:
+            return _error(400, "INVALID_PARAMETER_VALUE", str(exc))
         base = deployer.endpoints[name].options if name in deployer.endpoints else default_options
         overrides = {k: v for k, v in body.model_dump(include=set(OPTION_FIELDS)).items() if v is not None}
         options = dataclasses.replace(base, **overrides)
@@ -429,14 +475,12 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         return JSONResponse(endpoint.describe(), status_code=200)
 
     @app.delete("/admin/endpoints/{name}")
-    async def admin_undeploy(name: str, request: Request) -> JSONResponse:
-        actor = _admin(request)
+    async def admin_undeploy(name: str, actor: str = Depends(admin_actor)) -> JSONResponse:
         await deployer.undeploy(name, actor=actor)
         return JSONResponse({"undeployed": name})
 
     @app.post("/admin/endpoints/{name}/rollback")
-    async def admin_rollback(name: str, request: Request) -> JSONResponse:
-        actor = _admin(request)
+    async def admin_rollback(name: str, actor: str = Depends(admin_actor)) -> JSONResponse:
         endpoint = await deployer.rollback(name, actor=actor)
         return JSONResponse(endpoint.describe())
 

@@ -21,9 +21,11 @@ from typing import Any
 
 import yaml
 
-from gateway.app import EndpointSpec, default_name
-from gateway.errors import ConfigError
+from gateway.app import EndpointSpec
+from gateway.endpoint_names import check_endpoint_name, default_name
+from gateway.errors import ConfigError, InvalidEndpointNameError
 from gateway.serving_options import ServingOptions
+from loader.errors import ModelURIError
 
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "onnx": (bool,),
@@ -60,9 +62,13 @@ def read_config(path: Path, defaults: ServingOptions | None = None) -> list[Endp
             overrides[key] = value
         options = dataclasses.replace(defaults or ServingOptions(), **overrides) if overrides else None
         follow = entry.get("follow")
-        specs.append(
-            EndpointSpec(
-                str(entry.get("name") or default_name(entry["model_uri"])), entry["model_uri"], follow, options
+        try:
+            name = (
+                check_endpoint_name(entry["name"])
+                if entry.get("name") is not None
+                else default_name(entry["model_uri"])
             )
-        )
+        except (InvalidEndpointNameError, ModelURIError) as exc:
+            raise ConfigError(f"config {str(path)!r}: endpoints[{index}]: {exc}") from exc
+        specs.append(EndpointSpec(name, entry["model_uri"], follow, options))
     return specs

@@ -12,8 +12,9 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from gateway.endpoint_names import check_endpoint_name
 from gateway.endpoints import Deployment, Endpoint
-from gateway.errors import EndpointNotFoundError, GatewayError
+from gateway.errors import EndpointNotFoundError, NoRollbackTargetError
 from gateway.ledger import Ledger, VersionRef
 from gateway.serving_options import ServingOptions
 from loader.model_loader import ModelLoader
@@ -79,6 +80,7 @@ class Deployer:
         version keeps serving and the error is raised. A new endpoint whose first deploy fails
         is dropped, unless ``keep_on_failure`` (configured endpoints: retried by the follow
         loop until they load, and shown as failed meanwhile)."""
+        check_endpoint_name(name)  # every entry point checks too; this is the one no caller skips
         endpoint = self.endpoints.get(name)
         created = endpoint is None
         if endpoint is None:
@@ -97,7 +99,7 @@ class Deployer:
                 await self._switch_to(endpoint, resolved, "deploy", actor)
             except Exception as exc:
                 endpoint.options = previous_options
-                self._failed(endpoint, exc, actor, resolved)
+                await self._failed(endpoint, exc, actor, resolved)
                 if endpoint.current is None:
                     endpoint.status = "failed"
                     if created and not keep_on_failure:
@@ -120,7 +122,7 @@ class Deployer:
         endpoint.last_error = None
         endpoint.failed_key = None
         kind = "swap" if old is not None and action == "deploy" else action
-        self.ledger.record(endpoint.name, kind, actor, deployment.version_ref, old.version_ref if old else None)
+        await self._record(endpoint.name, kind, actor, deployment.version_ref, old.version_ref if old else None)
         self._on_event(endpoint.name, kind, deployment)
         endpoint.note(kind, version=resolved.version, weights_commit=resolved.weights_commit,
                       bytes_fetched=deployment.servable.report.fetch.bytes_fetched)  # fmt: skip
@@ -145,7 +147,20 @@ class Deployer:
         ):
             self.loader.cache.unpin(before.key)
 
-    def _failed(self, endpoint: Endpoint, exc: BaseException, actor: str, resolved: ResolvedModel | None) -> None:
+    async def _record(
+        self,
+        endpoint: str,
+        action: str,
+        actor: str,
+        to: VersionRef | None,
+        from_: VersionRef | None,
+        *,
+        error: str | None = None,
+    ) -> None:
+        # A ledger append is a store commit: off the event loop, so predictions keep flowing.
+        await asyncio.to_thread(self.ledger.record, endpoint, action, actor, to, from_, error=error)
+
+    async def _failed(self, endpoint: Endpoint, exc: BaseException, actor: str, resolved: ResolvedModel | None) -> None:
         message = f"{type(exc).__name__}: {exc}"
         endpoint.last_error = message
         endpoint.note("failed", error=message, version=resolved.version if resolved else None)
@@ -153,7 +168,7 @@ class Deployer:
             return  # nothing was attempted (e.g. the registry is down): not a ledger event
         target = VersionRef(resolved.version, resolved.weights_commit, resolved.dataset_commit, resolved.weights.uri)
         current = endpoint.current.version_ref if endpoint.current else None
-        self.ledger.record(endpoint.name, "failed", actor, target, current, error=message)
+        await self._record(endpoint.name, "failed", actor, target, current, error=message)
         self._on_event(endpoint.name, "failed", None)
 
     # -- rollback and undeploy ----------------------------------------------------------------
@@ -163,14 +178,19 @@ class Deployer:
         async with endpoint.lock:
             target = endpoint.previous
             if target is None:
-                raise GatewayError(f"endpoint {name!r} has no previous version to roll back to")
+                raise NoRollbackTargetError(
+                    f"endpoint {name!r} has no previous version to roll back to: it has served only "
+                    f"{endpoint.current.version_label if endpoint.current else 'nothing'} since this gateway "
+                    "started. Deploy the version you want instead: lockgate deploy MODEL_URI --name "
+                    f"{name}"
+                )
             # The rollback target is still pinned in the cache: this costs zero bytes.
             deployment = await self._load(target.resolved, endpoint.options)
             old = endpoint.current
             endpoint.current = deployment
             endpoint.follow = False  # a rollback pins the endpoint; redeploy to follow again
             endpoint.status = "ready"
-            self.ledger.record(name, "rollback", actor, deployment.version_ref, old.version_ref if old else None)
+            await self._record(name, "rollback", actor, deployment.version_ref, old.version_ref if old else None)
             self._on_event(name, "rollback", deployment)
             endpoint.note(
                 "rollback",
@@ -191,7 +211,7 @@ class Deployer:
             del self.endpoints[name]
             old = endpoint.current
             endpoint.current = None
-            self.ledger.record(name, "undeploy", actor, None, old.version_ref if old else None)
+            await self._record(name, "undeploy", actor, None, old.version_ref if old else None)
             self._on_event(name, "undeploy", None)
             for deployment in (old, endpoint.previous):
                 if deployment is not None:
@@ -224,7 +244,7 @@ class Deployer:
                         continue  # this exact version already failed; wait for the reference to move
                     await self._switch_to(endpoint, resolved, "deploy", "follow")
                 except Exception as exc:
-                    self._failed(endpoint, exc, "follow", resolved)
+                    await self._failed(endpoint, exc, "follow", resolved)
                     if resolved is not None:
                         endpoint.failed_key = resolved.weights.cache_key
 

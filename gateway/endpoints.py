@@ -32,6 +32,7 @@ class Deployment:
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     inflight: int = 0
     input_schema: Any = None
+    max_columns: int = 1024  # the signature's columns plus LOCKGATE_MAX_EXTRA_COLUMNS
     skew: SkewSetup = field(default_factory=lambda: SkewSetup(None, None, "skew tracking is not set up"))
     path: ServingPath = field(default_factory=lambda: ServingPath("mlflow", "not prepared"))
     options: ServingOptions = field(default_factory=ServingOptions)

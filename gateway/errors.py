@@ -3,8 +3,13 @@
     GatewayError
     ├── EndpointNotFoundError    no endpoint by that name (404)
     ├── EndpointNotReadyError    the endpoint has no loaded model yet (503)
-    ├── AdminAuthError           missing or wrong admin token, or a non-loopback client (401/403)
+    ├── AuthError                a missing or wrong token, a non-loopback admin client, or a
+    │                            cross-site admin request (401/403)
     ├── RequestTooLargeError     body over LOCKGATE_MAX_BODY_BYTES (413)
+    ├── BadRequestError          a request the gateway refuses before any model sees it (400)
+    ├── InvalidEndpointNameError a name that breaks the endpoint name rule (422)
+    ├── NoRollbackTargetError    rollback asked of an endpoint with no previous version (409)
+    ├── UnsupportedMediaTypeError an admin POST that is not JSON (415)
     └── ConfigError              a config file that cannot be read (CLI exit 2)
 
 Loader and store errors raised during a deploy map to statuses by ``status_for``.
@@ -39,7 +44,7 @@ class EndpointNotReadyError(GatewayError):
     error_code = "TEMPORARILY_UNAVAILABLE"
 
 
-class AdminAuthError(GatewayError):
+class AuthError(GatewayError):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
@@ -49,6 +54,26 @@ class AdminAuthError(GatewayError):
 class RequestTooLargeError(GatewayError):
     status = 413
     error_code = "INVALID_PARAMETER_VALUE"
+
+
+class BadRequestError(GatewayError):
+    status = 400
+    error_code = "BAD_REQUEST"
+
+
+class InvalidEndpointNameError(GatewayError):
+    status = 422
+    error_code = "INVALID_PARAMETER_VALUE"
+
+
+class NoRollbackTargetError(GatewayError):
+    status = 409
+    error_code = "INVALID_STATE"
+
+
+class UnsupportedMediaTypeError(GatewayError):
+    status = 415
+    error_code = "UNSUPPORTED_MEDIA_TYPE"
 
 
 class ConfigError(GatewayError):

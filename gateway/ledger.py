@@ -4,7 +4,10 @@ failed attempt, kept in the store so that every replica shares one history.
 Each event is one small JSON file committed to ``lockgate://lockgate-ledger@main/events/
 <endpoint>/<time>-<id>.json``. Commits go through the store's compare-and-swap, so replicas
 appending at the same moment never lose an event. If the store is unreachable, events wait
-in memory and are flushed on the next append.
+in memory and are flushed on the next append. An event that cannot be written for any other
+reason is set aside (logged, counted in ``lockgate_ledger_events_rejected_total``) so that it
+never holds back the others. Appends are blocking store commits: callers on the event loop run
+them in a worker thread.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +24,7 @@ from typing import Any
 import orjson
 
 from store import Store, StoreError
+from store.errors import BackendError, RefConflictError
 from store.objects import format_time, parse_time
 
 LEDGER_REPO = "lockgate-ledger"
@@ -73,6 +78,8 @@ class LedgerEvent:
 
 
 SERVING_ACTIONS = {"deploy", "swap", "rollback"}
+# Failures that pass: the store is down or busy. Anything else means the event cannot be written.
+_TRANSIENT = (BackendError, RefConflictError)
 
 
 class Ledger:
@@ -80,6 +87,9 @@ class Ledger:
         self._open_store = open_store
         self._pending: list[LedgerEvent] = []
         self._lock = threading.Lock()
+        # Events that can never be written (not an outage): kept for inspection, counted.
+        self.rejected: deque[tuple[LedgerEvent, str]] = deque(maxlen=1000)
+        self.rejected_total = 0
 
     def record(
         self,
@@ -105,19 +115,42 @@ class Ledger:
     def _flush(self) -> None:
         if not self._pending:
             return
-        files = [
-            (f"events/{e.endpoint}/{e.time}-{e.id}.json", orjson.dumps(e.as_dict(), option=orjson.OPT_SORT_KEYS))
-            for e in self._pending
-        ]
         try:
             store = self._open_store()
-            store.commit_files(
-                LEDGER_REPO, LEDGER_BRANCH, files, message=f"ledger: {len(files)} event(s)", author="lockgate-gateway"
-            )
-        except StoreError as exc:
-            _log.warning("ledger: %d event(s) wait in memory, the store is unreachable: %s", len(files), exc)
+            self._commit(store, self._pending)
+        except _TRANSIENT as exc:
+            _log.warning("ledger: %d event(s) wait in memory, the store is unreachable: %s", len(self._pending), exc)
+            return
+        except StoreError:
+            # Not an outage: some event cannot be written at all. Find it, set it aside, and
+            # write the rest; one bad event must never hold back every other endpoint's.
+            self._pending = self._isolate(store)
             return
         self._pending.clear()
+
+    def _isolate(self, store: Store) -> list[LedgerEvent]:
+        still_pending = []
+        for event in self._pending:
+            try:
+                self._commit(store, [event])
+            except _TRANSIENT:
+                still_pending.append(event)
+            except StoreError as exc:
+                self.rejected_total += 1
+                self.rejected.append((event, str(exc)))
+                _log.error("ledger: event %s of endpoint %r set aside, it cannot be written: %s", event.id,
+                           event.endpoint, exc)  # fmt: skip
+        return still_pending
+
+    @staticmethod
+    def _commit(store: Store, events: list[LedgerEvent]) -> None:
+        files = [
+            (f"events/{e.endpoint}/{e.time}-{e.id}.json", orjson.dumps(e.as_dict(), option=orjson.OPT_SORT_KEYS))
+            for e in events
+        ]
+        store.commit_files(
+            LEDGER_REPO, LEDGER_BRANCH, files, message=f"ledger: {len(files)} event(s)", author="lockgate-gateway"
+        )
 
     def events(self, endpoint: str | None = None) -> list[LedgerEvent]:
         """Every event (of one endpoint), oldest first, including ones not yet flushed."""

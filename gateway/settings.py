@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     port: int = 8080
     admin_token: str | None = None
     """Bearer token for /admin routes. Unset: admin routes answer loopback clients only."""
+    api_tokens: str | None = None
+    """Comma-separated bearer tokens that /invocations and /endpoints/* require (the admin token
+    works too). Unset: prediction routes are open, as in MLflow's server. Health, readiness and
+    metrics are always open."""
+    max_extra_columns: int = Field(default=1024, ge=0)
+    """Columns a request may carry beyond the model signature's (for a model without a column
+    signature: in all). Wider bodies get a 400 before pandas builds a frame."""
     follow_interval: float = 10.0
     """Seconds between re-resolutions of moving references (stage, alias, latest)."""
     max_body_bytes: int = 16 * 1024 * 1024
@@ -60,6 +67,9 @@ class Settings(BaseSettings):
 
     onnx_spinning: bool = False
     """Let onnxruntime's intra-op threads spin: faster large batches, slower small requests."""
+
+    def api_token_list(self) -> tuple[str, ...]:
+        return tuple(t.strip() for t in (self.api_tokens or "").split(",") if t.strip())
 
     def serving_options(self) -> ServingOptions:
         """The defaults for endpoints that do not set their own."""

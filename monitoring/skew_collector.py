@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from monitoring.skew import SkewTracker
@@ -112,7 +112,13 @@ class SkewCollector(Collector):
             ("lockgate_cache_used_bytes", "Bytes held by the model cache."),
             ("lockgate_cache_limit_bytes", "The cache bound (0: unbounded)."),
             ("lockgate_cache_versions", "Model versions held in the cache."),
+            ("lockgate_ledger_events_pending", "Ledger events waiting in memory for the store."),
         ):
             gauge = GaugeMetricFamily(name, help_text)
             gauge.add_metric([], stats.get(name, 0.0))
             yield gauge
+        rejected = CounterMetricFamily(
+            "lockgate_ledger_events_rejected", "Ledger events set aside because they can never be written."
+        )
+        rejected.add_metric([], stats.get("lockgate_ledger_events_rejected_total", 0.0))
+        yield rejected

@@ -12,6 +12,7 @@ StoreError
 ├── IntegrityError           bytes failed verification; never served
 │   ├── CorruptChunkError    a chunk's bytes do not hash to its id
 │   └── CorruptObjectError   a manifest, tree, commit or pack index is damaged
+├── InvalidRangeError        a byte range outside a file
 ├── RefConflictError         a compare-and-swap lost too many times in a row
 ├── TagExistsError           tags are create-once
 └── BackendError             the storage itself failed
@@ -76,6 +77,10 @@ class CorruptObjectError(IntegrityError):
     def __init__(self, object_id: str, reason: str) -> None:
         super().__init__(f"object {object_id} failed verification: {reason}")
         self.object_id = object_id
+
+
+class InvalidRangeError(StoreError, ValueError):
+    pass
 
 
 class RefConflictError(StoreError):

@@ -53,8 +53,8 @@ def check_path(path: str) -> str:
 def check_tree_paths(paths: Iterable[str]) -> None:
     """Every path valid, and none both a file and a directory (``a`` and ``a/b``): such a
     tree can never be checked out."""
-    files = set()
-    directories = set()
+    files: set[str] = set()
+    directories: set[str] = set()
     for path in paths:
         check_path(path)
         files.add(path)

@@ -28,6 +28,7 @@ from store.chunk_reader import DEFAULT_PARALLELISM, stream_chunks
 from store.diff import Change, diff_entries, subtree
 from store.errors import (
     IntegrityError,
+    InvalidRangeError,
     PathNotFoundError,
     RefConflictError,
     StoreUnreachableError,
@@ -329,7 +330,9 @@ class Store:
         manifest = self.file_manifest(commit_id, path)
         end = manifest.size if length is None else min(manifest.size, start + length)
         if start < 0 or start > manifest.size:
-            raise ValueError(f"range start {start} is outside {path!r} ({manifest.size} bytes)")
+            raise InvalidRangeError(f"range start {start:,} is outside {path!r} ({manifest.size:,} bytes)")
+        if length is not None and length < 0:
+            raise InvalidRangeError(f"range length {length:,} is negative")
         if end <= start:
             return
         offsets, needed = [], []

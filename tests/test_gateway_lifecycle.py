@@ -105,7 +105,7 @@ def test_swap_under_load_fails_nothing(gateway: Server) -> None:
 
 def test_rollback_restores_previous_with_zero_bytes(gateway: Server) -> None:
     assert deploy(gateway, "models:/swap/2").status_code == 200
-    response = httpx.post(f"{gateway.url}/admin/endpoints/swap/rollback", timeout=120)
+    response = httpx.post(f"{gateway.url}/admin/endpoints/swap/rollback", json={}, timeout=120)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["version"] == "1"

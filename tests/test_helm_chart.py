@@ -41,6 +41,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
         "mlflow": {"trackingUri": "http://mlflow.mlops:5000", "credentialsSecret": {"name": "mlflow-auth"}},
         "adminToken": {"secretName": "lockgate-admin"},
+        "apiTokens": {"secretName": "lockgate-api"},
         "endpoints": [
             {"name": "fraud", "modelUri": "models:/fraud@champion"},
             {"name": "churn", "modelUri": "models:/churn/3", "follow": False, "onnx": False},
@@ -164,7 +165,13 @@ def test_secrets_are_references_only() -> None:
     objects = render(VALUE_SETS["s3 and external mlflow"])
     container = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in container["env"]}
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "LOCKGATE_ADMIN_TOKEN", "MLFLOW_TRACKING_PASSWORD"):
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "LOCKGATE_ADMIN_TOKEN",
+        "LOCKGATE_API_TOKENS",
+        "MLFLOW_TRACKING_PASSWORD",
+    ):
         assert "value" not in env[name] and env[name]["valueFrom"]["secretKeyRef"]["name"], name
     assert env["LOCKGATE_STORE"]["value"] == "s3://models/lockgate"
     assert env["MLFLOW_TRACKING_URI"]["value"] == "http://mlflow.mlops:5000"
@@ -209,6 +216,10 @@ def test_prometheus_rule_carries_the_shipped_alerts() -> None:
         ({"cache": {"sizeLimit": "ten gigs"}}, "sizeLimit"),
         ({"store": {"s3": {"accessKey": "AKIA..."}}}, "accessKey"),
         ({"autoscaling": {"enabled": "yes"}}, "enabled"),
+        ({"endpoints": [{"name": "../x", "modelUri": "models:/x/1"}]}, "name"),
+        ({"endpoints": [{"name": "a/b", "modelUri": "models:/x/1"}]}, "name"),
+        ({"endpoints": [{"name": "x" * 64, "modelUri": "models:/x/1"}]}, "name"),
+        ({"apiTokens": {"token": "inline-secret"}}, "token"),
     ],
 )
 def test_bad_values_are_rejected(values: dict[str, Any], complaint: str) -> None:

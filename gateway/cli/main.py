@@ -3,9 +3,13 @@ on stderr and a non-zero exit code, instead of a traceback."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
+
+# typer 0.29 vendors click; its usage errors are these classes, not click's own.
+from typer._click import exceptions as click_errors
 
 from gateway.cli import model_commands, serve_commands, store_commands
 from gateway.cli.console import err
@@ -29,10 +33,36 @@ for command in (serve_commands.serve, serve_commands.deploy, serve_commands.endp
 
 def main() -> None:
     try:
-        app()
+        # standalone_mode=False: usage errors reach us, to be said in one line like every other.
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click_errors.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "lockgate"
+        err.print(f"[bold red]error:[/] {exc.format_message()} (see '{command} --help')", highlight=False)
+        sys.exit(exc.exit_code)
+    except click_errors.ClickException as exc:
+        err.print(f"[bold red]error:[/] {exc.format_message()}", highlight=False)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("interrupted")
+        sys.exit(130)
     except (StoreError, LoaderError, GatewayError) as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except Exception as exc:
+        # A bug or an error no layer translated: still one line, with the way to the details.
+        if os.environ.get("LOCKGATE_DEBUG"):
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        err.print(
+            f"[bold red]error:[/] unexpected {type(exc).__name__}: {message} (LOCKGATE_DEBUG=1 shows the traceback)",
+            highlight=False,
+        )
+        sys.exit(1)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -69,8 +69,9 @@ def serve(
     """
     import uvicorn
 
-    from gateway.app import EndpointSpec, create_app, default_name
+    from gateway.app import EndpointSpec, create_app
     from gateway.config_file import read_config
+    from gateway.endpoint_names import check_endpoint_name, default_name
 
     updates: dict[str, Any] = {}
     if host:
@@ -90,7 +91,7 @@ def serve(
     if names and len(names) != len(uris):
         raise typer.BadParameter(f"give one --name per model URI ({len(uris)} URIs, {len(names)} names)")
     for index, uri in enumerate(uris):
-        specs.append(EndpointSpec(names[index] if names else default_name(uri), uri))
+        specs.append(EndpointSpec(check_endpoint_name(names[index]) if names else default_name(uri), uri))
     if not specs:
         err.print("no endpoints configured yet: deploy with `lockgate deploy MODEL_URI` or POST /admin/endpoints")
     app = create_app(settings, specs)
@@ -198,7 +199,7 @@ def rollback(
 ) -> None:
     """Return an endpoint to the version it served before (from cache: zero bytes fetched).
     The endpoint stops following its reference until it is redeployed."""
-    data = _call(gateway, "POST", f"/admin/endpoints/{name}/rollback")
+    data = _call(gateway, "POST", f"/admin/endpoints/{name}/rollback", json={})
     out.print(f"[bold green]rolled back[/] {name} to version {data['version']} ({data['weights_commit']})")
 
 

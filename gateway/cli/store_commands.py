@@ -119,8 +119,8 @@ def list_files(
 @app.command("cat")
 def cat_file(
     uri: Annotated[str, typer.Argument(help="lockgate://REPO@REF/PATH of one file", show_default=False)],
-    offset: Annotated[int, typer.Option(help="First byte to print.")] = 0,
-    length: Annotated[int | None, typer.Option(help="How many bytes to print (default: to the end).")] = None,
+    offset: Annotated[int, typer.Option(min=0, help="First byte to print.")] = 0,
+    length: Annotated[int | None, typer.Option(min=0, help="How many bytes to print (default: to the end).")] = None,
     at: AtOption = None,
     store: StoreOption = None,
 ) -> None:

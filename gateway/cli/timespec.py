@@ -24,8 +24,21 @@ _SECONDS = {
 
 
 def parse_time(text: str, now: datetime | None = None) -> datetime:
+    """The moment ``text`` names. Raises ``ValueError`` (never anything else) for a time that
+    cannot be read or is out of range."""
     text = text.strip()
     now = now or datetime.now(UTC)
+    try:
+        return _parse(text, now)
+    except (OverflowError, OSError, ValueError) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith("cannot read time"):
+            raise
+        raise ValueError(f"time {text[:40]!r} is out of range: {exc}") from None
+
+
+def _parse(text: str, now: datetime) -> datetime:
+    if text.lower() == "now":
+        return now
     match = _RELATIVE.fullmatch(text)
     if match:
         return now - timedelta(seconds=float(match.group("n")) * _SECONDS[match.group("unit")])
@@ -35,6 +48,6 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(
-            f"cannot read time {text!r}: use ISO 8601 (2026-11-24T10:00:00Z), a unix timestamp, or '15m ago'"
+            f"cannot read time {text!r}: use ISO 8601 (2026-11-24T10:00:00Z), a unix timestamp, '15m ago' or 'now'"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
