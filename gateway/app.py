@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.auth import AccessGuard
 from gateway.batcher import Batcher
@@ -286,6 +287,22 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
         return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Unknown routes and methods answer in lockgate's one error shape, not FastAPI's {"detail"}.
+        if exc.status_code == 404:
+            message = f"no route {request.method} {request.url.path} (see /docs for the routes)"
+            return _error(404, "ENDPOINT_NOT_FOUND", message)
+        if exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow") or ""
+            response = _error(
+                405, "BAD_REQUEST", f"{request.method} is not allowed on {request.url.path} (allowed: {allowed})"
+            )
+            if allowed:
+                response.headers["Allow"] = allowed
+            return response
+        return _error(exc.status_code, "BAD_REQUEST", str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,6 +8,7 @@ dropped. Failures leave the current deployment serving and show on the endpoint.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -92,13 +93,20 @@ class Deployer:
                 endpoint.options = options
             resolved = None
             endpoint.requested_follow = follow
+            previous_uri, previous_follow = endpoint.model_uri, endpoint.follow
             try:
                 resolved = await asyncio.to_thread(self.loader.resolve, model_uri)
                 endpoint.model_uri = model_uri
                 endpoint.follow = resolved.moves if follow is None else follow
-                await self._switch_to(endpoint, resolved, "deploy", actor)
+                reference_changed = not created and (previous_uri, previous_follow) != (model_uri, endpoint.follow)
+                await self._switch_to(
+                    endpoint, resolved, "deploy", actor, previous_uri=previous_uri if reference_changed else None
+                )
             except Exception as exc:
                 endpoint.options = previous_options
+                if endpoint.current is not None:
+                    # The old version keeps serving: so does the reference it was deployed from.
+                    endpoint.model_uri, endpoint.follow = previous_uri, previous_follow
                 await self._failed(endpoint, exc, actor, resolved)
                 if endpoint.current is None:
                     endpoint.status = "failed"
@@ -107,11 +115,21 @@ class Deployer:
                 raise
         return endpoint
 
-    async def _switch_to(self, endpoint: Endpoint, resolved: ResolvedModel, action: str, actor: str) -> None:
+    async def _switch_to(
+        self, endpoint: Endpoint, resolved: ResolvedModel, action: str, actor: str, previous_uri: str | None = None
+    ) -> None:
+        """Serve ``resolved`` on ``endpoint``. ``previous_uri`` is set when a redeploy changed the
+        reference or the follow setting: if the version itself is unchanged, that is recorded
+        as an ``update`` (same version, new reference), so the ledger never misses a change."""
         current = endpoint.current
         if current is not None and current.key == resolved.weights.cache_key and current.options == endpoint.options:
-            endpoint.note("unchanged", version=resolved.version)
             endpoint.status = "ready"
+            if previous_uri is None:
+                endpoint.note("unchanged", version=resolved.version)
+                return
+            to = dataclasses.replace(current.version_ref, reference=endpoint.model_uri)
+            await self._record(endpoint.name, "update", actor, to, dataclasses.replace(to, reference=previous_uri))
+            endpoint.note("update", version=resolved.version, model_uri=endpoint.model_uri, follow=endpoint.follow)
             return
         deployment = await self._load(resolved, endpoint.options)
         self.loader.cache.pin(deployment.key)
@@ -166,7 +184,9 @@ class Deployer:
         endpoint.note("failed", error=message, version=resolved.version if resolved else None)
         if resolved is None:
             return  # nothing was attempted (e.g. the registry is down): not a ledger event
-        target = VersionRef(resolved.version, resolved.weights_commit, resolved.dataset_commit, resolved.weights.uri)
+        target = VersionRef(
+            resolved.version, resolved.weights_commit, resolved.dataset_commit, resolved.weights.uri, resolved.uri
+        )
         current = endpoint.current.version_ref if endpoint.current else None
         await self._record(endpoint.name, "failed", actor, target, current, error=message)
         self._on_event(endpoint.name, "failed", None)
@@ -189,6 +209,9 @@ class Deployer:
             old = endpoint.current
             endpoint.current = deployment
             endpoint.follow = False  # a rollback pins the endpoint; redeploy to follow again
+            # The reference shown is the one the restored version came from, so model_uri and
+            # version never contradict each other.
+            endpoint.model_uri = target.resolved.uri
             endpoint.status = "ready"
             await self._record(name, "rollback", actor, deployment.version_ref, old.version_ref if old else None)
             self._on_event(name, "rollback", deployment)

@@ -97,7 +97,7 @@ class Deployment:
     @property
     def version_ref(self) -> VersionRef:
         r = self.resolved
-        return VersionRef(r.version, r.weights_commit, r.dataset_commit, r.weights.uri)
+        return VersionRef(r.version, r.weights_commit, r.dataset_commit, r.weights.uri, r.uri)
 
     def headers(self) -> dict[str, str]:
         r = self.resolved

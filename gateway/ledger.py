@@ -37,13 +37,14 @@ class VersionRef:
     version: str | None
     weights_commit: str | None
     dataset_commit: str | None
-    model_uri: str | None = None
+    model_uri: str | None = None  # where the weights live (a pinned lockgate:// URI)
+    reference: str | None = None  # the registry reference the endpoint follows, e.g. models:/fraud@champion
 
 
 @dataclass(frozen=True)
 class LedgerEvent:
     endpoint: str
-    action: str  # deploy | swap | rollback | undeploy | failed
+    action: str  # deploy | swap | rollback | update (same version, new reference) | undeploy | failed
     actor: str
     time: str
     to: VersionRef | None
@@ -77,7 +78,7 @@ class LedgerEvent:
         )
 
 
-SERVING_ACTIONS = {"deploy", "swap", "rollback"}
+SERVING_ACTIONS = {"deploy", "swap", "rollback", "update"}
 # Failures that pass: the store is down or busy. Anything else means the event cannot be written.
 _TRANSIENT = (BackendError, RefConflictError)
 

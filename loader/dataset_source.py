@@ -71,3 +71,32 @@ class LockgateDatasetSource(DatasetSource):
         if not isinstance(uri, str):
             raise MlflowException(f"a lockgate dataset source needs a 'uri', got {source_dict!r}")
         return cls(uri)
+
+
+def _retire_generated_artifact_source() -> None:
+    """MLflow makes a generic ``LockgateArtifactDatasetSource`` from lockgate's artifact
+    repository plugin, so every ``lockgate://`` source would match two classes and warn "can be
+    interpreted in multiple ways". This class is the one that pins commits: drop the other.
+
+    Runs when this module is first imported: either from inside MLflow's registry setup (entry
+    point loading, after the generic sources exist), or before MLflow's registry exists."""
+    import mlflow.data.dataset_source_registry as registry_module
+
+    registry = getattr(registry_module, "_dataset_source_registry", None)
+    if registry is None:
+        return
+    registry.sources[:] = [
+        source
+        for source in registry.sources
+        if source is LockgateDatasetSource or source.__name__ != "LockgateArtifactDatasetSource"
+    ]
+    # Imported before MLflow's registry, this module was still half-defined when the registry
+    # loaded its entry point, so the registry skipped it: register it now.
+    # (While the registry module is still initializing, it is the one loading us, and it
+    # registers this class itself once the import returns.)
+    initializing = getattr(getattr(registry_module, "__spec__", None), "_initializing", False)
+    if not initializing and LockgateDatasetSource not in registry.sources:
+        registry.register(LockgateDatasetSource)
+
+
+_retire_generated_artifact_source()

@@ -6,15 +6,19 @@ the new head, so every commit has at most one parent and first-parent order is t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import datetime
 
-from store.errors import EmptyRepoError, ObjectNotFoundError, RefNotFoundError
+from store.errors import CorruptObjectError, EmptyRepoError, ObjectNotFoundError, RefNotFoundError
 from store.ids import is_full_id
 from store.object_store import ObjectStore
 from store.objects import Commit, format_time
 from store.refs import RefStore
 from store.uri import RefSpec, parse_ref
+
+# A commit may be named by any unique prefix of at least 8 hex characters, as in git.
+_SHORT_ID = re.compile(r"[0-9a-f]{8,63}")
 
 
 class History:
@@ -51,6 +55,15 @@ class History:
         tag = self._refs.read_tag(repo, name)
         if tag is not None:
             return tag
+        if _SHORT_ID.fullmatch(name):
+            found = self._commits_with_prefix(name)
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise RefNotFoundError(
+                    f"commit prefix {name!r} is ambiguous: {', '.join(sorted(found)[:10])}"
+                    f"{' ...' if len(found) > 10 else ''}; give more characters"
+                )
         branches, tags = self._refs.branches(repo), self._refs.tags(repo)
         if not branches and not tags:
             raise EmptyRepoError(f"repository {repo!r} has no commits yet, so {name!r} does not exist")
@@ -58,6 +71,19 @@ class History:
             f"no branch, tag or commit {name!r} in repository {repo!r} "
             f"(branches: {', '.join(sorted(branches)) or 'none'}; tags: {', '.join(sorted(tags)) or 'none'})"
         )
+
+    def _commits_with_prefix(self, prefix: str) -> list[str]:
+        """Commit ids starting with ``prefix`` (8+ hex characters, as git's short ids): one
+        listing of the objects under that prefix; trees and manifests that share it are skipped."""
+        found = []
+        for key in self._objects.keys_with_prefix(prefix):
+            oid = key.rsplit("/", 1)[-1]
+            try:
+                self._objects.commit(oid)
+            except (CorruptObjectError, ObjectNotFoundError):
+                continue  # another kind of object, or gone since the listing
+            found.append(oid)
+        return found
 
     def _as_of(self, repo: str, spec: RefSpec, head: str, at: datetime) -> str:
         first: Commit | None = None

@@ -31,6 +31,10 @@ class ObjectStore:
         self._remember(oid, obj)
         return oid
 
+    def keys_with_prefix(self, id_prefix: str) -> list[str]:
+        """Backend keys of the objects whose id starts with ``id_prefix`` (2+ hex characters)."""
+        return list(self._backend.list(object_key(id_prefix)))
+
     def exists(self, oid: str) -> bool:
         return oid in self._cache or self._backend.exists(object_key(oid))
 

@@ -63,6 +63,7 @@ class PushResult:
     packs_written: int
     seconds: float
     cas_retries: int
+    changed: bool = True  # False: the branch already held exactly this tree; no commit was made
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -154,9 +155,12 @@ class Store:
         metadata: Mapping[str, str] | None = None,
         remove: Iterable[str] = (),
         progress: ProgressCallback | None = None,
+        allow_empty: bool = True,
     ) -> PushResult:
         """Commit ``files`` ((store path, local path or bytes), ...) onto ``branch`` as one
-        commit. Other paths on the branch are kept; paths in ``remove`` are deleted."""
+        commit. Other paths on the branch are kept; paths in ``remove`` are deleted. With
+        ``allow_empty=False``, a change that leaves the tree as it is makes no commit
+        (``PushResult.changed`` is False and ``commit_id`` is the head)."""
         started = time.perf_counter()
         check_name("branch", branch)
         file_list = list(files)
@@ -186,7 +190,13 @@ class Store:
         for path, manifest in zip(paths, manifests, strict=True):
             changes[path] = TreeEntry(self.objects.put(manifest), manifest.size)
         commit_id, parent, retries = self._commit_changes(
-            repo, branch, changes, message=message, author=author or default_author(), metadata=metadata or {}
+            repo,
+            branch,
+            changes,
+            message=message,
+            author=author or default_author(),
+            metadata=metadata or {},
+            allow_empty=allow_empty,
         )
         s = ingest.stats
         return PushResult(
@@ -204,6 +214,7 @@ class Store:
             packs_written=s.packs_written,
             seconds=time.perf_counter() - started,
             cas_retries=retries,
+            changed=commit_id != parent,
         )
 
     def push(
@@ -226,16 +237,22 @@ class Store:
         message: str,
         author: str,
         metadata: Mapping[str, str],
+        allow_empty: bool = True,
     ) -> tuple[str, str | None, int]:
+        """Returns (commit id, parent id, CAS retries); commit id == parent id when nothing
+        changed and ``allow_empty`` is False."""
         for attempt in range(_MAX_CAS_ATTEMPTS):
             head = self.refs.read_branch(repo, branch)
             parent, version = (head[0], head[1]) if head else (None, None)
-            entries = dict(self.objects.tree(self.objects.commit(parent).tree).entries) if parent else {}
+            before = dict(self.objects.tree(self.objects.commit(parent).tree).entries) if parent else {}
+            entries = dict(before)
             for path, entry in changes.items():
                 if entry is None:
                     entries.pop(path, None)
                 else:
                     entries[path] = entry
+            if parent is not None and not allow_empty and entries == before:
+                return parent, parent, attempt
             tree_id = self.objects.put(Tree(entries))
             commit = Commit(
                 tree=tree_id,

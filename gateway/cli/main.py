@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import typer
 
@@ -31,16 +32,33 @@ for command in (serve_commands.serve, serve_commands.deploy, serve_commands.endp
     app.command()(command)
 
 
+def _tidy_help(command: Any) -> None:
+    """Help that reads as a man page: arguments as MODEL_URI, flags without a ``<bool>`` type
+    label, and option values named by what they are (typer's defaults print ``{model_uri}``
+    and ``<bool>``)."""
+    for param in command.params:
+        if param.param_type_name == "argument":
+            param.metavar = (param.name or "").upper()
+        elif getattr(param, "is_flag", False) or getattr(param, "is_bool_flag", False):
+            param.metavar = ""
+        elif param.metavar is None and param.name not in ("install_completion", "show_completion"):
+            param.metavar = (param.name or "value").upper()
+    for sub in getattr(command, "commands", {}).values():
+        _tidy_help(sub)
+
+
 def main() -> None:
+    command = typer.main.get_command(app)
+    _tidy_help(command)
     try:
         # standalone_mode=False: usage errors reach us, to be said in one line like every other.
-        code = app(standalone_mode=False)
+        code = command(standalone_mode=False, prog_name="lockgate")
     except click_errors.NoArgsIsHelpError as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except click_errors.UsageError as exc:
-        command = exc.ctx.command_path if exc.ctx is not None else "lockgate"
-        err.print(f"[bold red]error:[/] {exc.format_message()} (see '{command} --help')", highlight=False)
+        path = exc.ctx.command_path if exc.ctx is not None else "lockgate"
+        err.print(f"[bold red]error:[/] {exc.format_message()} (see '{path} --help')", highlight=False)
         sys.exit(exc.exit_code)
     except click_errors.ClickException as exc:
         err.print(f"[bold red]error:[/] {exc.format_message()}", highlight=False)

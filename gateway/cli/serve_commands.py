@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +12,8 @@ import httpx
 import typer
 from rich.table import Table
 
-from gateway.cli.console import err, human_bytes, out, print_json
+from gateway.cli.console import err, human_bytes, out, print_json, short_id
+from gateway.errors import ConfigError
 from gateway.settings import Settings
 
 GatewayOption = Annotated[
@@ -94,11 +97,33 @@ def serve(
         specs.append(EndpointSpec(check_endpoint_name(names[index]) if names else default_name(uri), uri))
     if not specs:
         err.print("no endpoints configured yet: deploy with `lockgate deploy MODEL_URI` or POST /admin/endpoints")
+    # Hold the port before any model loads or any ledger event is written: a gateway that cannot
+    # listen must not record itself as serving.
+    listener = bind_listener(settings.host, settings.port)
     app = create_app(settings, specs)
-    err.print(
-        f"lockgate serving {', '.join(s.name for s in specs) or 'no endpoints'} on http://{settings.host}:{settings.port}"
-    )
-    uvicorn.run(app, host=settings.host, port=settings.port, workers=1, log_level="warning")
+    served = ", ".join(s.name for s in specs) or "no endpoints"
+    err.print(f"lockgate loading {served} on http://{settings.host}:{settings.port} (ready when /ready answers 200)")
+    server_config = uvicorn.Config(app, workers=1, log_level="warning")
+    uvicorn.Server(server_config).run(sockets=[listener])
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or a one-line error naming the problem."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} is in use on {host} (another lockgate, or `make serve`?): choose another with --port"
+            ) from exc
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.set_inheritable(True)
+    return sock
 
 
 def _client(gateway: str) -> httpx.Client:
@@ -181,7 +206,7 @@ def endpoints(gateway: GatewayOption = DEFAULT_GATEWAY, as_json: JsonOption = Fa
     table = Table("endpoint", "status", "version", "weights commit", "dataset commit", "follows")
     for e in data["endpoints"]:
         follows = e["model_uri"] + ("" if e["follow"] else " (pinned)")
-        commits = [(e["weights_commit"] or "-")[:16], (e["dataset_commit"] or "-")[:16]]
+        commits = [short_id(e["weights_commit"]), short_id(e["dataset_commit"])]
         table.add_row(e["name"], e["status"], str(e["version"] or "-"), *commits, follows)
     out.print(table)
 
@@ -230,5 +255,7 @@ def lineage(
         to = event.get("to") or {}
         out.print(
             f"{event['time']}  {event['action']:<9} version {to.get('version') or '-':<4} "
-            f"weights {(to.get('weights_commit') or '-')[:16]}  {event.get('error') or ''}"
+            f"weights {short_id(to.get('weights_commit'))}  dataset {short_id(to.get('dataset_commit'))}  "
+            f"{event.get('error') or ''}".rstrip(),
+            highlight=False,
         )

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gateway.cli.console import byte_progress, err, human_bytes, out, print_json
+from gateway.cli.console import byte_progress, err, human_bytes, human_rate, out, print_json
 from gateway.cli.timespec import parse_time
 from gateway.settings import Settings
 from gateway.wiring import store_opener
@@ -63,10 +63,16 @@ def push(
     local_path: Annotated[Path, typer.Argument(help="A local file or directory.", show_default=False)],
     uri: Annotated[str, typer.Argument(help="Destination: lockgate://REPO@BRANCH/DEST.", show_default=False)],
     message: Annotated[str, typer.Option("-m", "--message", help="Commit message.")] = "",
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Commit even when the files are already there, byte for byte.")
+    ] = False,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Commit a local file or directory to a branch, storing only chunks the store lacks.
+
+    Pushing bytes the branch already holds at that path makes no commit ("no changes"),
+    unless --allow-empty.
 
     Example: lockgate store push model.pkl lockgate://models@main/fraud/model.pkl -m "retrain"
     """
@@ -78,17 +84,28 @@ def push(
     total = sum(p.stat().st_size for _, p in files)
     with byte_progress(f"pushing to {target.repo}@{target.ref.name}", total, enabled=not as_json) as advance:
         result = s.commit_files(
-            target.repo, target.ref.name, files, message=message or f"push {local_path.name}", progress=advance
+            target.repo,
+            target.ref.name,
+            files,
+            message=message or f"push {local_path.name}",
+            progress=advance,
+            allow_empty=allow_empty,
         )
     if as_json:
         print_json(result.as_dict())
         return
-    mbps = result.bytes_total / 1e6 / result.seconds if result.seconds > 0 else 0.0
+    if not result.changed:
+        out.print(
+            f"[bold]no changes[/]: {result.repo}@{result.branch} ({result.commit_id}) already holds these bytes "
+            "at that path; nothing committed (--allow-empty commits anyway)"
+        )
+        return
     out.print(f"[bold green]committed[/] {result.commit_id} to {result.repo}@{result.branch}")
     out.print(
         f"  files {result.files}   total {human_bytes(result.bytes_total)}   "
         f"new {human_bytes(result.bytes_new)}   reused {human_bytes(result.bytes_reused)}   "
-        f"stored {human_bytes(result.bytes_stored)}   {result.seconds:.2f}s ({mbps:.0f} MB/s)"
+        f"stored {human_bytes(result.bytes_stored)}   "
+        f"{result.seconds:.2f}s{human_rate(result.bytes_total, result.seconds)}"
     )
 
 
