@@ -6,7 +6,8 @@
    dataset commit recorded on the run (tag ``lockgate.dataset``);
 3. trains version 2 with 20 more trees (warm start) and logs it the same way;
 4. moves stage Production and alias ``champion`` to the newest version;
-5. prints the store log and how much of version 2 was already stored by version 1.
+5. logs one `legacy` model into MLflow's own artifact store (for `lockgate import`);
+6. prints the store log and how much of version 2 was already stored by version 1.
 
 Everything lives under ``.lockgate/`` (sqlite registry and store). Running it again reuses
 what exists. Environment: LOCKGATE_STORE, MLFLOW_TRACKING_URI override the defaults.
@@ -37,6 +38,8 @@ from sklearn.ensemble import RandomForestRegressor  # noqa: E402
 from store import Store, StoreError  # noqa: E402
 
 MODEL = "diabetes"
+LEGACY_MODEL = "legacy"
+LEGACY_EXPERIMENT = "lockgate-demo-legacy"
 DATASET_PATH = "diabetes/train.csv"
 EXPERIMENT = "lockgate-demo"
 console = Console(soft_wrap=True)
@@ -85,6 +88,31 @@ def log_version(frame: pd.DataFrame, dataset_commit: str, trees: int) -> str:
     return version
 
 
+def log_legacy_model(client: MlflowClient, frame: pd.DataFrame) -> None:
+    """One version stored the way MLflow stores it without lockgate (files in MLflow's own
+    artifact store), so that `lockgate import models:/legacy/1 ...` has something to import."""
+    if client.search_model_versions(f"name='{LEGACY_MODEL}'"):
+        return
+    from sklearn.linear_model import LinearRegression
+
+    experiment = mlflow.get_experiment_by_name(LEGACY_EXPERIMENT)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment is not None
+        else mlflow.create_experiment(LEGACY_EXPERIMENT, artifact_location=(HOME / "mlartifacts").resolve().as_uri())
+    )
+    features = frame.drop(columns=["target"])
+    with mlflow.start_run(experiment_id=experiment_id):
+        mlflow.sklearn.log_model(
+            LinearRegression().fit(features, frame["target"]),
+            name="model",
+            registered_model_name=LEGACY_MODEL,
+            input_example=features.head(5),
+            serialization_format="cloudpickle",
+        )
+    console.print(f"logged {LEGACY_MODEL} version 1 into MLflow's own artifact store (for `lockgate import`)")
+
+
 def chunk_bytes(store: Store, commit: str, prefix: str) -> dict[str, int]:
     chunks: dict[str, int] = {}
     for entry in store.list_files(commit, prefix).values():
@@ -111,6 +139,8 @@ def main() -> None:
     newest = str(max(versions))
     client.transition_model_version_stage(MODEL, newest, "Production", archive_existing_versions=True)
     client.set_registered_model_alias(MODEL, "champion", newest)
+    log_legacy_model(client, frame)
+    mlflow.set_experiment(EXPERIMENT)
 
     table = Table("version", "stage", "weights commit", "files", "bytes", "already stored by the previous version")
     previous: dict[str, int] | None = None

@@ -53,5 +53,32 @@ def test_demo_then_printed_curl_works(tmp_path: Path) -> None:
         assert "x-lockgate-model-version: 2" in headers
         assert re.search(r"x-lockgate-weights-commit: [0-9a-f]{64}", headers)
         assert re.search(r"x-lockgate-dataset-commit: [0-9a-f]{64}", headers)
+        run_readme_serving_commands(tmp_path, server.url)
     finally:
         server.stop()
+
+
+def readme_block_with(marker: str) -> list[str]:
+    readme = (ROOT_DIR / "README.md").read_text()
+    block = next(b for b in re.findall(r"```bash\n(.*?)```", readme, re.S) if marker in b)
+    lines = [line.split("  #")[0].strip() for line in block.splitlines()]
+    return [line for line in lines if line and not line.startswith("source ")]
+
+
+def run_readme_serving_commands(workdir: Path, url: str) -> None:
+    """The README's Serving commands, in its order, against the gateway `make serve` runs:
+    each must succeed, and the endpoint must end where the README says."""
+    venv_bin = str(Path(sys.executable).parent)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCKGATE_", "MLFLOW_"))}
+    env.update({"PATH": f"{venv_bin}:{env.get('PATH', '')}", "LOCKGATE_GATEWAY": url})
+    for command in [*readme_block_with("lockgate rollback"), *readme_block_with("lockgate import")]:
+        proc = subprocess.run(
+            ["bash", "-c", command], cwd=workdir, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert proc.returncode == 0, f"README command failed: {command}\n{proc.stdout}\n{proc.stderr}"
+    import httpx
+
+    state = httpx.get(f"{url}/endpoints/diabetes").json()
+    assert (state["model_uri"], state["version"], state["follow"]) == ("models:/diabetes/Production", "2", True)
+    actions = [e["action"] for e in httpx.get(f"{url}/endpoints/diabetes/lineage").json()["events"]]
+    assert actions[-3:] == ["swap", "rollback", "update"], actions
