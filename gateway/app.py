@@ -457,7 +457,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
 
     @app.get("/endpoints/{name}/lineage")
     async def lineage(name: str, request: Request, at: str | None = None) -> JSONResponse:
-        from gateway.cli.timespec import parse_time
+        from store.timespec import parse_time
 
         guard.prediction(request)
         try:

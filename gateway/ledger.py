@@ -25,9 +25,9 @@ import orjson
 
 from store import Store, StoreError
 from store.errors import BackendError, RefConflictError
+from store.layout import LEDGER_REPO
 from store.objects import format_time, parse_time
 
-LEDGER_REPO = "lockgate-ledger"
 LEDGER_BRANCH = "main"
 _log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from mlflow.data.dataset_source import DatasetSource
 from mlflow.exceptions import MlflowException
 
 from loader.store_config import open_configured_store
-from store import StoreError, is_store_uri, parse_uri
-from store.ids import is_full_id
+from loader.store_reader import StoreReader
+from store import StoreError, is_store_uri
 
 
 class LockgateDatasetSource(DatasetSource):
@@ -34,16 +34,15 @@ class LockgateDatasetSource(DatasetSource):
 
     def load(self, dst_path: str | None = None) -> str:
         """Check the data out of the store (verified) and return its local path."""
-        target = parse_uri(self._uri)
         dest = Path(dst_path or tempfile.mkdtemp(prefix="lockgate-dataset-"))
         try:
-            store = open_configured_store()
-            report = store.checkout(target.ref.name, target.path, dest)
+            reader = StoreReader(open_configured_store())
+            pinned = reader.pin(self._uri)
+            report = reader.checkout(pinned, dest)
+            is_file = reader.entry(pinned) is not None
         except StoreError as exc:
             raise MlflowException(f"cannot load dataset {self._uri}: {exc}") from exc
-        if len(report.paths) == 1 and not store.list_dir(target.ref.name, target.path):
-            return str(dest / report.paths[0])
-        return str(dest)
+        return str(dest / report.paths[0]) if is_file and len(report.paths) == 1 else str(dest)
 
     @staticmethod
     def _can_resolve(raw_source: Any) -> bool:
@@ -52,15 +51,12 @@ class LockgateDatasetSource(DatasetSource):
     @classmethod
     def _resolve(cls, raw_source: Any) -> LockgateDatasetSource:
         try:
-            target = parse_uri(str(raw_source))
-            if target.ref.back == 0 and is_full_id(target.ref.name):
-                commit = target.ref.name
-            else:
-                commit = open_configured_store().resolve(target.repo, target.ref)
-            open_configured_store().list_files(commit, target.path)  # the data must exist
+            reader = StoreReader(open_configured_store())
+            pinned = reader.pin(str(raw_source))  # branch, tag, prefix, ~N or @{TIME}: one commit
+            reader.store.list_files(pinned.commit, pinned.uri.path)  # the data must exist
         except StoreError as exc:
             raise MlflowException(f"cannot use {raw_source!r} as a dataset source: {exc}") from exc
-        return cls(f"lockgate://{target.repo}@{commit}/{target.path}")
+        return cls(pinned.pinned_uri)
 
     def to_dict(self) -> dict[str, Any]:
         return {"uri": self._uri}

@@ -12,6 +12,7 @@
     │   ├── ArtifactIntegrityError   bytes failed verification (names the chunk or file)
     │   ├── CacheFullError           pinned versions leave no room under the cache bound
     │   └── DiskFullError            the cache's disk ran out of space
+    ├── ArtifactSourceError        an MLflow artifact URI to copy from cannot be listed or read
     └── ModelLoadError             the files are there but the model will not load or warm up
         └── UnsupportedFlavorError   none of the flavors present can be served
 
@@ -67,6 +68,10 @@ class CacheFullError(FetchError):
 
 
 class DiskFullError(FetchError):
+    pass
+
+
+class ArtifactSourceError(LoaderError):
     pass
 
 

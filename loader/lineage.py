@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from store import is_store_uri, parse_uri
+from store import StoreURI, is_store_uri, parse_uri
 from store.errors import StoreError
 from store.ids import is_full_id
 
@@ -48,9 +48,10 @@ def dataset_uris(run: Any, extra_tags: Iterable[dict[str, str]] = ()) -> list[st
 
 
 def pin_dataset_uris(
-    uris: Iterable[str], resolve_ref: Callable[[str, str], str]
+    uris: Iterable[str], resolve_uri: Callable[[StoreURI], str]
 ) -> tuple[list[str], list[str], list[str]]:
-    """Return (commits, pinned URIs, notes). ``resolve_ref(repo, ref)`` gives a commit id."""
+    """Return (commits, pinned URIs, notes). ``resolve_uri(uri)`` gives a commit id (time
+    travel and short ids included)."""
     commits: list[str] = []
     pinned: list[str] = []
     notes: list[str] = []
@@ -60,10 +61,11 @@ def pin_dataset_uris(
         except StoreError as exc:
             notes.append(f"ignored dataset lineage {uri!r}: {exc}")
             continue
-        commit = parsed.ref.name if is_full_id(parsed.ref.name) and not parsed.ref.back else None
+        fixed = is_full_id(parsed.ref.name) and not parsed.ref.back and parsed.at is None
+        commit = parsed.ref.name if fixed else None
         if commit is None:
             try:
-                commit = resolve_ref(parsed.repo, str(parsed.ref))
+                commit = resolve_uri(parsed)
             except StoreError as exc:
                 notes.append(f"dataset lineage {uri!r} names a ref the store cannot resolve: {exc}")
                 continue

@@ -44,6 +44,8 @@ class ModelRef:
     def moves(self) -> bool:
         """Whether re-resolving later may give a different answer (follow mode's default)."""
         if self.kind == "store" and self.store_uri is not None:
+            if self.store_uri.at is not None:
+                return False  # time travel names one moment: the commit it resolves to is pinned
             return not re.fullmatch(r"[0-9a-f]{64}", self.store_uri.ref.name)
         return self.kind in MOVING
 

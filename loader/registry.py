@@ -230,13 +230,14 @@ class Resolver:
         if not is_store_uri(uri):
             return WeightsLocation(commit=None, path="", artifact_uri=uri)
         target = parse_uri(uri)
-        if target.ref.back == 0 and is_full_id(target.ref.name):
+        if target.ref.back == 0 and target.at is None and is_full_id(target.ref.name):
             # Already pinned: no store round trip, so a cached version deploys with the store down.
             return WeightsLocation(commit=target.ref.name, path=target.path, repo=target.repo)
         store = self._store()
         try:
             # A moving ref: the newest commit that wrote these files is the version's pin.
-            commit = store.last_commit_touching(target.repo, str(target.ref), target.path)
+            named = store.resolve_uri(target)  # @{TIME} and ~N included
+            commit = store.last_commit_touching(target.repo, named, target.path)
         except NotFoundError as exc:
             raise NoArtifactsError(f"no model files at {uri}: {exc}") from exc
         except IntegrityError as exc:
@@ -267,7 +268,7 @@ class Resolver:
         pinned: list[str] = []
         notes: list[str] = []
         if uris:
-            commits, pinned, notes = pin_dataset_uris(uris, lambda repo, r: self._store().resolve(repo, r))
+            commits, pinned, notes = pin_dataset_uris(uris, lambda uri: self._store().resolve_uri(uri))
         code_commit = None
         if run is not None:
             code_commit = (run.data.tags or {}).get(CODE_COMMIT_TAG)

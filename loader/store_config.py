@@ -26,6 +26,11 @@ def open_configured_store(create: bool = False) -> Store:
     """The store named by the environment. Opened once per (root, endpoint) per process,
     so its object and chunk-index caches are shared by every plugin instance."""
     root, endpoint = store_root_from_environment()
+    return open_store_at(root, endpoint, create=create)
+
+
+def open_store_at(root: str, endpoint: str | None = None, *, create: bool = False) -> Store:
+    """The store at ``root``, opened once per (root, endpoint) per process (caches shared)."""
     key = (os.path.abspath(root) if "://" not in root else root, endpoint)
     with _lock:
         store = _cache.get(key)

@@ -15,6 +15,8 @@ StoreError
 ├── InvalidRangeError        a byte range outside a file
 ├── RefConflictError         a compare-and-swap lost too many times in a row
 ├── TagExistsError           tags are create-once
+├── BranchExistsError        a branch is created once; it then moves only by compare-and-swap
+├── ProtectedRefError        the default branch or the ledger cannot be deleted that way
 └── BackendError             the storage itself failed
     ├── StoreUnreachableError  the root does not exist or cannot be reached
     └── AccessDeniedError      credentials were refused
@@ -88,6 +90,14 @@ class RefConflictError(StoreError):
 
 
 class TagExistsError(StoreError):
+    pass
+
+
+class BranchExistsError(StoreError):
+    pass
+
+
+class ProtectedRefError(StoreError):
     pass
 
 

@@ -96,24 +96,64 @@ class Ingest:
                 size=len(view), blake3=blake3.blake3(view, max_threads=blake3.blake3.AUTO).hexdigest(), sha256=""
             )
             for offset, length in cut(view, self._chunker):
-                piece = view[offset : offset + length]
-                cid = compute_chunk_id(piece)
-                pending.chunks.append((cid, length))
-                self.stats.chunks_total += 1
-                self.stats.bytes_total += length
-                if cid in self._session or cid in self._sealed_ids or cid in self._index:
-                    self.stats.bytes_reused += length
-                else:
-                    self._store_chunk(cid, piece)
-                piece.release()
-                if self._progress:
-                    self._progress(length)
+                self._add_chunk(pending, view[offset : offset + length])
         finally:
             # Never leave the hashing thread reading a buffer the caller is about to unmap.
             digest = sha256.result()
         pending.sha256 = digest
         self._files.append(pending)
         return len(self._files) - 1
+
+    def add_stream(self, read: Callable[[int], bytes], block_size: int = 8 * 1024 * 1024) -> int:
+        """Chunk one file's content from a stream (``read(n)`` returns up to n bytes, b"" at
+        the end), holding at most about ``block_size`` plus one chunk in memory.
+
+        Chunk boundaries are exactly those of ``add_bytes`` on the whole content: FastCDC decides
+        each cut from the bytes after the previous cut only, so the buffer's last, possibly
+        truncated chunk is simply cut again once more bytes have arrived."""
+        whole_blake3 = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        whole_sha256 = hashlib.sha256()
+        pending = _PendingFile(size=0, blake3="", sha256="")
+        tail = b""
+        while True:
+            block = read(block_size)
+            ended = not block
+            if block:
+                whole_blake3.update(block)
+                whole_sha256.update(block)
+                pending.size += len(block)
+            buffer = tail + block if tail else block
+            if not buffer:
+                break
+            view = memoryview(buffer)
+            cuts = list(cut(view, self._chunker))
+            # Keep the last chunk back unless the stream has ended: it may end early.
+            final = cuts if ended else cuts[:-1]
+            for offset, length in final:
+                self._add_chunk(pending, view[offset : offset + length])
+            consumed = final[-1][0] + final[-1][1] if final else 0
+            tail = bytes(view[consumed:])
+            view.release()
+            if ended:
+                break
+        pending.blake3 = whole_blake3.hexdigest()
+        pending.sha256 = whole_sha256.hexdigest()
+        self._files.append(pending)
+        return len(self._files) - 1
+
+    def _add_chunk(self, pending: _PendingFile, piece: memoryview) -> None:
+        cid = compute_chunk_id(piece)
+        length = len(piece)
+        pending.chunks.append((cid, length))
+        self.stats.chunks_total += 1
+        self.stats.bytes_total += length
+        if cid in self._session or cid in self._sealed_ids or cid in self._index:
+            self.stats.bytes_reused += length
+        else:
+            self._store_chunk(cid, piece)
+        piece.release()
+        if self._progress:
+            self._progress(length)
 
     def add_file(self, path: Path) -> int:
         size = os.path.getsize(path)

@@ -26,6 +26,8 @@ def object_key(object_id: str) -> str:
 
 
 REPOS_PREFIX = "repos/"
+# The repository the gateway keeps its deployment ledger in: reserved, its history protected.
+LEDGER_REPO = "lockgate-ledger"
 
 
 def repo_key(repo: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import orjson
 
 from store.backends.base import Backend
-from store.errors import RepoNotFoundError, TagExistsError
+from store.errors import BranchExistsError, RepoNotFoundError, TagExistsError
 from store.layout import REPOS_PREFIX, branch_key, branch_prefix, repo_key, tag_key, tag_prefix
 from store.objects import utc_now_iso
 from store.uri import check_name
@@ -59,6 +59,17 @@ class RefStore:
 
     def swap_branch(self, repo: str, branch: str, commit_id: str, expected_version: str | None) -> bool:
         return self._backend.swap_ref(branch_key(repo, branch), commit_id.encode(), expected_version)
+
+    def create_branch(self, repo: str, branch: str, commit_id: str) -> None:
+        """Create ``branch`` at ``commit_id``; exactly one of any number of racing creators wins."""
+        check_name("branch", branch)
+        if not self._backend.swap_ref(branch_key(repo, branch), commit_id.encode(), None):
+            existing = self.read_branch(repo, branch)
+            at = existing[0] if existing else "?"
+            raise BranchExistsError(f"branch {branch!r} already exists in {repo!r} at {at}")
+
+    def delete_branch(self, repo: str, branch: str) -> None:
+        self._backend.delete(branch_key(repo, branch))
 
     # -- tags ----------------------------------------------------------------------------
 

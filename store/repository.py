@@ -18,6 +18,7 @@ from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import blake3
 import orjson
@@ -30,12 +31,14 @@ from store.errors import (
     IntegrityError,
     InvalidRangeError,
     PathNotFoundError,
+    ProtectedRefError,
     RefConflictError,
+    RefNotFoundError,
     StoreUnreachableError,
 )
 from store.history import History
 from store.ingest import Ingest
-from store.layout import FORMAT_KEY, FORMAT_VERSION
+from store.layout import FORMAT_KEY, FORMAT_VERSION, LEDGER_REPO
 from store.object_store import ObjectStore
 from store.objects import ChunkRef, Commit, Manifest, Tree, TreeEntry, utc_now_iso
 from store.paths import contained
@@ -45,6 +48,8 @@ from store.verify import VerifyReport, verify
 
 ProgressCallback = Callable[[int], None]
 _MAX_CAS_ATTEMPTS = 64
+# The gateway's deployment ledger lives in the store; nothing may delete its history.
+PROTECTED_REPOS = frozenset({LEDGER_REPO})
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,18 @@ class PushResult:
 
 
 @dataclass(frozen=True)
+class Stream:
+    """File content read once, in order, never held whole: an S3 object, a download."""
+
+    open: Callable[[], Any]  # returns an object with read(n) and close()
+    size: int
+    name: str = ""  # where it comes from, for messages
+
+
+FileSource = Path | bytes | Stream
+
+
+@dataclass(frozen=True)
 class DirEntry:
     name: str
     path: str
@@ -90,6 +107,14 @@ def default_author() -> str:
     except (KeyError, OSError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+def size_of(source: FileSource) -> int:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return len(source)
+    if isinstance(source, Stream):
+        return source.size
+    return Path(source).stat().st_size
 
 
 def collect_files(local_path: Path, dest: str) -> list[tuple[str, Path]]:
@@ -148,7 +173,7 @@ class Store:
         self,
         repo: str,
         branch: str,
-        files: Iterable[tuple[str, Path | bytes]],
+        files: Iterable[tuple[str, FileSource]],
         *,
         message: str = "",
         author: str | None = None,
@@ -156,11 +181,14 @@ class Store:
         remove: Iterable[str] = (),
         progress: ProgressCallback | None = None,
         allow_empty: bool = True,
+        start_from: str | None = None,
     ) -> PushResult:
         """Commit ``files`` ((store path, local path or bytes), ...) onto ``branch`` as one
         commit. Other paths on the branch are kept; paths in ``remove`` are deleted. With
         ``allow_empty=False``, a change that leaves the tree as it is makes no commit
-        (``PushResult.changed`` is False and ``commit_id`` is the head)."""
+        (``PushResult.changed`` is False and ``commit_id`` is the head). If ``branch`` does not
+        exist yet, ``start_from`` (a commit id) is its fork point; without it the first commit
+        is a root."""
         started = time.perf_counter()
         check_name("branch", branch)
         file_list = list(files)
@@ -171,15 +199,18 @@ class Store:
             raise PathNotFoundError("a file needs a non-empty destination path")
         self.refs.create_repo(repo)
         self._index.refresh()
-        size_hint = sum(
-            len(src) if isinstance(src, bytes | bytearray | memoryview) else Path(src).stat().st_size
-            for _, src in file_list
-        )
+        size_hint = sum(size_of(src) for _, src in file_list)
         ingest = Ingest(self.backend, self._index, progress=progress, size_hint=size_hint)
         try:
             for _dest, source in file_list:
                 if isinstance(source, bytes | bytearray | memoryview):
                     ingest.add_bytes(source)
+                elif isinstance(source, Stream):
+                    reader = source.open()
+                    try:
+                        ingest.add_stream(reader.read)
+                    finally:
+                        reader.close()
                 else:
                     ingest.add_file(Path(source))
             manifests = ingest.finish()
@@ -197,6 +228,7 @@ class Store:
             author=author or default_author(),
             metadata=metadata or {},
             allow_empty=allow_empty,
+            start_from=start_from,
         )
         s = ingest.stats
         return PushResult(
@@ -238,12 +270,14 @@ class Store:
         author: str,
         metadata: Mapping[str, str],
         allow_empty: bool = True,
+        start_from: str | None = None,
     ) -> tuple[str, str | None, int]:
         """Returns (commit id, parent id, CAS retries); commit id == parent id when nothing
         changed and ``allow_empty`` is False."""
         for attempt in range(_MAX_CAS_ATTEMPTS):
             head = self.refs.read_branch(repo, branch)
-            parent, version = (head[0], head[1]) if head else (None, None)
+            # A new branch forks from start_from; its ref is still created by CAS (version None).
+            parent, version = (head[0], head[1]) if head else (start_from, None)
             before = dict(self.objects.tree(self.objects.commit(parent).tree).entries) if parent else {}
             entries = dict(before)
             for path, entry in changes.items():
@@ -269,6 +303,39 @@ class Store:
             time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
         raise RefConflictError(f"gave up moving {repo}@{branch} after {_MAX_CAS_ATTEMPTS} compare-and-swap attempts")
 
+    # -- branches ----------------------------------------------------------------------------
+
+    def create_branch(self, repo: str, name: str, ref: RefSpec | str, at: datetime | None = None) -> str:
+        """Create branch ``name`` at the commit ``ref`` names (as of ``at``): create-once, so
+        of many racing creators exactly one wins and the others get ``BranchExistsError``."""
+        commit_id = self.resolve(repo, ref, at)
+        self.refs.create_branch(repo, name, commit_id)
+        return commit_id
+
+    def delete_branch(self, repo: str, name: str, *, force: bool = False) -> str:
+        """Delete branch ``name``; return the commit it pointed at (its commits stay, reachable
+        by id until garbage collection). The default branch needs ``force``; the ledger's
+        branches cannot be deleted at all."""
+        if repo in PROTECTED_REPOS:
+            raise ProtectedRefError(f"repository {repo!r} holds the deployment ledger; its branches cannot be deleted")
+        if name == DEFAULT_BRANCH and not force:
+            raise ProtectedRefError(f"{name!r} is the default branch of {repo!r}; deleting it needs --force")
+        head = self.refs.read_branch(repo, name)
+        if head is None:
+            self.history.resolve(repo, name)  # raises the usual "no branch ... (branches: ...)"
+            raise RefNotFoundError(f"{name!r} is a tag or a commit in {repo!r}, not a branch")
+        self.refs.delete_branch(repo, name)
+        return head[0]
+
+    def branch_heads(self, repo: str) -> list[tuple[str, str, Commit]]:
+        """(branch, head commit id, head commit) for every branch, newest change first."""
+        self.refs.require_repo(repo)
+        rows = [(name, head, self.objects.commit(head)) for name, head in self.refs.branches(repo).items()]
+        return sorted(rows, key=lambda row: row[2].time, reverse=True)
+
+    def branch_exists(self, repo: str, name: str) -> bool:
+        return self.refs.read_branch(repo, name) is not None
+
     def tag(self, repo: str, name: str, ref: RefSpec | str) -> str:
         commit_id = self.resolve(repo, ref)
         self.refs.create_tag(repo, name, commit_id)
@@ -278,6 +345,10 @@ class Store:
 
     def resolve(self, repo: str, ref: RefSpec | str = DEFAULT_BRANCH, at: datetime | None = None) -> str:
         return self.history.resolve(repo, ref, at)
+
+    def resolve_uri(self, uri: StoreURI) -> str:
+        """The commit a ``lockgate://`` URI names, time travel (``@{TIME}``) included."""
+        return self.history.resolve(uri.repo, uri.ref, uri.at)
 
     def log(
         self, repo: str, ref: RefSpec | str = DEFAULT_BRANCH, at: datetime | None = None, limit: int | None = None
@@ -432,8 +503,8 @@ class Store:
 
     def diff(self, old: StoreURI, new: StoreURI) -> list[Change]:
         """Files added, removed or modified from ``old`` to ``new`` (each a repo, ref and path)."""
-        before = subtree(self.tree(self.resolve(old.repo, old.ref)), old.path)
-        after = subtree(self.tree(self.resolve(new.repo, new.ref)), new.path)
+        before = subtree(self.tree(self.resolve_uri(old)), old.path)
+        after = subtree(self.tree(self.resolve_uri(new)), new.path)
         return diff_entries(before, after)
 
     def last_commit_touching(self, repo: str, ref: RefSpec | str, path: str) -> str:

@@ -1,16 +1,20 @@
 """``lockgate://REPO@REF/PATH`` URIs and the names inside them.
 
-REF is a branch, a tag or a full 64-hex commit id, optionally followed by ``~N`` (N commits
-back along first parents, as in git). Omitting ``@REF`` means branch ``main``.
+REF is a branch, a tag, a commit id or a unique prefix of one (8+ hex characters), optionally
+followed by ``~N`` (N commits back along first parents, as in git) and by ``@{TIME}``: the ref as
+it was at TIME (ISO 8601, unix seconds, '15m ago' or 'now'; in the spirit of git's and XetHub's
+``main@{2023-07-04 12:00}``). Omitting ``@REF`` means branch ``main``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from store.errors import InvalidURIError
 from store.paths import check_path
+from store.timespec import parse_time
 
 SCHEME = "lockgate://"
 DEFAULT_BRANCH = "main"
@@ -63,9 +67,17 @@ class StoreURI:
     repo: str
     ref: RefSpec
     path: str
+    at: datetime | None = None  # @{TIME}: the ref as it was then
+    at_text: str | None = None  # TIME as written, so the URI prints back as given
 
     def __str__(self) -> str:
-        return f"{SCHEME}{self.repo}@{self.ref}" + (f"/{self.path}" if self.path else "")
+        when = f"@{{{self.at_text}}}" if self.at_text is not None else ""
+        return f"{SCHEME}{self.repo}@{self.ref}{when}" + (f"/{self.path}" if self.path else "")
+
+    @property
+    def pinned(self) -> StoreURI:
+        """The same place without time travel (to rebuild with a commit id as REF)."""
+        return StoreURI(self.repo, self.ref, self.path)
 
 
 def is_store_uri(text: str) -> bool:
@@ -76,6 +88,17 @@ def parse_uri(text: str) -> StoreURI:
     if not is_store_uri(text):
         raise InvalidURIError(f"not a lockgate URI: {text!r} (expected lockgate://REPO@REF/PATH)")
     rest = text[len(SCHEME) :]
+    moment, at_text = None, None
+    start = rest.find("@{")
+    if start != -1:
+        end = rest.find("}", start)
+        if end == -1:
+            raise InvalidURIError(
+                f"malformed URI {text!r}: '@{{' without a closing '}}' (lockgate://REPO@REF@{{TIME}}/PATH)"
+            )
+        at_text = rest[start + 2 : end]
+        moment = _moment(text, at_text)
+        rest = rest[:start] + rest[end + 1 :]
     head, _, path = rest.partition("/")
     repo, at, ref = head.partition("@")
     if not repo:
@@ -85,6 +108,16 @@ def parse_uri(text: str) -> StoreURI:
     try:
         check_name("repository", repo)
         spec = parse_ref(ref) if at else RefSpec(DEFAULT_BRANCH)
-        return StoreURI(repo, spec, normalize_path(path))
+        return StoreURI(repo, spec, normalize_path(path), moment, at_text)
     except InvalidURIError as exc:
         raise InvalidURIError(f"malformed URI {text!r}: {exc}") from exc
+
+
+def _moment(uri: str, text: str) -> datetime:
+    try:
+        moment = parse_time(text)
+    except ValueError as exc:
+        raise InvalidURIError(f"malformed URI {uri!r}: {exc}") from exc
+    if moment > datetime.now(UTC):
+        raise InvalidURIError(f"time travel to {text!r} in {uri!r} is in the future ({moment.isoformat()})")
+    return moment

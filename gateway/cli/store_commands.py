@@ -10,12 +10,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gateway.cli.console import byte_progress, err, human_bytes, human_rate, out, print_json
-from gateway.cli.timespec import parse_time
+from gateway.cli.console import byte_progress, err, human_bytes, human_rate, out, print_json, short_id
 from gateway.settings import Settings
 from gateway.wiring import store_opener
-from store import Store, StoreURI, collect_files, parse_uri
-from store.errors import InvalidURIError
+from store import PushResult, Store, StoreURI, collect_files, parse_uri
+from store.errors import InvalidURIError, RefNotFoundError
+from store.repository import FileSource, size_of
+from store.timespec import parse_time
+from store.uri import DEFAULT_BRANCH
 
 app = typer.Typer(
     help=(
@@ -51,11 +53,18 @@ def _at(text: str | None) -> datetime | None:
         raise InvalidURIError(str(exc)) from exc
 
 
+def _moment(target: StoreURI, at: str | None) -> datetime | None:
+    """Time travel from ``--at`` or from the URI's ``@{TIME}``; not both."""
+    if at is not None and target.at is not None:
+        raise InvalidURIError(f"{target} already travels in time with @{{...}}: drop --at")
+    return _at(at) if at is not None else target.at
+
+
 def _resolve(uri: str, store: str | None, at: str | None) -> tuple[Store, StoreURI, str]:
-    """Open the store and pin ``uri``'s ref to a commit (as of ``at``)."""
+    """Open the store and pin ``uri``'s ref to a commit (as of ``at`` or ``@{TIME}``)."""
     target = parse_uri(uri)
     s = _open(store)
-    return s, target, s.resolve(target.repo, target.ref, _at(at))
+    return s, target, s.resolve(target.repo, target.ref, _moment(target, at))
 
 
 @app.command()
@@ -65,6 +74,9 @@ def push(
     message: Annotated[str, typer.Option("-m", "--message", help="Commit message.")] = "",
     allow_empty: Annotated[
         bool, typer.Option("--allow-empty", help="Commit even when the files are already there, byte for byte.")
+    ] = False,
+    create: Annotated[
+        bool, typer.Option("--create", help="Create the branch if it does not exist, forked from the default branch.")
     ] = False,
     store: StoreOption = None,
     as_json: JsonOption = False,
@@ -81,6 +93,7 @@ def push(
         raise InvalidURIError(f"cannot push to {target.ref}: push to a branch name, not a commit in its history")
     s = _open(store, create=True)
     files = collect_files(local_path, target.path)
+    start_from = _fork_point(s, target, create)
     total = sum(p.stat().st_size for _, p in files)
     with byte_progress(f"pushing to {target.repo}@{target.ref.name}", total, enabled=not as_json) as advance:
         result = s.commit_files(
@@ -90,10 +103,37 @@ def push(
             message=message or f"push {local_path.name}",
             progress=advance,
             allow_empty=allow_empty,
+            start_from=start_from,
         )
     if as_json:
         print_json(result.as_dict())
         return
+    _print_push(result)
+
+
+def _fork_point(s: Store, target: StoreURI, create: bool) -> str | None:
+    """Where a push to a branch that does not exist yet starts: refused without --create
+    (a silent unrelated root is never what was meant), the default branch's head with it.
+    The first push to a new repository needs neither."""
+    if target.at is not None:
+        raise InvalidURIError(f"cannot push to {target}: time travel names the past, push to a branch name")
+    if not s.refs.repo_exists(target.repo) or s.branch_exists(target.repo, target.ref.name):
+        return None
+    branches = s.refs.branches(target.repo)
+    if not branches:
+        return None
+    if not create:
+        raise RefNotFoundError(
+            f"branch {target.ref.name!r} does not exist in {target.repo!r} (branches: {', '.join(sorted(branches))}): "
+            f"add --create to fork it from {DEFAULT_BRANCH!r}, or `lockgate store branch "
+            f"lockgate://{target.repo}@REF {target.ref.name}` to fork it from elsewhere"
+        )
+    if DEFAULT_BRANCH not in branches:
+        raise RefNotFoundError(f"--create forks from {DEFAULT_BRANCH!r}, which {target.repo!r} does not have")
+    return branches[DEFAULT_BRANCH]
+
+
+def _print_push(result: PushResult) -> None:
     if not result.changed:
         out.print(
             f"[bold]no changes[/]: {result.repo}@{result.branch} ({result.commit_id}) already holds these bytes "
@@ -160,7 +200,7 @@ def log(
     """Show a branch's history, newest first."""
     target = parse_uri(uri)
     s = _open(store)
-    entries = s.log(target.repo, target.ref, _at(at), limit)
+    entries = s.log(target.repo, target.ref, _moment(target, at), limit)
     if as_json:
         print_json([{"commit": cid, **c.payload()} for cid, c in entries])
         return
@@ -183,7 +223,7 @@ def tag(
     """Create an immutable tag on a commit."""
     target = parse_uri(uri)
     s = _open(store)
-    commit_id = s.tag(target.repo, name, target.ref)
+    commit_id = s.tag(target.repo, name, s.resolve_uri(target))
     out.print(f"[bold green]tagged[/] {target.repo}@{name} -> {commit_id}")
 
 
@@ -246,3 +286,137 @@ def verify(
             out.print("[bold green]ok[/]: everything verifies")
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def branch(
+    uri: Annotated[
+        str,
+        typer.Argument(
+            help="lockgate://REPO@FROM: the branch, tag, commit, ~N or @{TIME} to fork from; with --delete, the branch",
+            show_default=False,
+        ),
+    ],
+    new: Annotated[str | None, typer.Argument(help="The new branch's name.", show_default=False)] = None,
+    delete: Annotated[bool, typer.Option("--delete", "-d", help="Delete the branch URI names.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="With --delete: allow deleting the default branch.")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Create a branch from any ref (create-once: of racing creators, exactly one wins), or delete one.
+
+    Examples: lockgate store branch lockgate://datasets@main experiment-1
+              lockgate store branch lockgate://models@v1~2 hotfix
+              lockgate store branch --delete lockgate://datasets@experiment-1
+    """
+    target = parse_uri(uri)
+    s = _open(store)
+    if delete:
+        if new is not None:
+            raise InvalidURIError("--delete takes only the branch's URI (lockgate://REPO@BRANCH)")
+        head = s.delete_branch(target.repo, target.ref.name, force=force)
+        out.print(f"[bold green]deleted[/] branch {target.repo}@{target.ref.name} (was {head})")
+        return
+    if new is None:
+        raise InvalidURIError("name the new branch: lockgate store branch lockgate://REPO@FROM NEW")
+    commit_id = s.create_branch(target.repo, new, target.ref, target.at)
+    out.print(f"[bold green]created[/] branch {target.repo}@{new} at {commit_id} (from {target})", highlight=False)
+
+
+@app.command()
+def branches(
+    repo: Annotated[str, typer.Argument(help="A repository name (or lockgate://REPO).", show_default=False)],
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List a repository's branches with their heads and last change, newest first."""
+    name = parse_uri(repo).repo if repo.startswith("lockgate://") else repo
+    rows = _open(store).branch_heads(name)
+    if as_json:
+        print_json([{"branch": b, "head": h, "time": c.time, "message": c.message} for b, h, c in rows])
+        return
+    table = Table("branch", "head", "last change", "message", box=None)
+    for branch_name, head, commit in rows:
+        table.add_row(branch_name, short_id(head), commit.time, commit.message)
+    out.print(table)
+
+
+@app.command("cp")
+def copy(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A local path, s3://bucket/prefix, an MLflow artifact URI (runs:/, models:/, mlflow-artifacts:/), "
+            "or lockgate://REPO@REF/PATH to copy out",
+            show_default=False,
+        ),
+    ],
+    destination: Annotated[
+        str, typer.Argument(help="lockgate://REPO@BRANCH/DEST to copy in, or a local directory to copy out")
+    ],
+    recursive: Annotated[bool, typer.Option("-r", "--recursive", help="Copy a whole S3 prefix.")] = False,
+    message: Annotated[str, typer.Option("-m", "--message", help="Commit message.")] = "",
+    create: Annotated[
+        bool, typer.Option("--create", help="Create the branch if it does not exist, forked from the default branch.")
+    ] = False,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Copy files into the store in one commit, streaming into the chunker, or out of it, verified.
+
+    Only chunks the store lacks are stored: a second copy of the same files stores nothing new,
+    and a copy that failed half-way resumes from the packs it had finished.
+
+    Examples: lockgate store cp -r s3://raw/fraud/2026-11 lockgate://datasets@main/fraud
+              lockgate store cp runs:/RUN_ID/model lockgate://models@main/fraud
+              lockgate store cp lockgate://datasets@main~1/fraud ./fraud-previous
+    """
+    if source.startswith("lockgate://") and not destination.startswith("lockgate://"):
+        _copy_out(source, Path(destination), store, as_json)
+        return
+    target = parse_uri(destination)
+    if target.ref.back:
+        raise InvalidURIError(f"cannot copy into {target.ref}: copy to a branch name")
+    files = _copy_sources(source, target.path, recursive)
+    s = _open(store, create=True)
+    start_from = _fork_point(s, target, create)
+    total = sum(size_of(src) for _, src in files)
+    with byte_progress(f"copying into {target.repo}@{target.ref.name}", total, enabled=not as_json) as advance:
+        result = s.commit_files(
+            target.repo,
+            target.ref.name,
+            files,
+            message=message or f"cp {source}",
+            progress=advance,
+            allow_empty=False,
+            start_from=start_from,
+        )
+    if as_json:
+        print_json(result.as_dict())
+        return
+    _print_push(result)
+
+
+def _copy_sources(source: str, dest: str, recursive: bool) -> list[tuple[str, FileSource]]:
+    if source.startswith("s3://"):
+        from store.s3_source import s3_sources
+
+        return list(s3_sources(source, dest, recursive=recursive, endpoint_url=Settings().s3_endpoint_url))
+    if source.startswith(("runs:/", "models:/", "mlflow-artifacts:/")):
+        from loader.mlflow_source import mlflow_sources
+
+        return list(mlflow_sources(source, dest))
+    if source.startswith("lockgate://"):
+        raise InvalidURIError("to copy within the store, branch or tag instead: lockgate store branch ...")
+    return list(collect_files(Path(source), dest))
+
+
+def _copy_out(source: str, dest: Path, store: str | None, as_json: bool) -> None:
+    s, target, commit_id = _resolve(source, store, None)
+    report = s.checkout(commit_id, target.path, dest)
+    if as_json:
+        print_json({"commit": commit_id, "files": report.files, "bytes": report.bytes_written, "paths": report.paths})
+        return
+    out.print(
+        f"[bold green]copied[/] {report.files} file(s), {human_bytes(report.bytes_written)}, verified, "
+        f"from {target.repo}@{commit_id} to {dest}"
+    )

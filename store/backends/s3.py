@@ -112,6 +112,14 @@ class S3Backend:
         except (ClientError, BotoCoreError) as exc:
             self._fail(exc, key)
 
+    def stream(self, key: str) -> Any:
+        """The object's body as a stream (``read(n)``, ``close()``): for copying large objects
+        in without holding them in memory."""
+        try:
+            return self._client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except (ClientError, BotoCoreError) as exc:
+            self._fail(exc, key)
+
     def put(self, key: str, data: bytes | memoryview) -> None:
         try:
             body = bytes(data) if isinstance(data, memoryview) else data  # botocore wants bytes

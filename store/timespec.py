@@ -1,4 +1,6 @@
-"""Parsing ``--at TIME``: ISO 8601, a unix timestamp, or a relative '15m ago' / '2h' / '3d'."""
+"""Reading a moment in time: ISO 8601, a unix timestamp, a relative "15m ago" / "2h" / "3d", or "now".
+
+Used by `--at`, by `@{TIME}` in lockgate:// URIs and by the lineage route."""
 
 from __future__ import annotations
 
