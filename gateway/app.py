@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import mlflow
 import orjson
@@ -73,6 +73,9 @@ class DeployRequest(BaseModel):
     max_batch_rows: int | None = Field(default=None, ge=1, le=1_000_000)
     max_batch_wait_ms: float | None = Field(default=None, ge=0, le=1000)
     onnx_spinning: bool | None = Field(default=None, description="Spinning ONNX threads (large batches)")
+    precision: Literal["auto", "exact"] | None = Field(
+        default=None, description="exact: only answers bit-identical to the native model"
+    )
 
 
 # The MLflow scoring protocol, described for OpenAPI clients and fuzzers: the routes read the raw
@@ -107,7 +110,7 @@ INVOCATIONS_OPENAPI: dict[str, Any] = {
 }
 _log = logging.getLogger(__name__)
 LEAN_INLINE_BYTES = 32 * 1024
-OPTION_FIELDS = ("onnx", "batching", "max_batch_rows", "max_batch_wait_ms", "onnx_spinning")
+OPTION_FIELDS = ("onnx", "batching", "max_batch_rows", "max_batch_wait_ms", "onnx_spinning", "precision")
 
 
 def _error(status: int, error_code: str, message: str) -> JSONResponse:
@@ -225,6 +228,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
                 "run_id": r.run_id or "",
                 "code_commit": r.code_commit or "",
                 "serving_path": current.serving_path,
+                "numeric_contract": str((current.path.check or {}).get("contract", "exact")),
             }
             out.append(
                 LiveEndpoint(endpoint.name, current.version_label, info, current.skew.inputs, current.skew.predictions)

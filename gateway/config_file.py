@@ -9,6 +9,7 @@ endpoints:
     max_batch_rows: 256              # optional
     max_batch_wait_ms: 2.0           # optional
     onnx_spinning: false             # optional; spinning ONNX threads for large-batch endpoints
+    precision: auto                  # optional; "exact": only answers bit-identical to the native model
 
 Serving options an endpoint leaves out come from the gateway's settings (LOCKGATE_ONNX, ...).
 """
@@ -24,7 +25,7 @@ import yaml
 from gateway.app import EndpointSpec
 from gateway.endpoint_names import check_endpoint_name, default_name
 from gateway.errors import ConfigError, InvalidEndpointNameError
-from gateway.serving_options import ServingOptions
+from gateway.serving_options import PRECISIONS, ServingOptions
 from loader.errors import ModelURIError
 
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
@@ -33,6 +34,7 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "max_batch_rows": (int,),
     "max_batch_wait_ms": (int, float),
     "onnx_spinning": (bool,),
+    "precision": (str,),
 }
 
 
@@ -59,6 +61,8 @@ def read_config(path: Path, defaults: ServingOptions | None = None) -> list[Endp
             if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
                 kind = " or ".join(t.__name__ for t in types)
                 raise ConfigError(f"config {str(path)!r}: endpoints[{index}].{key} must be {kind}, not {value!r}")
+            if key == "precision" and value not in PRECISIONS:
+                raise ConfigError(f"config {str(path)!r}: endpoints[{index}].precision must be auto or exact")
             overrides[key] = value
         options = dataclasses.replace(defaults or ServingOptions(), **overrides) if overrides else None
         follow = entry.get("follow")

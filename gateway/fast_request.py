@@ -19,7 +19,20 @@ _JSON = "application/json"
 
 
 def is_plain_json(content_type: str | None) -> bool:
-    return content_type is not None and content_type.strip().lower() == _JSON
+    """Whether MLflow's scoring server would parse this body as JSON, read exactly as it reads
+    the header: the media type is case-sensitive, the only parameter allowed is ``charset``
+    (case-sensitive name) and its value must be utf-8 (any case). Anything else goes to
+    MLflow's own code, which gives MLflow's own answer (a 415 for ``APPLICATION/JSON``)."""
+    if content_type is None:
+        return False
+    media_type, *parameters = (part.strip() for part in content_type.split(";"))
+    if media_type != _JSON:
+        return False
+    for parameter in parameters:
+        key, _, value = parameter.partition("=")
+        if key != "charset" or value.lower() != "utf-8":
+            return False
+    return True
 
 
 class NumericFrameParser:

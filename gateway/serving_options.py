@@ -18,6 +18,9 @@ class ServingOptions:
     max_batch_rows: int = 256
     max_batch_wait_ms: float = 2.0
     onnx_spinning: bool = False  # onnxruntime's spinning intra-op threads: for large-batch endpoints
+    # "auto": the fast path's declared contract (float64, or float32 within 1e-5 for tree
+    # regressors); "exact": only answers bit-identical to the native model.
+    precision: str = "auto"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -26,4 +29,8 @@ class ServingOptions:
             "max_batch_rows": self.max_batch_rows,
             "max_batch_wait_ms": self.max_batch_wait_ms,
             "onnx_spinning": self.onnx_spinning,
+            "precision": self.precision,
         }
+
+
+PRECISIONS = ("auto", "exact")

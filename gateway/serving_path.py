@@ -125,6 +125,7 @@ def choose_serving_path(
     if names is not None and list(names) != list(columns):
         return ServingPath("mlflow", "the estimator's feature names differ from the signature's columns")
     native = ServingPath("sklearn", None, columns, _native_predict(estimator))
+    native.check = {"contract": "exact"}  # the native estimator is MLflow's own answer
     if not options.onnx:
         native.reason = "the ONNX fast path is turned off for this endpoint"
         return native
@@ -137,10 +138,18 @@ def choose_serving_path(
     # A conversion (not a cached graph) runs in a child process: skl2onnx holds the GIL for
     # seconds on a big forest, and its garbage would stay in this heap.
     predictor, verdict = build_onnx_predictor(
-        estimator, list(columns), rows, cache_dir, key, model_dir=servable.directory, spinning=options.onnx_spinning
+        estimator,
+        list(columns),
+        rows,
+        cache_dir,
+        key,
+        model_dir=servable.directory,
+        spinning=options.onnx_spinning,
+        exact=options.precision == "exact",
+        native=native.predict,
     )
     if predictor is None:
         native.reason = verdict.reason
-        native.check = verdict.as_dict()
+        native.check = verdict.as_dict() | {"contract": "exact"}
         return native
-    return ServingPath("onnx", None, columns, predictor.predict, verdict.as_dict())
+    return ServingPath("onnx", None, columns, predictor.predict, verdict.as_dict() | {"contract": verdict.contract})

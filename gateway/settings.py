@@ -3,6 +3,8 @@ by the CLI or the app factory, never at import time, so tests and embedders can 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -67,10 +69,15 @@ class Settings(BaseSettings):
 
     onnx_spinning: bool = False
     """Let onnxruntime's intra-op threads spin: faster large batches, slower small requests."""
+    precision: Literal["auto", "exact"] = "auto"
+    """"exact": the fast path only where it is bit-identical to the native model; "auto" also
+    allows float32 graphs within 1e-5 for tree regressors (which have no float64 kernel)."""
 
     def api_token_list(self) -> tuple[str, ...]:
         return tuple(t.strip() for t in (self.api_tokens or "").split(",") if t.strip())
 
     def serving_options(self) -> ServingOptions:
         """The defaults for endpoints that do not set their own."""
-        return ServingOptions(self.onnx, self.batching, self.max_batch_rows, self.max_batch_wait_ms, self.onnx_spinning)
+        return ServingOptions(
+            self.onnx, self.batching, self.max_batch_rows, self.max_batch_wait_ms, self.onnx_spinning, self.precision
+        )

@@ -1,4 +1,4 @@
-"""``python -m loader.onnx_convert MODEL_DIR N_FEATURES OUT``: convert an MLflow sklearn model
+"""``python -m loader.onnx_convert MODEL_DIR N_FEATURES OUT [PRECISION]``: convert an MLflow sklearn model
 to ONNX in a separate process.
 
 The gateway runs conversions here rather than in a thread: skl2onnx is pure Python that holds
@@ -15,17 +15,18 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
+    if len(argv) not in (3, 4):
         print(__doc__, file=sys.stderr)
         return 2
     model_dir, n_features, out = Path(argv[0]), int(argv[1]), Path(argv[2])
+    precision = argv[3] if len(argv) == 4 else "float32"
     warnings.filterwarnings("ignore")
     import mlflow.sklearn
 
     from loader.onnx_fast_path import convert_to_bytes, write_atomically
 
     estimator = mlflow.sklearn.load_model(str(model_dir))
-    write_atomically(out, convert_to_bytes(estimator, n_features))
+    write_atomically(out, convert_to_bytes(estimator, n_features, precision))
     return 0
 
 

@@ -1,16 +1,21 @@
 """The ONNX fast path: an sklearn model converted with skl2onnx and served by onnxruntime.
 
-A conversion is only trusted after an equivalence check against the native estimator, on the
-model's input example and on a sample of its training rows:
+Exact by default. Each endpoint's numeric contract is declared and checked at deploy:
 
-- regressors: max relative difference <= 1e-5;
-- classifiers: identical labels (as JSON, so ``1`` vs ``1.0`` counts as different) and
-  class probabilities within 1e-5.
+- **float64 graphs** first (linear models, tree classifiers: skl2onnx and onnxruntime support
+  them). Classifiers' labels are bit for bit the native estimator's; regressors are within
+  1e-12 relative (a sum in another order), and exactly equal where the check finds them so.
+- **float32 graphs** only for regressors that have no float64 kernel in onnxruntime (tree
+  ensembles), within 1e-5 relative. A classifier never gets a float32 graph: a label must
+  never differ from the native model's, and float32 flips rows within ~1e-7 of a boundary.
+  Rows float32 cannot represent (beyond +-3.4e38) are predicted by the native estimator.
+- ``precision="exact"`` accepts only a graph that was bit-identical on every checked row;
+  otherwise the native estimator serves.
 
-The converted graph is cached by weights commit (``<cache>/onnx/<cache_key>/``), and so is a
-failed verdict, so a model that cannot be converted costs the conversion attempt once. A
-cached graph is re-checked on every load: the check costs milliseconds and guards against a
-damaged cache file.
+The check runs on the model's input example and a sample of its training rows. The graph is
+cached by weights commit and precision (``<cache>/onnx/<cache_key>/``), and so is a failed
+verdict, so a model that cannot be converted costs the attempt once. A cached graph is
+re-checked on every load: it costs milliseconds and guards against a damaged cache file.
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ from typing import Any
 import numpy as np
 import orjson
 
-TOLERANCE = 1e-5
-VERDICT_VERSION = 1
+TOLERANCE = 1e-5  # float32 graphs (tree regressors)
+TOLERANCE_FLOAT64 = 1e-12  # float64 graphs of regressors: only the order of a sum differs
+VERDICT_VERSION = 2
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+Precision = str  # "float64" | "float32"
 
 
 @dataclass
@@ -42,23 +50,49 @@ class OnnxVerdict:
     max_probability_difference: float | None = None
     convert_seconds: float = 0.0
     from_cache: bool = False
+    precision: str | None = None  # the graph's: "float64" or "float32"
+    exact: bool | None = None  # bit-identical to the native estimator on every checked row
+    tolerance: float | None = None  # the relative difference the contract allows (0: none)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def contract(self) -> str:
+        """The endpoint's numeric contract in a word: exact, float64 or float32 (with tolerance)."""
+        if self.exact:
+            return "exact"
+        return f"{self.precision}~{self.tolerance:g}" if self.precision else "native"
 
 
 @dataclass
 class OnnxPredictor:
     """Predicts a float64 matrix (signature column order) with onnxruntime, in the exact
-    shape and dtype the native estimator returns."""
+    shape and dtype the native estimator returns. A float32 graph hands rows that float32
+    cannot represent to ``native`` instead of answering infinities."""
 
     session: Any
     input_name: str
     output_shape_tail: tuple[int, ...]
     output_dtype: np.dtype[Any]
+    precision: str = "float32"
+    native: Any = None  # Callable[[np.ndarray], np.ndarray] for rows beyond float32's range
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
-        raw = self.session.run(None, {self.input_name: matrix.astype(np.float32, copy=False)})[0]
+        if self.precision == "float64":
+            return self._run(matrix.astype(np.float64, copy=False))
+        beyond = np.abs(matrix) > FLOAT32_MAX
+        if self.native is None or not beyond.any():
+            return self._run(matrix.astype(np.float32, copy=False))
+        rows = beyond.any(axis=1)
+        out = np.empty((len(matrix), *self.output_shape_tail), dtype=self.output_dtype)
+        out[rows] = np.asarray(self.native(matrix[rows])).reshape((int(rows.sum()), *self.output_shape_tail))
+        if not rows.all():
+            out[~rows] = self._run(matrix[~rows].astype(np.float32))
+        return out
+
+    def _run(self, matrix: np.ndarray) -> np.ndarray:
+        raw = self.session.run(None, {self.input_name: matrix})[0]
         shaped = np.asarray(raw).reshape((len(matrix), *self.output_shape_tail))
         return shaped.astype(self.output_dtype, copy=False)
 
@@ -74,51 +108,56 @@ def _session(onnx_bytes: bytes, spinning: bool = False) -> Any:
     return onnxruntime.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def convert_to_bytes(estimator: Any, n_features: int) -> bytes:
+def convert_to_bytes(estimator: Any, n_features: int, precision: str = "float32") -> bytes:
     from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
+    tensor = DoubleTensorType if precision == "float64" else FloatTensorType
     options = {id(estimator): {"zipmap": False}} if hasattr(estimator, "classes_") else None
     graph = convert_sklearn(
         estimator,
-        initial_types=[("input", FloatTensorType([None, n_features]))],
+        initial_types=[("input", tensor([None, n_features]))],
         options=options,
         target_opset={"": 17, "ai.onnx.ml": 3},
     )
     return bytes(graph.SerializeToString())
 
 
-def _check(estimator: Any, session: Any, rows: np.ndarray) -> tuple[OnnxVerdict, tuple[int, ...], np.dtype[Any]]:
+def _check(
+    estimator: Any, session: Any, rows: np.ndarray, precision: str
+) -> tuple[OnnxVerdict, tuple[int, ...], np.dtype[Any]]:
     native = np.asarray(estimator.predict(_as_native_input(estimator, rows)))
-    outputs = session.run(None, {session.get_inputs()[0].name: rows.astype(np.float32)})
+    dtype_in = np.float64 if precision == "float64" else np.float32
+    outputs = session.run(None, {session.get_inputs()[0].name: rows.astype(dtype_in)})
     converted = np.asarray(outputs[0]).reshape(native.shape)
     tail, dtype = native.shape[1:], native.dtype
     n = len(rows)
+    identical = json.dumps(converted.astype(dtype).tolist()) == json.dumps(native.tolist())
     if hasattr(estimator, "classes_"):
-        if json.dumps(converted.astype(dtype).tolist()) != json.dumps(native.tolist()):
+        # Labels are compared as JSON, so 1 vs 1.0 counts as different: they must be the same.
+        if not identical:
             differing = int(np.sum(converted.astype(dtype) != native))
             return OnnxVerdict(False, f"{differing} of {n} labels differ from the native estimator", n), tail, dtype
+        diff = None
         if hasattr(estimator, "predict_proba") and len(outputs) > 1:
             expected = np.asarray(estimator.predict_proba(_as_native_input(estimator, rows)))
             diff = float(np.max(np.abs(np.asarray(outputs[1]) - expected))) if n else 0.0
-            if diff > TOLERANCE:
-                return (
-                    OnnxVerdict(False, f"probabilities differ by {diff:.3g} (> {TOLERANCE:g})", n, None, diff),
-                    tail,
-                    dtype,
-                )
-            return OnnxVerdict(True, None, n, None, diff), tail, dtype
-        return OnnxVerdict(True, None, n), tail, dtype
+        return OnnxVerdict(True, None, n, None, diff, precision=precision, exact=True, tolerance=0.0), tail, dtype
     if native.dtype.kind not in "fiu":
         return OnnxVerdict(False, f"predictions of dtype {native.dtype} are not numeric", n), tail, dtype
+    tolerance = TOLERANCE_FLOAT64 if precision == "float64" else TOLERANCE
     scale = np.maximum(np.abs(native.astype(np.float64)), np.finfo(np.float64).tiny)
     relative = np.abs(converted.astype(np.float64) - native) / scale
     # An exact zero predicted as 1e-9 is not a relative error of 1e300: compare absolutely near 0.
-    relative = np.where(np.abs(native) < TOLERANCE, np.abs(converted - native), relative)
+    relative = np.where(np.abs(native) < tolerance, np.abs(converted - native), relative)
     worst = float(relative.max()) if relative.size else 0.0
-    if not np.isfinite(worst) or worst > TOLERANCE:
-        return OnnxVerdict(False, f"max relative difference {worst:.3g} (> {TOLERANCE:g})", n, worst), tail, dtype
-    return OnnxVerdict(True, None, n, worst), tail, dtype
+    if not np.isfinite(worst) or worst > tolerance:
+        reason = f"{precision} graph: max relative difference {worst:.3g} (> {tolerance:g})"
+        return OnnxVerdict(False, reason, n, worst, precision=precision), tail, dtype
+    verdict = OnnxVerdict(
+        True, None, n, worst, precision=precision, exact=identical, tolerance=0.0 if identical else tolerance
+    )
+    return verdict, tail, dtype
 
 
 def _as_native_input(estimator: Any, rows: np.ndarray) -> Any:
@@ -131,9 +170,13 @@ def _as_native_input(estimator: Any, rows: np.ndarray) -> Any:
 
 
 def has_cached_conversion(cache_dir: Path, cache_key: str) -> bool:
-    """Whether this weights commit was converted before (successfully or not)."""
-    folder = cache_dir / "onnx" / cache_key
-    return (folder / "verdict.json").is_file()
+    """Whether this weights commit was converted before (successfully or not), by this version
+    of the conversion rules."""
+    verdict_file = cache_dir / "onnx" / cache_key / "verdict.json"
+    try:
+        return bool(orjson.loads(verdict_file.read_bytes()).get("version") == VERDICT_VERSION)
+    except (OSError, orjson.JSONDecodeError):
+        return False
 
 
 def build_onnx_predictor(
@@ -145,50 +188,106 @@ def build_onnx_predictor(
     *,
     model_dir: Path | None = None,
     spinning: bool = False,
+    exact: bool = False,
+    native: Any = None,
 ) -> tuple[OnnxPredictor | None, OnnxVerdict]:
     """Convert (or reuse the cached conversion of) ``estimator`` and check it on ``check_rows``
-    (float64, signature column order). Returns the predictor only when the check passes.
-    With ``model_dir`` (the MLflow model directory) the conversion runs in a child process."""
+    (float64, signature column order): float64 first, float32 only for regressors and only
+    without ``exact``. Returns the predictor only when a check passes. With ``model_dir`` (the
+    MLflow model directory) the conversion runs in a child process. ``native`` predicts the
+    rows a float32 graph cannot represent."""
     if len(check_rows) == 0:
         return None, OnnxVerdict(False, "no rows to check the conversion on (no input example, no training data)")
     folder = cache_dir / "onnx" / cache_key
-    graph_file, verdict_file = folder / "model.onnx", folder / "verdict.json"
-    from_cache = False
-    convert_seconds = 0.0
+    verdict_file = folder / "verdict.json"
+    cached: dict[str, Any] = {}
     if verdict_file.is_file():
         cached = orjson.loads(verdict_file.read_bytes())
-        if cached.get("version") == VERDICT_VERSION and not cached.get("converted"):
+        if cached.get("version") != VERDICT_VERSION:
+            cached = {}
+        elif not cached.get("converted"):
             return None, OnnxVerdict(False, str(cached.get("reason")), from_cache=True)
+    # A precision that could not be converted or run is remembered: not attempted again.
+    unavailable = set(cached.get("unavailable", []))
+    precisions = ["float64"]
+    if not exact and not hasattr(estimator, "classes_"):
+        precisions.append("float32")  # a classifier's labels must never be float32's
+    reasons: list[str] = []
+    last = OnnxVerdict(False, "no precision left to try")
+    for precision in precisions:
+        if precision in unavailable:
+            reasons.append(f"{precision}: not available for {type(estimator).__name__} (cached)")
+            continue
+        predictor, verdict = _try_precision(
+            estimator, columns, check_rows, folder, precision, model_dir=model_dir, spinning=spinning
+        )
+        if predictor is not None and (verdict.exact or not exact):
+            _remember(verdict_file, unavailable, converted=True)
+            predictor.native = native
+            return predictor, verdict
+        if not verdict.rows_checked:
+            unavailable.add(precision)
+        reasons.append(verdict.reason or f"{precision} graph is not bit-identical (precision: exact)")
+        last = verdict
+    reason = "; ".join(reasons)
+    converted = bool(set(precisions) - unavailable)
+    _remember(verdict_file, unavailable, converted=converted, reason=reason)
+    last.reason = reason
+    return None, last
+
+
+def _remember(verdict_file: Path, unavailable: set[str], *, converted: bool, reason: str | None = None) -> None:
+    record: dict[str, Any] = {"version": VERDICT_VERSION, "converted": converted, "unavailable": sorted(unavailable)}
+    if reason is not None:
+        record["reason"] = reason
+    write_atomically(verdict_file, orjson.dumps(record))
+
+
+def _try_precision(
+    estimator: Any,
+    columns: list[str],
+    check_rows: np.ndarray,
+    folder: Path,
+    precision: str,
+    *,
+    model_dir: Path | None,
+    spinning: bool,
+) -> tuple[OnnxPredictor | None, OnnxVerdict]:
+    graph_file = folder / f"model-{precision}.onnx"
+    from_cache, convert_seconds = False, 0.0
     try:
         if graph_file.is_file():
             onnx_bytes, from_cache = graph_file.read_bytes(), True
         else:
             started = time.perf_counter()
             if model_dir is None:
-                onnx_bytes = convert_to_bytes(estimator, len(columns))
+                onnx_bytes = convert_to_bytes(estimator, len(columns), precision)
                 write_atomically(graph_file, onnx_bytes)
             else:
-                convert_in_child(model_dir, len(columns), graph_file)
+                convert_in_child(model_dir, len(columns), graph_file, precision)
                 onnx_bytes = graph_file.read_bytes()
             convert_seconds = time.perf_counter() - started
         session = _session(onnx_bytes, spinning)
     except Exception as exc:
-        reason = f"skl2onnx cannot convert {type(estimator).__name__}: {type(exc).__name__}: {exc}"
-        write_atomically(verdict_file, orjson.dumps({"version": VERDICT_VERSION, "converted": False, "reason": reason}))
+        reason = (
+            f"skl2onnx cannot convert {type(estimator).__name__} to a {precision} graph that onnxruntime runs: "
+            f"{type(exc).__name__}: {str(exc)[:200]}"
+        )
         return None, OnnxVerdict(False, reason, convert_seconds=convert_seconds)
-    verdict, tail, dtype = _check(estimator, session, check_rows)
+    verdict, tail, dtype = _check(estimator, session, check_rows, precision)
     verdict.convert_seconds, verdict.from_cache = convert_seconds, from_cache
-    write_atomically(verdict_file, orjson.dumps({"version": VERDICT_VERSION, "converted": True}))
     if not verdict.ok:
         return None, verdict
-    return OnnxPredictor(session, session.get_inputs()[0].name, tail, dtype), verdict
+    return OnnxPredictor(session, session.get_inputs()[0].name, tail, dtype, precision), verdict
 
 
-def convert_in_child(model_dir: Path, n_features: int, graph_file: Path, timeout: float = 900) -> None:
+def convert_in_child(
+    model_dir: Path, n_features: int, graph_file: Path, precision: str = "float32", timeout: float = 900
+) -> None:
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(
-        [sys.executable, "-m", "loader.onnx_convert", str(model_dir), str(n_features), str(graph_file)],
+        [sys.executable, "-m", "loader.onnx_convert", str(model_dir), str(n_features), str(graph_file), precision],
         capture_output=True, text=True, timeout=timeout, env=env, check=False,
     )  # fmt: skip
     if result.returncode != 0:

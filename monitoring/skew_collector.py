@@ -36,6 +36,7 @@ INFO_LABELS = (
     "run_id",
     "code_commit",
     "serving_path",
+    "numeric_contract",  # exact, float64~1e-12 or float32~1e-05: what the fast path promises
 )
 
 

@@ -62,10 +62,16 @@ def test_everything_else_goes_to_mlflows_parser(body: bytes) -> None:
     assert parser.parse(body) is None
 
 
-def test_only_plain_json_content_type() -> None:
+def test_only_what_mlflow_parses_as_json_is_plain_json() -> None:
+    # Exactly MLflow's reading of the header (checked against a live mlflow models serve in
+    # test_gateway_exactness.py): the media type is case-sensitive, charset=utf-8 is allowed.
     assert is_plain_json("application/json")
-    assert is_plain_json("Application/JSON ")
-    assert not is_plain_json("application/json; charset=utf-8")
+    assert is_plain_json("application/json; charset=utf-8")
+    assert is_plain_json("application/json ; charset=UTF-8")
+    assert not is_plain_json("Application/JSON ")  # MLflow: 415
+    assert not is_plain_json("application/json; charset=latin-1")
+    assert not is_plain_json("application/json; Charset=utf-8")
+    assert not is_plain_json("application/json;")
     assert not is_plain_json("text/csv")
     assert not is_plain_json(None)
 

@@ -11,7 +11,7 @@ from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from loader.onnx_fast_path import build_onnx_predictor, has_cached_conversion
+from loader.onnx_fast_path import _try_precision, build_onnx_predictor, has_cached_conversion
 
 
 def test_classifier_converts_and_predicts_the_same_labels(tmp_path: Path) -> None:
@@ -41,15 +41,48 @@ def test_regressor_within_tolerance_and_shaped_like_sklearn(tmp_path: Path) -> N
 
 
 def test_a_conversion_that_loses_precision_is_refused_with_the_numbers(tmp_path: Path) -> None:
-    """y = 1e8*a - 1e8*b + c: float32 cancels catastrophically, so the check must fail."""
+    """y = 1e8*a - 1e8*b + c: float32 cancels catastrophically, so its check must fail; the
+    float64 graph, tried first, serves it within the float64 contract."""
     rng = np.random.default_rng(1)
     X = rng.random((200, 3))
     model = LinearRegression().fit(X, 1e8 * X[:, 0] - 1e8 * X[:, 1] + X[:, 2])
-    predictor, verdict = build_onnx_predictor(model, ["a", "b", "c"], X, tmp_path, "cancel")
+    predictor, verdict = _try_precision(model, ["a", "b", "c"], X, tmp_path, "float32", model_dir=None, spinning=False)
     assert predictor is None
     assert not verdict.ok
     assert verdict.reason is not None and "max relative difference" in verdict.reason
     assert verdict.max_relative_difference is not None and verdict.max_relative_difference > 1e-5
+    predictor, verdict = build_onnx_predictor(model, ["a", "b", "c"], X, tmp_path / "both", "cancel")
+    assert predictor is not None and verdict.precision == "float64", verdict.reason
+    assert verdict.max_relative_difference is not None and verdict.max_relative_difference <= 1e-12
+    assert np.allclose(predictor.predict(X), model.predict(X), rtol=1e-12, atol=0)
+
+
+def test_classifiers_never_get_a_float32_graph_and_exact_means_bit_identical(tmp_path: Path) -> None:
+    iris = load_iris(as_frame=True)
+    model = LogisticRegression(max_iter=500).fit(iris.data, iris.target)
+    rows = iris.data.to_numpy(np.float64)
+    predictor, verdict = build_onnx_predictor(model, list(iris.data.columns), rows, tmp_path, "c", exact=True)
+    assert predictor is not None and predictor.precision == "float64" and verdict.exact is True
+    assert verdict.contract == "exact"
+
+
+def test_a_float32_graph_hands_unrepresentable_rows_to_the_native_model(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.random((300, 3))
+    model = RandomForestRegressor(n_estimators=5, random_state=0).fit(X, X.sum(axis=1))
+    seen: list[np.ndarray] = []
+
+    def native(matrix: np.ndarray) -> np.ndarray:
+        seen.append(matrix)
+        return np.full(len(matrix), -1.0)
+
+    predictor, verdict = build_onnx_predictor(model, ["a", "b", "c"], X, tmp_path, "f32", native=native)
+    assert predictor is not None and verdict.contract == "float32~1e-05", verdict.reason
+    rows = X[:4].copy()
+    rows[1, 0], rows[3, 2] = 1e39, -3.5e38
+    out = predictor.predict(rows)
+    assert out[1] == out[3] == -1.0 and len(seen) == 1 and len(seen[0]) == 2
+    assert np.allclose(out[[0, 2]], model.predict(X[[0, 2]]), rtol=1e-5)
 
 
 class Unconvertible(BaseEstimator, RegressorMixin):  # type: ignore[misc]

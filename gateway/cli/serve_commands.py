@@ -14,6 +14,7 @@ from rich.table import Table
 
 from gateway.cli.console import err, human_bytes, out, print_json, short_id
 from gateway.errors import ConfigError
+from gateway.serving_options import PRECISIONS
 from gateway.settings import Settings
 
 GatewayOption = Annotated[
@@ -49,6 +50,15 @@ BatchWaitOption = Annotated[
         show_default=False,
     ),
 ]
+PrecisionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--precision",
+        help="auto (default): the fast path's declared contract (float32 within 1e-5 only for tree regressors); "
+        "exact: only answers bit-identical to the native model. Env: LOCKGATE_PRECISION.",
+        show_default=False,
+    ),
+]
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 
 
@@ -64,6 +74,7 @@ def serve(
     batching: BatchingOption = None,
     max_batch_rows: BatchRowsOption = None,
     max_batch_wait_ms: BatchWaitOption = None,
+    precision: PrecisionOption = None,
 ) -> None:
     """Serve model URIs over HTTP, MLflow-compatible, each pinned to its store commit.
 
@@ -82,7 +93,12 @@ def serve(
     if port:
         updates["port"] = port
     # Serving options given here are the defaults of every endpoint that does not set its own.
-    given = {"onnx": onnx, "max_batch_rows": max_batch_rows, "max_batch_wait_ms": max_batch_wait_ms}
+    given = {
+        "onnx": onnx,
+        "max_batch_rows": max_batch_rows,
+        "max_batch_wait_ms": max_batch_wait_ms,
+        "precision": _precision(precision),
+    }
     updates.update({k: v for k, v in given.items() if v is not None})
     if batching is not None:
         updates["batching"] = batching
@@ -126,6 +142,12 @@ def bind_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _precision(value: str | None) -> str | None:
+    if value is not None and value not in PRECISIONS:
+        raise typer.BadParameter(f"--precision must be auto or exact, not {value!r}")
+    return value
+
+
 def _client(gateway: str) -> httpx.Client:
     token = os.environ.get("LOCKGATE_ADMIN_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -160,6 +182,7 @@ def deploy(
     batching: BatchingOption = None,
     max_batch_rows: BatchRowsOption = None,
     max_batch_wait_ms: BatchWaitOption = None,
+    precision: PrecisionOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Deploy (or redeploy) a model to a running gateway: resolve, fetch, warm up, swap in.
@@ -174,6 +197,7 @@ def deploy(
         "batching": batching,
         "max_batch_rows": max_batch_rows,
         "max_batch_wait_ms": max_batch_wait_ms,
+        "precision": _precision(precision),
     }
     data = _call(gateway, "POST", "/admin/endpoints", json=body)
     if as_json:

@@ -1,0 +1,198 @@
+"""Exact by default, against a live ``mlflow models serve`` on the same registered models:
+
+- a classifier is served by a float64 ONNX graph, so rows within 1e-9 of a decision boundary
+  get MLflow's labels byte for byte (a float32 graph flips some of them: checked below, so the
+  rows really are on the edge);
+- a tree regressor (no float64 kernel in onnxruntime) declares its float32 contract, and rows
+  float32 cannot represent get MLflow's own answer, not -Infinity;
+- Content-Type is read exactly as MLflow reads it on every path;
+- ``precision: exact`` keeps only bit-identical graphs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_diabetes, load_iris
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from tests.servers import Server, reset_mlflow_uris, start_lockgate, start_mlflow_models_serve, stop_group
+
+pytestmark = pytest.mark.slow
+IRIS = load_iris(as_frame=True)
+DIABETES = load_diabetes(as_frame=True)
+
+
+def boundary_rows(model: LogisticRegression, frame: pd.DataFrame, count: int = 20) -> pd.DataFrame:
+    """Rows within 1e-9..2e-8 of the boundary between two classes, found by bisection."""
+    a, b = frame.iloc[[60]].to_numpy(), frame.iloc[[120]].to_numpy()  # a versicolor, a virginica
+    lo, hi = 0.0, 1.0
+    label_a = model.predict(a)[0]
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if model.predict(a + mid * (b - a))[0] == label_a:
+            lo = mid
+        else:
+            hi = mid
+    offsets = [k * 1e-9 for k in range(1, count + 1)]
+    rows = [a + (lo + sign * off) * (b - a) for off in offsets for sign in (-1, 1)]
+    return pd.DataFrame(np.vstack(rows), columns=frame.columns)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server | object]]:
+    workdir = tmp_path_factory.mktemp("exact")
+    store_root, tracking = workdir / "store", f"sqlite:///{workdir / 'mlflow.db'}"
+    saved = os.environ.get("LOCKGATE_STORE")
+    os.environ["LOCKGATE_STORE"] = str(store_root)
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(tracking)
+    classifier = LogisticRegression(max_iter=1000).fit(IRIS.data, IRIS.target)
+    regressor = RandomForestRegressor(30, random_state=0).fit(DIABETES.data, DIABETES.target)
+    linear = LinearRegression().fit(DIABETES.data, DIABETES.target)
+    try:
+        mlflow.set_experiment(experiment_id=mlflow.create_experiment("x", artifact_location="lockgate://models@main/x"))
+        for name, model, frame in (
+            ("iris", classifier, IRIS.data), ("forest", regressor, DIABETES.data), ("linear", linear, DIABETES.data)
+        ):  # fmt: skip
+            with mlflow.start_run():
+                mlflow.sklearn.log_model(model, name="model", registered_model_name=name, input_example=frame.head(5),
+                                         serialization_format="cloudpickle")  # fmt: skip
+    finally:
+        reset_mlflow_uris()
+        if saved is None:
+            os.environ.pop("LOCKGATE_STORE", None)
+        else:
+            os.environ["LOCKGATE_STORE"] = saved
+    env = {"MLFLOW_TRACKING_URI": tracking, "LOCKGATE_STORE": str(store_root), "LOCKGATE_CACHE_DIR": str(workdir / "c")}
+    started: list[Server] = []
+    references: list[Server] = []
+    try:
+        gateway = start_lockgate(workdir, env, "models:/iris/1", "models:/forest/1", "models:/linear/1",
+                                 ready_path="/ready")  # fmt: skip
+        started.append(gateway)
+        exact = start_lockgate(workdir, {**env, "LOCKGATE_PRECISION": "exact"}, "models:/forest/1",
+                               "models:/linear/1", ready_path="/ready")  # fmt: skip
+        started.append(exact)
+        for url, names in ((gateway.url, ("iris", "forest", "linear")), (exact.url, ("forest", "linear"))):
+            for name in names:
+                settle(url, name)
+        for name in ("iris", "forest"):
+            references.append(
+                start_mlflow_models_serve(workdir, tracking, f"models:/{name}/1", {"LOCKGATE_STORE": str(store_root)})
+            )
+        yield {"gateway": gateway, "exact": exact, "iris": references[0], "forest": references[1],
+               "classifier": classifier}  # fmt: skip
+    finally:
+        for server in started:
+            server.stop()
+        for reference in references:
+            stop_group(reference.proc)
+
+
+def settle(url: str, name: str) -> dict[str, object]:
+    import time
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        serving = httpx.get(f"{url}/endpoints/{name}").json()["serving"]
+        if not serving["onnx_pending"]:
+            return dict(serving)
+        time.sleep(0.2)
+    raise AssertionError(f"{name}: the ONNX conversion did not settle")
+
+
+def post(url: str, body: bytes, content_type: str = "application/json") -> httpx.Response:
+    return httpx.post(f"{url}/invocations", content=body, headers={"Content-Type": content_type}, timeout=60)
+
+
+def split_body(frame: pd.DataFrame) -> bytes:
+    return json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}).encode()
+
+
+def test_the_declared_contracts(servers: dict[str, object]) -> None:
+    gateway: Server = servers["gateway"]  # type: ignore[assignment]
+    exact: Server = servers["exact"]  # type: ignore[assignment]
+    iris = httpx.get(f"{gateway.url}/endpoints/iris").json()["serving"]
+    assert iris["name"] == "onnx" and iris["onnx_check"]["precision"] == "float64"
+    assert iris["onnx_check"]["contract"] == "exact"
+    forest = httpx.get(f"{gateway.url}/endpoints/forest").json()["serving"]
+    assert forest["name"] == "onnx" and forest["onnx_check"]["contract"] == "float32~1e-05"
+    linear = httpx.get(f"{gateway.url}/endpoints/linear").json()["serving"]
+    assert linear["name"] == "onnx" and linear["onnx_check"]["precision"] == "float64"
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert 'numeric_contract="float32~1e-05"' in metrics and 'numeric_contract="exact"' in metrics
+    # precision: exact refuses the float32 forest graph; a linear graph serves only if it was
+    # bit-identical on every checked row (a sum in another order may differ in the last bit).
+    strict = httpx.get(f"{exact.url}/endpoints/forest").json()["serving"]
+    assert strict["name"] == "sklearn" and "float64" in strict["reason"], strict
+    assert strict["options"]["precision"] == "exact"
+    strict_linear = httpx.get(f"{exact.url}/endpoints/linear").json()["serving"]
+    if strict_linear["name"] == "onnx":
+        assert strict_linear["onnx_check"]["exact"] is True, strict_linear
+    else:
+        assert "not bit-identical" in strict_linear["reason"], strict_linear
+
+
+def test_rows_on_a_decision_boundary_get_mlflows_labels(servers: dict[str, object]) -> None:
+    gateway: Server = servers["gateway"]  # type: ignore[assignment]
+    reference: Server = servers["iris"]  # type: ignore[assignment]
+    classifier: LogisticRegression = servers["classifier"]  # type: ignore[assignment]
+    rows = boundary_rows(classifier, IRIS.data)
+    # The rows are really on the edge: a float32 graph of this very model flips some of them.
+    import onnxruntime
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    graph = convert_sklearn(
+        classifier,
+        initial_types=[("input", FloatTensorType([None, 4]))],
+        options={id(classifier): {"zipmap": False}},
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    )
+    session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    float32_labels = session.run(None, {"input": rows.to_numpy(np.float32)})[0]
+    assert (float32_labels != classifier.predict(rows)).sum() > 0, "these rows would not catch a float32 graph"
+    body = split_body(rows)
+    ours, theirs = post(f"{gateway.url}/endpoints/iris", body), post(reference.url, body)
+    assert ours.status_code == theirs.status_code == 200
+    assert ours.content == theirs.content, "boundary rows answered differently from mlflow models serve"
+
+
+def test_rows_float32_cannot_represent_get_mlflows_answer(servers: dict[str, object]) -> None:
+    gateway: Server = servers["gateway"]  # type: ignore[assignment]
+    reference: Server = servers["forest"]  # type: ignore[assignment]
+    for value in (1e39, -3.5e38):
+        frame = DIABETES.data.head(3).copy()
+        frame.iloc[1, 2] = value
+        body = split_body(frame)
+        ours, theirs = post(f"{gateway.url}/endpoints/forest", body), post(reference.url, body)
+        assert ours.status_code == theirs.status_code, (ours.text[:300], theirs.text[:300])
+        assert b"Infinity" not in ours.content
+        if theirs.status_code != 200:
+            assert ours.json()["error_code"] == theirs.json()["error_code"]
+    plain = split_body(DIABETES.data.head(3))
+    ours, theirs = post(f"{gateway.url}/endpoints/forest", plain), post(reference.url, plain)
+    assert np.allclose(ours.json()["predictions"], theirs.json()["predictions"], rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["APPLICATION/JSON", "Application/Json", "application/json; Charset=utf-8", "application/json;",
+     "application/json; charset=UTF-8", "application/json ; charset=utf-8"],
+)  # fmt: skip
+def test_content_type_is_read_as_mlflow_reads_it(servers: dict[str, object], content_type: str) -> None:
+    gateway: Server = servers["gateway"]  # type: ignore[assignment]
+    reference: Server = servers["iris"]  # type: ignore[assignment]
+    body = split_body(IRIS.data.head(2))
+    ours = post(f"{gateway.url}/endpoints/iris", body, content_type)
+    theirs = post(reference.url, body, content_type)
+    assert (ours.status_code, ours.content) == (theirs.status_code, theirs.content), content_type
