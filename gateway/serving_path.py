@@ -113,7 +113,8 @@ def choose_serving_path(
 ) -> ServingPath:
     """The path for a deployment. With ``convert=False`` an ONNX graph is used only if this
     weights commit's conversion is already cached; otherwise the native path is returned with
-    ``onnx_pending`` set, and ``upgrade_to_onnx`` finishes the job off the deploy path."""
+    ``onnx_pending`` set; the app converts in the background once it serves, and
+    ``Deployment.upgrade_path`` adopts the checked graph."""
     flavors = servable.model.metadata.flavors
     if "sklearn" not in flavors:
         return ServingPath("mlflow", "the ONNX fast path covers sklearn models; this one is served by MLflow's pyfunc")
