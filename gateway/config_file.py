@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from gateway.app import EndpointSpec
 from gateway.endpoint_names import check_endpoint_name, default_name
+from gateway.endpoint_spec import EndpointSpec
 from gateway.errors import ConfigError, InvalidEndpointNameError
 from gateway.serving_options import PRECISIONS, ServingOptions
 from loader.errors import ModelURIError

@@ -13,15 +13,18 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from gateway.deploy_events import DeployEvents
 from gateway.endpoint_names import check_endpoint_name
 from gateway.endpoints import Deployment, Endpoint
 from gateway.errors import EndpointNotFoundError, NoRollbackTargetError
 from gateway.ledger import Ledger, VersionRef
 from gateway.serving_options import ServingOptions
-from loader.model_loader import ModelLoader
+from loader.model_loader import ModelLoader, ServableModel
 from loader.resolved import ResolvedModel
 
 _log = logging.getLogger(__name__)
+# Makes a loaded model a complete deployment: gateway.preparer.Preparer, or anything alike.
+Preparer = Callable[[ServableModel, ServingOptions], Deployment]
 
 
 class Deployer:
@@ -31,19 +34,17 @@ class Deployer:
         ledger: Ledger,
         *,
         drain_timeout: float = 30.0,
-        prepare: Callable[[Deployment, ServingOptions], None] | None = None,
-        on_event: Callable[[str, str, Deployment | None], None] | None = None,
-        on_retire: Callable[[str, Deployment], None] | None = None,
+        preparer: Preparer | None = None,
+        events: DeployEvents | None = None,
     ) -> None:
         self.loader = loader
         self.ledger = ledger
         self.endpoints: dict[str, Endpoint] = {}
         self.drain_timeout = drain_timeout
-        # Hooks for the app: prepare runs in the worker thread after loading (signature,
-        # skew baseline); on_event sees every ledger action; on_retire sees a version leave.
-        self._prepare = prepare
-        self._on_event = on_event or (lambda _name, _action, _deployment: None)
-        self._on_retire = on_retire or (lambda _name, _deployment: None)
+        # The preparer makes a loaded model a complete deployment (in the worker thread);
+        # subscribers to the events (metrics, ...) hear of every deploy and retirement.
+        self._prepare: Preparer = preparer or (lambda servable, options: Deployment(servable, options=options))
+        self.events = events or DeployEvents()
 
     def get(self, name: str) -> Endpoint:
         endpoint = self.endpoints.get(name)
@@ -56,14 +57,7 @@ class Deployer:
 
     async def _load(self, resolved: ResolvedModel, options: ServingOptions) -> Deployment:
         def load() -> Deployment:
-            deployment = Deployment(self.loader.load(resolved, prefer_pyfunc=True), options=options)
-            if self._prepare is not None:
-                try:
-                    self._prepare(deployment, options)
-                except BaseException:
-                    deployment.close()
-                    raise
-            return deployment
+            return self._prepare(self.loader.load(resolved, prefer_pyfunc=True), options)
 
         return await asyncio.to_thread(load)
 
@@ -129,6 +123,7 @@ class Deployer:
                 return
             to = dataclasses.replace(current.version_ref, reference=endpoint.model_uri)
             await self._record(endpoint.name, "update", actor, to, dataclasses.replace(to, reference=previous_uri))
+            self.events.deployed(endpoint.name, "update", None)
             endpoint.note("update", version=resolved.version, model_uri=endpoint.model_uri, follow=endpoint.follow)
             return
         deployment = await self._load(resolved, endpoint.options)
@@ -141,7 +136,7 @@ class Deployer:
         endpoint.failed_key = None
         kind = "swap" if old is not None and action == "deploy" else action
         await self._record(endpoint.name, kind, actor, deployment.version_ref, old.version_ref if old else None)
-        self._on_event(endpoint.name, kind, deployment)
+        self.events.deployed(endpoint.name, kind, deployment)
         endpoint.note(kind, version=resolved.version, weights_commit=resolved.weights_commit,
                       bytes_fetched=deployment.servable.report.fetch.bytes_fetched)  # fmt: skip
         if old is not None:
@@ -157,7 +152,7 @@ class Deployer:
         before = endpoint.previous
         endpoint.previous = old
         if endpoint.current is None or old.version_label != endpoint.current.version_label:
-            self._on_retire(endpoint.name, old)
+            self.events.retired(endpoint.name, old)
         if (
             before is not None
             and before.key != old.key
@@ -189,7 +184,7 @@ class Deployer:
         )
         current = endpoint.current.version_ref if endpoint.current else None
         await self._record(endpoint.name, "failed", actor, target, current, error=message)
-        self._on_event(endpoint.name, "failed", None)
+        self.events.deployed(endpoint.name, "failed", None)
 
     # -- rollback and undeploy ----------------------------------------------------------------
 
@@ -214,7 +209,7 @@ class Deployer:
             endpoint.model_uri = target.resolved.uri
             endpoint.status = "ready"
             await self._record(name, "rollback", actor, deployment.version_ref, old.version_ref if old else None)
-            self._on_event(name, "rollback", deployment)
+            self.events.deployed(name, "rollback", deployment)
             endpoint.note(
                 "rollback",
                 version=deployment.resolved.version,
@@ -225,7 +220,7 @@ class Deployer:
                 old.close()
                 endpoint.previous = old
                 if old.version_label != deployment.version_label:
-                    self._on_retire(name, old)
+                    self.events.retired(name, old)
         return endpoint
 
     async def undeploy(self, name: str, actor: str = "gateway") -> None:
@@ -235,13 +230,13 @@ class Deployer:
             old = endpoint.current
             endpoint.current = None
             await self._record(name, "undeploy", actor, None, old.version_ref if old else None)
-            self._on_event(name, "undeploy", None)
+            self.events.deployed(name, "undeploy", None)
             for deployment in (old, endpoint.previous):
                 if deployment is not None:
                     await deployment.drained(self.drain_timeout)
                     deployment.close()
                     self.loader.cache.unpin(deployment.key)
-                    self._on_retire(name, deployment)
+                    self.events.retired(name, deployment)
 
     # -- follow mode --------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ Kept free of heavy imports: settings and the CLI's ``--help`` load it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -34,3 +34,5 @@ class ServingOptions:
 
 
 PRECISIONS = ("auto", "exact")
+# The one list of option names, for the deploy API, the config file and the CLI to share.
+OPTION_FIELDS = tuple(field.name for field in fields(ServingOptions))

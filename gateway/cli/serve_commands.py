@@ -83,9 +83,10 @@ def serve(
     """
     import uvicorn
 
-    from gateway.app import EndpointSpec, create_app
+    from gateway.app import create_app
     from gateway.config_file import read_config
     from gateway.endpoint_names import check_endpoint_name, default_name
+    from gateway.endpoint_spec import EndpointSpec
 
     updates: dict[str, Any] = {}
     if host:

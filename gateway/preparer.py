@@ -1,0 +1,106 @@
+"""Turning a loaded model into a complete deployment, once, in the deploy's worker thread: the
+input schema and column bound, the skew baseline, the serving path (ONNX graph and its check),
+the lean parser and the batcher. The deployer hands out only deployments this made whole.
+
+Work that need not delay readiness (MLflow's dependency check, a first ONNX conversion) runs in
+the background after the gateway serves (``start_background_work``); at startup it would compete
+with the path to ready for the GIL and the CPU. The one later change it makes to a deployment is
+``Deployment.upgrade_path``: the checked graph replacing the native estimator, in one assignment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway.batcher import Batcher
+from gateway.endpoints import Deployment
+from gateway.fast_request import NumericFrameParser
+from gateway.scoring import input_schema, skew_observer
+from gateway.serving_options import ServingOptions
+from gateway.serving_path import choose_serving_path
+from gateway.skew_setup import SkewSettings, setup_skew
+from loader.baseline import training_data
+from loader.dependency_check import requirement_mismatches
+from loader.model_loader import ServableModel
+from store import Store
+
+_log = logging.getLogger(__name__)
+
+
+class Preparer:
+    def __init__(
+        self, open_store: Callable[[], Store], cache_dir: Path, skew: SkewSettings, max_extra_columns: int
+    ) -> None:
+        self._open_store = open_store
+        self._cache_dir = cache_dir
+        self._skew = skew
+        self._max_extra_columns = max_extra_columns
+        self._serving = threading.Event()
+
+    def start_background_work(self) -> None:
+        """Called once the gateway listens: background work of every deploy may now run."""
+        self._serving.set()
+
+    def __call__(self, servable: ServableModel, options: ServingOptions) -> Deployment:
+        deployment = Deployment(servable, options=options)
+        try:
+            self._prepare(deployment, options)
+        except BaseException:
+            deployment.close()
+            raise
+        return deployment
+
+    def _prepare(self, deployment: Deployment, options: ServingOptions) -> None:
+        schema = input_schema(deployment)
+        deployment.input_schema = schema
+        signature_columns = len(schema.input_names()) if schema is not None and schema.has_input_names() else 0
+        deployment.max_columns = signature_columns + self._max_extra_columns
+        data = training_data(self._open_store, deployment.servable.resolved)
+        deployment.skew = setup_skew(data, deployment.servable, self._cache_dir, self._skew)
+        path = choose_serving_path(deployment.servable, options, data.sample, self._cache_dir, convert=False)
+        deployment.path = path
+        self._in_background("dependency-check", self._check_dependencies, deployment)
+        if path.predict is None or path.columns is None:
+            return
+        deployment.parser = NumericFrameParser(path.columns)
+        deployment.batcher = Batcher(
+            path.predict,
+            name=deployment.version_label,
+            enabled=path.row_wise if options.batching is None else options.batching,
+            max_rows=options.max_batch_rows,
+            max_wait_seconds=options.max_batch_wait_ms / 1000,
+            inflight=lambda: deployment.inflight,
+            after_batch=skew_observer(deployment.skew, path.columns),
+        )
+        if path.onnx_pending:
+            self._in_background("onnx-convert", self._convert, deployment, options, data.sample)
+
+    def _in_background(self, name: str, work: Callable[..., None], *args: Any) -> None:
+        def run() -> None:
+            self._serving.wait()
+            work(*args)
+
+        threading.Thread(target=run, daemon=True, name=name).start()
+
+    @staticmethod
+    def _check_dependencies(deployment: Deployment) -> None:
+        try:
+            found = requirement_mismatches(deployment.servable.directory)
+        except Exception as exc:
+            found = [f"the dependency check failed: {exc}"]
+        deployment.dependency_warnings = found
+        for message in found:
+            _log.warning("version %s: %s", deployment.version_label, message)
+
+    def _convert(self, deployment: Deployment, options: ServingOptions, sample: Any) -> None:
+        try:
+            path = choose_serving_path(deployment.servable, options, sample, self._cache_dir, convert=True)
+        except Exception as exc:  # the native path keeps serving; say why the fast path did not come
+            path = dataclasses.replace(deployment.path, reason=f"ONNX conversion failed: {exc}", onnx_pending=False)
+        deployment.upgrade_path(path)
+        _log.info("version %s now served by %s (%s)", deployment.version_label, path.name, path.reason or "checked")
