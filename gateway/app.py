@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -53,14 +52,15 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
     metrics = ServingMetrics(registry)
     events = DeployEvents()
     events.subscribe(DeployMetrics(metrics))
+    loader = build_loader(settings)
     preparer = Preparer(
         open_store,
-        Path(settings.cache_dir),
+        loader.cache.derived_dir,
         SkewSettings(settings.skew_window_seconds, settings.skew_sub_windows),
         settings.max_extra_columns,
     )
     deployer = Deployer(
-        build_loader(settings),
+        loader,
         Ledger(open_store),
         drain_timeout=settings.drain_timeout,
         preparer=preparer,

@@ -34,10 +34,14 @@ _log = logging.getLogger(__name__)
 
 class Preparer:
     def __init__(
-        self, open_store: Callable[[], Store], cache_dir: Path, skew: SkewSettings, max_extra_columns: int
+        self,
+        open_store: Callable[[], Store],
+        derived_dir: Callable[[str], Path],
+        skew: SkewSettings,
+        max_extra_columns: int,
     ) -> None:
         self._open_store = open_store
-        self._cache_dir = cache_dir
+        self._derived_dir = derived_dir  # ModelCache.derived_dir: a version's own artifacts
         self._skew = skew
         self._max_extra_columns = max_extra_columns
         self._serving = threading.Event()
@@ -61,8 +65,9 @@ class Preparer:
         signature_columns = len(schema.input_names()) if schema is not None and schema.has_input_names() else 0
         deployment.max_columns = signature_columns + self._max_extra_columns
         data = training_data(self._open_store, deployment.servable.resolved)
-        deployment.skew = setup_skew(data, deployment.servable, self._cache_dir, self._skew)
-        path = choose_serving_path(deployment.servable, options, data.sample, self._cache_dir, convert=False)
+        derived = self._derived_dir(deployment.key)
+        deployment.skew = setup_skew(data, deployment.servable, derived, self._skew)
+        path = choose_serving_path(deployment.servable, options, data.sample, derived, convert=False)
         deployment.path = path
         self._in_background("dependency-check", self._check_dependencies, deployment)
         if path.predict is None or path.columns is None:
@@ -99,7 +104,8 @@ class Preparer:
 
     def _convert(self, deployment: Deployment, options: ServingOptions, sample: Any) -> None:
         try:
-            path = choose_serving_path(deployment.servable, options, sample, self._cache_dir, convert=True)
+            derived = self._derived_dir(deployment.key)
+            path = choose_serving_path(deployment.servable, options, sample, derived, convert=True)
         except Exception as exc:  # the native path keeps serving; say why the fast path did not come
             path = dataclasses.replace(deployment.path, reason=f"ONNX conversion failed: {exc}", onnx_pending=False)
         deployment.upgrade_path(path)

@@ -107,11 +107,12 @@ def choose_serving_path(
     servable: ServableModel,
     options: ServingOptions,
     sample: pd.DataFrame | None,
-    cache_dir: Path,
+    derived: Path,
     *,
     convert: bool = True,
 ) -> ServingPath:
-    """The path for a deployment. With ``convert=False`` an ONNX graph is used only if this
+    """The path for a deployment (``derived``: the version's own directory for derived
+    artifacts, from ``ModelCache.derived_dir``). With ``convert=False`` an ONNX graph is used only if this
     weights commit's conversion is already cached; otherwise the native path is returned with
     ``onnx_pending`` set; the app converts in the background once it serves, and
     ``Deployment.upgrade_path`` adopts the checked graph."""
@@ -130,8 +131,8 @@ def choose_serving_path(
     if not options.onnx:
         native.reason = "the ONNX fast path is turned off for this endpoint"
         return native
-    key = servable.resolved.weights.cache_key
-    if not convert and not has_cached_conversion(cache_dir, key):
+    graphs = derived / "onnx"
+    if not convert and not has_cached_conversion(graphs):
         native.reason = ONNX_PENDING
         native.onnx_pending = True
         return native
@@ -142,8 +143,7 @@ def choose_serving_path(
         estimator,
         list(columns),
         rows,
-        cache_dir,
-        key,
+        graphs,
         model_dir=servable.directory,
         spinning=options.onnx_spinning,
         exact=options.precision == "exact",

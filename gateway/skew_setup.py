@@ -1,8 +1,9 @@
 """Composing loader and monitoring for one deployment's skew tracking.
 
-The input profile is cached on disk by (dataset commit, feature set), so only the first
-deploy of a dataset builds it. The prediction baseline is the model's own predictions on a
-sample of its training rows. Anything missing becomes a reason on the endpoint, not an error.
+The input profile is cached on disk by (dataset commit, feature set), with the version it serves
+(evicted with it), so a redeploy, a restart or a rollback of that version does not rebuild it.
+The prediction baseline is the model's own predictions on a sample of its training rows.
+Anything missing becomes a reason on the endpoint, not an error.
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ class SkewSettings:
     sub_windows: int = 12
 
 
-def setup_skew(data: TrainingData, servable: ServableModel, cache_dir: Path, settings: SkewSettings) -> SkewSetup:
+def setup_skew(data: TrainingData, servable: ServableModel, derived: Path, settings: SkewSettings) -> SkewSetup:
     """``data`` is ``loader.baseline.training_data`` for the deployment (read once per deploy:
-    the ONNX equivalence check uses its sample too)."""
+    the ONNX equivalence check uses its sample too). The profile is kept in ``derived``, the
+    version's own directory, and is evicted with it."""
     if not data.key:
         return SkewSetup(None, None, data.reason)
-    cached = cache_dir / "profiles" / f"{data.key}.json"
+    cached = derived / "profiles" / f"{data.key}.json"
     profile: BaselineProfile | None = None
     from_cache = cached.is_file()
     if from_cache:

@@ -3,6 +3,8 @@
 Layout under the cache directory::
 
     versions/<key>/                 a complete version: its files, plus .lockgate-version.json
+    versions/<key>/.lockgate-derived/  what the gateway derives from it (ONNX graphs, skew
+                                    profiles): it belongs to the version and is evicted with it
     partial/<key>/                  a version being fetched (resumable; never loaded from)
     locks/<key>.lock                one materialization of a key at a time, across processes
 
@@ -41,6 +43,7 @@ from store.objects import ChunkRef, Manifest
 from store.paths import contained
 
 META = ".lockgate-version.json"
+DERIVED = ".lockgate-derived"
 ProgressCallback = Callable[[int], None]
 
 
@@ -80,6 +83,14 @@ class ModelCache:
 
     def path_of(self, key: str) -> Path:
         return self.directory / "versions" / key
+
+    def derived_dir(self, key: str) -> Path:
+        """Where artifacts derived from a complete version live: inside the version's own
+        directory, so eviction (one rename of that directory) takes them along. The cache is
+        the one owner of its directory; nothing else writes beside ``versions/``."""
+        path = self.path_of(key) / DERIVED
+        path.mkdir(exist_ok=True)
+        return path
 
     def is_complete(self, key: str) -> bool:
         return (self.path_of(key) / META).is_file()

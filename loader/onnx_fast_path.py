@@ -13,7 +13,8 @@ Exact by default. Each endpoint's numeric contract is declared and checked at de
   otherwise the native estimator serves.
 
 The check runs on the model's input example and a sample of its training rows. The graph is
-cached by weights commit and precision (``<cache>/onnx/<cache_key>/``), and so is a failed
+kept with the version it belongs to (``<cache>/versions/<key>/.lockgate-derived/onnx/``, evicted
+with it), one per precision, and so is a failed
 verdict, so a model that cannot be converted costs the attempt once. A cached graph is
 re-checked on every load: it costs milliseconds and guards against a damaged cache file.
 """
@@ -169,10 +170,10 @@ def _as_native_input(estimator: Any, rows: np.ndarray) -> Any:
     return pd.DataFrame(rows, columns=list(names))
 
 
-def has_cached_conversion(cache_dir: Path, cache_key: str) -> bool:
-    """Whether this weights commit was converted before (successfully or not), by this version
-    of the conversion rules."""
-    verdict_file = cache_dir / "onnx" / cache_key / "verdict.json"
+def has_cached_conversion(folder: Path) -> bool:
+    """Whether the version whose graphs live in ``folder`` was converted before (successfully
+    or not), by this version of the conversion rules."""
+    verdict_file = folder / "verdict.json"
     try:
         return bool(orjson.loads(verdict_file.read_bytes()).get("version") == VERDICT_VERSION)
     except (OSError, orjson.JSONDecodeError):
@@ -183,8 +184,7 @@ def build_onnx_predictor(
     estimator: Any,
     columns: list[str],
     check_rows: np.ndarray,
-    cache_dir: Path,
-    cache_key: str,
+    folder: Path,
     *,
     model_dir: Path | None = None,
     spinning: bool = False,
@@ -192,13 +192,12 @@ def build_onnx_predictor(
     native: Any = None,
 ) -> tuple[OnnxPredictor | None, OnnxVerdict]:
     """Convert (or reuse the cached conversion of) ``estimator`` and check it on ``check_rows``
-    (float64, signature column order): float64 first, float32 only for regressors and only
-    without ``exact``. Returns the predictor only when a check passes. With ``model_dir`` (the
-    MLflow model directory) the conversion runs in a child process. ``native`` predicts the
-    rows a float32 graph cannot represent."""
+    (float64, signature column order), keeping graphs and verdicts in ``folder``: float64
+    first, float32 only for regressors and only without ``exact``. Returns the predictor only
+    when a check passes. With ``model_dir`` (the MLflow model directory) the conversion runs in
+    a child process. ``native`` predicts the rows a float32 graph cannot represent."""
     if len(check_rows) == 0:
         return None, OnnxVerdict(False, "no rows to check the conversion on (no input example, no training data)")
-    folder = cache_dir / "onnx" / cache_key
     verdict_file = folder / "verdict.json"
     cached: dict[str, Any] = {}
     if verdict_file.is_file():
