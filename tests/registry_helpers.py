@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,3 +108,24 @@ def edit_rows(base: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     start = int(np.random.default_rng(seed).integers(0, len(base) - block))
     out[start : start + block] = np.random.default_rng(seed + 1).standard_normal((block, base.shape[1]))
     return out
+
+
+@contextmanager
+def registry_at(workdir: Path) -> Iterator[Registry]:
+    """A sqlite registry and a store under ``workdir``, for module-scoped fixtures: MLflow's URIs
+    and ``LOCKGATE_STORE`` point at them while the block logs models, and are restored after."""
+    from tests.servers import reset_mlflow_uris
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    saved = os.environ.get("LOCKGATE_STORE")
+    os.environ["LOCKGATE_STORE"] = str(workdir / "store")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield Registry(uri, workdir / "store", workdir)
+    finally:
+        reset_mlflow_uris()
+        if saved is None:
+            os.environ.pop("LOCKGATE_STORE", None)
+        else:
+            os.environ["LOCKGATE_STORE"] = saved

@@ -14,34 +14,16 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 
-from tests.registry_helpers import Registry, weights
+from tests.registry_helpers import registry_at, weights
 from tests.servers import Server, start_lockgate
 
 
 @pytest.fixture(scope="module")
 def fuzz_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    import os
-
-    import mlflow
-
-    from tests.servers import reset_mlflow_uris
-
     workdir = tmp_path_factory.mktemp("fuzz")
-    uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    saved = os.environ.get("LOCKGATE_STORE")
-    os.environ["LOCKGATE_STORE"] = str(workdir / "store")
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    registry = Registry(uri, workdir / "store", workdir)
-    try:
+    with registry_at(workdir) as registry:
         registry.log_weights_model("fuzzy", weights(3, rows=64, cols=4))
         registry.log_weights_model("fuzzy", weights(4, rows=64, cols=4))
-    finally:
-        reset_mlflow_uris()
-        if saved is None:
-            os.environ.pop("LOCKGATE_STORE", None)
-        else:
-            os.environ["LOCKGATE_STORE"] = saved
     server = start_lockgate(workdir, registry.gateway_env(), "models:/fuzzy/1", "--name", "fuzzy", ready_path="/ready")
     yield server
     server.stop()

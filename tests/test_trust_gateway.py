@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import mlflow
 import pytest
 
 from store import Store
-from tests.registry_helpers import Registry, weights
-from tests.servers import Server, reset_mlflow_uris, start_lockgate
+from tests.registry_helpers import Registry, registry_at, weights
+from tests.servers import Server, start_lockgate
 
 PAYLOAD = json.dumps({"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1.0, 1.0, 1.0]]}}).encode()
 JSON = {"Content-Type": "application/json"}
@@ -27,23 +26,10 @@ HOSTILE_NAMES = ["../x", "a/b", ".", "..", "a\x00b", "a\nb", "x" * 64, "-lead", 
 @pytest.fixture(scope="module")
 def trust_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """One registry for the module: two versions of a 3-column model (a, b, c)."""
-    workdir = tmp_path_factory.mktemp("trust")
-    uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    saved_store = os.environ.get("LOCKGATE_STORE")
-    os.environ["LOCKGATE_STORE"] = str(workdir / "store")
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    registry = Registry(uri, workdir / "store", workdir)
-    try:
+    with registry_at(tmp_path_factory.mktemp("trust")) as registry:
         for seed in (1, 2):
             registry.log_weights_model("trusty", weights(seed, rows=64, cols=4))
-        yield registry
-    finally:
-        reset_mlflow_uris()
-        if saved_store is None:
-            os.environ.pop("LOCKGATE_STORE", None)
-        else:
-            os.environ["LOCKGATE_STORE"] = saved_store
+    yield registry
 
 
 @pytest.fixture(scope="module")

@@ -91,16 +91,31 @@ def push(
     target = parse_uri(uri)
     if target.ref.back:
         raise InvalidURIError(f"cannot push to {target.ref}: push to a branch name, not a commit in its history")
+    files: list[tuple[str, FileSource]] = list(collect_files(local_path, target.path))
+    _commit(store, target, files, message or f"push {local_path.name}", "pushing to", create, allow_empty, as_json)
+
+
+def _commit(
+    store: str | None,
+    target: StoreURI,
+    files: list[tuple[str, FileSource]],
+    message: str,
+    doing: str,
+    create: bool,
+    allow_empty: bool,
+    as_json: bool,
+) -> None:
+    """One commit of ``files`` onto ``target``'s branch, with a progress bar and the summary
+    (``store push`` and ``store cp``)."""
     s = _open(store, create=True)
-    files = collect_files(local_path, target.path)
     start_from = _fork_point(s, target, create)
-    total = sum(p.stat().st_size for _, p in files)
-    with byte_progress(f"pushing to {target.repo}@{target.ref.name}", total, enabled=not as_json) as advance:
+    total = sum(size_of(src) for _, src in files)
+    with byte_progress(f"{doing} {target.repo}@{target.ref.name}", total, enabled=not as_json) as advance:
         result = s.commit_files(
             target.repo,
             target.ref.name,
             files,
-            message=message or f"push {local_path.name}",
+            message=message,
             progress=advance,
             allow_empty=allow_empty,
             start_from=start_from,
@@ -377,23 +392,7 @@ def copy(
     if target.ref.back:
         raise InvalidURIError(f"cannot copy into {target.ref}: copy to a branch name")
     files = _copy_sources(source, target.path, recursive)
-    s = _open(store, create=True)
-    start_from = _fork_point(s, target, create)
-    total = sum(size_of(src) for _, src in files)
-    with byte_progress(f"copying into {target.repo}@{target.ref.name}", total, enabled=not as_json) as advance:
-        result = s.commit_files(
-            target.repo,
-            target.ref.name,
-            files,
-            message=message or f"cp {source}",
-            progress=advance,
-            allow_empty=False,
-            start_from=start_from,
-        )
-    if as_json:
-        print_json(result.as_dict())
-        return
-    _print_push(result)
+    _commit(store, target, files, message or f"cp {source}", "copying into", create, False, as_json)
 
 
 def _copy_sources(source: str, dest: str, recursive: bool) -> list[tuple[str, FileSource]]:
