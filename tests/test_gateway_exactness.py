@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 
 import httpx
@@ -24,7 +23,8 @@ from sklearn.datasets import load_diabetes, load_iris
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from tests.servers import Server, reset_mlflow_uris, start_lockgate, start_mlflow_models_serve, stop_group
+from tests.registry_helpers import registry_at
+from tests.servers import Server, start_lockgate, start_mlflow_models_serve, stop_group
 
 pytestmark = pytest.mark.slow
 IRIS = load_iris(as_frame=True)
@@ -50,15 +50,10 @@ def boundary_rows(model: LogisticRegression, frame: pd.DataFrame, count: int = 2
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server | object]]:
     workdir = tmp_path_factory.mktemp("exact")
-    store_root, tracking = workdir / "store", f"sqlite:///{workdir / 'mlflow.db'}"
-    saved = os.environ.get("LOCKGATE_STORE")
-    os.environ["LOCKGATE_STORE"] = str(store_root)
-    mlflow.set_tracking_uri(tracking)
-    mlflow.set_registry_uri(tracking)
     classifier = LogisticRegression(max_iter=1000).fit(IRIS.data, IRIS.target)
     regressor = RandomForestRegressor(30, random_state=0).fit(DIABETES.data, DIABETES.target)
     linear = LinearRegression().fit(DIABETES.data, DIABETES.target)
-    try:
+    with registry_at(workdir) as registry:
         mlflow.set_experiment(experiment_id=mlflow.create_experiment("x", artifact_location="lockgate://models@main/x"))
         for name, model, frame in (
             ("iris", classifier, IRIS.data), ("forest", regressor, DIABETES.data), ("linear", linear, DIABETES.data)
@@ -66,12 +61,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
             with mlflow.start_run():
                 mlflow.sklearn.log_model(model, name="model", registered_model_name=name, input_example=frame.head(5),
                                          serialization_format="cloudpickle")  # fmt: skip
-    finally:
-        reset_mlflow_uris()
-        if saved is None:
-            os.environ.pop("LOCKGATE_STORE", None)
-        else:
-            os.environ["LOCKGATE_STORE"] = saved
+    store_root, tracking = registry.store_root, registry.tracking_uri
     env = {"MLFLOW_TRACKING_URI": tracking, "LOCKGATE_STORE": str(store_root), "LOCKGATE_CACHE_DIR": str(workdir / "c")}
     started: list[Server] = []
     references: list[Server] = []
