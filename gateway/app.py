@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
     preparer = Preparer(
         open_store,
         loader.cache.derived_dir,
+        loader.cache.find_derived,
         SkewSettings(settings.skew_window_seconds, settings.skew_sub_windows),
         settings.max_extra_columns,
     )

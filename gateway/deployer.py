@@ -19,6 +19,7 @@ from gateway.endpoints import Deployment, Endpoint
 from gateway.errors import EndpointNotFoundError, NoRollbackTargetError
 from gateway.ledger import Ledger, VersionRef
 from gateway.serving_options import ServingOptions
+from loader.local_pins import PIN_NOTE
 from loader.model_loader import ModelLoader, ServableModel
 from loader.resolved import ResolvedModel
 
@@ -89,7 +90,9 @@ class Deployer:
             endpoint.requested_follow = follow
             previous_uri, previous_follow = endpoint.model_uri, endpoint.follow
             try:
-                resolved = await asyncio.to_thread(self.loader.resolve, model_uri)
+                # A deploy may fall back to the version this URI last resolved to when the
+                # registry is down (a restart during an outage): the note on it says so.
+                resolved = await asyncio.to_thread(self.loader.resolve, model_uri, allow_pin=True)
                 endpoint.model_uri = model_uri
                 endpoint.follow = resolved.moves if follow is None else follow
                 reference_changed = not created and (previous_uri, previous_follow) != (model_uri, endpoint.follow)
@@ -250,10 +253,19 @@ class Deployer:
                 endpoint.last_checked = datetime.now(UTC).isoformat()
                 resolved = None
                 try:
-                    resolved = await asyncio.to_thread(self.loader.resolve, endpoint.model_uri)
+                    # An endpoint that serves shows an outage as last_error; one that never
+                    # loaded may start from its local pin.
+                    resolved = await asyncio.to_thread(
+                        self.loader.resolve, endpoint.model_uri, allow_pin=endpoint.current is None
+                    )
                     if endpoint.current is not None and resolved.weights.cache_key == endpoint.current.key:
                         endpoint.last_error = None  # the registry answers again, and nothing moved
                         endpoint.failed_key = None
+                        if PIN_NOTE in endpoint.current.resolved.notes:
+                            # Served from a local pin since a restart: the registry now vouches
+                            # for the same version, so its lineage replaces the pin's.
+                            endpoint.current.servable.resolved = resolved
+                            endpoint.note("reconciled", version=resolved.version)
                         continue
                     if endpoint.current is None:
                         requested = endpoint.requested_follow

@@ -37,11 +37,13 @@ class Preparer:
         self,
         open_store: Callable[[], Store],
         derived_dir: Callable[[str], Path],
+        find_derived: Callable[[str], Path | None],
         skew: SkewSettings,
         max_extra_columns: int,
     ) -> None:
         self._open_store = open_store
         self._derived_dir = derived_dir  # ModelCache.derived_dir: a version's own artifacts
+        self._find_derived = find_derived  # ModelCache.find_derived: one another version holds
         self._skew = skew
         self._max_extra_columns = max_extra_columns
         self._serving = threading.Event()
@@ -66,7 +68,7 @@ class Preparer:
         deployment.max_columns = signature_columns + self._max_extra_columns
         data = training_data(self._open_store, deployment.servable.resolved)
         derived = self._derived_dir(deployment.key)
-        deployment.skew = setup_skew(data, deployment.servable, derived, self._skew)
+        deployment.skew = setup_skew(data, deployment.servable, derived, self._skew, self._find_derived)
         path = choose_serving_path(deployment.servable, options, data.sample, derived, convert=False)
         deployment.path = path
         self._in_background("dependency-check", self._check_dependencies, deployment)

@@ -1,13 +1,16 @@
 """Composing loader and monitoring for one deployment's skew tracking.
 
 The input profile is cached on disk by (dataset commit, feature set), with the version it serves
-(evicted with it), so a redeploy, a restart or a rollback of that version does not rebuild it.
+(evicted with it), so a redeploy, a restart or a rollback of that version does not rebuild it,
+and a new version trained on the same data copies it from a version that has it.
 The prediction baseline is the model's own predictions on a sample of its training rows.
 Anything missing becomes a reason on the endpoint, not an error.
 """
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,13 +38,26 @@ class SkewSettings:
     sub_windows: int = 12
 
 
-def setup_skew(data: TrainingData, servable: ServableModel, derived: Path, settings: SkewSettings) -> SkewSetup:
+def setup_skew(
+    data: TrainingData,
+    servable: ServableModel,
+    derived: Path,
+    settings: SkewSettings,
+    find_shared: Callable[[str], Path | None] = lambda _relative: None,
+) -> SkewSetup:
     """``data`` is ``loader.baseline.training_data`` for the deployment (read once per deploy:
     the ONNX equivalence check uses its sample too). The profile is kept in ``derived``, the
     version's own directory, and is evicted with it."""
     if not data.key:
         return SkewSetup(None, None, data.reason)
-    cached = derived / "profiles" / f"{data.key}.json"
+    relative = f"profiles/{data.key}.json"
+    cached = derived / relative
+    if not cached.is_file():
+        # Another version trained on the same data built it already: copy it into this one's.
+        shared = find_shared(relative)
+        if shared is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shared, cached)
     profile: BaselineProfile | None = None
     from_cache = cached.is_file()
     if from_cache:

@@ -7,6 +7,8 @@ Layout under the cache directory::
                                     profiles): it belongs to the version and is evicted with it
     partial/<key>/                  a version being fetched (resumable; never loaded from)
     locks/<key>.lock                one materialization of a key at a time, across processes
+    pins/<uri hash>.json            what each URI last resolved to (``loader.local_pins``), for
+                                    restarts while the registry is down
 
 A version is complete exactly when its directory is in ``versions/``: it is assembled in
 ``partial/``, every file checked against its BLAKE3, its metadata written, and then the
@@ -74,7 +76,7 @@ class ModelCache:
     def __init__(self, directory: Path | str, max_bytes: int | None = None) -> None:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
-        for sub in ("versions", "partial", "locks", "trash"):
+        for sub in ("versions", "partial", "locks", "trash", "pins"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
         self._pins: dict[str, int] = {}
         self._pin_lock = threading.Lock()
@@ -91,6 +93,16 @@ class ModelCache:
         path = self.path_of(key) / DERIVED
         path.mkdir(exist_ok=True)
         return path
+
+    def find_derived(self, relative: str) -> Path | None:
+        """A derived artifact (``relative`` to a version's derived directory) that some complete
+        version already holds: profiles are per dataset commit, so versions trained on the same
+        data share the work, while each copy still belongs to (and is evicted with) one version."""
+        for meta in (self.directory / "versions").glob(f"*/{META}"):
+            candidate = meta.parent / DERIVED / relative
+            if candidate.is_file():
+                return candidate
+        return None
 
     def is_complete(self, key: str) -> bool:
         return (self.path_of(key) / META).is_file()

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from loader.cache import FetchReport, ModelCache
-from loader.errors import ModelLoadError
+from loader.errors import ModelLoadError, RegistryUnavailableError
 from loader.flavors import LoadedModel, load_input_example, load_model, read_metadata
+from loader.local_pins import LocalPins
 from loader.registry import Resolver
 from loader.resolved import ResolvedModel
 from store import Store
@@ -47,9 +48,23 @@ class ModelLoader:
         self.resolver = resolver
         self.cache = cache
         self._open_store = open_store
+        self.pins = LocalPins(cache.directory / "pins")
 
-    def resolve(self, uri: str) -> ResolvedModel:
-        return self.resolver.resolve(uri)
+    def resolve(self, uri: str, *, allow_pin: bool = False) -> ResolvedModel:
+        """Resolve through the registry, and remember the answer. With ``allow_pin`` and the
+        registry unreachable: the version this URI last resolved to, if the cache holds it
+        complete (verified), with a note saying so."""
+        try:
+            resolved = self.resolver.resolve(uri)
+        except RegistryUnavailableError:
+            if not allow_pin:
+                raise
+            pinned = self.pins.recall(uri)
+            if pinned is None or not self.cache.is_complete(pinned.weights.cache_key):
+                raise
+            return pinned
+        self.pins.remember(resolved)
+        return resolved
 
     def load(
         self,

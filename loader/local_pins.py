@@ -1,0 +1,59 @@
+"""What each model URI last resolved to, remembered beside the cache, so that a gateway restarted
+while the MLflow registry is down still serves the version it was serving: pinned and verified,
+from its own cache.
+
+A pin is written after every successful resolution and read only when the registry is
+unreachable, and only if the pinned version is complete in the cache (so every byte served was
+verified when it was materialized). The registry stays the truth: follow mode re-resolves as
+usual, and the first answer from the registry replaces the pin.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import blake3
+import orjson
+
+from loader.resolved import ResolvedModel, WeightsLocation
+
+PIN_NOTE = "resolved from local pin: the registry is unreachable, so this is the version last resolved for the URI"
+
+
+class LocalPins:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def _file(self, uri: str) -> Path:
+        return self.directory / f"{blake3.blake3(uri.encode()).hexdigest()[:32]}.json"
+
+    def remember(self, resolved: ResolvedModel) -> None:
+        data = dataclasses.asdict(resolved)
+        data["notes"] = [n for n in resolved.notes if n != PIN_NOTE]
+        path = self._file(resolved.uri)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_bytes(orjson.dumps(data))
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a pin is a convenience: never fail a resolution for it
+
+    def recall(self, uri: str) -> ResolvedModel | None:
+        try:
+            data: dict[str, Any] = orjson.loads(self._file(uri).read_bytes())
+            weights = WeightsLocation(**data.pop("weights"))
+            fields: dict[str, Any] = dict(data)
+            for key in ("dataset_commits", "dataset_uris", "flavors", "notes"):
+                if key in fields:
+                    fields[key] = tuple(fields[key])
+            fields["weights"] = weights
+            resolved = ResolvedModel(**fields)
+        except (OSError, ValueError, TypeError, KeyError):
+            return None  # no pin, or one this version cannot read: behave as if none
+        if resolved.uri != uri:
+            return None
+        return dataclasses.replace(resolved, notes=(*resolved.notes, PIN_NOTE))
