@@ -208,9 +208,9 @@ def build_onnx_predictor(
             return None, OnnxVerdict(False, str(cached.get("reason")), from_cache=True)
     # A precision that could not be converted or run is remembered: not attempted again.
     unavailable = set(cached.get("unavailable", []))
-    precisions = ["float64"]
-    if not exact and not hasattr(estimator, "classes_"):
-        precisions.append("float32")  # a classifier's labels must never be float32's
+    # A classifier's labels must never be float32's; precision "exact" takes float64 only.
+    possible = ["float64"] if hasattr(estimator, "classes_") else ["float64", "float32"]
+    precisions = possible[:1] if exact else possible
     reasons: list[str] = []
     last = OnnxVerdict(False, "no precision left to try")
     for precision in precisions:
@@ -229,7 +229,9 @@ def build_onnx_predictor(
         reasons.append(verdict.reason or f"{precision} graph is not bit-identical (precision: exact)")
         last = verdict
     reason = "; ".join(reasons)
-    converted = bool(set(precisions) - unavailable)
+    # "Converted" is about every precision this model could have, not only the ones tried now:
+    # an exact endpoint must not mark the version unconvertible for the others.
+    converted = bool(set(possible) - unavailable)
     _remember(verdict_file, unavailable, converted=converted, reason=reason)
     last.reason = reason
     return None, last

@@ -69,18 +69,20 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
         gateway = start_lockgate(workdir, env, "models:/iris/1", "models:/forest/1", "models:/linear/1",
                                  ready_path="/ready")  # fmt: skip
         started.append(gateway)
-        exact = start_lockgate(workdir, {**env, "LOCKGATE_PRECISION": "exact"}, "models:/forest/1",
-                               "models:/linear/1", ready_path="/ready")  # fmt: skip
-        started.append(exact)
-        for url, names in ((gateway.url, ("iris", "forest", "linear")), (exact.url, ("forest", "linear"))):
-            for name in names:
-                settle(url, name)
+        for name in ("iris", "forest", "linear"):
+            settle(gateway.url, name)
+        # The same versions again, as precision: exact endpoints, on the same gateway and cache.
+        for name in ("forest", "linear"):
+            body = {"name": f"{name}-exact", "model_uri": f"models:/{name}/1", "precision": "exact"}
+            deployed = httpx.post(f"{gateway.url}/admin/endpoints", json=body, timeout=120)
+            assert deployed.status_code == 200, deployed.text
+            settle(gateway.url, f"{name}-exact")
         for name in ("iris", "forest"):
             references.append(
                 start_mlflow_models_serve(workdir, tracking, f"models:/{name}/1", {"LOCKGATE_STORE": str(store_root)})
             )
-        yield {"gateway": gateway, "exact": exact, "iris": references[0], "forest": references[1],
-               "classifier": classifier}  # fmt: skip
+        yield {"gateway": gateway, "iris": references[0], "forest": references[1], "classifier": classifier,
+               "env": env, "workdir": workdir}  # fmt: skip
     finally:
         for server in started:
             server.stop()
@@ -110,7 +112,6 @@ def split_body(frame: pd.DataFrame) -> bytes:
 
 def test_the_declared_contracts(servers: dict[str, object]) -> None:
     gateway: Server = servers["gateway"]  # type: ignore[assignment]
-    exact: Server = servers["exact"]  # type: ignore[assignment]
     iris = httpx.get(f"{gateway.url}/endpoints/iris").json()["serving"]
     assert iris["name"] == "onnx" and iris["onnx_check"]["precision"] == "float64"
     assert iris["onnx_check"]["contract"] == "exact"
@@ -122,10 +123,10 @@ def test_the_declared_contracts(servers: dict[str, object]) -> None:
     assert 'numeric_contract="float32~1e-05"' in metrics and 'numeric_contract="exact"' in metrics
     # precision: exact refuses the float32 forest graph; a linear graph serves only if it was
     # bit-identical on every checked row (a sum in another order may differ in the last bit).
-    strict = httpx.get(f"{exact.url}/endpoints/forest").json()["serving"]
+    strict = httpx.get(f"{gateway.url}/endpoints/forest-exact").json()["serving"]
     assert strict["name"] == "sklearn" and "float64" in strict["reason"], strict
     assert strict["options"]["precision"] == "exact"
-    strict_linear = httpx.get(f"{exact.url}/endpoints/linear").json()["serving"]
+    strict_linear = httpx.get(f"{gateway.url}/endpoints/linear-exact").json()["serving"]
     if strict_linear["name"] == "onnx":
         assert strict_linear["onnx_check"]["exact"] is True, strict_linear
     else:
@@ -186,3 +187,16 @@ def test_content_type_is_read_as_mlflow_reads_it(servers: dict[str, object], con
     ours = post(f"{gateway.url}/endpoints/iris", body, content_type)
     theirs = post(reference.url, body, content_type)
     assert (ours.status_code, ours.content) == (theirs.status_code, theirs.content), content_type
+
+
+def test_an_exact_endpoint_does_not_take_the_fast_path_from_the_others(servers: dict[str, object]) -> None:
+    """The forest-exact deploy found no bit-identical graph; a later auto deploy of the same
+    version (same cache) must still get its float32 graph."""
+    workdir = servers["workdir"]
+    env: dict[str, str] = servers["env"]  # type: ignore[assignment]
+    again = start_lockgate(workdir, env, "models:/forest/1", ready_path="/ready")  # type: ignore[arg-type]
+    try:
+        serving = settle(again.url, "forest")
+        assert serving["name"] == "onnx" and serving["onnx_check"]["contract"] == "float32~1e-05", serving
+    finally:
+        again.stop()
