@@ -37,6 +37,9 @@ AtOption = Annotated[
     typer.Option("--at", help="Time travel: the ref as it was at TIME (ISO 8601, unix seconds, or '15m ago')."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
+CreateOption = Annotated[
+    bool, typer.Option("--create", help="Create the branch if it does not exist, forked from the default branch.")
+]
 
 
 def _open(store: str | None, create: bool = False) -> Store:
@@ -75,9 +78,7 @@ def push(
     allow_empty: Annotated[
         bool, typer.Option("--allow-empty", help="Commit even when the files are already there, byte for byte.")
     ] = False,
-    create: Annotated[
-        bool, typer.Option("--create", help="Create the branch if it does not exist, forked from the default branch.")
-    ] = False,
+    create: CreateOption = False,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -370,9 +371,7 @@ def copy(
     ],
     recursive: Annotated[bool, typer.Option("-r", "--recursive", help="Copy a whole S3 prefix.")] = False,
     message: Annotated[str, typer.Option("-m", "--message", help="Commit message.")] = "",
-    create: Annotated[
-        bool, typer.Option("--create", help="Create the branch if it does not exist, forked from the default branch.")
-    ] = False,
+    create: CreateOption = False,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
