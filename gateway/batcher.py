@@ -1,6 +1,7 @@
 """Adaptive batching: concurrent requests to one deployment share one predict call.
 
-Requests queue their feature matrices. One worker task per deployment takes everything that
+Requests queue their inputs: feature matrices, or ``TypedRows`` for typed signatures (any
+sized input with a ``concat``). One worker task per deployment takes everything that
 is queued (up to ``max_rows``), stacks it, runs predict in the deployment's own predict thread
 and hands each request its slice of the result. While a predict runs, the next batch gathers
 by itself, so under load batches grow with no added delay; at one client there is nothing to
@@ -18,16 +19,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-Predict = Callable[[np.ndarray], np.ndarray]
-AfterBatch = Callable[[np.ndarray, np.ndarray, float], None]
+# ``Any`` input: a float64 matrix or TypedRows; both have len() and a concat.
+Predict = Callable[[Any], np.ndarray]
+AfterBatch = Callable[[Any, np.ndarray, float], None]
+Concat = Callable[[list[Any]], Any]
 
 
 @dataclass
 class _Pending:
-    matrix: np.ndarray
+    matrix: Any
     future: asyncio.Future[tuple[np.ndarray, float]]
 
 
@@ -50,8 +54,10 @@ class Batcher:
         max_wait_seconds: float,
         inflight: Callable[[], int],
         after_batch: AfterBatch | None = None,
+        concat: Concat = np.concatenate,
     ) -> None:
         self._predict = predict
+        self._concat = concat
         self.enabled = enabled
         self.max_rows = max(1, max_rows)
         self.max_wait_seconds = max(0.0, max_wait_seconds)
@@ -68,7 +74,7 @@ class Batcher:
         progress finishes with the old one. One attribute assignment: atomic."""
         self._predict = predict
 
-    async def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, float]:
+    async def predict(self, matrix: Any) -> tuple[np.ndarray, float]:
         """Predictions for ``matrix`` and the predict seconds of the call that made them."""
         loop = asyncio.get_running_loop()
         if not self.enabled:
@@ -85,7 +91,7 @@ class Batcher:
             self._worker.cancel()
         self._executor.shutdown(wait=False, cancel_futures=False)
 
-    def _timed(self, matrix: np.ndarray) -> tuple[np.ndarray, float]:
+    def _timed(self, matrix: Any) -> tuple[np.ndarray, float]:
         started = time.perf_counter()
         predictions = np.asarray(self._predict(matrix))
         seconds = time.perf_counter() - started
@@ -126,7 +132,7 @@ class Batcher:
             batch = [p for p in batch if not p.future.done()]  # a timed-out request is not predicted
             if not batch:
                 continue
-            matrix = batch[0].matrix if len(batch) == 1 else np.concatenate([p.matrix for p in batch])
+            matrix = batch[0].matrix if len(batch) == 1 else self._concat([p.matrix for p in batch])
             self._record(batch, len(matrix))
             try:
                 predictions, seconds = await loop.run_in_executor(self._executor, self._timed, matrix)

@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.batcher import Batcher
 from gateway.fast_request import NumericFrameParser
+from gateway.typed_request import TypedFrameParser
 from gateway.ledger import VersionRef
 from gateway.serving_options import ServingOptions
 from gateway.serving_path import ServingPath
@@ -37,7 +38,7 @@ class Deployment:
     path: ServingPath = field(default_factory=lambda: ServingPath("mlflow", "not prepared"))
     options: ServingOptions = field(default_factory=ServingOptions)
     # Set when the lean path applies: requests it can parse skip MLflow's parser.
-    parser: NumericFrameParser | None = None
+    parser: NumericFrameParser | TypedFrameParser | None = None
     batcher: Batcher | None = None
     closed: bool = False
     dependency_warnings: list[str] | None = None  # None: not checked yet (it runs after ready)

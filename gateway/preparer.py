@@ -20,10 +20,11 @@ from typing import Any
 from gateway.batcher import Batcher
 from gateway.endpoints import Deployment
 from gateway.fast_request import NumericFrameParser
-from gateway.scoring import input_schema, skew_observer
+from gateway.scoring import input_schema, mlflow_frame, skew_observer, typed_skew_observer
 from gateway.serving_options import ServingOptions
-from gateway.serving_path import choose_serving_path
+from gateway.serving_path import ServingPath, choose_serving_path
 from gateway.skew_setup import SkewSettings, setup_skew
+from gateway.typed_request import TypedFrameParser, TypedRows
 from loader.baseline import training_data
 from loader.dependency_check import requirement_mismatches
 from loader.model_loader import ServableModel
@@ -74,6 +75,9 @@ class Preparer:
         self._in_background("dependency-check", self._check_dependencies, deployment)
         if path.predict is None or path.columns is None:
             return
+        if path.typed is not None:
+            self._prepare_typed(deployment, options, path)
+            return
         deployment.parser = NumericFrameParser(path.columns)
         deployment.batcher = Batcher(
             path.predict,
@@ -86,6 +90,30 @@ class Preparer:
         )
         if path.onnx_pending:
             self._in_background("onnx-convert", self._convert, deployment, options, data.sample)
+
+    @staticmethod
+    def _prepare_typed(deployment: Deployment, options: ServingOptions, path: ServingPath) -> None:
+        """Typed columns: a parser checked against MLflow's own frames for this signature, and
+        batches of rows that become one DataFrame per predict call."""
+        assert path.typed is not None and path.predict is not None
+        parser, why_not = TypedFrameParser.learn(
+            path.typed, mlflow_frame(deployment), deployment.servable.model.input_example
+        )
+        if parser is None:
+            deployment.path = ServingPath("mlflow", f"typed lean parsing is off: {why_not}")
+            return
+        predict_frame = path.predict
+        deployment.parser = parser
+        deployment.batcher = Batcher(
+            lambda rows: predict_frame(parser.frame(rows)),
+            name=deployment.version_label,
+            enabled=path.row_wise if options.batching is None else options.batching,
+            max_rows=options.max_batch_rows,
+            max_wait_seconds=options.max_batch_wait_ms / 1000,
+            inflight=lambda: deployment.inflight,
+            after_batch=typed_skew_observer(deployment.skew, parser),
+            concat=TypedRows.concat,
+        )
 
     def _in_background(self, name: str, work: Callable[..., None], *args: Any) -> None:
         def run() -> None:

@@ -20,6 +20,7 @@ from mlflow.pyfunc import scoring_server
 
 from gateway.endpoints import Deployment
 from gateway.skew_setup import SkewSetup
+from gateway.typed_request import TypedFrameParser, TypedRows
 from loader.baseline import prediction_values
 from monitoring.skew import SkewTracker
 
@@ -103,6 +104,21 @@ def skew_observer(skew: SkewSetup, columns: tuple[str, ...]) -> Callable[[np.nda
     return observe
 
 
+def typed_skew_observer(skew: SkewSetup, parser: TypedFrameParser) -> Callable[[TypedRows, np.ndarray, float], None]:
+    """The typed lean path's skew hook: a batch's columns as numpy arrays (no DataFrame)."""
+    inputs, outputs = skew.inputs, skew.predictions
+
+    def observe(rows: TypedRows, predictions: np.ndarray, _seconds: float) -> None:
+        if inputs is not None:
+            inputs.observe(parser.arrays(rows))
+        if outputs is not None:
+            values = prediction_values(predictions)
+            if values is not None:
+                outputs.observe_arrays(values.reshape(-1, 1), {}, len(values))
+
+    return observe
+
+
 def score(deployment: Deployment, body: bytes, content_type: str | None) -> tuple[bytes, int, str, Observed]:
     """Return (body, status, media type, what predict saw). Blocking: run it in a worker thread."""
     observed = Observed()
@@ -114,3 +130,21 @@ def score(deployment: Deployment, body: bytes, content_type: str | None) -> tupl
         return exc.serialize_as_json().encode(), exc.get_http_status_code(), "application/json", observed
     payload = result.response.encode() if isinstance(result.response, str) else result.response
     return payload, result.status, result.mimetype, observed
+
+
+def mlflow_frame(deployment: Deployment) -> Callable[[bytes], pd.DataFrame]:
+    """What MLflow hands this deployment's model for a JSON body: its parser, then its schema
+    enforcement (the reference the typed lean parser is checked against at deploy)."""
+    from mlflow.models.utils import _enforce_schema
+
+    metadata = deployment.servable.model.native.metadata
+    schema = deployment.input_schema
+
+    def reference(body: bytes) -> pd.DataFrame:
+        parsed = scoring_server._parse_json_data(body, metadata, schema)
+        frame = _enforce_schema(parsed.data, schema)
+        if not isinstance(frame, pd.DataFrame):
+            raise TypeError(f"MLflow's schema enforcement gave a {type(frame).__name__}, not a DataFrame")
+        return frame
+
+    return reference

@@ -26,6 +26,7 @@ import pandas as pd
 from gateway.serving_options import ServingOptions
 from loader.baseline import signature_columns
 from loader.model_loader import ServableModel
+from gateway.typed_request import TYPED_KINDS, Column
 from loader.onnx_fast_path import build_onnx_predictor, has_cached_conversion
 
 # Flavors whose predict treats rows independently, so merging requests cannot change an answer.
@@ -37,33 +38,42 @@ class ServingPath:
     name: str
     reason: str | None  # why the ONNX fast path does not serve, when it does not
     columns: tuple[str, ...] | None = None  # the signature's columns, when lean parsing applies
-    predict: Callable[[np.ndarray], np.ndarray] | None = None
+    # A matrix (all-double signatures) or, when ``typed`` is set, a DataFrame, to predictions.
+    predict: Callable[[Any], np.ndarray] | None = None
     check: dict[str, Any] = field(default_factory=dict)
     onnx_pending: bool = False  # the ONNX conversion runs in the background
+    typed: tuple[Column, ...] | None = None  # set when the signature has typed (not all double) columns
 
     @property
     def row_wise(self) -> bool:
         return self.name in ROW_WISE_PATHS
 
 
-def numeric_columns(signature: dict[str, Any] | None) -> tuple[tuple[str, ...] | None, str | None]:
-    """The signature's column names when every input is a required ``double`` column."""
+def signature_columns_typed(signature: dict[str, Any] | None) -> tuple[tuple[Column, ...] | None, str | None]:
+    """The signature's required named columns with their MLflow types, or None and why not."""
     if not signature or not signature.get("inputs"):
         return None, "the model has no signature"
     columns = signature_columns(signature)
-    raw = signature["inputs"]
-    specs = _json_list(raw)
+    specs = _json_list(signature["inputs"])
     if not columns or len(columns) != len(specs):
         return None, "the signature's inputs are not all named columns"
-    if any(kind != "double" for _, kind in columns):
-        kinds = sorted({kind for _, kind in columns if kind != "double"})
-        return None, f"the signature has {', '.join(kinds)} columns; lean parsing covers double columns"
     if any(isinstance(s, dict) and s.get("required") is False for s in specs):
         return None, "the signature has optional columns"
     names = tuple(name for name, _ in columns)
     if len(set(names)) != len(names):
         return None, "the signature repeats a column name"
-    return names, None
+    return tuple(Column(name, kind) for name, kind in columns), None
+
+
+def numeric_columns(signature: dict[str, Any] | None) -> tuple[tuple[str, ...] | None, str | None]:
+    """The signature's column names when every input is a required ``double`` column."""
+    columns, why_not = signature_columns_typed(signature)
+    if columns is None:
+        return None, why_not
+    kinds = sorted({c.kind for c in columns if c.kind != "double"})
+    if kinds:
+        return None, f"the signature has {', '.join(kinds)} columns; lean parsing covers double columns"
+    return tuple(c.name for c in columns), None
 
 
 def _json_list(raw: Any) -> list[Any]:
@@ -100,6 +110,22 @@ def _native_predict(estimator: Any) -> Callable[[np.ndarray], np.ndarray]:
     )
 
 
+TYPED_NATIVE = (
+    "typed columns: lean parsing and batching into the native estimator "
+    "(the ONNX fast path covers all-double signatures)"
+)
+
+
+def _typed_path(servable: ServableModel, columns: tuple[Column, ...]) -> ServingPath:
+    """The native estimator, fed the DataFrames the typed lean parser builds."""
+    estimator = servable.model.native.get_raw_model()
+    names = tuple(c.name for c in columns)
+    path = ServingPath("sklearn", TYPED_NATIVE, names, lambda frame: np.asarray(estimator.predict(frame)))
+    path.typed = columns
+    path.check = {"contract": "exact"}  # MLflow hands the estimator the same frame
+    return path
+
+
 ONNX_PENDING = "converting to ONNX in the background; the native estimator serves meanwhile"
 
 
@@ -119,9 +145,17 @@ def choose_serving_path(
     flavors = servable.model.metadata.flavors
     if "sklearn" not in flavors:
         return ServingPath("mlflow", "the ONNX fast path covers sklearn models; this one is served by MLflow's pyfunc")
-    columns, why_not = numeric_columns(servable.resolved.signature or servable.model.metadata.signature)
+    signature = servable.resolved.signature or servable.model.metadata.signature
+    columns, why_not = numeric_columns(signature)
     if columns is None:
-        return ServingPath("mlflow", why_not)
+        typed, why_not_typed = signature_columns_typed(signature)
+        if typed is None:
+            return ServingPath("mlflow", why_not_typed)
+        uncovered = sorted({c.kind for c in typed if c.kind not in TYPED_KINDS})
+        if uncovered:
+            covered = ", ".join(sorted(TYPED_KINDS))
+            return ServingPath("mlflow", f"the signature has {', '.join(uncovered)} columns; lean parsing covers {covered}")
+        return _typed_path(servable, typed)
     estimator = servable.model.native.get_raw_model()
     names = getattr(estimator, "feature_names_in_", None)
     if names is not None and list(names) != list(columns):
