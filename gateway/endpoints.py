@@ -16,11 +16,11 @@ from typing import Any
 
 from gateway.batcher import Batcher
 from gateway.fast_request import NumericFrameParser
-from gateway.typed_request import TypedFrameParser
 from gateway.ledger import VersionRef
 from gateway.serving_options import ServingOptions
 from gateway.serving_path import ServingPath
 from gateway.skew_setup import SkewSetup
+from gateway.typed_request import TypedFrameParser
 from loader.model_loader import ServableModel
 from loader.resolved import ResolvedModel
 

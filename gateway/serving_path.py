@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from gateway.serving_options import ServingOptions
+from gateway.typed_request import TYPED_KINDS, Column
 from loader.baseline import signature_columns
 from loader.model_loader import ServableModel
-from gateway.typed_request import TYPED_KINDS, Column
 from loader.onnx_fast_path import build_onnx_predictor, has_cached_conversion
 
 # Flavors whose predict treats rows independently, so merging requests cannot change an answer.
@@ -146,7 +146,7 @@ def choose_serving_path(
     if "sklearn" not in flavors:
         return ServingPath("mlflow", "the ONNX fast path covers sklearn models; this one is served by MLflow's pyfunc")
     signature = servable.resolved.signature or servable.model.metadata.signature
-    columns, why_not = numeric_columns(signature)
+    columns, _ = numeric_columns(signature)
     if columns is None:
         typed, why_not_typed = signature_columns_typed(signature)
         if typed is None:
@@ -154,7 +154,8 @@ def choose_serving_path(
         uncovered = sorted({c.kind for c in typed if c.kind not in TYPED_KINDS})
         if uncovered:
             covered = ", ".join(sorted(TYPED_KINDS))
-            return ServingPath("mlflow", f"the signature has {', '.join(uncovered)} columns; lean parsing covers {covered}")
+            why = f"the signature has {', '.join(uncovered)} columns; lean parsing covers {covered}"
+            return ServingPath("mlflow", why)
         return _typed_path(servable, typed)
     estimator = servable.model.native.get_raw_model()
     names = getattr(estimator, "feature_names_in_", None)

@@ -45,7 +45,7 @@ def _is_double(value: Any) -> bool:
 def _is_float(value: Any) -> bool:
     kind = type(value)
     if kind is float:
-        return -_FLOAT32_MAX <= value <= _FLOAT32_MAX
+        return bool(-_FLOAT32_MAX <= value <= _FLOAT32_MAX)
     return kind is int and -_FLOAT32_EXACT_INT <= value <= _FLOAT32_EXACT_INT
 
 
@@ -151,7 +151,7 @@ class TypedFrameParser:
         JSON body into the frame MLflow's parser and schema enforcement produce."""
         row = _probe_row(columns, example)
         names = [column.name for column in columns]
-        bodies = [
+        bodies: list[dict[str, Any]] = [
             {"dataframe_split": {"columns": names, "data": [row, row]}},
             {"dataframe_records": [dict(zip(names, row, strict=True))]},
             {"instances": [dict(zip(names, row, strict=True))]},

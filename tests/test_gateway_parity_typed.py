@@ -100,7 +100,8 @@ def typed_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     store_root, tracking = registry.store_root, registry.tracking_uri
     env = {"MLFLOW_TRACKING_URI": tracking, "LOCKGATE_STORE": str(store_root), "LOCKGATE_CACHE_DIR": str(workdir / "c")}
     references: dict[str, Server] = {}
-    gateway = start_lockgate(workdir, env, "models:/fraud/1", "models:/flags/1", "models:/scaled/1", ready_path="/ready")
+    uris = ("models:/fraud/1", "models:/flags/1", "models:/scaled/1")
+    gateway = start_lockgate(workdir, env, *uris, ready_path="/ready")
     try:
         for name in ("fraud", "flags", "scaled"):
             references[name] = start_mlflow_models_serve(
@@ -212,7 +213,7 @@ def test_typed_models_take_the_typed_lean_path(typed_servers: dict[str, Any]) ->
 
 
 @pytest.mark.parametrize(("case", "model", "body", "content_type", "lean"), CASES, ids=[c[0] for c in CASES])
-def test_same_answer_as_mlflow_models_serve(
+def test_same_answer_as_mlflow_models_serve(  # noqa: PLR0917 - one parameter per case field
     typed_servers: dict[str, Any], case: str, model: str, body: bytes, content_type: str, lean: bool
 ) -> None:
     gateway: Server = typed_servers["gateway"]
