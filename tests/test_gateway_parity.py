@@ -193,7 +193,7 @@ def test_same_answer_as_mlflow_models_serve(
 @pytest.mark.slow
 @pytest.mark.parametrize("path", PATHS)
 def test_lean_path_takes_what_it_covers_and_only_that(both_servers: Servers, path: str) -> None:
-    """Plain numeric split/records requests skip MLflow's parser (the batcher counts them);
+    """Plain numeric split/records/instances/inputs requests skip MLflow's parser (the batcher counts them);
     a request with params, an index or CSV goes through MLflow's code."""
     gateways, _, _ = both_servers
     url = gateways[path].url
@@ -205,6 +205,9 @@ def test_lean_path_takes_what_it_covers_and_only_that(both_servers: Servers, pat
         (split(COLUMNS, [ROW, ROW2]), JSON, True),
         (split(list(reversed(COLUMNS)), [list(reversed(ROW))]), JSON, True),
         (json.dumps({"dataframe_records": [dict(zip(COLUMNS, ROW, strict=True))]}).encode(), JSON, True),
+        (json.dumps({"instances": [dict(zip(COLUMNS, ROW, strict=True))]}).encode(), JSON, True),
+        (json.dumps({"inputs": {c: [v] for c, v in zip(COLUMNS, ROW, strict=True)}}).encode(), JSON, True),
+        (json.dumps({"instances": [ROW]}).encode(), JSON, False),
         (split(COLUMNS, [ROW], params={"alpha": 1}), JSON, False),
         (split(COLUMNS, [[True, 0.2, 0.3, 0.4]]), JSON, False),
         (b"a,b,c,d\n0.1,0.2,0.3,0.4\n", "text/csv", False),
