@@ -1,9 +1,11 @@
 """Serving side by side: ``lockgate serve`` against ``mlflow models serve``, in one run.
 
-    .venv/bin/python bench/serving_bench.py [--seconds 8] [--rounds 2] [--models iris,diabetes,forest]
+    .venv/bin/python bench/serving_bench.py [--seconds 8] [--rounds 2] [--models iris,diabetes,forest,fraud]
 
-1. Builds three models: iris LogisticRegression, a diabetes RandomForestRegressor (100 trees)
-   and a RandomForestClassifier (300 trees, 40 features, ~50 MB).
+1. Builds four models: iris LogisticRegression, a diabetes RandomForestRegressor (100 trees),
+   a RandomForestClassifier (300 trees, 40 features, ~50 MB) and ``fraud``, a typed pipeline:
+   a ColumnTransformer (OneHotEncoder on two string columns, StandardScaler on a double and a
+   long column) and a RandomForestClassifier (100 trees), served by the typed lean path.
 2. Registers them in one sqlite registry, their files in a lockgate store
    (``mlflow models serve`` reads the same versions through lockgate's artifact plugin).
 3. For each model, alternates A (MLflow), B (lockgate), A, B ... Each start uses an empty
@@ -85,7 +87,41 @@ def build_models(selected: list[str]) -> list[BenchModel]:
         forest = RandomForestClassifier(n_estimators=300, random_state=0, n_jobs=-1).fit(X, y)
         forest.n_jobs = None  # see above: joblib's per-call thread start-up would slow MLflow's predict
         out.append(BenchModel("forest", "RandomForestClassifier, 300 trees, 40 features", X, forest))
+    if "fraud" in selected:
+        out.append(fraud_pipeline())
     return out
+
+
+def fraud_pipeline() -> BenchModel:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(0)
+    rows = 5000
+    X = pd.DataFrame(
+        {
+            "amount": rng.gamma(2.0, 50.0, rows).round(2),
+            "hour": rng.integers(0, 24, rows).astype(np.int64),
+            "merchant": rng.choice(["grocery", "travel", "online", "fuel", "casino", "pharmacy"], rows),
+            "country": rng.choice(["DE", "FR", "US", "GB", "NL"], rows),
+        }
+    )
+    y = (((X["merchant"] == "travel") & (X["amount"] > 80)) | (X["hour"] < 4) | (rng.random(rows) < 0.05)).astype(int)
+    encode = ColumnTransformer(
+        [
+            ("categories", OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]),
+            ("numbers", StandardScaler(), ["amount", "hour"]),
+        ]
+    )
+    forest = RandomForestClassifier(n_estimators=100, random_state=0, n_jobs=-1)
+    pipeline = Pipeline([("encode", encode), ("forest", forest)]).fit(X, y)
+    forest.n_jobs = None  # see above
+    return BenchModel("fraud", "fraud Pipeline(ColumnTransformer + OneHotEncoder, RandomForest 100 trees)", X, pipeline)
+
+
+def is_numeric(frame: pd.DataFrame) -> bool:
+    return all(kind == np.float64 for kind in frame.dtypes)
 
 
 def register(models: list[BenchModel], work: Path, tracking: str) -> None:
@@ -108,6 +144,9 @@ def register(models: list[BenchModel], work: Path, tracking: str) -> None:
 
 def split_body(frame: pd.DataFrame, rows: int) -> bytes:
     sample = frame.sample(n=rows, replace=rows > len(frame), random_state=rows)
+    if not is_numeric(sample):  # typed columns: pandas writes each value with its JSON type
+        split = json.loads(sample.to_json(orient="split", index=False, double_precision=15))
+        return json.dumps({"dataframe_split": split}).encode()
     return json.dumps(
         {"dataframe_split": {"columns": list(frame.columns), "data": sample.to_numpy().tolist()}}
     ).encode()
@@ -255,13 +294,17 @@ def in_process_times(model: BenchModel, work: Path) -> dict[str, float]:
     pyfunc = mlflow.pyfunc.load_model(f"models:/{model.name}/1")
     rows = model.frame.sample(n=1024, replace=True, random_state=1)
     one = rows.head(1)
-    predictor, verdict = build_onnx_predictor(
-        model.estimator, list(model.frame.columns), rows.to_numpy(np.float64), work / "onnx-reference", model.name
-    )
     out = {
         "mlflow_pyfunc_1_ms": predict_seconds(pyfunc.predict, one, 200) * 1000,
         "mlflow_pyfunc_1024_ms": predict_seconds(pyfunc.predict, rows, 20) * 1000,
     }
+    if not is_numeric(rows):  # the typed lean path calls the native pipeline with a DataFrame
+        out["native_1_ms"] = predict_seconds(model.estimator.predict, one, 200) * 1000
+        out["native_1024_ms"] = predict_seconds(model.estimator.predict, rows, 20) * 1000
+        return out
+    predictor, verdict = build_onnx_predictor(
+        model.estimator, list(model.frame.columns), rows.to_numpy(np.float64), work / "onnx-reference", model.name
+    )
     if predictor is not None:
         matrix = rows.to_numpy(np.float64)
         out["onnx_1_ms"] = predict_seconds(predictor.predict, matrix[:1], 2000) * 1000
@@ -306,7 +349,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=8, help="wrk duration per load (default 8)")
     parser.add_argument("--rounds", type=int, default=2, help="A,B rounds per model (default 2)")
-    parser.add_argument("--models", default="iris,diabetes,forest")
+    parser.add_argument("--models", default="iris,diabetes,forest,fraud")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -422,7 +465,10 @@ def print_report(report: dict[str, Any], out_dir: Path) -> None:
         ref = model["in_process"]
         start, rss = model["start_seconds"], model["rss_mb"]
         one_conn = model["loads"]["1 row, 1 conn"]["lockgate"]
-        predict_1 = ref.get("onnx_1_ms", ref["mlflow_pyfunc_1_ms"])
+        predict_1 = ref.get("onnx_1_ms", ref.get("native_1_ms", ref["mlflow_pyfunc_1_ms"]))
+        fast = "native pipeline" if "native_1_ms" in ref else "ONNX"
+        fast_1 = ref.get("onnx_1_ms", ref.get("native_1_ms", float("nan")))
+        fast_1024 = ref.get("onnx_1024_ms", ref.get("native_1024_ms", float("nan")))
         lines += [
             "",
             f"- start to ready: MLflow {start['mlflow']:.2f} s, lockgate {start['lockgate']:.2f} s "
@@ -430,8 +476,8 @@ def print_report(report: dict[str, Any], out_dir: Path) -> None:
             f"(background ONNX conversion done) at {model['settled_seconds']:.2f} s",
             f"- resident memory (process tree): MLflow {rss['mlflow']:.0f} MB, lockgate {rss['lockgate']:.0f} MB",
             f"- in-process predict, 1 row: MLflow pyfunc {ref['mlflow_pyfunc_1_ms']:.3f} ms, "
-            f"ONNX {ref.get('onnx_1_ms', float('nan')):.3f} ms; 1,024 rows: pyfunc "
-            f"{ref['mlflow_pyfunc_1024_ms']:.2f} ms, ONNX {ref.get('onnx_1024_ms', float('nan')):.2f} ms",
+            f"{fast} {fast_1:.3f} ms; 1,024 rows: pyfunc "
+            f"{ref['mlflow_pyfunc_1024_ms']:.2f} ms, {fast} {fast_1024:.2f} ms",
             f"- gateway overhead at 1 client: p50 {one_conn['p50_ms']:.3f} ms - predict {predict_1:.3f} ms = "
             f"**{one_conn['p50_ms'] - predict_1:.3f} ms**",
         ]

@@ -16,26 +16,16 @@ Serving options an endpoint leaves out come from the gateway's settings (LOCKGAT
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from gateway.endpoint_names import check_endpoint_name, default_name
 from gateway.endpoint_spec import EndpointSpec
 from gateway.errors import ConfigError, InvalidEndpointNameError
-from gateway.serving_options import PRECISIONS, ServingOptions
+from gateway.serving_options import OPTION_FIELDS, OptionsPatch, ServingOptions
 from loader.errors import ModelURIError
-
-_OPTION_TYPES: dict[str, tuple[type, ...]] = {
-    "onnx": (bool,),
-    "batching": (bool,),
-    "max_batch_rows": (int,),
-    "max_batch_wait_ms": (int, float),
-    "onnx_spinning": (bool,),
-    "precision": (str,),
-}
 
 
 def read_config(path: Path, defaults: ServingOptions | None = None) -> list[EndpointSpec]:
@@ -50,21 +40,15 @@ def read_config(path: Path, defaults: ServingOptions | None = None) -> list[Endp
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("model_uri"), str):
             raise ConfigError(f"config {str(path)!r}: endpoints[{index}] needs a 'model_uri' string")
-        unknown = set(entry) - {"name", "model_uri", "follow", *_OPTION_TYPES}
+        unknown = set(entry) - {"name", "model_uri", "follow", *OPTION_FIELDS}
         if unknown:
             raise ConfigError(f"config {str(path)!r}: endpoints[{index}] has unknown keys {sorted(unknown)}")
-        overrides: dict[str, Any] = {}
-        for key, types in _OPTION_TYPES.items():
-            if key not in entry:
-                continue
-            value = entry[key]
-            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-                kind = " or ".join(t.__name__ for t in types)
-                raise ConfigError(f"config {str(path)!r}: endpoints[{index}].{key} must be {kind}, not {value!r}")
-            if key == "precision" and value not in PRECISIONS:
-                raise ConfigError(f"config {str(path)!r}: endpoints[{index}].precision must be auto or exact")
-            overrides[key] = value
-        options = dataclasses.replace(defaults or ServingOptions(), **overrides) if overrides else None
+        given = {key: entry[key] for key in OPTION_FIELDS if key in entry}
+        try:
+            patch = OptionsPatch.model_validate(given)
+        except ValidationError as exc:
+            raise ConfigError(f"config {str(path)!r}: {_first_error(index, exc)}") from exc
+        options = (defaults or ServingOptions()).with_overrides(patch.model_dump()) if given else None
         follow = entry.get("follow")
         try:
             name = (
@@ -76,3 +60,10 @@ def read_config(path: Path, defaults: ServingOptions | None = None) -> list[Endp
             raise ConfigError(f"config {str(path)!r}: endpoints[{index}]: {exc}") from exc
         specs.append(EndpointSpec(name, entry["model_uri"], follow, options))
     return specs
+
+
+def _first_error(index: int, error: ValidationError) -> str:
+    """``endpoints[2].max_batch_rows: Input should be greater than or equal to 1, not 0``."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"endpoints[{index}].{where}: {first['msg']}, not {first.get('input')!r}"

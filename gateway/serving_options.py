@@ -1,38 +1,95 @@
-"""Per-endpoint serving options: the ONNX fast path and adaptive batching.
+"""Per-endpoint serving options: the one definition of their names, types, defaults, bounds and
+help text.
+
+Everything else is derived from ``ServingOptions`` or checked against it:
+
+- the deploy API body (``OptionsPatch``, a pydantic model generated from the fields below) and
+  the config file (validated by the same model, so both give the same errors);
+- the gateway settings (``LOCKGATE_*``), the CLI flags, the Helm values and the docs, which
+  ``tests/test_serving_options.py`` holds to this list, default for default.
 
 Kept free of heavy imports: settings and the CLI's ``--help`` load it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+Precision = Literal["auto", "exact"]
+PRECISIONS: tuple[str, ...] = ("auto", "exact")
+
+
+def _about(help_text: str, **bounds: float) -> dict[str, Any]:
+    """A field's metadata: its help text and its bounds (pydantic's ge/le)."""
+    return {"help": help_text, "bounds": bounds}
 
 
 @dataclass(frozen=True)
 class ServingOptions:
-    """Per-endpoint serving options (CLI flags, the config file, the deploy API)."""
+    """Per-endpoint serving options (CLI flags, the config file, the deploy API, settings)."""
 
-    onnx: bool = True
-    batching: bool | None = None  # None: on for row-wise paths
-    max_batch_rows: int = 256
-    max_batch_wait_ms: float = 2.0
-    onnx_spinning: bool = False  # onnxruntime's spinning intra-op threads: for large-batch endpoints
-    # "auto": the fast path's declared contract (float64, or float32 within 1e-5 for tree
-    # regressors); "exact": only answers bit-identical to the native model.
-    precision: str = "auto"
+    onnx: bool = field(
+        default=True, metadata=_about("Serve sklearn models through ONNX when the equivalence check passes.")
+    )
+    batching: bool | None = field(
+        default=None,
+        metadata=_about(
+            "Merge concurrent requests into one predict call; unset: on for row-wise paths (sklearn, ONNX)."
+        ),
+    )
+    max_batch_rows: int = field(
+        default=256, metadata=_about("Upper bound on the rows of one merged predict call.", ge=1, le=1_000_000)
+    )
+    max_batch_wait_ms: float = field(
+        default=2.0,
+        metadata=_about(
+            "Longest a batch waits for requests already in flight; a lone client never waits.", ge=0, le=1000
+        ),
+    )
+    onnx_spinning: bool = field(
+        default=False,
+        metadata=_about("Let onnxruntime's intra-op threads spin: faster large batches, slower small requests."),
+    )
+    precision: Precision = field(
+        default="auto",
+        metadata=_about(
+            "exact: only answers bit-identical to the native model; auto also allows float32 graphs "
+            "within 1e-5 for tree regressors (which have no float64 kernel)."
+        ),
+    )
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "onnx": self.onnx,
-            "batching": self.batching,
-            "max_batch_rows": self.max_batch_rows,
-            "max_batch_wait_ms": self.max_batch_wait_ms,
-            "onnx_spinning": self.onnx_spinning,
-            "precision": self.precision,
-        }
+        return dataclasses.asdict(self)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> ServingOptions:
+        """These options with the set (not None) values of a validated patch."""
+        changes = {k: v for k, v in overrides.items() if k in OPTION_FIELDS and v is not None}
+        return dataclasses.replace(self, **changes) if changes else self
 
 
-PRECISIONS = ("auto", "exact")
-# The one list of option names, for the deploy API, the config file and the CLI to share.
-OPTION_FIELDS = tuple(field.name for field in fields(ServingOptions))
+# The one list of option names.
+OPTION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ServingOptions))
+OPTION_HELP: dict[str, str] = {f.name: f.metadata["help"] for f in fields(ServingOptions)}
+OPTION_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(ServingOptions)}
+
+
+def _patch_fields() -> dict[str, Any]:
+    """Each option as an optional pydantic field: None means "keep the default"."""
+    hints = get_type_hints(ServingOptions)
+    out: dict[str, Any] = {}
+    for option in fields(ServingOptions):
+        help_text, bounds = option.metadata["help"], option.metadata["bounds"]
+        out[option.name] = (hints[option.name] | None, Field(default=None, description=help_text, **bounds))
+    return out
+
+
+# strict: the config file's YAML `"yes"` or `1` for a boolean is an error, as it is in JSON.
+OptionsPatch: type[BaseModel] = create_model(
+    "OptionsPatch",
+    __config__=ConfigDict(extra="forbid", strict=True),
+    **_patch_fields(),
+)

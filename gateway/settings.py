@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.serving_options import ServingOptions
+from gateway.serving_options import OPTION_FIELDS, ServingOptions
 from loader.store_config import DEFAULT_STORE_ROOT
 
 DEFAULT_HOME = ".lockgate"
@@ -78,6 +78,4 @@ class Settings(BaseSettings):
 
     def serving_options(self) -> ServingOptions:
         """The defaults for endpoints that do not set their own."""
-        return ServingOptions(
-            self.onnx, self.batching, self.max_batch_rows, self.max_batch_wait_ms, self.onnx_spinning, self.precision
-        )
+        return ServingOptions(**{name: getattr(self, name) for name in OPTION_FIELDS})

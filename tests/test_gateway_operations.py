@@ -127,5 +127,5 @@ def test_config_file_serving_options(tmp_path: Path) -> None:
     assert second.options == ServingOptions(onnx=False, max_batch_rows=64, max_batch_wait_ms=5.0, onnx_spinning=True)
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("endpoints:\n  - model_uri: models:/a/1\n    max_batch_rows: true\n")
-    with pytest.raises(ConfigError, match=r"max_batch_rows must be int, not True"):
+    with pytest.raises(ConfigError, match=r"endpoints\[0\]\.max_batch_rows: Input should be a valid integer.*not True"):
         read_config(wrong)

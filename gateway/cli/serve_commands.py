@@ -14,50 +14,42 @@ from rich.table import Table
 
 from gateway.cli.console import err, human_bytes, out, print_json, short_id
 from gateway.errors import ConfigError
-from gateway.serving_options import PRECISIONS
+from gateway.serving_options import OPTION_HELP, PRECISIONS
 from gateway.settings import Settings
 
 GatewayOption = Annotated[
     str, typer.Option("--gateway", help="Gateway URL. Env: LOCKGATE_GATEWAY.", envvar="LOCKGATE_GATEWAY")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the gateway's JSON answer.")]
+
+
+def _help(option: str, extra: str = "") -> str:
+    """A flag's help: the option's one help text (gateway/serving_options.py), its env var."""
+    return f"{OPTION_HELP[option]}{extra} Env: LOCKGATE_{option.upper()}."
+
+
 OnnxOption = Annotated[
-    bool | None,
-    typer.Option(
-        "--onnx/--no-onnx",
-        help="Serve sklearn models through ONNX when the equivalence check passes (default on). Env: LOCKGATE_ONNX.",
-        show_default=False,
-    ),
+    bool | None, typer.Option("--onnx/--no-onnx", help=_help("onnx", " Default on."), show_default=False)
 ]
 BatchingOption = Annotated[
-    bool | None,
-    typer.Option(
-        "--batching/--no-batching",
-        help="Merge concurrent requests into one predict call (default: on for sklearn/ONNX). Env: LOCKGATE_BATCHING.",
-        show_default=False,
-    ),
+    bool | None, typer.Option("--batching/--no-batching", help=_help("batching"), show_default=False)
 ]
 BatchRowsOption = Annotated[
     int | None,
-    typer.Option("--max-batch-rows", min=1, help="Rows per merged predict call (default 256).", show_default=False),
+    typer.Option("--max-batch-rows", min=1, help=_help("max_batch_rows", " Default 256."), show_default=False),
 ]
 BatchWaitOption = Annotated[
     float | None,
+    typer.Option("--max-batch-wait-ms", min=0, help=_help("max_batch_wait_ms", " Default 2."), show_default=False),
+]
+SpinningOption = Annotated[
+    bool | None,
     typer.Option(
-        "--max-batch-wait-ms",
-        min=0,
-        help="Longest a batch waits for requests already in flight (default 2; a lone client never waits).",
-        show_default=False,
+        "--onnx-spinning/--no-onnx-spinning", help=_help("onnx_spinning", " Default off."), show_default=False
     ),
 ]
 PrecisionOption = Annotated[
-    str | None,
-    typer.Option(
-        "--precision",
-        help="auto (default): the fast path's declared contract (float32 within 1e-5 only for tree regressors); "
-        "exact: only answers bit-identical to the native model. Env: LOCKGATE_PRECISION.",
-        show_default=False,
-    ),
+    str | None, typer.Option("--precision", help=_help("precision", " Default auto."), show_default=False)
 ]
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 
@@ -74,6 +66,7 @@ def serve(
     batching: BatchingOption = None,
     max_batch_rows: BatchRowsOption = None,
     max_batch_wait_ms: BatchWaitOption = None,
+    onnx_spinning: SpinningOption = None,
     precision: PrecisionOption = None,
 ) -> None:
     """Serve model URIs over HTTP, MLflow-compatible, each pinned to its store commit.
@@ -96,13 +89,13 @@ def serve(
     # Serving options given here are the defaults of every endpoint that does not set its own.
     given = {
         "onnx": onnx,
+        "batching": batching,
         "max_batch_rows": max_batch_rows,
         "max_batch_wait_ms": max_batch_wait_ms,
+        "onnx_spinning": onnx_spinning,
         "precision": _precision(precision),
     }
     updates.update({k: v for k, v in given.items() if v is not None})
-    if batching is not None:
-        updates["batching"] = batching
     settings = Settings().model_copy(update=updates)
     config = config or (Path(settings.config) if settings.config else None)
     specs = read_config(config, settings.serving_options()) if config else []
@@ -183,6 +176,7 @@ def deploy(
     batching: BatchingOption = None,
     max_batch_rows: BatchRowsOption = None,
     max_batch_wait_ms: BatchWaitOption = None,
+    onnx_spinning: SpinningOption = None,
     precision: PrecisionOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -198,6 +192,7 @@ def deploy(
         "batching": batching,
         "max_batch_rows": max_batch_rows,
         "max_batch_wait_ms": max_batch_wait_ms,
+        "onnx_spinning": onnx_spinning,
         "precision": _precision(precision),
     }
     data = _call(gateway, "POST", "/admin/endpoints", json=body)

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Literal
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -15,11 +14,18 @@ from gateway.deployer import Deployer
 from gateway.endpoint_names import ENDPOINT_NAME_PATTERN, ENDPOINT_NAME_RULE, default_name
 from gateway.errors import GatewayError, status_for
 from gateway.routes.responses import error_response
-from gateway.serving_options import OPTION_FIELDS, ServingOptions
+from gateway.serving_options import OPTION_FIELDS, OptionsPatch, ServingOptions
 from loader.errors import ModelURIError
 
+if TYPE_CHECKING:
+    _WithOptions = BaseModel
+else:
+    _WithOptions = OptionsPatch  # every serving option, generated from ServingOptions
 
-class DeployRequest(BaseModel):
+
+class DeployRequest(_WithOptions):
+    """A deploy: where the model is, the endpoint's name, and any serving option to override."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(
@@ -29,14 +35,6 @@ class DeployRequest(BaseModel):
     )
     model_uri: str = Field(min_length=1, max_length=4096)
     follow: bool | None = Field(default=None, description="Re-resolve periodically; default: on for moving references")
-    onnx: bool | None = Field(default=None, description="Serve sklearn models through ONNX when the check passes")
-    batching: bool | None = Field(default=None, description="Merge concurrent requests; default: on for row-wise paths")
-    max_batch_rows: int | None = Field(default=None, ge=1, le=1_000_000)
-    max_batch_wait_ms: float | None = Field(default=None, ge=0, le=1000)
-    onnx_spinning: bool | None = Field(default=None, description="Spinning ONNX threads (large batches)")
-    precision: Literal["auto", "exact"] | None = Field(
-        default=None, description="exact: only answers bit-identical to the native model"
-    )
 
 
 def admin_router(deployer: Deployer, guard: AccessGuard, default_options: ServingOptions) -> APIRouter:
@@ -54,8 +52,7 @@ def admin_router(deployer: Deployer, guard: AccessGuard, default_options: Servin
         except ModelURIError as exc:
             return error_response(400, "INVALID_PARAMETER_VALUE", str(exc))
         base = deployer.endpoints[name].options if name in deployer.endpoints else default_options
-        overrides = {k: v for k, v in body.model_dump(include=set(OPTION_FIELDS)).items() if v is not None}
-        options = dataclasses.replace(base, **overrides)
+        options = base.with_overrides(body.model_dump(include=set(OPTION_FIELDS)))
         try:
             endpoint = await deployer.deploy(name, body.model_uri, body.follow, actor=actor, options=options)
         except GatewayError:
