@@ -68,6 +68,9 @@ class Deployment:
             "reason": self.path.reason,
             "onnx_pending": self.path.onnx_pending,
             "lean_parsing": self.parser is not None,
+            "typed_columns": None
+            if self.path.typed_parser is None
+            else {spec.name: spec.kind for spec in self.path.typed_parser.specs},
             "onnx_check": self.path.check or None,
             "options": self.options.as_dict(),
             "batching": None

@@ -17,14 +17,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gateway.batcher import Batcher
 from gateway.endpoints import Deployment
 from gateway.fast_request import NumericFrameParser
 from gateway.scoring import input_schema, mlflow_frame, skew_observer, typed_skew_observer
 from gateway.serving_options import ServingOptions
-from gateway.serving_path import ServingPath, choose_serving_path
+from gateway.serving_path import choose_serving_path
 from gateway.skew_setup import SkewSettings, setup_skew
-from gateway.typed_request import TypedFrameParser, TypedRows
+from gateway.typed_request import TypedRows
 from loader.baseline import training_data
 from loader.dependency_check import requirement_mismatches
 from loader.model_loader import ServableModel
@@ -70,15 +72,16 @@ class Preparer:
         data = training_data(self._open_store, deployment.servable.resolved)
         derived = self._derived_dir(deployment.key)
         deployment.skew = setup_skew(data, deployment.servable, derived, self._skew, self._find_derived)
-        path = choose_serving_path(deployment.servable, options, data.sample, derived, convert=False)
+        reference = mlflow_frame(deployment)
+        path = choose_serving_path(
+            deployment.servable, options, data.sample, derived, convert=False, reference_frame=reference
+        )
         deployment.path = path
         self._in_background("dependency-check", self._check_dependencies, deployment)
         if path.predict is None or path.columns is None:
             return
-        if path.typed is not None:
-            self._prepare_typed(deployment, options, path)
-            return
-        deployment.parser = NumericFrameParser(path.columns)
+        typed = path.typed_parser
+        deployment.parser = typed or NumericFrameParser(path.columns)
         deployment.batcher = Batcher(
             path.predict,
             name=deployment.version_label,
@@ -86,34 +89,14 @@ class Preparer:
             max_rows=options.max_batch_rows,
             max_wait_seconds=options.max_batch_wait_ms / 1000,
             inflight=lambda: deployment.inflight,
-            after_batch=skew_observer(deployment.skew, path.columns),
+            # Typed rows merge column by column and reach the skew trackers as columns.
+            after_batch=skew_observer(deployment.skew, path.columns)
+            if typed is None
+            else typed_skew_observer(deployment.skew, typed),
+            concat=np.concatenate if typed is None else TypedRows.concat,
         )
         if path.onnx_pending:
             self._in_background("onnx-convert", self._convert, deployment, options, data.sample)
-
-    @staticmethod
-    def _prepare_typed(deployment: Deployment, options: ServingOptions, path: ServingPath) -> None:
-        """Typed columns: a parser checked against MLflow's own frames for this signature, and
-        batches of rows that become one DataFrame per predict call."""
-        assert path.typed is not None and path.predict is not None
-        parser, why_not = TypedFrameParser.learn(
-            path.typed, mlflow_frame(deployment), deployment.servable.model.input_example
-        )
-        if parser is None:
-            deployment.path = ServingPath("mlflow", f"typed lean parsing is off: {why_not}")
-            return
-        predict_frame = path.predict
-        deployment.parser = parser
-        deployment.batcher = Batcher(
-            lambda rows: predict_frame(parser.frame(rows)),
-            name=deployment.version_label,
-            enabled=path.row_wise if options.batching is None else options.batching,
-            max_rows=options.max_batch_rows,
-            max_wait_seconds=options.max_batch_wait_ms / 1000,
-            inflight=lambda: deployment.inflight,
-            after_batch=typed_skew_observer(deployment.skew, parser),
-            concat=TypedRows.concat,
-        )
 
     def _in_background(self, name: str, work: Callable[..., None], *args: Any) -> None:
         def run() -> None:
@@ -135,7 +118,9 @@ class Preparer:
     def _convert(self, deployment: Deployment, options: ServingOptions, sample: Any) -> None:
         try:
             derived = self._derived_dir(deployment.key)
-            path = choose_serving_path(deployment.servable, options, sample, derived, convert=True)
+            path = choose_serving_path(
+                deployment.servable, options, sample, derived, convert=True, reference_frame=mlflow_frame(deployment)
+            )
         except Exception as exc:  # the native path keeps serving; say why the fast path did not come
             path = dataclasses.replace(deployment.path, reason=f"ONNX conversion failed: {exc}", onnx_pending=False)
         deployment.upgrade_path(path)

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from gateway.serving_options import ServingOptions
-from gateway.typed_request import TYPED_KINDS, Column
+from gateway.typed_request import TYPED_KINDS, Column, TypedFrameParser, TypedRows
 from loader.baseline import signature_columns
 from loader.model_loader import ServableModel
 from loader.onnx_fast_path import build_onnx_predictor, has_cached_conversion
@@ -38,11 +39,12 @@ class ServingPath:
     name: str
     reason: str | None  # why the ONNX fast path does not serve, when it does not
     columns: tuple[str, ...] | None = None  # the signature's columns, when lean parsing applies
-    # A matrix (all-double signatures) or, when ``typed`` is set, a DataFrame, to predictions.
+    # A float64 matrix (all-double signatures), or TypedRows when ``typed_parser`` is set.
     predict: Callable[[Any], np.ndarray] | None = None
     check: dict[str, Any] = field(default_factory=dict)
     onnx_pending: bool = False  # the ONNX conversion runs in the background
-    typed: tuple[Column, ...] | None = None  # set when the signature has typed (not all double) columns
+    # Set when the signature has typed (not all double) columns: the parser checked at deploy.
+    typed_parser: TypedFrameParser | None = None
 
     @property
     def row_wise(self) -> bool:
@@ -77,8 +79,6 @@ def numeric_columns(signature: dict[str, Any] | None) -> tuple[tuple[str, ...] |
 
 
 def _json_list(raw: Any) -> list[Any]:
-    import orjson
-
     value = orjson.loads(raw) if isinstance(raw, str) else raw
     return value if isinstance(value, list) else []
 
@@ -110,20 +110,71 @@ def _native_predict(estimator: Any) -> Callable[[np.ndarray], np.ndarray]:
     )
 
 
-TYPED_NATIVE = (
-    "typed columns: lean parsing and batching into the native estimator "
-    "(the ONNX fast path covers all-double signatures)"
-)
+TYPED_NATIVE = "typed columns: lean parsing and batching into the native estimator"
 
 
-def _typed_path(servable: ServableModel, columns: tuple[Column, ...]) -> ServingPath:
-    """The native estimator, fed the DataFrames the typed lean parser builds."""
+def _typed_path(
+    servable: ServableModel,
+    columns: tuple[Column, ...],
+    options: ServingOptions,
+    sample: pd.DataFrame | None,
+    derived: Path,
+    *,
+    convert: bool,
+    reference_frame: Callable[[bytes], pd.DataFrame],
+) -> ServingPath:
+    """Typed columns: the lean parser (its frames checked against MLflow's), then a float64
+    graph with one input per column where it converts and its labels or values match, else the
+    native estimator fed the parser's DataFrames."""
+    parser, why_not = TypedFrameParser.learn(columns, reference_frame, servable.model.input_example)
+    if parser is None:
+        return ServingPath("mlflow", f"typed lean parsing is off: {why_not}")
     estimator = servable.model.native.get_raw_model()
     names = tuple(c.name for c in columns)
-    path = ServingPath("sklearn", TYPED_NATIVE, names, lambda frame: np.asarray(estimator.predict(frame)))
-    path.typed = columns
-    path.check = {"contract": "exact"}  # MLflow hands the estimator the same frame
+    native = ServingPath("sklearn", TYPED_NATIVE, names, lambda rows: np.asarray(estimator.predict(parser.frame(rows))))
+    native.typed_parser = parser
+    native.check = {"contract": "exact"}  # MLflow hands the estimator the same frame
+    if not options.onnx:
+        native.reason = f"{TYPED_NATIVE}; the ONNX fast path is turned off for this endpoint"
+        return native
+    graphs = derived / "onnx"
+    if not convert and not has_cached_conversion(graphs):
+        native.reason, native.onnx_pending = f"{TYPED_NATIVE}; {ONNX_PENDING}", True
+        return native
+    predictor, verdict = build_onnx_predictor(
+        estimator,
+        list(names),
+        _typed_check_rows(parser, servable, sample),
+        graphs,
+        model_dir=servable.directory,
+        spinning=options.onnx_spinning,
+        exact=options.precision == "exact",
+        typed=[(c.name, c.kind) for c in columns],
+        native_input=parser.frame,
+    )
+    if predictor is None:
+        native.reason = f"{TYPED_NATIVE}; no ONNX graph: {verdict.reason}"
+        native.check = verdict.as_dict() | {"contract": "exact"}
+        return native
+    path = ServingPath("onnx", None, names, predictor.predict, verdict.as_dict() | {"contract": verdict.contract})
+    path.typed_parser = parser
     return path
+
+
+def _typed_check_rows(parser: TypedFrameParser, servable: ServableModel, sample: pd.DataFrame | None) -> TypedRows:
+    """The input example plus the training sample, as typed rows the lean parser accepts."""
+    parts = []
+    for frame in (servable.model.input_example, sample):
+        if not isinstance(frame, pd.DataFrame) or not set(parser.columns) <= set(frame.columns):
+            continue
+        block = frame[list(parser.columns)].dropna()
+        if block.empty:
+            continue
+        split = orjson.loads(block.to_json(orient="split", index=False, double_precision=15))
+        rows = parser.parse(orjson.dumps({"dataframe_split": split}))
+        if rows is not None:
+            parts.append(rows)
+    return TypedRows.concat(parts) if parts else TypedRows([[] for _ in parser.columns], 0)
 
 
 ONNX_PENDING = "converting to ONNX in the background; the native estimator serves meanwhile"
@@ -136,6 +187,7 @@ def choose_serving_path(
     derived: Path,
     *,
     convert: bool = True,
+    reference_frame: Callable[[bytes], pd.DataFrame] | None = None,
 ) -> ServingPath:
     """The path for a deployment (``derived``: the version's own directory for derived
     artifacts, from ``ModelCache.derived_dir``). With ``convert=False`` an ONNX graph is used only if this
@@ -156,7 +208,9 @@ def choose_serving_path(
             covered = ", ".join(sorted(TYPED_KINDS))
             why = f"the signature has {', '.join(uncovered)} columns; lean parsing covers {covered}"
             return ServingPath("mlflow", why)
-        return _typed_path(servable, typed)
+        if reference_frame is None:
+            return ServingPath("mlflow", "typed lean parsing needs MLflow's parser as its reference")
+        return _typed_path(servable, typed, options, sample, derived, convert=convert, reference_frame=reference_frame)
     estimator = servable.model.native.get_raw_model()
     names = getattr(estimator, "feature_names_in_", None)
     if names is not None and list(names) != list(columns):

@@ -1,5 +1,6 @@
-"""``python -m loader.onnx_convert MODEL_DIR N_FEATURES OUT [PRECISION]``: convert an MLflow sklearn model
-to ONNX in a separate process.
+"""``python -m loader.onnx_convert MODEL_DIR INPUTS OUT [PRECISION]``: convert an MLflow sklearn model
+to ONNX in a separate process. INPUTS is JSON: the number of float columns of one matrix input,
+or a typed signature's ``[[name, type], ...]``.
 
 The gateway runs conversions here rather than in a thread: skl2onnx is pure Python that holds
 the GIL for seconds on a large forest (every request would wait for it), and its garbage
@@ -9,6 +10,7 @@ directory, writes the graph atomically and exits; the parent checks equivalence 
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -18,7 +20,7 @@ def main(argv: list[str]) -> int:
     if len(argv) not in (3, 4):
         print(__doc__, file=sys.stderr)
         return 2
-    model_dir, n_features, out = Path(argv[0]), int(argv[1]), Path(argv[2])
+    model_dir, inputs, out = Path(argv[0]), json.loads(argv[1]), Path(argv[2])
     precision = argv[3] if len(argv) == 4 else "float32"
     warnings.filterwarnings("ignore")
     import mlflow.sklearn
@@ -26,7 +28,8 @@ def main(argv: list[str]) -> int:
     from loader.onnx_fast_path import convert_to_bytes, write_atomically
 
     estimator = mlflow.sklearn.load_model(str(model_dir))
-    write_atomically(out, convert_to_bytes(estimator, n_features, precision))
+    typed = inputs if isinstance(inputs, int) else [(str(name), str(kind)) for name, kind in inputs]
+    write_atomically(out, convert_to_bytes(estimator, typed, precision))
     return 0
 
 

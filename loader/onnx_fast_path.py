@@ -26,9 +26,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -66,11 +67,29 @@ class OnnxVerdict:
         return f"{self.precision}~{self.tolerance:g}" if self.precision else "native"
 
 
+class ColumnRows(Protocol):
+    """Typed rows as the gateway's typed lean parser holds them: one list per signature column."""
+
+    columns: list[list[Any]]
+
+    def __len__(self) -> int: ...
+
+
+# onnxruntime's input types -> the numpy dtype a typed column is fed as.
+_FEED_DTYPES: dict[str, Any] = {
+    "tensor(double)": np.float64,
+    "tensor(float)": np.float32,
+    "tensor(int64)": np.int64,
+    "tensor(string)": object,
+}
+
+
 @dataclass
 class OnnxPredictor:
-    """Predicts a float64 matrix (signature column order) with onnxruntime, in the exact
-    shape and dtype the native estimator returns. A float32 graph hands rows that float32
-    cannot represent to ``native`` instead of answering infinities."""
+    """Predicts a float64 matrix (signature column order), or typed ``ColumnRows`` when
+    ``typed_inputs`` is set, with onnxruntime, in the exact shape and dtype the native estimator
+    returns. A float32 graph hands rows that float32 cannot represent to ``native`` instead of
+    answering infinities."""
 
     session: Any
     input_name: str
@@ -78,8 +97,12 @@ class OnnxPredictor:
     output_dtype: np.dtype[Any]
     precision: str = "float32"
     native: Any = None  # Callable[[np.ndarray], np.ndarray] for rows beyond float32's range
+    typed_inputs: list[tuple[str, Any]] | None = None  # (graph input, feed dtype) per column
 
-    def predict(self, matrix: np.ndarray) -> np.ndarray:
+    def predict(self, matrix: Any) -> np.ndarray:
+        if self.typed_inputs is not None:
+            raw = self.session.run(None, typed_feeds(self.typed_inputs, matrix))[0]
+            return np.asarray(raw).reshape((len(matrix), *self.output_shape_tail)).astype(self.output_dtype, copy=False)
         if self.precision == "float64":
             return self._run(matrix.astype(np.float64, copy=False))
         beyond = np.abs(matrix) > FLOAT32_MAX
@@ -98,6 +121,22 @@ class OnnxPredictor:
         return shaped.astype(self.output_dtype, copy=False)
 
 
+def typed_feeds(inputs: list[tuple[str, Any]], rows: ColumnRows) -> dict[str, np.ndarray]:
+    """One [N, 1] array per graph input, from the rows' columns (signature order)."""
+    return {
+        name: np.array(values, dtype=dtype).reshape(-1, 1)
+        for (name, dtype), values in zip(inputs, rows.columns, strict=True)
+    }
+
+
+def _typed_inputs(session: Any, columns: list[str]) -> list[tuple[str, Any]]:
+    kinds = {i.name: i.type for i in session.get_inputs()}
+    missing = [c for c in columns if c not in kinds or kinds[c] not in _FEED_DTYPES]
+    if missing or len(kinds) != len(columns):
+        raise ValueError(f"the graph's inputs {sorted(kinds)} do not match the signature's columns")
+    return [(c, _FEED_DTYPES[kinds[c]]) for c in columns]
+
+
 def _session(onnx_bytes: bytes, spinning: bool = False) -> Any:
     import onnxruntime
 
@@ -109,15 +148,27 @@ def _session(onnx_bytes: bytes, spinning: bool = False) -> Any:
     return onnxruntime.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def convert_to_bytes(estimator: Any, n_features: int, precision: str = "float32") -> bytes:
+# A typed signature's columns, as (name, MLflow type): one graph input per column.
+TypedInputs = list[tuple[str, str]]
+
+
+def convert_to_bytes(estimator: Any, inputs: int | TypedInputs, precision: str = "float32") -> bytes:
+    """``inputs``: the number of float columns of one matrix input, or a typed signature's
+    columns (one [N, 1] input each; typed graphs are float64 only)."""
     from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, Int64TensorType, StringTensorType
 
     tensor = DoubleTensorType if precision == "float64" else FloatTensorType
+    if isinstance(inputs, int):
+        initial_types = [("input", tensor([None, inputs]))]
+    else:
+        per_kind = {"double": tensor, "float": tensor, "long": Int64TensorType, "integer": Int64TensorType,
+                    "boolean": Int64TensorType, "string": StringTensorType}  # fmt: skip
+        initial_types = [(name, per_kind[kind]([None, 1])) for name, kind in inputs]
     options = {id(estimator): {"zipmap": False}} if hasattr(estimator, "classes_") else None
     graph = convert_sklearn(
         estimator,
-        initial_types=[("input", tensor([None, n_features]))],
+        initial_types=initial_types,
         options=options,
         target_opset={"": 17, "ai.onnx.ml": 3},
     )
@@ -125,11 +176,17 @@ def convert_to_bytes(estimator: Any, n_features: int, precision: str = "float32"
 
 
 def _check(
-    estimator: Any, session: Any, rows: np.ndarray, precision: str
+    estimator: Any, session: Any, rows: Any, precision: str, typed: _Typed | None = None
 ) -> tuple[OnnxVerdict, tuple[int, ...], np.dtype[Any]]:
-    native = np.asarray(estimator.predict(_as_native_input(estimator, rows)))
-    dtype_in = np.float64 if precision == "float64" else np.float32
-    outputs = session.run(None, {session.get_inputs()[0].name: rows.astype(dtype_in)})
+    if typed is None:
+        native_input = _as_native_input(estimator, rows)
+        dtype_in = np.float64 if precision == "float64" else np.float32
+        feeds = {session.get_inputs()[0].name: rows.astype(dtype_in)}
+    else:
+        native_input = typed.native_input(rows)
+        feeds = typed_feeds(_typed_inputs(session, [name for name, _ in typed.columns]), rows)
+    native = np.asarray(estimator.predict(native_input))
+    outputs = session.run(None, feeds)
     converted = np.asarray(outputs[0]).reshape(native.shape)
     tail, dtype = native.shape[1:], native.dtype
     n = len(rows)
@@ -141,7 +198,7 @@ def _check(
             return OnnxVerdict(False, f"{differing} of {n} labels differ from the native estimator", n), tail, dtype
         diff = None
         if hasattr(estimator, "predict_proba") and len(outputs) > 1:
-            expected = np.asarray(estimator.predict_proba(_as_native_input(estimator, rows)))
+            expected = np.asarray(estimator.predict_proba(native_input))
             diff = float(np.max(np.abs(np.asarray(outputs[1]) - expected))) if n else 0.0
         return OnnxVerdict(True, None, n, None, diff, precision=precision, exact=True, tolerance=0.0), tail, dtype
     if native.dtype.kind not in "fiu":
@@ -159,6 +216,15 @@ def _check(
         True, None, n, worst, precision=precision, exact=identical, tolerance=0.0 if identical else tolerance
     )
     return verdict, tail, dtype
+
+
+@dataclass(frozen=True)
+class _Typed:
+    """What a typed conversion needs besides the estimator: the signature's columns and how
+    to build the native estimator's input (MLflow's own DataFrame) from check rows."""
+
+    columns: TypedInputs
+    native_input: Callable[[Any], Any]
 
 
 def _as_native_input(estimator: Any, rows: np.ndarray) -> Any:
@@ -183,19 +249,26 @@ def has_cached_conversion(folder: Path) -> bool:
 def build_onnx_predictor(
     estimator: Any,
     columns: list[str],
-    check_rows: np.ndarray,
+    check_rows: Any,  # a float64 matrix, or ColumnRows with ``typed``
     folder: Path,
     *,
     model_dir: Path | None = None,
     spinning: bool = False,
     exact: bool = False,
     native: Any = None,
+    typed: TypedInputs | None = None,
+    native_input: Callable[[Any], Any] | None = None,
 ) -> tuple[OnnxPredictor | None, OnnxVerdict]:
     """Convert (or reuse the cached conversion of) ``estimator`` and check it on ``check_rows``
     (float64, signature column order), keeping graphs and verdicts in ``folder``: float64
     first, float32 only for regressors and only without ``exact``. Returns the predictor only
     when a check passes. With ``model_dir`` (the MLflow model directory) the conversion runs in
-    a child process. ``native`` predicts the rows a float32 graph cannot represent."""
+    a child process. ``native`` predicts the rows a float32 graph cannot represent.
+
+    A typed signature passes ``typed`` (its columns and MLflow types) with ``check_rows`` as
+    ``ColumnRows`` and ``native_input`` building the estimator's DataFrame from them: one graph
+    input per column, float64 only."""
+    typed_spec = _Typed(typed, native_input or (lambda rows: rows)) if typed is not None else None
     if len(check_rows) == 0:
         return None, OnnxVerdict(False, "no rows to check the conversion on (no input example, no training data)")
     verdict_file = folder / "verdict.json"
@@ -209,7 +282,7 @@ def build_onnx_predictor(
     # A precision that could not be converted or run is remembered: not attempted again.
     unavailable = set(cached.get("unavailable", []))
     # A classifier's labels must never be float32's; precision "exact" takes float64 only.
-    possible = ["float64"] if hasattr(estimator, "classes_") else ["float64", "float32"]
+    possible = ["float64"] if hasattr(estimator, "classes_") or typed is not None else ["float64", "float32"]
     precisions = possible[:1] if exact else possible
     reasons: list[str] = []
     last = OnnxVerdict(False, "no precision left to try")
@@ -218,7 +291,7 @@ def build_onnx_predictor(
             reasons.append(f"{precision}: not available for {type(estimator).__name__} (cached)")
             continue
         predictor, verdict = _try_precision(
-            estimator, columns, check_rows, folder, precision, model_dir=model_dir, spinning=spinning
+            estimator, columns, check_rows, folder, precision, model_dir=model_dir, spinning=spinning, typed=typed_spec
         )
         if predictor is not None and (verdict.exact or not exact):
             _remember(verdict_file, unavailable, converted=True)
@@ -247,14 +320,16 @@ def _remember(verdict_file: Path, unavailable: set[str], *, converted: bool, rea
 def _try_precision(
     estimator: Any,
     columns: list[str],
-    check_rows: np.ndarray,
+    check_rows: Any,
     folder: Path,
     precision: str,
     *,
     model_dir: Path | None,
     spinning: bool,
+    typed: _Typed | None = None,
 ) -> tuple[OnnxPredictor | None, OnnxVerdict]:
     graph_file = folder / f"model-{precision}.onnx"
+    inputs: int | TypedInputs = len(columns) if typed is None else typed.columns
     from_cache, convert_seconds = False, 0.0
     try:
         if graph_file.is_file():
@@ -262,10 +337,10 @@ def _try_precision(
         else:
             started = time.perf_counter()
             if model_dir is None:
-                onnx_bytes = convert_to_bytes(estimator, len(columns), precision)
+                onnx_bytes = convert_to_bytes(estimator, inputs, precision)
                 write_atomically(graph_file, onnx_bytes)
             else:
-                convert_in_child(model_dir, len(columns), graph_file, precision)
+                convert_in_child(model_dir, inputs, graph_file, precision)
                 onnx_bytes = graph_file.read_bytes()
             convert_seconds = time.perf_counter() - started
         session = _session(onnx_bytes, spinning)
@@ -275,20 +350,27 @@ def _try_precision(
             f"{type(exc).__name__}: {str(exc)[:200]}"
         )
         return None, OnnxVerdict(False, reason, convert_seconds=convert_seconds)
-    verdict, tail, dtype = _check(estimator, session, check_rows, precision)
+    try:
+        verdict, tail, dtype = _check(estimator, session, check_rows, precision, typed)
+    except Exception as exc:  # the graph runs but not on these inputs: the native estimator serves
+        reason = f"the {precision} graph failed on the check rows: {type(exc).__name__}: {str(exc)[:200]}"
+        return None, OnnxVerdict(False, reason, convert_seconds=convert_seconds)
     verdict.convert_seconds, verdict.from_cache = convert_seconds, from_cache
     if not verdict.ok:
         return None, verdict
-    return OnnxPredictor(session, session.get_inputs()[0].name, tail, dtype, precision), verdict
+    predictor = OnnxPredictor(session, session.get_inputs()[0].name, tail, dtype, precision)
+    if typed is not None:
+        predictor.typed_inputs = _typed_inputs(session, [name for name, _ in typed.columns])
+    return predictor, verdict
 
 
 def convert_in_child(
-    model_dir: Path, n_features: int, graph_file: Path, precision: str = "float32", timeout: float = 900
+    model_dir: Path, inputs: int | TypedInputs, graph_file: Path, precision: str = "float32", timeout: float = 900
 ) -> None:
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(
-        [sys.executable, "-m", "loader.onnx_convert", str(model_dir), str(n_features), str(graph_file), precision],
+        [sys.executable, "-m", "loader.onnx_convert", str(model_dir), json.dumps(inputs), str(graph_file), precision],
         capture_output=True, text=True, timeout=timeout, env=env, check=False,
     )  # fmt: skip
     if result.returncode != 0:

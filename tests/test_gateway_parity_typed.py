@@ -1,14 +1,16 @@
 """Parity with a live ``mlflow models serve`` on typed models, through every serving path:
 
 - ``fraud``: a ``Pipeline`` of a ``ColumnTransformer`` (``OneHotEncoder`` on string columns,
-  ``StandardScaler`` on numeric ones) and a random forest, served by the typed lean path;
-- ``flags``: long, integer, boolean, float and double columns into a linear model, on the typed
-  lean path too;
+  ``StandardScaler`` on numeric ones) and a random forest, served by the typed lean path into a
+  float64 ONNX graph with one input per column (``fraud``) and into the native pipeline
+  (``fraud-native``, ONNX off);
+- ``flags``: long, integer, boolean, float and double columns into a linear model, the same two
+  ways (``flags``, ``flags-native``);
 - ``scaled``: a custom pyfunc with params, served through MLflow's own code.
 
-Every case must give the same status and either the same bytes (200) or the same error_code.
-The lean path must really take the plain forms (split, records, instances, inputs): the
-batcher counts them.
+Every case must give the same status and either the same bytes (200; within the endpoint's
+declared float64 contract where it is not ``exact``) or the same error_code. The lean path must
+really take the plain forms (split, records, instances, inputs): the batcher counts them.
 """
 
 from __future__ import annotations
@@ -103,6 +105,12 @@ def typed_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     uris = ("models:/fraud/1", "models:/flags/1", "models:/scaled/1")
     gateway = start_lockgate(workdir, env, *uris, ready_path="/ready")
     try:
+        for name in ("fraud", "flags"):  # the same versions with ONNX off: the native typed path
+            body = {"name": f"{name}-native", "model_uri": f"models:/{name}/1", "onnx": False}
+            deployed = httpx.post(f"{gateway.url}/admin/endpoints", json=body, timeout=120)
+            assert deployed.status_code == 200, deployed.text
+        for name in ("fraud", "flags", "fraud-native", "flags-native", "scaled"):
+            settle(gateway.url, name)
         for name in ("fraud", "flags", "scaled"):
             references[name] = start_mlflow_models_serve(
                 workdir, tracking, f"models:/{name}/1", {"LOCKGATE_STORE": str(store_root)}
@@ -112,6 +120,19 @@ def typed_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         gateway.stop()
         for reference in references.values():
             stop_group(reference.proc)
+
+
+def settle(url: str, name: str, timeout: float = 180) -> dict[str, Any]:
+    """The ONNX conversion runs in the background after /ready: wait until it has settled."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        serving = httpx.get(f"{url}/endpoints/{name}").json()["serving"]
+        if not serving["onnx_pending"]:
+            return dict(serving)
+        time.sleep(0.2)
+    raise AssertionError(f"{name}: the ONNX conversion did not settle in {timeout}s")
 
 
 def split(columns: list[str], data: list[list[Any]], **extra: Any) -> bytes:
@@ -204,26 +225,48 @@ def lean_requests(url: str, name: str) -> int:
 
 def test_typed_models_take_the_typed_lean_path(typed_servers: dict[str, Any]) -> None:
     url = typed_servers["gateway"].url
-    for name in ("fraud", "flags"):
+    fraud = httpx.get(f"{url}/endpoints/fraud").json()["serving"]
+    assert fraud["name"] == "onnx" and fraud["lean_parsing"] is True, fraud
+    assert fraud["typed_columns"] == {"amount": "double", "hour": "long", "merchant": "string", "country": "string"}
+    assert fraud["onnx_check"]["precision"] == "float64" and fraud["onnx_check"]["contract"] == "exact", fraud
+    assert fraud["onnx_check"]["rows_checked"] >= 3
+    flags = httpx.get(f"{url}/endpoints/flags").json()["serving"]
+    assert flags["typed_columns"]["member"] == "boolean" and flags["lean_parsing"] is True, flags
+    for name in ("fraud-native", "flags-native"):
         serving = httpx.get(f"{url}/endpoints/{name}").json()["serving"]
         assert serving["name"] == "sklearn" and serving["lean_parsing"] is True, serving
-        assert "typed columns" in serving["reason"], serving
+        assert serving["reason"].startswith("typed columns") and "turned off" in serving["reason"], serving
     scaled = httpx.get(f"{url}/endpoints/scaled").json()["serving"]
     assert scaled["name"] == "mlflow" and scaled["lean_parsing"] is False
 
 
-@pytest.mark.parametrize(("case", "model", "body", "content_type", "lean"), CASES, ids=[c[0] for c in CASES])
+# Each typed case on both typed paths (ONNX graph, native pipeline); the pyfunc has one path.
+RUNS = [(*case, variant) for case in CASES for variant in (("", "-native") if case[1] != "scaled" else ("",))]
+
+
+@pytest.mark.parametrize(
+    ("case", "model", "body", "content_type", "lean", "variant"), RUNS, ids=[f"{r[0]}{r[5]}" for r in RUNS]
+)
 def test_same_answer_as_mlflow_models_serve(  # noqa: PLR0917 - one parameter per case field
-    typed_servers: dict[str, Any], case: str, model: str, body: bytes, content_type: str, lean: bool
+    typed_servers: dict[str, Any], case: str, model: str, body: bytes, content_type: str, lean: bool, variant: str
 ) -> None:
     gateway: Server = typed_servers["gateway"]
     reference: Server = typed_servers["references"][model]
-    before = lean_requests(gateway.url, model)
+    endpoint = model + variant
+    before = lean_requests(gateway.url, endpoint)
     headers = {"Content-Type": content_type}
-    ours = httpx.post(f"{gateway.url}/endpoints/{model}/invocations", content=body, headers=headers, timeout=60)
+    ours = httpx.post(f"{gateway.url}/endpoints/{endpoint}/invocations", content=body, headers=headers, timeout=60)
     theirs = httpx.post(f"{reference.url}/invocations", content=body, headers=headers, timeout=60)
-    assert outcome(ours) == outcome(theirs), f"{case}: lockgate {ours.text[:300]!r} vs mlflow {theirs.text[:300]!r}"
-    taken = lean_requests(gateway.url, model) - before
+    message = f"{case}: lockgate {ours.text[:300]!r} vs mlflow {theirs.text[:300]!r}"
+    contract = httpx.get(f"{gateway.url}/endpoints/{endpoint}").json()["serving"]["onnx_check"]
+    if ours.status_code == 200 == theirs.status_code and contract and contract["contract"] != "exact":
+        # A float64 graph of a regressor: within its declared tolerance (a sum in another order).
+        assert contract["contract"] == "float64~1e-12", contract
+        ours_values, theirs_values = ours.json()["predictions"], theirs.json()["predictions"]
+        assert np.allclose(ours_values, theirs_values, rtol=1e-12, atol=0), message
+    else:
+        assert outcome(ours) == outcome(theirs), message
+    taken = lean_requests(gateway.url, endpoint) - before
     assert taken == (1 if lean else 0), f"{case}: the lean path took {taken} requests"
 
 
