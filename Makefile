@@ -31,8 +31,11 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# Both cores: each test file runs whole on one worker, so module-scoped servers start once.
+# PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 2
 unit: install system-deps
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest -m "not docker"
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest -m "not docker" -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 
 # Debian's docker.io (dockerd) and debootstrap, for the real image build and run.
 docker-deps:

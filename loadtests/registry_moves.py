@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import gevent
+from mlflow import MlflowClient
 
 MODEL = os.environ.get("LOADTEST_MODEL", "diabetes")
 ALIAS = os.environ.get("LOADTEST_ALIAS", "champion")
@@ -28,10 +29,20 @@ class Moves:
     errors: list[str] = field(default_factory=list)
 
 
-def start_moving(moves: Moves, after_move: Callable[[str], None] | None = None) -> gevent.Greenlet:
-    from mlflow import MlflowClient
-
+def _warm_client() -> MlflowClient:
+    """MLflow's client, built and used once when locust loads the locustfile: importing MLflow
+    and opening its SQLAlchemy store take seconds on a busy machine, and inside ``test_start``
+    they would eat the run's time limit (locust's -t clock is already running there)."""
     client = MlflowClient()
+    client.get_model_version_by_alias(MODEL, ALIAS)
+    return client
+
+
+CLIENT = _warm_client()
+
+
+def start_moving(moves: Moves, after_move: Callable[[str], None] | None = None) -> gevent.Greenlet:
+    client = CLIENT
 
     def loop() -> None:
         index = 0
