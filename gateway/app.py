@@ -32,6 +32,7 @@ from gateway.routes.endpoint_routes import endpoint_router
 from gateway.routes.meta_routes import meta_router
 from gateway.routes.mlflow_protocol import mlflow_router
 from gateway.routes.responses import install_error_handlers
+from gateway.routes.v2_routes import v2_router
 from gateway.settings import Settings
 from gateway.skew_setup import SkewSettings
 from gateway.wiring import build_loader, store_opener
@@ -104,4 +105,5 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
     app.include_router(meta_router(deployer, registry, configured))
     app.include_router(endpoint_router(deployer, guard))
     app.include_router(admin_router(deployer, guard, default_options))
+    app.include_router(v2_router(deployer, guard, metrics, configured))
     return app

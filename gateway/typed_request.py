@@ -124,6 +124,10 @@ class TypedFrameParser:
                 return None
         return TypedRows(columns, len(rows))
 
+    def accepts(self, rows: TypedRows) -> bool:
+        """Whether every value of these rows (from another codec, V2) has its column's type."""
+        return all(all(map(accepts, values)) for accepts, values in zip(self._accepts, rows.columns, strict=True))
+
     def frame(self, rows: TypedRows) -> pd.DataFrame:
         """The DataFrame MLflow's schema enforcement would give the model for these rows."""
         data: dict[str, Any] = {}

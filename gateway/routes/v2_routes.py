@@ -1,0 +1,202 @@
+"""The Open Inference Protocol (KServe V2) over REST, on the same port as ``/invocations``:
+
+    GET  /v2                                   server metadata
+    GET  /v2/health/live, /v2/health/ready     liveness, readiness (every configured endpoint serves)
+    GET  /v2/models/{name}[/versions/{v}]      model metadata from the MLflow signature
+    GET  /v2/models/{name}[/versions/{v}]/ready
+    POST /v2/models/{name}[/versions/{v}]/infer
+
+A model is an endpoint. ``versions/{v}`` answers only while version ``v`` serves the endpoint
+(during a swap, the old version's URL stops answering the moment the new one takes over).
+Errors are ``{"error": "..."}``: 400 for a request that cannot be read or does not fit the
+signature, 404 for an unknown model or version, 503 while an endpoint has no model. Every
+answer carries the deployment's lineage: the ``X-Lockgate-*`` headers and, in the response's
+``parameters``, the model version and the weights and dataset commits.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import mlflow
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from gateway.auth import AccessGuard
+from gateway.deployer import Deployer
+from gateway.endpoints import Deployment
+from gateway.errors import GatewayError
+from gateway.v2_inference import V2Prediction, infer, signature_names
+from gateway.v2_tensors import V2Request, V2RequestError, output_json, read_request
+from monitoring.serving_metrics import ServingMetrics
+
+_MLFLOW_TO_V2 = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32", "boolean": "BOOL",
+                 "string": "BYTES", "binary": "BYTES", "datetime": "BYTES"}  # fmt: skip
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
+
+def v2_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps({"error": message}), status_code=status, media_type="application/json",
+                    headers=headers)  # fmt: skip
+
+
+def _json(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json", headers=headers)
+
+
+def lineage(deployment: Deployment) -> dict[str, str]:
+    r = deployment.resolved
+    return {
+        "model_version": r.version or "none",
+        "weights_commit": r.weights_commit or "none",
+        "dataset_commit": r.dataset_commit or "none",
+    }
+
+
+def model_metadata(name: str, deployment: Deployment) -> dict[str, Any]:
+    schema = deployment.input_schema
+    inputs = []
+    if schema is not None and schema.has_input_names():
+        for spec in schema.inputs:
+            kind = getattr(getattr(spec, "type", None), "name", "string")
+            inputs.append({"name": spec.name, "datatype": _MLFLOW_TO_V2.get(str(kind), "BYTES"), "shape": [-1, 1]})
+    return {
+        "name": name,
+        "versions": [deployment.version_label],
+        "platform": "mlflow",
+        "inputs": inputs,
+        "outputs": [{"name": "predict", "datatype": "FP64" if not inputs else "BYTES", "shape": [-1]}],
+        "parameters": lineage(deployment) | {"serving_path": deployment.serving_path},
+    }
+
+
+def v2_router(deployer: Deployer, guard: AccessGuard, metrics: ServingMetrics, configured: list[str]) -> APIRouter:
+    router = APIRouter(prefix="/v2")
+
+    def serving(name: str, version: str | None) -> Deployment | Response:
+        try:
+            endpoint = deployer.get(name)
+        except GatewayError as exc:
+            return v2_error(exc.status, str(exc))
+        deployment = endpoint.current
+        if deployment is None:
+            return v2_error(503, f"model {name!r} has no loaded version yet: {endpoint.last_error or endpoint.status}")
+        if version is not None and version != deployment.version_label:
+            return v2_error(
+                404, f"version {version!r} of model {name!r} is not serving (serving: {deployment.version_label})"
+            )
+        return deployment
+
+    @router.get("")
+    async def server_metadata() -> Response:
+        return _json({"name": "lockgate", "version": mlflow.__version__, "extensions": ["binary_tensor_data"]})
+
+    @router.get("/health/live")
+    async def live() -> Response:
+        return _json({"live": True})
+
+    @router.get("/health/ready")
+    async def ready() -> Response:
+        names = configured or list(deployer.endpoints)
+        waiting = [n for n in names if n not in deployer.endpoints or deployer.endpoints[n].current is None]
+        if waiting or not names:
+            return v2_error(503, f"not ready: waiting for {', '.join(waiting) or 'a deployed endpoint'}")
+        return _json({"ready": True})
+
+    async def metadata(name: str, version: str | None) -> Response:
+        found = serving(name, version)
+        if isinstance(found, Response):
+            return found
+        return _json(model_metadata(name, found), found.headers())
+
+    async def model_ready(name: str, version: str | None) -> Response:
+        found = serving(name, version)
+        if isinstance(found, Response):
+            return found
+        return _json({"name": name, "ready": True}, found.headers())
+
+    async def model_infer(name: str, version: str | None, request: Request) -> Response:
+        guard.prediction(request)
+        found = serving(name, version)
+        if isinstance(found, Response):
+            return found
+        deployment = found
+        started = time.perf_counter()
+        label = deployment.version_label
+        deployment.inflight += 1
+        metrics.inflight.labels(name).inc()
+        try:
+            try:
+                v2_request = read_request(await request.body(), request.headers.get(HEADER_LENGTH))
+                binary = _binary_outputs(v2_request)
+                prediction = await infer(deployment, v2_request)
+            except V2RequestError as exc:
+                metrics.observe_request(name, label, 400, time.perf_counter() - started, "INVALID_V2_REQUEST")
+                return v2_error(400, str(exc), deployment.headers())
+        finally:
+            deployment.inflight -= 1
+            metrics.inflight.labels(name).dec()
+        metrics.observe_predict(name, label, prediction.rows, prediction.predict_seconds)
+        response = _encode(name, deployment, v2_request.request_id, binary, prediction)
+        metrics.observe_request(name, label, 200, time.perf_counter() - started, None)
+        return response
+
+    @router.get("/models/{name}")
+    async def get_metadata(name: str) -> Response:
+        return await metadata(name, None)
+
+    @router.get("/models/{name}/versions/{version}")
+    async def get_version_metadata(name: str, version: str) -> Response:
+        return await metadata(name, version)
+
+    @router.get("/models/{name}/ready")
+    async def get_ready(name: str) -> Response:
+        return await model_ready(name, None)
+
+    @router.get("/models/{name}/versions/{version}/ready")
+    async def get_version_ready(name: str, version: str) -> Response:
+        return await model_ready(name, version)
+
+    @router.post("/models/{name}/infer")
+    async def post_infer(name: str, request: Request) -> Response:
+        return await model_infer(name, None, request)
+
+    @router.post("/models/{name}/versions/{version}/infer")
+    async def post_version_infer(name: str, version: str, request: Request) -> Response:
+        return await model_infer(name, version, request)
+
+    return router
+
+
+def _binary_outputs(request: V2Request) -> bool:
+    """Whether the one output, ``predict``, goes back as binary data."""
+    wanted = {o["name"]: bool((o.get("parameters") or {}).get("binary_data")) for o in request.outputs}
+    unknown = sorted(set(wanted) - {"predict"})
+    if unknown:
+        raise V2RequestError(f"unknown outputs {unknown}: this model's output is 'predict'")
+    return wanted.get("predict", bool(request.parameters.get("binary_data_output")))
+
+
+def _encode(
+    name: str, deployment: Deployment, request_id: str | None, binary: bool, prediction: V2Prediction
+) -> Response:
+    entry, raw = output_json("predict", prediction.predictions, binary=binary)
+    body: dict[str, Any] = {
+        "model_name": name,
+        "model_version": deployment.version_label,
+        "outputs": [entry],
+        "parameters": lineage(deployment),
+    }
+    if request_id is not None:
+        body["id"] = request_id
+    header = orjson.dumps(body)
+    headers = deployment.headers()
+    if not raw:
+        return Response(header, media_type="application/json", headers=headers)
+    headers[HEADER_LENGTH] = str(len(header))
+    return Response(header + raw, media_type="application/octet-stream", headers=headers)
+
+
+__all__ = ["signature_names", "v2_router"]

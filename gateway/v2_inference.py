@@ -1,0 +1,130 @@
+"""A V2 (Open Inference Protocol) inference over the same data plane as ``/invocations``.
+
+V2 is one more codec: its tensors become the input the deployment's lean path takes (a float64
+matrix, or ``TypedRows``) and go through the same batcher and predict; anything the lean path
+does not take (a custom pyfunc, a value of another type) becomes a DataFrame for MLflow's own
+pyfunc predict, which enforces the signature and names what is wrong. The answer is the same
+predictions ``/invocations`` gives for the same rows.
+
+Inputs map onto an MLflow signature with named columns:
+
+- one input per column, each of shape ``[N]`` or ``[N, 1]`` (``parameters.content_type: "pd"``,
+  MLServer's DataFrame convention, is accepted and means the same);
+- or, for an all-``double`` signature, one numeric input of shape ``[N, columns]`` whose columns
+  are the signature's, in order (how Triton clients send a feature matrix).
+
+Request ``parameters`` other than the protocol's own go to the model as MLflow params.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+
+from gateway.endpoints import Deployment
+from gateway.fast_request import NumericFrameParser
+from gateway.typed_request import TypedFrameParser, TypedRows
+from gateway.v2_tensors import Tensor, V2Request, V2RequestError
+
+# Request parameters that belong to the protocol (and its binary extension), not to the model.
+_PROTOCOL_PARAMETERS = frozenset({"content_type", "binary_data_output", "headers", "timeout", "priority"})
+
+
+@dataclass
+class V2Prediction:
+    predictions: np.ndarray
+    rows: int
+    predict_seconds: float
+    lean: bool  # served by the lean path (batcher), not MLflow's pyfunc
+
+
+def signature_names(deployment: Deployment) -> list[str]:
+    schema = deployment.input_schema
+    return list(schema.input_names()) if schema is not None and schema.has_input_names() else []
+
+
+def _columns(request: V2Request, names: list[str]) -> tuple[dict[str, np.ndarray], int]:
+    """The request's tensors as one flat array per signature column, and the row count."""
+    inputs = request.inputs
+    if len(inputs) == 1 and inputs[0].name not in names and len(inputs[0].shape) == 2 and names:
+        matrix = inputs[0]
+        rows, width = matrix.shape
+        if width != len(names):
+            raise V2RequestError(
+                f"input {matrix.name!r}: shape {list(matrix.shape)} has {width} columns; the signature has "
+                f"{len(names)} ({', '.join(names)})"
+            )
+        block = matrix.values.reshape(rows, width)
+        return {name: block[:, j] for j, name in enumerate(names)}, rows
+    unknown = [t.name for t in inputs if t.name not in names]
+    if unknown and names:
+        raise V2RequestError(f"inputs {unknown} are not in the model's signature (inputs: {', '.join(names)})")
+    missing = [n for n in names if n not in {t.name for t in inputs}]
+    if missing:
+        raise V2RequestError(f"missing inputs {missing} (the signature's inputs: {', '.join(names)})")
+    rows = _rows_of(inputs[0])
+    for tensor in inputs:
+        if _rows_of(tensor) != rows:
+            raise V2RequestError(
+                f"input {tensor.name!r} has {_rows_of(tensor)} rows, input {inputs[0].name!r} has {rows}"
+            )
+    return {t.name: t.values for t in inputs}, rows
+
+
+def _rows_of(tensor: Tensor) -> int:
+    shape = tensor.shape
+    if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1):
+        return shape[0]
+    raise V2RequestError(f"input {tensor.name!r}: a column needs shape [N] or [N, 1], not {list(shape)}")
+
+
+def model_parameters(request: V2Request) -> dict[str, Any] | None:
+    params = {k: v for k, v in request.parameters.items() if k not in _PROTOCOL_PARAMETERS}
+    return params or None
+
+
+def lean_input(deployment: Deployment, columns: dict[str, np.ndarray], rows: int, names: list[str]) -> Any | None:
+    """The lean path's input for these columns, or None when it does not take them."""
+    parser = deployment.parser
+    if parser is None or deployment.batcher is None or rows == 0:
+        return None
+    if isinstance(parser, NumericFrameParser):
+        if any(columns[n].dtype.kind not in "iuf" for n in parser.columns):
+            return None  # booleans and strings: MLflow's enforcement names the problem
+        matrix = np.column_stack([columns[n].astype(np.float64) for n in parser.columns])
+        return matrix if np.isfinite(matrix).all() else None
+    if isinstance(parser, TypedFrameParser):
+        typed = TypedRows([columns[n].tolist() for n in parser.columns], rows)
+        return typed if parser.accepts(typed) else None
+    return None
+
+
+async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
+    names = signature_names(deployment)
+    columns, rows = _columns(request, names)
+    params = model_parameters(request)
+    if params is None:
+        lean = lean_input(deployment, columns, rows, names)
+        if lean is not None:
+            assert deployment.batcher is not None
+            predictions, seconds = await deployment.batcher.predict(lean)
+            return V2Prediction(np.asarray(predictions), rows, seconds, lean=True)
+    frame = pd.DataFrame({name: columns[name] for name in (names or list(columns))})
+    started = asyncio.get_running_loop().time()
+    try:
+        predictions = await asyncio.to_thread(deployment.servable.model.native.predict, frame, params)
+    except MlflowException as exc:
+        raise V2RequestError(exc.message) from exc
+    seconds = asyncio.get_running_loop().time() - started
+    return V2Prediction(_as_array(predictions), rows, seconds, lean=False)
+
+
+def _as_array(predictions: Any) -> np.ndarray:
+    if isinstance(predictions, pd.DataFrame | pd.Series):
+        return np.asarray(predictions.to_numpy())
+    return np.asarray(predictions)

@@ -1,0 +1,228 @@
+"""Open Inference Protocol (KServe V2) tensors over REST: JSON ``data`` and the binary tensor data
+extension, both ways.
+
+A request body is a JSON object, optionally followed by binary tensor data: the
+``Inference-Header-Content-Length`` header gives the JSON's length, and each input that has
+``parameters.binary_data_size`` takes that many bytes, in input order (little-endian, row-major;
+BOOL one byte; BYTES a 4-byte little-endian length before each element). Everything here
+raises ``V2RequestError`` with a message that names the input and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+# V2 datatype -> numpy dtype (BYTES: Python objects; decoded to str where they are UTF-8).
+DATATYPES: dict[str, Any] = {
+    "BOOL": np.bool_,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "BYTES": object,
+}
+_MAX_ELEMENTS = 50_000_000  # a shape past this is refused before any allocation
+
+
+class V2RequestError(ValueError):
+    """A V2 request that cannot be read: answered 400 ``{"error": message}``."""
+
+
+@dataclass
+class Tensor:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    values: np.ndarray  # flat, row-major
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class V2Request:
+    inputs: list[Tensor]
+    request_id: str | None
+    parameters: dict[str, Any]
+    outputs: list[dict[str, Any]]  # requested outputs (name, parameters.binary_data)
+
+
+def read_request(body: bytes, header_length: str | None) -> V2Request:
+    json_part, binary = _split(body, header_length)
+    try:
+        document = orjson.loads(json_part)
+    except orjson.JSONDecodeError as exc:
+        raise V2RequestError(f"the request is not valid JSON: {exc}") from exc
+    if type(document) is not dict:
+        raise V2RequestError("the request must be a JSON object with an 'inputs' list")
+    raw_inputs = document.get("inputs")
+    if type(raw_inputs) is not list or not raw_inputs:
+        raise V2RequestError("the request needs a non-empty 'inputs' list")
+    parameters = _parameters(document.get("parameters"), "the request")
+    offset = 0
+    inputs = []
+    for index, raw in enumerate(raw_inputs):
+        tensor, used = _input(raw, index, binary, offset)
+        inputs.append(tensor)
+        offset += used
+    if offset != len(binary):
+        raise V2RequestError(f"{len(binary) - offset} bytes of binary data follow the inputs that no input claims")
+    names = [t.name for t in inputs]
+    if len(set(names)) != len(names):
+        raise V2RequestError(f"input names repeat: {names}")
+    outputs = document.get("outputs") or []
+    if type(outputs) is not list or any(type(o) is not dict or type(o.get("name")) is not str for o in outputs):
+        raise V2RequestError("'outputs' must be a list of objects with a 'name'")
+    request_id = document.get("id")
+    return V2Request(inputs, None if request_id is None else str(request_id), parameters, outputs)
+
+
+def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    if header_length is None:
+        return body, b""
+    if not header_length.isdigit() or int(header_length) > len(body):
+        raise V2RequestError(
+            f"Inference-Header-Content-Length {header_length!r} is not a length within the {len(body)}-byte body"
+        )
+    cut = int(header_length)
+    return body[:cut], body[cut:]
+
+
+def _parameters(raw: Any, where: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if type(raw) is not dict:
+        raise V2RequestError(f"'parameters' of {where} must be an object")
+    return raw
+
+
+def _input(raw: Any, index: int, binary: bytes, offset: int) -> tuple[Tensor, int]:
+    if type(raw) is not dict:
+        raise V2RequestError(f"inputs[{index}] must be an object")
+    name, datatype, shape = raw.get("name"), raw.get("datatype"), raw.get("shape")
+    if type(name) is not str or not name:
+        raise V2RequestError(f"inputs[{index}] needs a 'name'")
+    if datatype not in DATATYPES:
+        raise V2RequestError(f"input {name!r}: unknown datatype {datatype!r} (one of {', '.join(DATATYPES)})")
+    if type(shape) is not list or any(type(d) is not int or d < 0 for d in shape):
+        raise V2RequestError(f"input {name!r}: 'shape' must be a list of non-negative integers, not {shape!r}")
+    count = int(np.prod(shape)) if shape else 1
+    if count > _MAX_ELEMENTS:
+        raise V2RequestError(f"input {name!r}: shape {shape} has {count:,} elements, over {_MAX_ELEMENTS:,}")
+    parameters = _parameters(raw.get("parameters"), f"input {name!r}")
+    size = parameters.get("binary_data_size")
+    if size is not None:
+        if type(size) is not int or size < 0 or offset + size > len(binary):
+            raise V2RequestError(f"input {name!r}: binary_data_size {size!r} runs past the body's binary data")
+        values = _from_binary(name, datatype, binary[offset : offset + size], count)
+        used = size
+    else:
+        values = _from_json(name, datatype, raw.get("data"), count)
+        used = 0
+    return Tensor(name, datatype, tuple(shape), values, parameters), used
+
+
+def _flatten(data: Any) -> list[Any]:
+    if type(data) is not list:
+        return [data]
+    if all(type(item) is not list for item in data):
+        return data
+    flat: list[Any] = []
+    for item in data:
+        flat.extend(_flatten(item))
+    return flat
+
+
+def _from_json(name: str, datatype: str, data: Any, count: int) -> np.ndarray:
+    if data is None:
+        raise V2RequestError(f"input {name!r} has neither 'data' nor parameters.binary_data_size")
+    flat = _flatten(data)
+    if len(flat) != count:
+        raise V2RequestError(f"input {name!r}: shape needs {count} elements, 'data' has {len(flat)}")
+    if datatype == "BYTES":
+        if not all(type(v) is str for v in flat):
+            raise V2RequestError(f"input {name!r}: BYTES data must be strings in JSON")
+        return np.array(flat, dtype=object)
+    if datatype == "BOOL":
+        if not all(type(v) is bool for v in flat):
+            raise V2RequestError(f"input {name!r}: BOOL data must be true or false")
+        return np.array(flat, dtype=np.bool_)
+    integral = datatype.startswith(("INT", "UINT"))
+    allowed = (int,) if integral else (int, float)
+    if not all(type(v) in allowed for v in flat):
+        kind = "integers" if integral else "numbers"
+        raise V2RequestError(f"input {name!r}: {datatype} data must be {kind}")
+    dtype = np.dtype(DATATYPES[datatype])
+    if integral:
+        info = np.iinfo(dtype)
+        if flat and (min(flat) < info.min or max(flat) > info.max):
+            raise V2RequestError(f"input {name!r}: a value is outside {datatype}'s range")
+    return np.array(flat, dtype=dtype)
+
+
+def _from_binary(name: str, datatype: str, raw: bytes, count: int) -> np.ndarray:
+    if datatype == "BYTES":
+        out: list[Any] = []
+        position = 0
+        while position < len(raw):
+            if position + 4 > len(raw):
+                raise V2RequestError(f"input {name!r}: a BYTES element's length runs past its binary data")
+            (length,) = struct.unpack_from("<I", raw, position)
+            position += 4
+            if position + length > len(raw):
+                raise V2RequestError(f"input {name!r}: a BYTES element runs past its binary data")
+            element = raw[position : position + length]
+            position += length
+            try:
+                out.append(element.decode("utf-8"))
+            except UnicodeDecodeError:
+                out.append(element)
+        if len(out) != count:
+            raise V2RequestError(f"input {name!r}: shape needs {count} elements, the binary data has {len(out)}")
+        return np.array(out, dtype=object)
+    dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
+    if len(raw) != count * dtype.itemsize:
+        raise V2RequestError(
+            f"input {name!r}: {datatype} shape needs {count * dtype.itemsize} bytes, binary_data_size is {len(raw)}"
+        )
+    return np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="), copy=True)
+
+
+def datatype_of(values: np.ndarray) -> str:
+    kind = values.dtype
+    if kind == np.bool_:
+        return "BOOL"
+    if kind.kind in "iuf":
+        return {np.dtype(v): k for k, v in DATATYPES.items() if v is not object}[np.dtype(kind.name)]
+    return "BYTES"
+
+
+def output_json(name: str, values: np.ndarray, *, binary: bool) -> tuple[dict[str, Any], bytes]:
+    """One response output: JSON data, or (``binary``) its binary data and size."""
+    datatype = datatype_of(values)
+    shaped = np.asarray(values)
+    entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(shaped.shape)}
+    if not binary:
+        flat = shaped.reshape(-1)
+        entry["data"] = [str(v) for v in flat] if datatype == "BYTES" else flat.tolist()
+        return entry, b""
+    if datatype == "BYTES":
+        pieces = []
+        for value in shaped.reshape(-1):
+            encoded = value if isinstance(value, bytes) else str(value).encode()
+            pieces.append(struct.pack("<I", len(encoded)) + encoded)
+        raw = b"".join(pieces)
+    else:
+        raw = np.ascontiguousarray(shaped).astype(shaped.dtype.newbyteorder("<"), copy=False).tobytes()
+    entry["parameters"] = {"binary_data_size": len(raw)}
+    return entry, raw

@@ -1,0 +1,178 @@
+"""The Open Inference Protocol over REST, driven by a client lockgate did not write:
+``tritonclient.http.InferenceServerClient`` against a real ``lockgate serve`` (uvicorn).
+
+Every V2 answer must equal the ``/invocations`` answer for the same rows, with the same lineage;
+every bad request must get a clear error and leave the server serving.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import tritonclient.http as triton
+from mlflow.models import infer_signature
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from tritonclient.utils import InferenceServerException
+
+from tests.registry_helpers import registry_at
+from tests.servers import Server, start_lockgate
+from tests.test_gateway_parity_typed import Scaled, fraud_frame, fraud_model, settle
+
+pytestmark = pytest.mark.slow
+IRIS = load_iris(as_frame=True)
+IRIS_X = IRIS.data.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    workdir = tmp_path_factory.mktemp("v2")
+    pipeline, fraud = fraud_model()
+    iris = LogisticRegression(max_iter=1000).fit(IRIS_X, IRIS.target)
+    scaled_example = pd.DataFrame({"x": [1.5, 2.0], "n": np.array([1, 2], dtype=np.int64)})
+    with registry_at(workdir) as registry:
+        mlflow.set_experiment(experiment_id=mlflow.create_experiment("v", artifact_location="lockgate://models@main/v"))
+        for name, model, frame in (("iris", iris, IRIS_X), ("fraud", pipeline, fraud)):
+            with mlflow.start_run():
+                mlflow.sklearn.log_model(model, name="model", registered_model_name=name, input_example=frame.head(3),
+                                         serialization_format="cloudpickle")  # fmt: skip
+        with mlflow.start_run():
+            signature = infer_signature(scaled_example, np.array([1.0]), params={"factor": 1.0})
+            mlflow.pyfunc.log_model(name="model", python_model=Scaled(), registered_model_name="scaled",
+                                    signature=signature, input_example=(scaled_example, {"factor": 2.0}))  # fmt: skip
+    env = {"MLFLOW_TRACKING_URI": registry.tracking_uri, "LOCKGATE_STORE": str(registry.store_root),
+           "LOCKGATE_CACHE_DIR": str(workdir / "c")}  # fmt: skip
+    server = start_lockgate(workdir, env, "models:/iris/1", "models:/fraud/1", "models:/scaled/1", ready_path="/ready")
+    try:
+        for name in ("iris", "fraud", "scaled"):
+            settle(server.url, name)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(gateway: Server) -> triton.InferenceServerClient:
+    return triton.InferenceServerClient(gateway.url.removeprefix("http://"))
+
+
+def invocations(gateway: Server, name: str, frame: pd.DataFrame, **extra: Any) -> httpx.Response:
+    body = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False, double_precision=15)), **extra}
+    answer = httpx.post(f"{gateway.url}/endpoints/{name}/invocations", json=body, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer
+
+
+def column_inputs(frame: pd.DataFrame, binary: bool) -> list[triton.InferInput]:
+    inputs = []
+    for column in frame.columns:
+        values = frame[[column]].to_numpy()
+        if values.dtype.kind == "f":
+            datatype, values = "FP64", values.astype(np.float64)
+        elif values.dtype.kind in "iu":
+            datatype, values = "INT64", values.astype(np.int64)
+        else:
+            datatype, values = "BYTES", values.astype(object)
+        tensor = triton.InferInput(column, list(values.shape), datatype)
+        tensor.set_data_from_numpy(values, binary_data=binary)
+        inputs.append(tensor)
+    return inputs
+
+
+def test_health_and_metadata(client: triton.InferenceServerClient, gateway: Server) -> None:
+    assert client.is_server_live() and client.is_server_ready()
+    assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+    assert client.is_model_ready("iris") and client.is_model_ready("iris", "1")
+    assert not client.is_model_ready("iris", "7")
+    metadata = client.get_model_metadata("fraud")
+    assert metadata["versions"] == ["1"] and metadata["platform"] == "mlflow"
+    assert {i["name"]: i["datatype"] for i in metadata["inputs"]} == {
+        "amount": "FP64", "hour": "INT64", "merchant": "BYTES", "country": "BYTES"
+    }  # fmt: skip
+    assert len(metadata["parameters"]["weights_commit"]) == 64
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_iris_as_one_matrix_and_as_columns_equals_invocations(
+    client: triton.InferenceServerClient, gateway: Server, binary: bool
+) -> None:
+    rows = IRIS_X.iloc[[0, 50, 100, 149]]
+    expected = invocations(gateway, "iris", rows)
+    matrix = triton.InferInput("input", [len(rows), 4], "FP64")
+    matrix.set_data_from_numpy(rows.to_numpy(np.float64), binary_data=binary)
+    output = triton.InferRequestedOutput("predict", binary_data=binary)
+    for inputs in ([matrix], column_inputs(rows, binary)):
+        result = client.infer("iris", inputs, outputs=[output])
+        assert result.as_numpy("predict").tolist() == expected.json()["predictions"]
+        response = result.get_response()
+        assert response["model_version"] == "1"
+        assert response["parameters"]["weights_commit"] == expected.headers["X-Lockgate-Weights-Commit"]
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_typed_pipeline_with_bytes_int64_and_fp64_inputs(
+    client: triton.InferenceServerClient, gateway: Server, binary: bool
+) -> None:
+    rows = fraud_frame(40, seed=3)
+    expected = invocations(gateway, "fraud", rows).json()["predictions"]
+    before = httpx.get(f"{gateway.url}/endpoints/fraud").json()["serving"]["batching"]["requests"]
+    result = client.infer("fraud", column_inputs(rows, binary))  # no outputs named: binary by default
+    assert result.as_numpy("predict").tolist() == expected
+    after = httpx.get(f"{gateway.url}/endpoints/fraud").json()["serving"]["batching"]["requests"]
+    assert after - before == 1, "the V2 request went through the same lean path and batcher"
+
+
+def test_pyfunc_params_pass_through(client: triton.InferenceServerClient, gateway: Server) -> None:
+    rows = pd.DataFrame({"x": [1.5, 2.5], "n": np.array([1, 2], dtype=np.int64)})
+    expected = invocations(gateway, "scaled", rows, params={"factor": 3.0}).json()["predictions"]
+    result = client.infer("scaled", column_inputs(rows, True), parameters={"factor": 3.0})
+    assert result.as_numpy("predict").tolist() == expected
+
+
+def test_versioned_infer_answers_only_for_the_serving_version(
+    client: triton.InferenceServerClient, gateway: Server
+) -> None:
+    rows = IRIS_X.head(2)
+    assert client.infer("iris", column_inputs(rows, True), model_version="1").as_numpy("predict").shape == (2,)
+    with pytest.raises(InferenceServerException, match="version '2' of model 'iris' is not serving"):
+        client.infer("iris", column_inputs(rows, True), model_version="2")
+
+
+def test_bad_requests_are_named_and_the_server_keeps_serving(
+    client: triton.InferenceServerClient, gateway: Server
+) -> None:
+    rows = fraud_frame(3, seed=4)
+    good = column_inputs(rows, True)
+    with pytest.raises(InferenceServerException, match="no endpoint 'nope'"):
+        client.infer("nope", good)
+    wrong_type = column_inputs(rows, True)
+    wrong_type[2] = triton.InferInput("merchant", [3, 1], "FP64")
+    wrong_type[2].set_data_from_numpy(np.ones((3, 1)), binary_data=True)
+    with pytest.raises(InferenceServerException, match="merchant"):
+        client.infer("fraud", wrong_type)
+    with pytest.raises(InferenceServerException, match=r"missing inputs \['country'\]"):
+        client.infer("fraud", good[:3])
+    wide = triton.InferInput("amount", [3, 2], "FP64")
+    wide.set_data_from_numpy(np.ones((3, 2)), binary_data=False)
+    with pytest.raises(InferenceServerException, match=r"shape \[N\] or \[N, 1\]"):
+        client.infer("fraud", [wide, *good[1:]])
+    bad_matrix = triton.InferInput("input", [2, 3], "FP64")
+    bad_matrix.set_data_from_numpy(np.ones((2, 3)), binary_data=True)
+    with pytest.raises(InferenceServerException, match="has 3 columns; the signature has 4"):
+        client.infer("iris", [bad_matrix])
+    for body, needle in (
+        (b"{not json", "not valid JSON"),
+        (b'{"inputs": []}', "non-empty 'inputs'"),
+        (b'{"inputs": [{"name": "amount", "shape": [1], "datatype": "FP99", "data": [1]}]}', "unknown datatype"),
+        (b'{"inputs": [{"name": "amount", "shape": [2], "datatype": "FP64", "data": [1]}]}', "needs 2 elements"),
+    ):
+        answer = httpx.post(f"{gateway.url}/v2/models/fraud/infer", content=body)
+        assert answer.status_code == 400 and needle in answer.json()["error"], (body, answer.text)
+    assert client.infer("fraud", good).as_numpy("predict").shape == (3,), "still serving after bad requests"
