@@ -105,5 +105,14 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
     app.include_router(meta_router(deployer, registry, configured))
     app.include_router(endpoint_router(deployer, guard))
     app.include_router(admin_router(deployer, guard, default_options))
-    app.include_router(v2_router(deployer, guard, metrics, configured))
+    app.include_router(
+        v2_router(
+            deployer,
+            guard,
+            metrics,
+            configured,
+            max_body_bytes=settings.max_body_bytes,
+            timeout=settings.request_timeout,
+        )
+    )
     return app

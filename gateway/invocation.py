@@ -87,18 +87,7 @@ class Invoker:
         return Response(content=payload, status_code=status, media_type=media_type, headers=deployment.headers())
 
     async def _read_body(self, request: Request) -> bytes:
-        limit = self._max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise RequestTooLargeError(
-                f"request body of {int(declared):,} bytes exceeds the {limit:,}-byte limit (LOCKGATE_MAX_BODY_BYTES)"
-            )
-        body = bytearray()
-        async for piece in request.stream():
-            body += piece
-            if len(body) > limit:
-                raise RequestTooLargeError(f"request body exceeds the {limit:,}-byte limit (LOCKGATE_MAX_BODY_BYTES)")
-        return bytes(body)
+        return await read_body(request, self._max_body_bytes)
 
     @staticmethod
     async def _lean(deployment: Deployment, body: bytes, content_type: str | None) -> tuple[Any, float] | None:
@@ -114,6 +103,21 @@ class Invoker:
         except Exception:
             # MLflow's code, on the same model, gives this request MLflow's exact error.
             return None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) past ``limit`` bytes before it is all read."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLargeError(
+            f"request body of {int(declared):,} bytes exceeds the {limit:,}-byte limit (LOCKGATE_MAX_BODY_BYTES)"
+        )
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > limit:
+            raise RequestTooLargeError(f"request body exceeds the {limit:,}-byte limit (LOCKGATE_MAX_BODY_BYTES)")
+    return bytes(body)
 
 
 def _guarded_score(deployment: Deployment, body: bytes, content_type: str | None) -> Any:

@@ -127,26 +127,33 @@ def _input(raw: Any, index: int, binary: bytes, offset: int) -> tuple[Tensor, in
         values = _from_binary(name, datatype, binary[offset : offset + size], count)
         used = size
     else:
-        values = _from_json(name, datatype, raw.get("data"), count)
+        values = _from_json(name, datatype, raw.get("data"), count, len(shape))
         used = 0
     return Tensor(name, datatype, tuple(shape), values, parameters), used
 
 
-def _flatten(data: Any) -> list[Any]:
-    if type(data) is not list:
-        return [data]
-    if all(type(item) is not list for item in data):
-        return data
-    flat: list[Any] = []
-    for item in data:
-        flat.extend(_flatten(item))
-    return flat
+def _flatten(name: str, data: Any, depth: int) -> list[Any]:
+    """Row-major elements of ``data``, nested at most ``depth`` lists deep (the shape's rank)."""
+    level = data if type(data) is list else [data]
+    for _ in range(depth):
+        if not any(type(item) is list for item in level):
+            return level
+        flat: list[Any] = []
+        for item in level:
+            if type(item) is list:
+                flat.extend(item)
+            else:
+                flat.append(item)
+        level = flat
+    if any(type(item) is list for item in level):
+        raise V2RequestError(f"input {name!r}: 'data' is nested deeper than its shape")
+    return level
 
 
-def _from_json(name: str, datatype: str, data: Any, count: int) -> np.ndarray:
+def _from_json(name: str, datatype: str, data: Any, count: int, rank: int) -> np.ndarray:
     if data is None:
         raise V2RequestError(f"input {name!r} has neither 'data' nor parameters.binary_data_size")
-    flat = _flatten(data)
+    flat = _flatten(name, data, max(rank - 1, 0))
     if len(flat) != count:
         raise V2RequestError(f"input {name!r}: shape needs {count} elements, 'data' has {len(flat)}")
     if datatype == "BYTES":

@@ -16,6 +16,7 @@ answer carries the deployment's lineage: the ``X-Lockgate-*`` headers and, in th
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -27,7 +28,8 @@ from fastapi.responses import Response
 from gateway.auth import AccessGuard
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, RequestTooLargeError
+from gateway.invocation import read_body
 from gateway.v2_inference import V2Prediction, infer, signature_names
 from gateway.v2_tensors import V2Request, V2RequestError, output_json, read_request
 from monitoring.serving_metrics import ServingMetrics
@@ -72,7 +74,15 @@ def model_metadata(name: str, deployment: Deployment) -> dict[str, Any]:
     }
 
 
-def v2_router(deployer: Deployer, guard: AccessGuard, metrics: ServingMetrics, configured: list[str]) -> APIRouter:
+def v2_router(
+    deployer: Deployer,
+    guard: AccessGuard,
+    metrics: ServingMetrics,
+    configured: list[str],
+    *,
+    max_body_bytes: int,
+    timeout: float,
+) -> APIRouter:
     router = APIRouter(prefix="/v2")
 
     def serving(name: str, version: str | None) -> Deployment | Response:
@@ -129,12 +139,20 @@ def v2_router(deployer: Deployer, guard: AccessGuard, metrics: ServingMetrics, c
         metrics.inflight.labels(name).inc()
         try:
             try:
-                v2_request = read_request(await request.body(), request.headers.get(HEADER_LENGTH))
+                body = await read_body(request, max_body_bytes)
+                v2_request = read_request(body, request.headers.get(HEADER_LENGTH))
                 binary = _binary_outputs(v2_request)
-                prediction = await infer(deployment, v2_request)
+                async with asyncio.timeout(timeout):
+                    prediction = await infer(deployment, v2_request)
             except V2RequestError as exc:
                 metrics.observe_request(name, label, 400, time.perf_counter() - started, "INVALID_V2_REQUEST")
                 return v2_error(400, str(exc), deployment.headers())
+            except RequestTooLargeError as exc:
+                metrics.observe_request(name, label, 413, time.perf_counter() - started, exc.error_code)
+                return v2_error(413, str(exc), deployment.headers())
+            except TimeoutError:
+                metrics.observe_request(name, label, 504, time.perf_counter() - started, "REQUEST_TIMEOUT")
+                return v2_error(504, f"inference exceeded the {timeout:g}-second limit (LOCKGATE_REQUEST_TIMEOUT)")
         finally:
             deployment.inflight -= 1
             metrics.inflight.labels(name).dec()
