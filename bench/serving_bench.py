@@ -142,6 +142,18 @@ def register(models: list[BenchModel], work: Path, tracking: str) -> None:
             )
 
 
+def v2_body(frame: pd.DataFrame, rows: int) -> bytes:
+    """The same rows as ``split_body`` as a V2 request: one JSON input per column."""
+    sample = frame.sample(n=rows, replace=rows > len(frame), random_state=rows)
+    inputs = []
+    for column in sample.columns:
+        values = sample[column]
+        kind = values.dtype.kind
+        datatype = "FP64" if kind == "f" else "INT64" if kind in "iu" else "BOOL" if kind == "b" else "BYTES"
+        inputs.append({"name": column, "shape": [rows], "datatype": datatype, "data": values.tolist()})
+    return json.dumps({"inputs": inputs}).encode()
+
+
 def split_body(frame: pd.DataFrame, rows: int) -> bytes:
     sample = frame.sample(n=rows, replace=rows > len(frame), random_state=rows)
     if not is_numeric(sample):  # typed columns: pandas writes each value with its JSON type
@@ -257,10 +269,10 @@ def post(url: str, body: bytes) -> dict[str, Any]:
         return dict(json.loads(response.read()))
 
 
-def wrk(url: str, body_file: Path, connections: int, seconds: int) -> dict[str, Any]:
+def wrk(url: str, body_file: Path, connections: int, seconds: int, path: str = "/invocations") -> dict[str, Any]:
     result = subprocess.run(
         [shutil.which("wrk") or "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "20s",
-         "-s", str(WRK_SCRIPT), url + "/invocations"],
+         "-s", str(WRK_SCRIPT), url + path],
         env={**os.environ, "BODY_FILE": str(body_file)}, capture_output=True, text=True, check=True,
     )  # fmt: skip
     summary = json.loads(result.stdout.strip().splitlines()[-1])
@@ -344,6 +356,9 @@ LOADS = (("1 row, 16 conns", 1, 16), ("32 rows, 16 conns", 32, 16), ("1024 rows,
          ("1 row, 1 conn", 1, 1))  # fmt: skip
 
 
+V2_LOAD = "V2 REST, 1 row, 16 conns"
+
+
 @dataclass
 class Tally:
     start: list[float] = field(default_factory=list)
@@ -378,6 +393,8 @@ def main() -> None:
             for rows in (1, 32, 1024):
                 bodies[rows] = work / f"{model.name}-{rows}.json"
                 bodies[rows].write_bytes(split_body(model.frame, rows))
+            v2_file = work / f"{model.name}-v2-1.json"
+            v2_file.write_bytes(v2_body(model.frame, 1))
             reference = in_process_times(model, work)
             print("  in-process predict:", {k: round(v, 4) for k, v in reference.items()})
             tallies = {"mlflow": Tally(), "lockgate": Tally()}
@@ -406,6 +423,11 @@ def main() -> None:
                                 f"p50 {result['p50_ms']:>8.2f} ms p99 {result['p99_ms']:>8.2f} ms "
                                 f"errors {result['errors']}"
                             )
+                    # V2 REST (lockgate only: MLflow's server does not speak it), beside /invocations.
+                    v2 = wrk(servers["lockgate"].url, v2_file, 16, args.seconds, f"/v2/models/{model.name}/infer")
+                    tallies["lockgate"].loads.setdefault(V2_LOAD, []).append(v2)
+                    print(f"  round {run + 1} {V2_LOAD:<20} lockgate  {v2['req_s']:>9.1f} req/s "
+                          f"p50 {v2['p50_ms']:>8.2f} ms p99 {v2['p99_ms']:>8.2f} ms errors {v2['errors']}")  # fmt: skip
                     for kind, server in servers.items():
                         tallies[kind].rss.append(tree_rss_bytes(server.proc.pid))
                     with urllib.request.urlopen(f"{servers['lockgate'].url}/endpoints/{model.name}") as answer:
@@ -433,7 +455,11 @@ def summarize(
             }
             for kind, results in (("mlflow", a), ("lockgate", b))
         }
+    v2 = tallies["lockgate"].loads.get(V2_LOAD, [])
     return {
+        "v2_rest": None
+        if not v2
+        else {"req_s": mean_of(v2, "req_s"), "p99_ms": mean_of(v2, "p99_ms"), "errors": sum(r["errors"] for r in v2)},
         "description": model.description,
         "serving_path": path.get("name"),
         "serving_reason": path.get("reason"),
@@ -497,6 +523,13 @@ def print_report(report: dict[str, Any], out_dir: Path) -> None:
             f"- gateway overhead at 1 client: p50 {one_conn['p50_ms']:.3f} ms - predict {predict_1:.3f} ms = "
             f"**{one_conn['p50_ms'] - predict_1:.3f} ms**",
         ]
+        if model.get("v2_rest"):
+            v2, inv = model["v2_rest"], model["loads"]["1 row, 16 conns"]["lockgate"]
+            lines.append(
+                f"- V2 REST, 1 row, 16 conns: {v2['req_s']:,.0f} req/s, p99 {v2['p99_ms']:.2f} ms, errors "
+                f"{v2['errors']}; /invocations {inv['req_s']:,.0f} req/s, p99 {inv['p99_ms']:.2f} ms: "
+                f"V2/invocations **{v2['req_s'] / inv['req_s']:.2f}**"
+            )
         if "onnx_1024_ms" in ref:
             limit = 1024 / (ref["onnx_1024_ms"] / 1000)
             got = model["loads"]["1024 rows, 16 conns"]["lockgate"]["rows_s"]
