@@ -1,8 +1,9 @@
 """The HTTP gateway: ``create_app(settings, endpoints)`` composes it, and does nothing else.
 
     settings -> store opener, loader, ledger, preparer -> deployer (control plane, events)
-             -> invoker (MLflow's protocol pipeline) -> routers: mlflow protocol, endpoints,
-                admin, meta; one error shape; one access guard; one metrics registry
+             -> invoker (MLflow's protocol pipeline) -> routers: mlflow protocol, V2 (REST),
+                endpoints, admin, meta; one error shape; one access guard; one metrics registry
+             -> the V2 gRPC service on its own port, when LOCKGATE_GRPC_PORT is set
 
 Every part lives in its own module; this file only wires them and runs the lifespan (deploy the
 configured endpoints, then follow).
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -74,6 +76,8 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # gRPC listens first: a taken port fails the start before any model loads.
+        grpc_server = await _start_grpc(settings, deployer, guard, metrics, configured)
         for spec in specs:
             # A failed first deploy shows on /endpoints/{name} and /ready; the gateway still starts.
             with contextlib.suppress(Exception):
@@ -96,6 +100,8 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
             yield
         finally:
             follower.cancel()
+            if grpc_server is not None:
+                await grpc_server.stop(grace=5)
 
     app = FastAPI(title="lockgate", lifespan=lifespan)
     app.state.deployer = deployer
@@ -116,3 +122,15 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         )
     )
     return app
+
+
+async def _start_grpc(
+    settings: Settings, deployer: Deployer, guard: AccessGuard, metrics: ServingMetrics, configured: list[str]
+) -> Any:
+    """The V2 gRPC service, when LOCKGATE_GRPC_PORT / --grpc-port asks for it (grpc loads only then)."""
+    if settings.grpc_port is None:
+        return None
+    from gateway.grpc_server import InferenceService, start_grpc_server
+
+    service = InferenceService(deployer, guard, metrics, configured, settings.request_timeout)
+    return await start_grpc_server(service, settings.host, settings.grpc_port)

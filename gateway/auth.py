@@ -32,8 +32,12 @@ def _as_bytes(text: str) -> bytes:
 
 
 def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
+    return bearer_token(request.headers.get("authorization"))
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (HTTP or gRPC metadata)."""
+    scheme, _, value = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return value.strip()
@@ -88,9 +92,12 @@ class AccessGuard:
         return f"loopback:{host}"
 
     def prediction(self, request: Request) -> None:
+        self.prediction_token(_bearer(request))
+
+    def prediction_token(self, supplied: str | None) -> None:
+        """Refuse a prediction whose bearer token (None: none sent) is not one of the tokens."""
         if not self._api_tokens:
             return
-        supplied = _bearer(request)
         if supplied is None:
             raise AuthError("this gateway needs 'Authorization: Bearer <token>' (LOCKGATE_API_TOKENS)", 401)
         if not _matches(supplied, self._api_tokens):

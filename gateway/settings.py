@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     max_extra_columns: int = Field(default=1024, ge=0)
     """Columns a request may carry beyond the model signature's (for a model without a column
     signature: in all). Wider bodies get a 400 before pandas builds a frame."""
+    grpc_port: int | None = None
+    """Port of the Open Inference Protocol's gRPC service (on ``host``); unset: no gRPC."""
     follow_interval: float = 10.0
     """Seconds between re-resolutions of moving references (stage, alias, latest)."""
     max_body_bytes: int = 16 * 1024 * 1024

@@ -29,6 +29,7 @@ from mlflow.exceptions import MlflowException
 from gateway.endpoints import Deployment
 from gateway.fast_request import NumericFrameParser
 from gateway.typed_request import TypedFrameParser, TypedRows
+from gateway.v2_models import signature_names
 from gateway.v2_tensors import Tensor, V2Request, V2RequestError
 
 # Request parameters that belong to the protocol (and its binary extension), not to the model.
@@ -41,11 +42,6 @@ class V2Prediction:
     rows: int
     predict_seconds: float
     lean: bool  # served by the lean path (batcher), not MLflow's pyfunc
-
-
-def signature_names(deployment: Deployment) -> list[str]:
-    schema = deployment.input_schema
-    return list(schema.input_names()) if schema is not None and schema.has_input_names() else []
 
 
 def _columns(request: V2Request, names: list[str]) -> tuple[dict[str, np.ndarray], int]:

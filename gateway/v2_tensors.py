@@ -106,28 +106,38 @@ def _parameters(raw: Any, where: str) -> dict[str, Any]:
     return raw
 
 
-def _input(raw: Any, index: int, binary: bytes, offset: int) -> tuple[Tensor, int]:
-    if type(raw) is not dict:
-        raise V2RequestError(f"inputs[{index}] must be an object")
-    name, datatype, shape = raw.get("name"), raw.get("datatype"), raw.get("shape")
+def element_count(name: Any, datatype: Any, shape: Any, where: str) -> int:
+    """Check a tensor's name, datatype and shape; the number of elements the shape holds."""
     if type(name) is not str or not name:
-        raise V2RequestError(f"inputs[{index}] needs a 'name'")
+        raise V2RequestError(f"{where} needs a 'name'")
     if datatype not in DATATYPES:
         raise V2RequestError(f"input {name!r}: unknown datatype {datatype!r} (one of {', '.join(DATATYPES)})")
     if type(shape) is not list or any(type(d) is not int or d < 0 for d in shape):
         raise V2RequestError(f"input {name!r}: 'shape' must be a list of non-negative integers, not {shape!r}")
-    count = int(np.prod(shape)) if shape else 1
+    count = 1
+    for dimension in shape:  # Python ints: no overflow on a hostile shape
+        count *= dimension
     if count > _MAX_ELEMENTS:
         raise V2RequestError(f"input {name!r}: shape {shape} has {count:,} elements, over {_MAX_ELEMENTS:,}")
+    return count
+
+
+def _input(raw: Any, index: int, binary: bytes, offset: int) -> tuple[Tensor, int]:
+    if type(raw) is not dict:
+        raise V2RequestError(f"inputs[{index}] must be an object")
+    name: Any = raw.get("name")
+    datatype: Any = raw.get("datatype")
+    shape: Any = raw.get("shape")
+    count = element_count(name, datatype, shape, f"inputs[{index}]")
     parameters = _parameters(raw.get("parameters"), f"input {name!r}")
     size = parameters.get("binary_data_size")
     if size is not None:
         if type(size) is not int or size < 0 or offset + size > len(binary):
             raise V2RequestError(f"input {name!r}: binary_data_size {size!r} runs past the body's binary data")
-        values = _from_binary(name, datatype, binary[offset : offset + size], count)
+        values = from_binary(name, datatype, binary[offset : offset + size], count)
         used = size
     else:
-        values = _from_json(name, datatype, raw.get("data"), count, len(shape))
+        values = from_values(name, datatype, raw.get("data"), count, len(shape))
         used = 0
     return Tensor(name, datatype, tuple(shape), values, parameters), used
 
@@ -150,7 +160,8 @@ def _flatten(name: str, data: Any, depth: int) -> list[Any]:
     return level
 
 
-def _from_json(name: str, datatype: str, data: Any, count: int, rank: int) -> np.ndarray:
+def from_values(name: str, datatype: str, data: Any, count: int, rank: int) -> np.ndarray:
+    """A tensor from Python values: JSON ``data`` (flat or nested to ``rank``), or gRPC contents."""
     if data is None:
         raise V2RequestError(f"input {name!r} has neither 'data' nor parameters.binary_data_size")
     flat = _flatten(name, data, max(rank - 1, 0))
@@ -177,7 +188,8 @@ def _from_json(name: str, datatype: str, data: Any, count: int, rank: int) -> np
     return np.array(flat, dtype=dtype)
 
 
-def _from_binary(name: str, datatype: str, raw: bytes, count: int) -> np.ndarray:
+def from_binary(name: str, datatype: str, raw: bytes, count: int) -> np.ndarray:
+    """A tensor from its raw little-endian bytes (the binary extension, gRPC raw contents)."""
     if datatype == "BYTES":
         out: list[Any] = []
         position = 0

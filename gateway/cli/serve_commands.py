@@ -62,6 +62,15 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address. Env: LOCKGATE_HOST (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port. Env: LOCKGATE_PORT (default 8080).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML file listing endpoints.")] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            "--grpc-port",
+            help="Also serve the Open Inference Protocol (KServe V2) over gRPC on this port. "
+            "Env: LOCKGATE_GRPC_PORT (default: off).",
+            show_default=False,
+        ),
+    ] = None,
     onnx: OnnxOption = None,
     batching: BatchingOption = None,
     max_batch_rows: BatchRowsOption = None,
@@ -86,6 +95,8 @@ def serve(
         updates["host"] = host
     if port:
         updates["port"] = port
+    if grpc_port:
+        updates["grpc_port"] = grpc_port
     # Serving options given here are the defaults of every endpoint that does not set its own.
     given = {
         "onnx": onnx,

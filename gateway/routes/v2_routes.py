@@ -28,14 +28,13 @@ from fastapi.responses import Response
 from gateway.auth import AccessGuard
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
-from gateway.errors import GatewayError, RequestTooLargeError
+from gateway.errors import RequestTooLargeError
 from gateway.invocation import read_body
-from gateway.v2_inference import V2Prediction, infer, signature_names
+from gateway.v2_inference import V2Prediction, infer
+from gateway.v2_models import V2LookupError, find_serving, lineage, model_metadata, ready_endpoints
 from gateway.v2_tensors import V2Request, V2RequestError, output_json, read_request
 from monitoring.serving_metrics import ServingMetrics
 
-_MLFLOW_TO_V2 = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32", "boolean": "BOOL",
-                 "string": "BYTES", "binary": "BYTES", "datetime": "BYTES"}  # fmt: skip
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
@@ -46,32 +45,6 @@ def v2_error(status: int, message: str, headers: dict[str, str] | None = None) -
 
 def _json(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), media_type="application/json", headers=headers)
-
-
-def lineage(deployment: Deployment) -> dict[str, str]:
-    r = deployment.resolved
-    return {
-        "model_version": r.version or "none",
-        "weights_commit": r.weights_commit or "none",
-        "dataset_commit": r.dataset_commit or "none",
-    }
-
-
-def model_metadata(name: str, deployment: Deployment) -> dict[str, Any]:
-    schema = deployment.input_schema
-    inputs = []
-    if schema is not None and schema.has_input_names():
-        for spec in schema.inputs:
-            kind = getattr(getattr(spec, "type", None), "name", "string")
-            inputs.append({"name": spec.name, "datatype": _MLFLOW_TO_V2.get(str(kind), "BYTES"), "shape": [-1, 1]})
-    return {
-        "name": name,
-        "versions": [deployment.version_label],
-        "platform": "mlflow",
-        "inputs": inputs,
-        "outputs": [{"name": "predict", "datatype": "FP64" if not inputs else "BYTES", "shape": [-1]}],
-        "parameters": lineage(deployment) | {"serving_path": deployment.serving_path},
-    }
 
 
 def v2_router(
@@ -87,17 +60,9 @@ def v2_router(
 
     def serving(name: str, version: str | None) -> Deployment | Response:
         try:
-            endpoint = deployer.get(name)
-        except GatewayError as exc:
+            return find_serving(deployer, name, version)
+        except V2LookupError as exc:
             return v2_error(exc.status, str(exc))
-        deployment = endpoint.current
-        if deployment is None:
-            return v2_error(503, f"model {name!r} has no loaded version yet: {endpoint.last_error or endpoint.status}")
-        if version is not None and version != deployment.version_label:
-            return v2_error(
-                404, f"version {version!r} of model {name!r} is not serving (serving: {deployment.version_label})"
-            )
-        return deployment
 
     @router.get("")
     async def server_metadata() -> Response:
@@ -109,9 +74,8 @@ def v2_router(
 
     @router.get("/health/ready")
     async def ready() -> Response:
-        names = configured or list(deployer.endpoints)
-        waiting = [n for n in names if n not in deployer.endpoints or deployer.endpoints[n].current is None]
-        if waiting or not names:
+        ready_now, waiting = ready_endpoints(deployer, configured)
+        if not ready_now:
             return v2_error(503, f"not ready: waiting for {', '.join(waiting) or 'a deployed endpoint'}")
         return _json({"ready": True})
 
@@ -217,4 +181,4 @@ def _encode(
     return Response(header + raw, media_type="application/octet-stream", headers=headers)
 
 
-__all__ = ["signature_names", "v2_router"]
+__all__ = ["v2_router"]

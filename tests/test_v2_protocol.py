@@ -1,5 +1,6 @@
-"""The Open Inference Protocol over REST, driven by a client lockgate did not write:
-``tritonclient.http.InferenceServerClient`` against a real ``lockgate serve`` (uvicorn).
+"""The Open Inference Protocol over REST and gRPC, driven by a client lockgate did not write:
+``tritonclient.http`` and ``tritonclient.grpc``'s ``InferenceServerClient`` against a real
+``lockgate serve --grpc-port`` (uvicorn, and a grpc.aio server in the same process).
 
 Every V2 answer must equal the ``/invocations`` answer for the same rows, with the same lineage;
 every bad request must get a clear error and leave the server serving.
@@ -16,6 +17,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
 from mlflow.models import infer_signature
 from sklearn.datasets import load_iris
@@ -23,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from tritonclient.utils import InferenceServerException
 
 from tests.registry_helpers import registry_at
-from tests.servers import Server, start_lockgate
+from tests.servers import Server, free_port, start_lockgate
 from tests.test_gateway_parity_typed import Scaled, fraud_frame, fraud_model, settle
 
 pytestmark = pytest.mark.slow
@@ -49,7 +51,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                                     signature=signature, input_example=(scaled_example, {"factor": 2.0}))  # fmt: skip
     env = {"MLFLOW_TRACKING_URI": registry.tracking_uri, "LOCKGATE_STORE": str(registry.store_root),
            "LOCKGATE_CACHE_DIR": str(workdir / "c")}  # fmt: skip
-    server = start_lockgate(workdir, env, "models:/iris/1", "models:/fraud/1", "models:/scaled/1", ready_path="/ready")
+    grpc_port = free_port()
+    uris = ("models:/iris/1", "models:/fraud/1", "models:/scaled/1")
+    server = start_lockgate(workdir, env, *uris, "--grpc-port", str(grpc_port), ready_path="/ready")
+    server.grpc_address = f"127.0.0.1:{grpc_port}"  # type: ignore[attr-defined]
     try:
         for name in ("iris", "fraud", "scaled"):
             settle(server.url, name)
@@ -176,3 +181,82 @@ def test_bad_requests_are_named_and_the_server_keeps_serving(
         answer = httpx.post(f"{gateway.url}/v2/models/fraud/infer", content=body)
         assert answer.status_code == 400 and needle in answer.json()["error"], (body, answer.text)
     assert client.infer("fraud", good).as_numpy("predict").shape == (3,), "still serving after bad requests"
+
+
+# -- gRPC ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def grpc_client(gateway: Server) -> Iterator[triton_grpc.InferenceServerClient]:
+    client = triton_grpc.InferenceServerClient(gateway.grpc_address)  # type: ignore[attr-defined]
+    yield client
+    client.close()
+
+
+def grpc_inputs(frame: pd.DataFrame) -> list[triton_grpc.InferInput]:
+    inputs = []
+    for column in frame.columns:
+        values = frame[[column]].to_numpy()
+        kind = values.dtype.kind
+        datatype = "FP64" if kind == "f" else "INT64" if kind in "iu" else "BYTES"
+        values = values.astype(np.float64 if kind == "f" else np.int64 if kind in "iu" else object)
+        tensor = triton_grpc.InferInput(column, list(values.shape), datatype)
+        tensor.set_data_from_numpy(values)
+        inputs.append(tensor)
+    return inputs
+
+
+def test_grpc_health_and_metadata(grpc_client: triton_grpc.InferenceServerClient) -> None:
+    assert grpc_client.is_server_live() and grpc_client.is_server_ready()
+    assert "binary_tensor_data" in grpc_client.get_server_metadata(as_json=True)["extensions"]
+    assert grpc_client.is_model_ready("fraud") and grpc_client.is_model_ready("fraud", "1")
+    assert not grpc_client.is_model_ready("fraud", "9")
+    metadata = grpc_client.get_model_metadata("fraud", as_json=True)
+    assert {i["name"]: i["datatype"] for i in metadata["inputs"]} == {
+        "amount": "FP64", "hour": "INT64", "merchant": "BYTES", "country": "BYTES"
+    }  # fmt: skip
+
+
+def test_grpc_infer_equals_invocations_with_lineage(
+    grpc_client: triton_grpc.InferenceServerClient, gateway: Server
+) -> None:
+    rows = fraud_frame(25, seed=5)
+    expected = invocations(gateway, "fraud", rows)
+    before = httpx.get(f"{gateway.url}/endpoints/fraud").json()["serving"]["batching"]["requests"]
+    result = grpc_client.infer("fraud", grpc_inputs(rows))
+    assert result.as_numpy("predict").tolist() == expected.json()["predictions"]
+    after = httpx.get(f"{gateway.url}/endpoints/fraud").json()["serving"]["batching"]["requests"]
+    assert after - before == 1, "gRPC went through the same lean path and batcher"
+    response = result.get_response(as_json=True)
+    assert response["parameters"]["weights_commit"]["string_param"] == expected.headers["X-Lockgate-Weights-Commit"]
+    iris_rows = IRIS_X.iloc[[0, 75, 149]]
+    matrix = triton_grpc.InferInput("input", [3, 4], "FP64")
+    matrix.set_data_from_numpy(iris_rows.to_numpy(np.float64))
+    iris = grpc_client.infer("iris", [matrix], model_version="1")
+    assert iris.as_numpy("predict").tolist() == invocations(gateway, "iris", iris_rows).json()["predictions"]
+    scaled_rows = pd.DataFrame({"x": [0.5], "n": np.array([4], dtype=np.int64)})
+    scaled = grpc_client.infer("scaled", grpc_inputs(scaled_rows), parameters={"factor": 2.0})
+    assert (
+        scaled.as_numpy("predict").tolist()
+        == invocations(gateway, "scaled", scaled_rows, params={"factor": 2.0}).json()["predictions"]
+    )
+
+
+def test_grpc_bad_requests_are_named_and_the_server_keeps_serving(
+    grpc_client: triton_grpc.InferenceServerClient,
+) -> None:
+    rows = fraud_frame(2, seed=6)
+    good = grpc_inputs(rows)
+    for call, needle in (
+        (lambda: grpc_client.infer("nope", good), "no endpoint 'nope'"),
+        (lambda: grpc_client.infer("fraud", good, model_version="4"), "version '4' of model 'fraud' is not serving"),
+        (lambda: grpc_client.infer("fraud", good[:2]), "missing inputs"),
+    ):
+        with pytest.raises(InferenceServerException, match=needle):
+            call()
+    wrong = grpc_inputs(rows)
+    wrong[1] = triton_grpc.InferInput("hour", [2, 1], "FP32")
+    wrong[1].set_data_from_numpy(np.ones((2, 1), dtype=np.float32))
+    with pytest.raises(InferenceServerException, match="hour"):
+        grpc_client.infer("fraud", wrong)
+    assert grpc_client.infer("fraud", good).as_numpy("predict").shape == (2,)

@@ -1,0 +1,190 @@
+"""The Open Inference Protocol (KServe V2) over gRPC: ``GRPCInferenceService`` on its own port
+(``--grpc-port``, ``LOCKGATE_GRPC_PORT``; unset: off), in the gateway's own event loop.
+
+Another codec over the same data plane: a ``ModelInferRequest`` becomes the ``V2Request`` the REST
+route builds (typed ``contents`` or ``raw_input_contents``), goes through ``v2_inference.infer``
+(the lean path and batcher, or MLflow's pyfunc), and its predictions come back as
+``raw_output_contents``. Lineage rides in the response's ``parameters`` and in trailing metadata
+(``x-lockgate-model-version``, ``x-lockgate-weights-commit``, ``x-lockgate-dataset-commit``).
+Errors are gRPC statuses: INVALID_ARGUMENT (a request that does not fit), NOT_FOUND (an unknown
+model or version), UNAVAILABLE (no model loaded yet), DEADLINE_EXCEEDED, UNAUTHENTICATED.
+
+The proto is the specification's (``gateway/v2_grpc/grpc_predict_v2.proto``), compiled here by
+grpcio-tools when this module is imported, so the messages always match the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import grpc
+import mlflow
+
+from gateway.auth import AccessGuard, bearer_token
+from gateway.deployer import Deployer
+from gateway.endpoints import Deployment
+from gateway.errors import AuthError, ConfigError
+from gateway.v2_inference import infer
+from gateway.v2_models import V2LookupError, find_serving, lineage, model_metadata, ready_endpoints
+from gateway.v2_tensors import Tensor, V2Request, V2RequestError, element_count, from_binary, from_values, output_json
+from monitoring.serving_metrics import ServingMetrics
+
+protos, services = grpc.protos_and_services("gateway/v2_grpc/grpc_predict_v2.proto")
+
+# Where each datatype's values sit in InferTensorContents.
+_CONTENTS_FIELD = {
+    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT64": "uint64_contents", "FP16": "fp32_contents", "FP32": "fp32_contents", "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}  # fmt: skip
+_STATUS = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND, 503: grpc.StatusCode.UNAVAILABLE}
+
+
+def _parameter(value: Any) -> Any:
+    which = value.WhichOneof("parameter_choice")
+    return None if which is None else getattr(value, which)
+
+
+def read_infer_request(message: Any) -> V2Request:
+    raw_contents = list(message.raw_input_contents)
+    if raw_contents and len(raw_contents) != len(message.inputs):
+        raise V2RequestError(f"{len(raw_contents)} raw_input_contents for {len(message.inputs)} inputs")
+    inputs = []
+    for index, tensor in enumerate(message.inputs):
+        shape = list(tensor.shape)
+        count = element_count(tensor.name, tensor.datatype, shape, f"inputs[{index}]")
+        if raw_contents:
+            values = from_binary(tensor.name, tensor.datatype, raw_contents[index], count)
+        else:
+            field = getattr(tensor.contents, _CONTENTS_FIELD[tensor.datatype])
+            items = list(field)
+            if tensor.datatype == "BYTES":
+                items = [_text(item) for item in items]
+            values = from_values(tensor.name, tensor.datatype, items, count, 1)
+        parameters = {key: _parameter(value) for key, value in tensor.parameters.items()}
+        inputs.append(Tensor(tensor.name, tensor.datatype, tuple(shape), values, parameters))
+    if not inputs:
+        raise V2RequestError("the request needs at least one input")
+    names = [t.name for t in inputs]
+    if len(set(names)) != len(names):
+        raise V2RequestError(f"input names repeat: {names}")
+    parameters = {key: _parameter(value) for key, value in message.parameters.items()}
+    outputs = [{"name": o.name} for o in message.outputs]
+    return V2Request(inputs, message.id or None, parameters, outputs)
+
+
+def _text(item: bytes) -> Any:
+    try:
+        return item.decode("utf-8")
+    except UnicodeDecodeError:
+        return item
+
+
+class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[misc, name-defined]
+    def __init__(
+        self, deployer: Deployer, guard: AccessGuard, metrics: ServingMetrics, configured: list[str], timeout: float
+    ) -> None:
+        self._deployer = deployer
+        self._guard = guard
+        self._metrics = metrics
+        self._configured = configured
+        self._timeout = timeout
+
+    async def ServerLive(self, request: Any, context: Any) -> Any:
+        return protos.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: Any, context: Any) -> Any:
+        return protos.ServerReadyResponse(ready=ready_endpoints(self._deployer, self._configured)[0])
+
+    async def ServerMetadata(self, request: Any, context: Any) -> Any:
+        return protos.ServerMetadataResponse(name="lockgate", version=mlflow.__version__,
+                                             extensions=["binary_tensor_data"])  # fmt: skip
+
+    async def ModelReady(self, request: Any, context: Any) -> Any:
+        try:
+            find_serving(self._deployer, request.name, request.version or None)
+        except V2LookupError as exc:
+            if exc.status == 404 and not request.version:
+                await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            return protos.ModelReadyResponse(ready=False)
+        return protos.ModelReadyResponse(ready=True)
+
+    async def ModelMetadata(self, request: Any, context: Any) -> Any:
+        deployment = await self._serving(request.name, request.version, context)
+        metadata = model_metadata(request.name, deployment)
+        tensor = protos.ModelMetadataResponse.TensorMetadata
+        return protos.ModelMetadataResponse(
+            name=metadata["name"],
+            versions=metadata["versions"],
+            platform=metadata["platform"],
+            inputs=[tensor(name=i["name"], datatype=i["datatype"], shape=i["shape"]) for i in metadata["inputs"]],
+            outputs=[tensor(name=o["name"], datatype=o["datatype"], shape=o["shape"]) for o in metadata["outputs"]],
+        )
+
+    async def ModelInfer(self, request: Any, context: Any) -> Any:
+        metadata = dict(context.invocation_metadata() or ())
+        try:
+            self._guard.prediction_token(bearer_token(metadata.get("authorization")))
+        except AuthError as exc:
+            code = grpc.StatusCode.UNAUTHENTICATED if exc.status == 401 else grpc.StatusCode.PERMISSION_DENIED
+            await context.abort(code, str(exc))
+        name = request.model_name
+        deployment = await self._serving(name, request.model_version, context)
+        label = deployment.version_label
+        started = time.perf_counter()
+        deployment.inflight += 1
+        self._metrics.inflight.labels(name).inc()
+        try:
+            try:
+                v2_request = read_infer_request(request)
+                unknown = sorted({o["name"] for o in v2_request.outputs} - {"predict"})
+                if unknown:
+                    raise V2RequestError(f"unknown outputs {unknown}: this model's output is 'predict'")
+                async with asyncio.timeout(self._timeout):
+                    prediction = await infer(deployment, v2_request)
+            except V2RequestError as exc:
+                self._metrics.observe_request(name, label, 400, time.perf_counter() - started, "INVALID_V2_REQUEST")
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            except TimeoutError:
+                self._metrics.observe_request(name, label, 504, time.perf_counter() - started, "REQUEST_TIMEOUT")
+                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"inference exceeded {self._timeout:g} s")
+        finally:
+            deployment.inflight -= 1
+            self._metrics.inflight.labels(name).dec()
+        self._metrics.observe_predict(name, label, prediction.rows, prediction.predict_seconds)
+        entry, raw = output_json("predict", prediction.predictions, binary=True)
+        output = protos.ModelInferResponse.InferOutputTensor(
+            name=entry["name"], datatype=entry["datatype"], shape=entry["shape"]
+        )
+        response = protos.ModelInferResponse(
+            model_name=name, model_version=label, id=request.id, outputs=[output], raw_output_contents=[raw]
+        )
+        for key, value in lineage(deployment).items():
+            response.parameters[key].string_param = value
+        context.set_trailing_metadata(tuple((k.lower(), v) for k, v in deployment.headers().items()))
+        self._metrics.observe_request(name, label, 200, time.perf_counter() - started, None)
+        return response
+
+    async def _serving(self, name: str, version: str, context: Any) -> Deployment:
+        try:
+            return find_serving(self._deployer, name, version or None)
+        except V2LookupError as exc:
+            await context.abort(_STATUS.get(exc.status, grpc.StatusCode.UNAVAILABLE), str(exc))
+            raise  # abort raises; this keeps the type checker informed
+
+
+async def start_grpc_server(service: InferenceService, host: str, port: int) -> Any:
+    """A started ``grpc.aio`` server on host:port, or a ConfigError naming the port."""
+    server = grpc.aio.server()
+    services.add_GRPCInferenceServiceServicer_to_server(service, server)
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise ConfigError(f"cannot listen for gRPC on {host}:{port} (in use?): choose another --grpc-port")
+    await server.start()
+    return server
