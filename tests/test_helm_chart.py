@@ -50,6 +50,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "replicaCount": 1,
     },
     "hpa and pdb": {
+        "serving": {"grpcPort": 8081},
         "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 12},
         "podDisruptionBudget": {"enabled": True, "minAvailable": 2},
         "networkPolicy": {
@@ -242,3 +243,19 @@ def test_notes_print_a_curl_to_try() -> None:
     assert "curl -s http://127.0.0.1:8080/endpoints/diabetes/example" in notes
     assert "/endpoints/diabetes/invocations" in notes
     assert "port-forward svc/lg-lockgate" in notes
+
+
+def test_grpc_port_opens_the_v2_grpc_service() -> None:
+    """serving.grpcPort: the env var lockgate reads, a named container port and a Service port."""
+    off = render({})
+    container = next(o for o in off if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "LOCKGATE_GRPC_PORT" not in {e["name"] for e in container["env"]}
+    on = render({"serving": {"grpcPort": 8081}})
+    container = next(o for o in on if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "LOCKGATE_GRPC_PORT", "value": "8081"} in container["env"]
+    assert {"name": "grpc", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    service = next(o for o in on if o["kind"] == "Service")
+    assert {"name": "grpc", "port": 8081, "targetPort": "grpc", "protocol": "TCP"} in service["spec"]["ports"]
+    policy = render({"serving": {"grpcPort": 8081}, "networkPolicy": {"enabled": True}})
+    ingress = next(o for o in policy if o["kind"] == "NetworkPolicy")["spec"]["ingress"][0]["ports"]
+    assert {"port": "grpc", "protocol": "TCP"} in ingress
