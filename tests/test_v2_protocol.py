@@ -41,7 +41,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     scaled_example = pd.DataFrame({"x": [1.5, 2.0], "n": np.array([1, 2], dtype=np.int64)})
     with registry_at(workdir) as registry:
         mlflow.set_experiment(experiment_id=mlflow.create_experiment("v", artifact_location="lockgate://models@main/v"))
-        for name, model, frame in (("iris", iris, IRIS_X), ("fraud", pipeline, fraud)):
+        iris_again = LogisticRegression(max_iter=1000, C=0.5).fit(IRIS_X, IRIS.target)
+        for name, model, frame in (("iris", iris, IRIS_X), ("fraud", pipeline, fraud), ("iris", iris_again, IRIS_X)):
             with mlflow.start_run():
                 mlflow.sklearn.log_model(model, name="model", registered_model_name=name, input_example=frame.head(3),
                                          serialization_format="cloudpickle")  # fmt: skip
@@ -260,3 +261,63 @@ def test_grpc_bad_requests_are_named_and_the_server_keeps_serving(
     with pytest.raises(InferenceServerException, match="hour"):
         grpc_client.infer("fraud", wrong)
     assert grpc_client.infer("fraud", good).as_numpy("predict").shape == (2,)
+
+
+def test_a_swap_under_v2_load_fails_nothing(
+    gateway: Server, client: triton.InferenceServerClient, grpc_client: triton_grpc.InferenceServerClient
+) -> None:
+    """REST and gRPC clients hammer iris while it swaps 1 -> 2 -> 1: no request fails, and
+    every answer names a version that was live while it ran."""
+    import threading
+    import time
+
+    rows = IRIS_X.head(3).to_numpy(np.float64)
+    stop = threading.Event()
+    outcomes: list[tuple[str, str]] = []  # (protocol, version or error)
+    lock = threading.Lock()
+
+    def rest_loop() -> None:
+        local = triton.InferenceServerClient(gateway.url.removeprefix("http://"))
+        matrix = triton.InferInput("input", [3, 4], "FP64")
+        matrix.set_data_from_numpy(rows)
+        while not stop.is_set():
+            try:
+                outcome = local.infer("iris", [matrix]).get_response()["model_version"]
+            except Exception as exc:
+                outcome = f"error: {exc}"
+            with lock:
+                outcomes.append(("rest", outcome))
+
+    def grpc_loop() -> None:
+        local = triton_grpc.InferenceServerClient(gateway.grpc_address)  # type: ignore[attr-defined]
+        matrix = triton_grpc.InferInput("input", [3, 4], "FP64")
+        matrix.set_data_from_numpy(rows)
+        while not stop.is_set():
+            try:
+                outcome = local.infer("iris", [matrix]).get_response().model_version
+            except Exception as exc:
+                outcome = f"error: {exc}"
+            with lock:
+                outcomes.append(("grpc", outcome))
+        local.close()
+
+    threads = [threading.Thread(target=loop) for loop in (rest_loop, rest_loop, grpc_loop, grpc_loop)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        for target in ("2", "1"):
+            deployed = httpx.post(
+                f"{gateway.url}/admin/endpoints", json={"name": "iris", "model_uri": f"models:/iris/{target}"},
+                timeout=120,
+            )  # fmt: skip
+            assert deployed.status_code == 200, deployed.text
+            time.sleep(1.0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    errors = [o for o in outcomes if o[1].startswith("error")]
+    assert not errors, f"{len(errors)} of {len(outcomes)} V2 requests failed: {errors[:3]}"
+    assert {p for p, _ in outcomes} == {"rest", "grpc"} and len(outcomes) > 100
+    assert {v for _, v in outcomes} == {"1", "2"}, "both versions answered across the swaps"
