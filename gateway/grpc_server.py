@@ -146,10 +146,14 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
                 async with asyncio.timeout(self._timeout):
                     prediction = await infer(deployment, v2_request)
             except V2RequestError as exc:
-                self._metrics.observe_request(name, label, 400, time.perf_counter() - started, "INVALID_V2_REQUEST")
+                self._metrics.observe_request(
+                    name, label, 400, time.perf_counter() - started, "INVALID_V2_REQUEST", protocol="v2-grpc"
+                )
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             except TimeoutError:
-                self._metrics.observe_request(name, label, 504, time.perf_counter() - started, "REQUEST_TIMEOUT")
+                self._metrics.observe_request(
+                    name, label, 504, time.perf_counter() - started, "REQUEST_TIMEOUT", protocol="v2-grpc"
+                )
                 await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"inference exceeded {self._timeout:g} s")
         finally:
             deployment.inflight -= 1
@@ -165,7 +169,7 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
         for key, value in lineage(deployment).items():
             response.parameters[key].string_param = value
         context.set_trailing_metadata(tuple((k.lower(), v) for k, v in deployment.headers().items()))
-        self._metrics.observe_request(name, label, 200, time.perf_counter() - started, None)
+        self._metrics.observe_request(name, label, 200, time.perf_counter() - started, None, protocol="v2-grpc")
         return response
 
     async def _serving(self, name: str, version: str, context: Any) -> Deployment:

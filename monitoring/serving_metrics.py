@@ -1,7 +1,8 @@
 """Serving and deploy metrics, on a registry the caller owns (never the global one).
 
-Series are labelled by endpoint and version; ``forget(endpoint, version)`` removes every
-series of a version that was swapped out or unloaded, so dashboards never show ghosts.
+Series are labelled by endpoint and version, and requests also by ``protocol``: ``mlflow``
+(``/invocations``), ``v2-rest`` or ``v2-grpc``. ``forget(endpoint, version)`` removes every series
+of a version that was swapped out or unloaded, so dashboards never show ghosts.
 """
 
 from __future__ import annotations
@@ -20,16 +21,16 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 class ServingMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
-            "lockgate_requests", "Prediction requests by endpoint, version and HTTP status.",
-            ["endpoint", "version", "status"], registry=registry,
+            "lockgate_requests", "Prediction requests by endpoint, version, status and protocol.",
+            ["endpoint", "version", "status", "protocol"], registry=registry,
         )  # fmt: skip
         self.errors = Counter(
             "lockgate_errors", "Failed prediction requests by MLflow error_code.",
             ["endpoint", "version", "error_code"], registry=registry,
         )  # fmt: skip
         self.request_seconds = Histogram(
-            "lockgate_request_duration_seconds", "Whole request time in the gateway.",
-            ["endpoint", "version"], buckets=LATENCY_BUCKETS, registry=registry,
+            "lockgate_request_duration_seconds", "Whole request time in the gateway, by protocol.",
+            ["endpoint", "version", "protocol"], buckets=LATENCY_BUCKETS, registry=registry,
         )  # fmt: skip
         self.predict_seconds = Histogram(
             "lockgate_predict_duration_seconds", "Time inside the model's predict.",
@@ -64,12 +65,20 @@ class ServingMetrics:
         self._lock = threading.Lock()
 
     def observe_request(
-        self, endpoint: str, version: str, status: int, seconds: float, error_code: str | None = None
+        self,
+        endpoint: str,
+        version: str,
+        status: int,
+        seconds: float,
+        error_code: str | None = None,
+        *,
+        protocol: str = "mlflow",
     ) -> None:
-        self.requests.labels(endpoint, version, str(status)).inc()
-        self.request_seconds.labels(endpoint, version).observe(seconds)
+        self.requests.labels(endpoint, version, str(status), protocol).inc()
+        self.request_seconds.labels(endpoint, version, protocol).observe(seconds)
         with self._lock:
-            self._seen[(endpoint, version)].add(("requests", str(status)))
+            self._seen[(endpoint, version)].add(("requests", str(status), protocol))
+            self._seen[(endpoint, version)].add(("duration", protocol))
             if error_code:
                 self._seen[(endpoint, version)].add(("errors", error_code))
         if error_code:
@@ -88,9 +97,11 @@ class ServingMetrics:
             seen = self._seen.pop((endpoint, version), set())
         for entry in seen:
             if entry[0] == "requests":
-                self.requests.remove(endpoint, version, entry[1])
+                self.requests.remove(endpoint, version, entry[1], entry[2])
+            elif entry[0] == "duration":
+                self.request_seconds.remove(endpoint, version, entry[1])
             elif entry[0] == "errors":
                 self.errors.remove(endpoint, version, entry[1])
-        for family in (self.request_seconds, self.predict_seconds, self.rows, self.batch_rows):
+        for family in (self.predict_seconds, self.rows, self.batch_rows):
             with contextlib.suppress(KeyError):  # a version that never predicted has no series
                 family.remove(endpoint, version)

@@ -321,3 +321,19 @@ def test_a_swap_under_v2_load_fails_nothing(
     assert not errors, f"{len(errors)} of {len(outcomes)} V2 requests failed: {errors[:3]}"
     assert {p for p, _ in outcomes} == {"rest", "grpc"} and len(outcomes) > 100
     assert {v for _, v in outcomes} == {"1", "2"}, "both versions answered across the swaps"
+
+
+def test_metrics_carry_the_protocol(gateway: Server, grpc_client: triton_grpc.InferenceServerClient) -> None:
+    rows = fraud_frame(2, seed=8)
+    invocations(gateway, "fraud", rows)
+    triton.InferenceServerClient(gateway.url.removeprefix("http://")).infer("fraud", column_inputs(rows, False))
+    grpc_client.infer("fraud", grpc_inputs(rows))
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{gateway.url}/metrics").text)}
+    protocols = {
+        s.labels["protocol"]
+        for s in families["lockgate_requests"].samples
+        if s.name == "lockgate_requests_total" and s.labels["endpoint"] == "fraud" and s.labels["status"] == "200"
+    }
+    assert protocols == {"mlflow", "v2-rest", "v2-grpc"}

@@ -109,20 +109,26 @@ def v2_router(
                 async with asyncio.timeout(timeout):
                     prediction = await infer(deployment, v2_request)
             except V2RequestError as exc:
-                metrics.observe_request(name, label, 400, time.perf_counter() - started, "INVALID_V2_REQUEST")
+                metrics.observe_request(
+                    name, label, 400, time.perf_counter() - started, "INVALID_V2_REQUEST", protocol="v2-rest"
+                )
                 return v2_error(400, str(exc), deployment.headers())
             except RequestTooLargeError as exc:
-                metrics.observe_request(name, label, 413, time.perf_counter() - started, exc.error_code)
+                metrics.observe_request(
+                    name, label, 413, time.perf_counter() - started, exc.error_code, protocol="v2-rest"
+                )
                 return v2_error(413, str(exc), deployment.headers())
             except TimeoutError:
-                metrics.observe_request(name, label, 504, time.perf_counter() - started, "REQUEST_TIMEOUT")
+                metrics.observe_request(
+                    name, label, 504, time.perf_counter() - started, "REQUEST_TIMEOUT", protocol="v2-rest"
+                )
                 return v2_error(504, f"inference exceeded the {timeout:g}-second limit (LOCKGATE_REQUEST_TIMEOUT)")
         finally:
             deployment.inflight -= 1
             metrics.inflight.labels(name).dec()
         metrics.observe_predict(name, label, prediction.rows, prediction.predict_seconds)
         response = _encode(name, deployment, v2_request.request_id, binary, prediction)
-        metrics.observe_request(name, label, 200, time.perf_counter() - started, None)
+        metrics.observe_request(name, label, 200, time.perf_counter() - started, None, protocol="v2-rest")
         return response
 
     @router.get("/models/{name}")
