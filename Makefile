@@ -55,7 +55,7 @@ loadtest: install
 bench: install
 	$(PY) bench/store_bench.py
 	$(PY) bench/load_bench.py
-	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	@command -v wrk >/dev/null 2>&1 && command -v h2load >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nghttp2-client; }
 	$(PY) bench/serving_bench.py
 
 clean:

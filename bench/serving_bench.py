@@ -142,6 +142,69 @@ def register(models: list[BenchModel], work: Path, tracking: str) -> None:
             )
 
 
+def grpc_body(frame: pd.DataFrame, rows: int, model: str) -> bytes:
+    """The same rows as a gRPC ``ModelInferRequest`` in its HTTP/2 framing (a 0 compression flag
+    and a 4-byte big-endian length before the message), for h2load to post."""
+    from gateway.grpc_server import protos
+
+    sample = frame.sample(n=rows, replace=rows > len(frame), random_state=rows)
+    request = protos.ModelInferRequest(model_name=model)
+    for column in sample.columns:
+        values = sample[column]
+        tensor = request.inputs.add(name=column, shape=[rows])
+        if values.dtype.kind == "f":
+            tensor.datatype = "FP64"
+            tensor.contents.fp64_contents.extend(values.tolist())
+        elif values.dtype.kind in "iu":
+            tensor.datatype = "INT64"
+            tensor.contents.int64_contents.extend(values.tolist())
+        else:
+            tensor.datatype = "BYTES"
+            tensor.contents.bytes_contents.extend(str(v).encode() for v in values)
+    message = request.SerializeToString()
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+def h2load(url: str, body_file: Path, connections: int, seconds: int, *, grpc: bool, log: Path) -> dict[str, Any]:
+    """nghttp2's h2load (C): HTTP/2 for gRPC, HTTP/1.1 (--h1) otherwise; latencies from its log."""
+    headers = ["-H", "content-type: application/grpc", "-H", "te: trailers"] if grpc else [
+        "-H", "content-type: application/json"]  # fmt: skip
+    log.unlink(missing_ok=True)
+    subprocess.run(
+        [shutil.which("h2load") or "h2load", *([] if grpc else ["--h1"]), "-c", str(connections), "-m", "1",
+         "-D", str(seconds), "-d", str(body_file), *headers, "--log-file", str(log), url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    lines = [line.split("\t") for line in log.read_text().splitlines() if line.strip()]
+    durations = sorted(int(fields[2]) for fields in lines)
+    errors = sum(1 for fields in lines if not fields[1].startswith("2"))
+    started = [int(fields[0]) for fields in lines]
+    span = (max(started) - min(started)) / 1e6 if len(started) > 1 else float(seconds)
+    return {
+        "req_s": len(lines) / max(span, 1e-9),
+        "p50_ms": durations[len(durations) // 2] / 1000,
+        "p99_ms": durations[int(len(durations) * 0.99)] / 1000,
+        "errors": errors,
+        "requests": len(lines),
+    }
+
+
+def protocol_loads(
+    server: Running, model: str, *, split_file: Path, v2_file: Path, grpc_file: Path, seconds: int, work: Path
+) -> dict[str, dict[str, Any]]:
+    """1-row loads on lockgate alone: V2 REST with wrk, then /invocations, V2 REST and V2 gRPC with
+    one load generator (h2load), so the protocols are compared by the same client."""
+    infer = f"{server.url}/v2/models/{model}/infer"
+    grpc_url = f"http://127.0.0.1:{server.grpc_port}/inference.GRPCInferenceService/ModelInfer"
+    log = work / "h2load.log"
+    return {
+        V2_LOAD: wrk(server.url, v2_file, 16, seconds, f"/v2/models/{model}/infer"),
+        H2_INVOCATIONS: h2load(server.url + "/invocations", split_file, 16, seconds, grpc=False, log=log),
+        H2_V2_REST: h2load(infer, v2_file, 16, seconds, grpc=False, log=log),
+        H2_GRPC: h2load(grpc_url, grpc_file, 16, seconds, grpc=True, log=log),
+    }
+
+
 def v2_body(frame: pd.DataFrame, rows: int) -> bytes:
     """The same rows as ``split_body`` as a V2 request: one JSON input per column."""
     sample = frame.sample(n=rows, replace=rows > len(frame), random_state=rows)
@@ -213,10 +276,11 @@ class Running:
     start_seconds: float
     log: Path
     settled_seconds: float
+    grpc_port: int = 0  # lockgate's V2 gRPC port
 
 
 def start(kind: str, model: str, work: Path, tracking: str, run: int) -> Running:
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     env = {
         **os.environ,
         "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
@@ -232,7 +296,8 @@ def start(kind: str, model: str, work: Path, tracking: str, run: int) -> Running
     else:
         cache = work / f"cache-{model}-{run}"  # empty: a cold start every time
         env["LOCKGATE_CACHE_DIR"] = str(cache)
-        command = [str(VENV_BIN / "lockgate"), "serve", f"models:/{model}/1"]
+        # gRPC on too, for the protocol loads (its import and proto compile add ~0.2 s to the start).
+        command = [str(VENV_BIN / "lockgate"), "serve", f"models:/{model}/1", "--grpc-port", str(grpc_port)]
         ready_path = "/ready"
     command += ["--host", "127.0.0.1", "--port", str(port)]
     started = time.perf_counter()
@@ -250,7 +315,7 @@ def start(kind: str, model: str, work: Path, tracking: str, run: int) -> Running
     except BaseException:
         stop_group(proc)
         raise
-    return Running(proc, url, ready, log, settled)
+    return Running(proc, url, ready, log, settled, grpc_port)
 
 
 def wait_settled(url: str, endpoint: str, timeout: float = 300) -> None:
@@ -357,6 +422,11 @@ LOADS = (("1 row, 16 conns", 1, 16), ("32 rows, 16 conns", 32, 16), ("1024 rows,
 
 
 V2_LOAD = "V2 REST, 1 row, 16 conns"
+# The same protocols through one load generator (h2load): HTTP/1.1 for REST, HTTP/2 for gRPC.
+H2_INVOCATIONS = "h2load /invocations, 1 row, 16 conns"
+H2_V2_REST = "h2load V2 REST, 1 row, 16 conns"
+H2_GRPC = "h2load V2 gRPC, 1 row, 16 conns"
+PROTOCOL_LOADS = (V2_LOAD, H2_INVOCATIONS, H2_V2_REST, H2_GRPC)
 
 
 @dataclass
@@ -378,8 +448,8 @@ def main() -> None:
     parser.add_argument("--models", default="iris,diabetes,forest,fraud")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is missing: apt-get install wrk (make bench installs it)")
+    if shutil.which("wrk") is None or shutil.which("h2load") is None:
+        raise SystemExit("wrk or h2load is missing: apt-get install wrk nghttp2-client (make bench installs them)")
 
     report: dict[str, Any] = {"seconds": args.seconds, "rounds": args.rounds, "models": {}}
     with tempfile.TemporaryDirectory(prefix="lockgate-serving-bench-") as tmp:
@@ -395,6 +465,8 @@ def main() -> None:
                 bodies[rows].write_bytes(split_body(model.frame, rows))
             v2_file = work / f"{model.name}-v2-1.json"
             v2_file.write_bytes(v2_body(model.frame, 1))
+            grpc_file = work / f"{model.name}-grpc-1.bin"
+            grpc_file.write_bytes(grpc_body(model.frame, 1, model.name))
             reference = in_process_times(model, work)
             print("  in-process predict:", {k: round(v, 4) for k, v in reference.items()})
             tallies = {"mlflow": Tally(), "lockgate": Tally()}
@@ -424,10 +496,15 @@ def main() -> None:
                                 f"errors {result['errors']}"
                             )
                     # V2 REST (lockgate only: MLflow's server does not speak it), beside /invocations.
-                    v2 = wrk(servers["lockgate"].url, v2_file, 16, args.seconds, f"/v2/models/{model.name}/infer")
-                    tallies["lockgate"].loads.setdefault(V2_LOAD, []).append(v2)
-                    print(f"  round {run + 1} {V2_LOAD:<20} lockgate  {v2['req_s']:>9.1f} req/s "
-                          f"p50 {v2['p50_ms']:>8.2f} ms p99 {v2['p99_ms']:>8.2f} ms errors {v2['errors']}")  # fmt: skip
+                    measured = protocol_loads(
+                        servers["lockgate"], model.name, split_file=bodies[1], v2_file=v2_file,
+                        grpc_file=grpc_file, seconds=args.seconds, work=work,
+                    )  # fmt: skip
+                    for label, result in measured.items():
+                        tallies["lockgate"].loads.setdefault(label, []).append(result)
+                        print(f"  round {run + 1} {label:<34} lockgate {result['req_s']:>9.1f} req/s "
+                              f"p50 {result['p50_ms']:>8.2f} ms p99 {result['p99_ms']:>8.2f} ms "
+                              f"errors {result['errors']}")  # fmt: skip
                     for kind, server in servers.items():
                         tallies[kind].rss.append(tree_rss_bytes(server.proc.pid))
                     with urllib.request.urlopen(f"{servers['lockgate'].url}/endpoints/{model.name}") as answer:
@@ -455,11 +532,17 @@ def summarize(
             }
             for kind, results in (("mlflow", a), ("lockgate", b))
         }
-    v2 = tallies["lockgate"].loads.get(V2_LOAD, [])
+    protocols = {
+        label: {
+            "req_s": mean_of(runs, "req_s"),
+            "p99_ms": mean_of(runs, "p99_ms"),
+            "errors": sum(r["errors"] for r in runs),
+        }
+        for label in PROTOCOL_LOADS
+        if (runs := tallies["lockgate"].loads.get(label))
+    }
     return {
-        "v2_rest": None
-        if not v2
-        else {"req_s": mean_of(v2, "req_s"), "p99_ms": mean_of(v2, "p99_ms"), "errors": sum(r["errors"] for r in v2)},
+        "protocols": protocols,
         "description": model.description,
         "serving_path": path.get("name"),
         "serving_reason": path.get("reason"),
@@ -523,12 +606,21 @@ def print_report(report: dict[str, Any], out_dir: Path) -> None:
             f"- gateway overhead at 1 client: p50 {one_conn['p50_ms']:.3f} ms - predict {predict_1:.3f} ms = "
             f"**{one_conn['p50_ms'] - predict_1:.3f} ms**",
         ]
-        if model.get("v2_rest"):
-            v2, inv = model["v2_rest"], model["loads"]["1 row, 16 conns"]["lockgate"]
+        protocols = model.get("protocols") or {}
+        if V2_LOAD in protocols:
+            v2, inv = protocols[V2_LOAD], model["loads"]["1 row, 16 conns"]["lockgate"]
             lines.append(
-                f"- V2 REST, 1 row, 16 conns: {v2['req_s']:,.0f} req/s, p99 {v2['p99_ms']:.2f} ms, errors "
+                f"- wrk, V2 REST, 1 row, 16 conns: {v2['req_s']:,.0f} req/s, p99 {v2['p99_ms']:.2f} ms, errors "
                 f"{v2['errors']}; /invocations {inv['req_s']:,.0f} req/s, p99 {inv['p99_ms']:.2f} ms: "
                 f"V2/invocations **{v2['req_s'] / inv['req_s']:.2f}**"
+            )
+        if {H2_INVOCATIONS, H2_V2_REST, H2_GRPC} <= set(protocols):
+            inv, rest, grpc_ = protocols[H2_INVOCATIONS], protocols[H2_V2_REST], protocols[H2_GRPC]
+            lines.append(
+                f"- h2load, 1 row, 16 conns: /invocations {inv['req_s']:,.0f} req/s (p99 {inv['p99_ms']:.2f} ms), "
+                f"V2 REST {rest['req_s']:,.0f} (p99 {rest['p99_ms']:.2f} ms), V2 gRPC {grpc_['req_s']:,.0f} "
+                f"(p99 {grpc_['p99_ms']:.2f} ms); gRPC/REST **{grpc_['req_s'] / rest['req_s']:.2f}**, "
+                f"errors {inv['errors']} / {rest['errors']} / {grpc_['errors']}"
             )
         if "onnx_1024_ms" in ref:
             limit = 1024 / (ref["onnx_1024_ms"] / 1000)

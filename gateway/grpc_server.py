@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 import mlflow
+import numpy as np
 
 from gateway.auth import AccessGuard, bearer_token
 from gateway.deployer import Deployer
@@ -56,11 +57,11 @@ def read_infer_request(message: Any) -> V2Request:
     for index, tensor in enumerate(message.inputs):
         shape = list(tensor.shape)
         count = element_count(tensor.name, tensor.datatype, shape, f"inputs[{index}]")
+        values: list[Any] | np.ndarray
         if raw_contents:
             values = from_binary(tensor.name, tensor.datatype, raw_contents[index], count)
         else:
-            field = getattr(tensor.contents, _CONTENTS_FIELD[tensor.datatype])
-            items = list(field)
+            items = list(getattr(tensor.contents, _CONTENTS_FIELD[tensor.datatype]))
             if tensor.datatype == "BYTES":
                 items = [_text(item) for item in items]
             values = from_values(tensor.name, tensor.datatype, items, count, 1)

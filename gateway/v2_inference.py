@@ -44,8 +44,8 @@ class V2Prediction:
     lean: bool  # served by the lean path (batcher), not MLflow's pyfunc
 
 
-def _columns(request: V2Request, names: list[str]) -> tuple[dict[str, np.ndarray], int]:
-    """The request's tensors as one flat array per signature column, and the row count."""
+def _columns(request: V2Request, names: list[str]) -> tuple[dict[str, Tensor], int]:
+    """The request's tensors as one flat column tensor per signature column, and the row count."""
     inputs = request.inputs
     if len(inputs) == 1 and inputs[0].name not in names and len(inputs[0].shape) == 2 and names:
         matrix = inputs[0]
@@ -55,8 +55,8 @@ def _columns(request: V2Request, names: list[str]) -> tuple[dict[str, np.ndarray
                 f"input {matrix.name!r}: shape {list(matrix.shape)} has {width} columns; the signature has "
                 f"{len(names)} ({', '.join(names)})"
             )
-        block = matrix.values.reshape(rows, width)
-        return {name: block[:, j] for j, name in enumerate(names)}, rows
+        block = matrix.array().reshape(rows, width)
+        return {name: Tensor(name, matrix.datatype, (rows,), block[:, j]) for j, name in enumerate(names)}, rows
     unknown = [t.name for t in inputs if t.name not in names]
     if unknown and names:
         raise V2RequestError(f"inputs {unknown} are not in the model's signature (inputs: {', '.join(names)})")
@@ -69,7 +69,7 @@ def _columns(request: V2Request, names: list[str]) -> tuple[dict[str, np.ndarray
             raise V2RequestError(
                 f"input {tensor.name!r} has {_rows_of(tensor)} rows, input {inputs[0].name!r} has {rows}"
             )
-    return {t.name: t.values for t in inputs}, rows
+    return {t.name: t for t in inputs}, rows
 
 
 def _rows_of(tensor: Tensor) -> int:
@@ -84,18 +84,26 @@ def model_parameters(request: V2Request) -> dict[str, Any] | None:
     return params or None
 
 
-def lean_input(deployment: Deployment, columns: dict[str, np.ndarray], rows: int, names: list[str]) -> Any | None:
+_NUMERIC = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "FP16", "FP32", "FP64"})
+
+
+def lean_input(deployment: Deployment, columns: dict[str, Tensor], rows: int) -> Any | None:
     """The lean path's input for these columns, or None when it does not take them."""
     parser = deployment.parser
     if parser is None or deployment.batcher is None or rows == 0:
         return None
     if isinstance(parser, NumericFrameParser):
-        if any(columns[n].dtype.kind not in "iuf" for n in parser.columns):
+        picked = [columns[n] for n in parser.columns]
+        if any(t.datatype not in _NUMERIC for t in picked):
             return None  # booleans and strings: MLflow's enforcement names the problem
-        matrix = np.column_stack([columns[n].astype(np.float64) for n in parser.columns])
+        if all(isinstance(t.values, list) for t in picked):
+            # One np.array for the whole request, as the /invocations parser does.
+            matrix = np.array([t.values for t in picked], dtype=np.float64).T.copy()
+        else:
+            matrix = np.column_stack([t.array().astype(np.float64) for t in picked])
         return matrix if np.isfinite(matrix).all() else None
     if isinstance(parser, TypedFrameParser):
-        typed = TypedRows([columns[n].tolist() for n in parser.columns], rows)
+        typed = TypedRows([columns[n].as_list() for n in parser.columns], rows)
         return typed if parser.accepts(typed) else None
     return None
 
@@ -105,12 +113,12 @@ async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
     columns, rows = _columns(request, names)
     params = model_parameters(request)
     if params is None:
-        lean = lean_input(deployment, columns, rows, names)
+        lean = lean_input(deployment, columns, rows)
         if lean is not None:
             assert deployment.batcher is not None
             predictions, seconds = await deployment.batcher.predict(lean)
             return V2Prediction(np.asarray(predictions), rows, seconds, lean=True)
-    frame = pd.DataFrame({name: columns[name] for name in (names or list(columns))})
+    frame = pd.DataFrame({name: columns[name].array() for name in (names or list(columns))})
     started = asyncio.get_running_loop().time()
     try:
         predictions = await asyncio.to_thread(deployment.servable.model.native.predict, frame, params)

@@ -34,6 +34,14 @@ DATATYPES: dict[str, Any] = {
     "BYTES": object,
 }
 _MAX_ELEMENTS = 50_000_000  # a shape past this is refused before any allocation
+_INTEGER_RANGES = {
+    name: (int(np.iinfo(kind).min), int(np.iinfo(kind).max))
+    for name, kind in DATATYPES.items()
+    if name.startswith(("INT", "UINT"))
+}
+_FP32_MAX = float(np.finfo(np.float32).max)
+# numpy dtype -> V2 datatype, for outputs.
+_DATATYPE_OF: dict[Any, str] = {np.dtype(kind): name for name, kind in DATATYPES.items() if kind is not object}
 
 
 class V2RequestError(ValueError):
@@ -45,8 +53,20 @@ class Tensor:
     name: str
     datatype: str
     shape: tuple[int, ...]
-    values: np.ndarray  # flat, row-major
+    # Flat, row-major: a Python list (JSON data, gRPC contents), already checked against the
+    # datatype, or an ndarray (binary data). Lists stay lists: for a 1-row request, numpy per
+    # input would cost more than the whole lean parse.
+    values: list[Any] | np.ndarray
     parameters: dict[str, Any] = field(default_factory=dict)
+
+    def array(self) -> np.ndarray:
+        """The values as an ndarray of the tensor's datatype."""
+        if isinstance(self.values, np.ndarray):
+            return self.values
+        return np.array(self.values, dtype=DATATYPES[self.datatype])
+
+    def as_list(self) -> list[Any]:
+        return self.values if isinstance(self.values, list) else self.values.tolist()
 
 
 @dataclass
@@ -131,6 +151,7 @@ def _input(raw: Any, index: int, binary: bytes, offset: int) -> tuple[Tensor, in
     count = element_count(name, datatype, shape, f"inputs[{index}]")
     parameters = _parameters(raw.get("parameters"), f"input {name!r}")
     size = parameters.get("binary_data_size")
+    values: list[Any] | np.ndarray
     if size is not None:
         if type(size) is not int or size < 0 or offset + size > len(binary):
             raise V2RequestError(f"input {name!r}: binary_data_size {size!r} runs past the body's binary data")
@@ -160,8 +181,9 @@ def _flatten(name: str, data: Any, depth: int) -> list[Any]:
     return level
 
 
-def from_values(name: str, datatype: str, data: Any, count: int, rank: int) -> np.ndarray:
-    """A tensor from Python values: JSON ``data`` (flat or nested to ``rank``), or gRPC contents."""
+def from_values(name: str, datatype: str, data: Any, count: int, rank: int) -> list[Any]:
+    """A tensor's checked values from Python values: JSON ``data`` (flat or nested to ``rank``),
+    or gRPC contents."""
     if data is None:
         raise V2RequestError(f"input {name!r} has neither 'data' nor parameters.binary_data_size")
     flat = _flatten(name, data, max(rank - 1, 0))
@@ -170,22 +192,23 @@ def from_values(name: str, datatype: str, data: Any, count: int, rank: int) -> n
     if datatype == "BYTES":
         if not all(type(v) is str for v in flat):
             raise V2RequestError(f"input {name!r}: BYTES data must be strings in JSON")
-        return np.array(flat, dtype=object)
+        return flat
     if datatype == "BOOL":
         if not all(type(v) is bool for v in flat):
             raise V2RequestError(f"input {name!r}: BOOL data must be true or false")
-        return np.array(flat, dtype=np.bool_)
+        return flat
     integral = datatype.startswith(("INT", "UINT"))
     allowed = (int,) if integral else (int, float)
     if not all(type(v) in allowed for v in flat):
         kind = "integers" if integral else "numbers"
         raise V2RequestError(f"input {name!r}: {datatype} data must be {kind}")
-    dtype = np.dtype(DATATYPES[datatype])
     if integral:
-        info = np.iinfo(dtype)
-        if flat and (min(flat) < info.min or max(flat) > info.max):
+        low, high = _INTEGER_RANGES[datatype]
+        if flat and (min(flat) < low or max(flat) > high):
             raise V2RequestError(f"input {name!r}: a value is outside {datatype}'s range")
-    return np.array(flat, dtype=dtype)
+    elif datatype == "FP32" and flat and max(abs(v) for v in flat) > _FP32_MAX:
+        raise V2RequestError(f"input {name!r}: a value is outside FP32's range")
+    return flat
 
 
 def from_binary(name: str, datatype: str, raw: bytes, count: int) -> np.ndarray:
@@ -218,12 +241,7 @@ def from_binary(name: str, datatype: str, raw: bytes, count: int) -> np.ndarray:
 
 
 def datatype_of(values: np.ndarray) -> str:
-    kind = values.dtype
-    if kind == np.bool_:
-        return "BOOL"
-    if kind.kind in "iuf":
-        return {np.dtype(v): k for k, v in DATATYPES.items() if v is not object}[np.dtype(kind.name)]
-    return "BYTES"
+    return _DATATYPE_OF.get(values.dtype.newbyteorder("="), "BYTES")
 
 
 def output_json(name: str, values: np.ndarray, *, binary: bool) -> tuple[dict[str, Any], bytes]:
