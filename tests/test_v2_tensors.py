@@ -34,10 +34,10 @@ def test_binary_tensors_of_every_kind_read_back() -> None:
     ])  # fmt: skip
     request = read_request(body, length)
     by_name = {t.name: t for t in request.inputs}
-    assert by_name["w"].values.tolist() == words
-    assert by_name["f"].values.tolist() == floats.ravel().tolist() and by_name["f"].shape == (2, 2)
-    assert by_name["i"].values.tolist() == ints.tolist()
-    assert by_name["b"].values.tolist() == flags.tolist()
+    assert by_name["w"].as_list() == words
+    assert by_name["f"].as_list() == floats.ravel().tolist() and by_name["f"].shape == (2, 2)
+    assert by_name["i"].array().dtype == np.int64 and by_name["i"].as_list() == ints.tolist()
+    assert by_name["b"].array().dtype == np.bool_ and by_name["b"].as_list() == flags.tolist()
 
 
 def test_json_data_nested_or_flat() -> None:
@@ -45,13 +45,15 @@ def test_json_data_nested_or_flat() -> None:
     flat = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [1, 2, 3, 4.5]}]}
     for document in (nested, flat):
         (tensor,) = read_request(json.dumps(document).encode(), None).inputs
-        assert tensor.values.dtype == np.float32 and tensor.values.tolist() == [1.0, 2.0, 3.0, 4.5]
+        array = tensor.array()
+        assert array.dtype == np.float32 and array.tolist() == [1.0, 2.0, 3.0, 4.5]
 
 
 @pytest.mark.parametrize(
     ("document", "needle"),
     [
         ({"inputs": [{"name": "x", "datatype": "INT8", "shape": [1], "data": [300]}]}, "outside INT8's range"),
+        ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1e39]}]}, "outside FP32's range"),
         ({"inputs": [{"name": "x", "datatype": "INT64", "shape": [1], "data": [1.5]}]}, "must be integers"),
         ({"inputs": [{"name": "x", "datatype": "BOOL", "shape": [1], "data": [1]}]}, "true or false"),
         ({"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1], "data": [1]}]}, "must be strings"),
