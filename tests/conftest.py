@@ -132,3 +132,19 @@ def any_registry(request: pytest.FixtureRequest) -> Registry:
     """The same test against the embedded sqlite registry and a live ``mlflow server``."""
     name = "registry" if request.param == "sqlite" else "server_registry"
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+# Test files that take minutes (a live `mlflow models serve`, the README run as written, load
+# tests). `make test` runs the suite on two xdist workers, a whole file per worker, handing out
+# files in collection order: starting the long ones first keeps one worker from finishing alone
+# at the end. The order of the tests inside each file does not change.
+LONG_FILES = (
+    "test_loadtests.py", "test_warm_restart.py", "test_make_serve_flow.py", "test_gateway_exactness.py",
+    "test_store_workflow_doc.py", "test_gateway_parity_typed.py", "test_v2_protocol.py", "test_gateway_parity.py",
+    "test_readme.py", "test_gateway_operations.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: position for position, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))
