@@ -107,10 +107,8 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
     app.state.deployer = deployer
     app.state.settings = settings
     install_error_handlers(app)
+    # Order is speed: routes are matched one by one, so the prediction routes come first.
     app.include_router(mlflow_router(invoker, deployer, guard, configured))
-    app.include_router(meta_router(deployer, registry, configured))
-    app.include_router(endpoint_router(deployer, guard))
-    app.include_router(admin_router(deployer, guard, default_options))
     app.include_router(
         v2_router(
             deployer,
@@ -121,6 +119,9 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
             timeout=settings.request_timeout,
         )
     )
+    app.include_router(meta_router(deployer, registry, configured))
+    app.include_router(endpoint_router(deployer, guard))
+    app.include_router(admin_router(deployer, guard, default_options))
     return app
 
 

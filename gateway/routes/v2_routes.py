@@ -58,6 +58,16 @@ def v2_router(
 ) -> APIRouter:
     router = APIRouter(prefix="/v2")
 
+    # Inference first: the router matches paths in order (model_infer is defined below;
+    # these resolve it when they run).
+    @router.post("/models/{name}/infer")
+    async def post_infer(name: str, request: Request) -> Response:
+        return await model_infer(name, None, request)
+
+    @router.post("/models/{name}/versions/{version}/infer")
+    async def post_version_infer(name: str, version: str, request: Request) -> Response:
+        return await model_infer(name, version, request)
+
     def serving(name: str, version: str | None) -> Deployment | Response:
         try:
             return find_serving(deployer, name, version)
@@ -146,14 +156,6 @@ def v2_router(
     @router.get("/models/{name}/versions/{version}/ready")
     async def get_version_ready(name: str, version: str) -> Response:
         return await model_ready(name, version)
-
-    @router.post("/models/{name}/infer")
-    async def post_infer(name: str, request: Request) -> Response:
-        return await model_infer(name, None, request)
-
-    @router.post("/models/{name}/versions/{version}/infer")
-    async def post_version_infer(name: str, version: str, request: Request) -> Response:
-        return await model_infer(name, version, request)
 
     return router
 
