@@ -16,7 +16,7 @@ import pytest
 
 from store import Store
 from tests.registry_helpers import Registry, registry_at, weights
-from tests.servers import Server, start_lockgate
+from tests.servers import Server, free_port, start_lockgate
 
 PAYLOAD = json.dumps({"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1.0, 1.0, 1.0]]}}).encode()
 JSON = {"Content-Type": "application/json"}
@@ -239,10 +239,45 @@ def test_extra_columns_within_the_limit_still_reach_mlflow(gateway: Server) -> N
 # -- 7. optional auth on prediction routes ---------------------------------------------------
 
 
+def check_v2_tokens(url: str, grpc_address: str) -> None:
+    """The same tokens guard V2 inference, REST ({"error"} with 401/403) and gRPC (statuses)."""
+    import numpy as np
+    import tritonclient.grpc as triton_grpc
+    from tritonclient.utils import InferenceServerException
+
+    body = {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP64", "data": [1.0, 1.0, 1.0]}]}
+    missing = httpx.post(f"{url}/v2/models/trusty/infer", json=body)
+    assert missing.status_code == 401 and "LOCKGATE_API_TOKENS" in missing.json()["error"]
+    wrong = httpx.post(f"{url}/v2/models/trusty/infer", json=body, headers={"Authorization": "Bearer x"})
+    assert wrong.status_code == 403 and set(wrong.json()) == {"error"}
+    good = httpx.post(f"{url}/v2/models/trusty/infer", json=body, headers={"Authorization": "Bearer tok-two"})
+    assert good.status_code == 200, good.text
+    plain = httpx.post(f"{url}/invocations", content=PAYLOAD, headers={**JSON, "Authorization": "Bearer tok-two"})
+    output = good.json()["outputs"][0]  # V2 data is flat, row-major, with its shape
+    assert np.array(output["data"]).reshape(output["shape"]).tolist() == plain.json()["predictions"]
+    client = triton_grpc.InferenceServerClient(grpc_address)
+    try:
+        tensor = triton_grpc.InferInput("input", [1, 3], "FP64")
+        tensor.set_data_from_numpy(np.array([[1.0, 1.0, 1.0]]))
+        with pytest.raises(InferenceServerException, match=r"StatusCode\.UNAUTHENTICATED"):
+            client.infer("trusty", [tensor])
+        with pytest.raises(InferenceServerException, match=r"StatusCode\.PERMISSION_DENIED"):
+            client.infer("trusty", [tensor], headers={"authorization": "Bearer x"})
+        answer = client.infer("trusty", [tensor], headers={"authorization": "Bearer tok-one"})
+        assert answer.get_response().model_name == "trusty"
+    finally:
+        client.close()
+
+
 def test_prediction_tokens(trust_registry: Registry) -> None:
     env = trust_registry.gateway_env(LOCKGATE_API_TOKENS="tok-one, tok-two", LOCKGATE_ADMIN_TOKEN="adm")
-    server = start_lockgate(trust_registry.workdir, env, "models:/trusty/1", "--name", "trusty")
+    grpc_port = free_port()
+    server = start_lockgate(
+        trust_registry.workdir, env, "models:/trusty/1", "--name", "trusty", "--grpc-port", str(grpc_port),
+        ready_path="/ready",
+    )  # fmt: skip
     try:
+        check_v2_tokens(server.url, f"127.0.0.1:{grpc_port}")
         missing = httpx.post(f"{server.url}/invocations", content=PAYLOAD, headers=JSON)
         assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
         assert set(missing.json()) == {"error_code", "message"} and missing.json()["error_code"] == "UNAUTHENTICATED"

@@ -28,7 +28,7 @@ from fastapi.responses import Response
 from gateway.auth import AccessGuard
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
-from gateway.errors import RequestTooLargeError
+from gateway.errors import AuthError, RequestTooLargeError
 from gateway.invocation import read_body
 from gateway.v2_inference import V2Prediction, infer
 from gateway.v2_models import V2LookupError, find_serving, lineage, model_metadata, ready_endpoints
@@ -102,7 +102,11 @@ def v2_router(
         return _json({"name": name, "ready": True}, found.headers())
 
     async def model_infer(name: str, version: str | None, request: Request) -> Response:
-        guard.prediction(request)
+        try:
+            guard.prediction(request)
+        except AuthError as exc:  # in V2's error shape, so V2 clients show the message
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            return v2_error(exc.status, str(exc), headers)
         found = serving(name, version)
         if isinstance(found, Response):
             return found
