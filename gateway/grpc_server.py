@@ -114,6 +114,7 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
         return protos.ModelReadyResponse(ready=True)
 
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
+        await self._check_token(context)  # it names the version's commits, as /endpoints/{name} does
         deployment = await self._serving(request.name, request.version, context)
         metadata = model_metadata(request.name, deployment)
         tensor = protos.ModelMetadataResponse.TensorMetadata
@@ -126,12 +127,7 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
         )
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:
-        metadata = dict(context.invocation_metadata() or ())
-        try:
-            self._guard.prediction_token(bearer_token(metadata.get("authorization")))
-        except AuthError as exc:
-            code = grpc.StatusCode.UNAUTHENTICATED if exc.status == 401 else grpc.StatusCode.PERMISSION_DENIED
-            await context.abort(code, str(exc))
+        await self._check_token(context)
         name = request.model_name
         deployment = await self._serving(name, request.model_version, context)
         label = deployment.version_label
@@ -172,6 +168,15 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
         context.set_trailing_metadata(tuple((k.lower(), v) for k, v in deployment.headers().items()))
         self._metrics.observe_request(name, label, 200, time.perf_counter() - started, None, protocol="v2-grpc")
         return response
+
+    async def _check_token(self, context: Any) -> None:
+        """Abort a call whose ``authorization`` metadata lacks a prediction token (LOCKGATE_API_TOKENS)."""
+        metadata = dict(context.invocation_metadata() or ())
+        try:
+            self._guard.prediction_token(bearer_token(metadata.get("authorization")))
+        except AuthError as exc:
+            code = grpc.StatusCode.UNAUTHENTICATED if exc.status == 401 else grpc.StatusCode.PERMISSION_DENIED
+            await context.abort(code, str(exc))
 
     async def _serving(self, name: str, version: str, context: Any) -> Deployment:
         try:

@@ -255,8 +255,15 @@ def check_v2_tokens(url: str, grpc_address: str) -> None:
     plain = httpx.post(f"{url}/invocations", content=PAYLOAD, headers={**JSON, "Authorization": "Bearer tok-two"})
     output = good.json()["outputs"][0]  # V2 data is flat, row-major, with its shape
     assert np.array(output["data"]).reshape(output["shape"]).tolist() == plain.json()["predictions"]
+    # Metadata names the weights and dataset commits: guarded like /endpoints/{name}.
+    assert httpx.get(f"{url}/v2/models/trusty").status_code == 401
+    assert httpx.get(f"{url}/v2/models/trusty", headers={"Authorization": "Bearer tok-one"}).status_code == 200
+    assert httpx.get(f"{url}/v2/health/ready").status_code == 200, "probes stay open"
     client = triton_grpc.InferenceServerClient(grpc_address)
     try:
+        with pytest.raises(InferenceServerException, match=r"StatusCode\.UNAUTHENTICATED"):
+            client.get_model_metadata("trusty")
+        assert client.get_model_metadata("trusty", headers={"authorization": "Bearer tok-one"}).name == "trusty"
         tensor = triton_grpc.InferInput("input", [1, 3], "FP64")
         tensor.set_data_from_numpy(np.array([[1.0, 1.0, 1.0]]))
         with pytest.raises(InferenceServerException, match=r"StatusCode\.UNAUTHENTICATED"):

@@ -89,7 +89,19 @@ def v2_router(
             return v2_error(503, f"not ready: waiting for {', '.join(waiting) or 'a deployed endpoint'}")
         return _json({"ready": True})
 
-    async def metadata(name: str, version: str | None) -> Response:
+    def refused(request: Request) -> Response | None:
+        """The V2 answer to a missing or wrong prediction token (LOCKGATE_API_TOKENS), if any."""
+        try:
+            guard.prediction(request)
+        except AuthError as exc:  # in V2's error shape, so V2 clients show the message
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            return v2_error(exc.status, str(exc), headers)
+        return None
+
+    async def metadata(name: str, version: str | None, request: Request) -> Response:
+        # Guarded like /endpoints/{name}: it names the version's weights and dataset commits.
+        if (answer := refused(request)) is not None:
+            return answer
         found = serving(name, version)
         if isinstance(found, Response):
             return found
@@ -102,11 +114,8 @@ def v2_router(
         return _json({"name": name, "ready": True}, found.headers())
 
     async def model_infer(name: str, version: str | None, request: Request) -> Response:
-        try:
-            guard.prediction(request)
-        except AuthError as exc:  # in V2's error shape, so V2 clients show the message
-            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-            return v2_error(exc.status, str(exc), headers)
+        if (answer := refused(request)) is not None:
+            return answer
         found = serving(name, version)
         if isinstance(found, Response):
             return found
@@ -146,12 +155,12 @@ def v2_router(
         return response
 
     @router.get("/models/{name}")
-    async def get_metadata(name: str) -> Response:
-        return await metadata(name, None)
+    async def get_metadata(name: str, request: Request) -> Response:
+        return await metadata(name, None, request)
 
     @router.get("/models/{name}/versions/{version}")
-    async def get_version_metadata(name: str, version: str) -> Response:
-        return await metadata(name, version)
+    async def get_version_metadata(name: str, version: str, request: Request) -> Response:
+        return await metadata(name, version, request)
 
     @router.get("/models/{name}/ready")
     async def get_ready(name: str) -> Response:
