@@ -47,6 +47,13 @@ class Deployer:
         self._prepare: Preparer = preparer or (lambda servable, options: Deployment(servable, options=options))
         self.events = events or DeployEvents()
 
+    def readiness(self, configured: list[str]) -> tuple[list[str], list[str]]:
+        """(the endpoints readiness is about, those of them with no loaded version yet): the
+        configured ones, or every deployed one when none is configured."""
+        names = configured or list(self.endpoints)
+        waiting = [n for n in names if n not in self.endpoints or self.endpoints[n].current is None]
+        return names, waiting
+
     def get(self, name: str) -> Endpoint:
         endpoint = self.endpoints.get(name)
         if endpoint is None:

@@ -33,6 +33,7 @@ class Deployment:
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     inflight: int = 0
     input_schema: Any = None
+    input_names: tuple[str, ...] = ()  # the signature's named columns (none for tensor signatures)
     max_columns: int = 1024  # the signature's columns plus LOCKGATE_MAX_EXTRA_COLUMNS
     skew: SkewSetup = field(default_factory=lambda: SkewSetup(None, None, "skew tracking is not set up"))
     path: ServingPath = field(default_factory=lambda: ServingPath("mlflow", "not prepared"))
@@ -103,13 +104,18 @@ class Deployment:
         r = self.resolved
         return VersionRef(r.version, r.weights_commit, r.dataset_commit, r.weights.uri, r.uri)
 
-    def headers(self) -> dict[str, str]:
+    def lineage(self) -> dict[str, str]:
+        """The version and its commits, as every answer carries them."""
         r = self.resolved
         return {
-            "X-Lockgate-Model-Version": r.version or "none",
-            "X-Lockgate-Weights-Commit": r.weights_commit or "none",
-            "X-Lockgate-Dataset-Commit": r.dataset_commit or "none",
+            "model_version": r.version or "none",
+            "weights_commit": r.weights_commit or "none",
+            "dataset_commit": r.dataset_commit or "none",
         }
+
+    def headers(self) -> dict[str, str]:
+        """The lineage as response headers: ``X-Lockgate-Model-Version`` and so on."""
+        return {"X-Lockgate-" + key.replace("_", "-").title(): value for key, value in self.lineage().items()}
 
     async def drained(self, timeout: float) -> bool:
         """Wait until no request is using this deployment (or ``timeout`` passes)."""

@@ -28,8 +28,17 @@ from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
 from gateway.errors import AuthError, ConfigError
 from gateway.v2_inference import infer
-from gateway.v2_models import V2LookupError, find_serving, lineage, model_metadata, ready_endpoints
-from gateway.v2_tensors import Tensor, V2Request, V2RequestError, element_count, from_binary, from_values, output_json
+from gateway.v2_models import V2LookupError, find_serving, model_metadata
+from gateway.v2_tensors import (
+    Tensor,
+    V2Request,
+    V2RequestError,
+    check_input_names,
+    element_count,
+    from_binary,
+    from_values,
+    output_json,
+)
 from monitoring.serving_metrics import ServingMetrics
 
 protos, services = grpc.protos_and_services("gateway/v2_grpc/grpc_predict_v2.proto")
@@ -67,11 +76,7 @@ def read_infer_request(message: Any) -> V2Request:
             values = from_values(tensor.name, tensor.datatype, items, count, 1)
         parameters = {key: _parameter(value) for key, value in tensor.parameters.items()}
         inputs.append(Tensor(tensor.name, tensor.datatype, tuple(shape), values, parameters))
-    if not inputs:
-        raise V2RequestError("the request needs at least one input")
-    names = [t.name for t in inputs]
-    if len(set(names)) != len(names):
-        raise V2RequestError(f"input names repeat: {names}")
+    check_input_names(inputs)
     parameters = {key: _parameter(value) for key, value in message.parameters.items()}
     outputs = [{"name": o.name} for o in message.outputs]
     return V2Request(inputs, message.id or None, parameters, outputs)
@@ -98,7 +103,7 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
         return protos.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request: Any, context: Any) -> Any:
-        return protos.ServerReadyResponse(ready=ready_endpoints(self._deployer, self._configured)[0])
+        return protos.ServerReadyResponse(ready=self._ready())
 
     async def ServerMetadata(self, request: Any, context: Any) -> Any:
         return protos.ServerMetadataResponse(name="lockgate", version=mlflow.__version__,
@@ -163,11 +168,15 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
         response = protos.ModelInferResponse(
             model_name=name, model_version=label, id=request.id, outputs=[output], raw_output_contents=[raw]
         )
-        for key, value in lineage(deployment).items():
+        for key, value in deployment.lineage().items():
             response.parameters[key].string_param = value
         context.set_trailing_metadata(tuple((k.lower(), v) for k, v in deployment.headers().items()))
         self._metrics.observe_request(name, label, 200, time.perf_counter() - started, None, protocol="v2-grpc")
         return response
+
+    def _ready(self) -> bool:
+        names, waiting = self._deployer.readiness(self._configured)
+        return bool(names) and not waiting
 
     async def _check_token(self, context: Any) -> None:
         """Abort a call whose ``authorization`` metadata lacks a prediction token (LOCKGATE_API_TOKENS)."""

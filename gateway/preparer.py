@@ -67,8 +67,9 @@ class Preparer:
     def _prepare(self, deployment: Deployment, options: ServingOptions) -> None:
         schema = input_schema(deployment)
         deployment.input_schema = schema
-        signature_columns = len(schema.input_names()) if schema is not None and schema.has_input_names() else 0
-        deployment.max_columns = signature_columns + self._max_extra_columns
+        names = schema.input_names() if schema is not None and schema.has_input_names() else []
+        deployment.input_names = tuple(str(name) for name in names)
+        deployment.max_columns = len(deployment.input_names) + self._max_extra_columns
         data = training_data(self._open_store, deployment.servable.resolved)
         derived = self._derived_dir(deployment.key)
         deployment.skew = setup_skew(data, deployment.servable, derived, self._skew, self._find_derived)

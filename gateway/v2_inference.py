@@ -29,7 +29,6 @@ from mlflow.exceptions import MlflowException
 from gateway.endpoints import Deployment
 from gateway.fast_request import NumericFrameParser
 from gateway.typed_request import TypedFrameParser, TypedRows
-from gateway.v2_models import signature_names
 from gateway.v2_tensors import Tensor, V2Request, V2RequestError
 
 # Request parameters that belong to the protocol (and its binary extension), not to the model.
@@ -41,7 +40,6 @@ class V2Prediction:
     predictions: np.ndarray
     rows: int
     predict_seconds: float
-    lean: bool  # served by the lean path (batcher), not MLflow's pyfunc
 
 
 def _columns(request: V2Request, names: list[str]) -> tuple[dict[str, Tensor], int]:
@@ -109,23 +107,28 @@ def lean_input(deployment: Deployment, columns: dict[str, Tensor], rows: int) ->
 
 
 async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
-    names = signature_names(deployment)
+    names = list(deployment.input_names)
     columns, rows = _columns(request, names)
     params = model_parameters(request)
     if params is None:
         lean = lean_input(deployment, columns, rows)
         if lean is not None:
             assert deployment.batcher is not None
-            predictions, seconds = await deployment.batcher.predict(lean)
-            return V2Prediction(np.asarray(predictions), rows, seconds, lean=True)
+            try:
+                predictions, seconds = await deployment.batcher.predict(lean)
+                return V2Prediction(np.asarray(predictions), rows, seconds)
+            except Exception:  # as on /invocations: MLflow's code, on the same model, names the problem
+                pass
     frame = pd.DataFrame({name: columns[name].array() for name in (names or list(columns))})
     started = asyncio.get_running_loop().time()
     try:
         predictions = await asyncio.to_thread(deployment.servable.model.native.predict, frame, params)
     except MlflowException as exc:
         raise V2RequestError(exc.message) from exc
+    except Exception as exc:  # the model failed on this input: a 400, as MLflow's scoring server answers
+        raise V2RequestError(f"the model failed on this input: {type(exc).__name__}: {exc}") from exc
     seconds = asyncio.get_running_loop().time() - started
-    return V2Prediction(_as_array(predictions), rows, seconds, lean=False)
+    return V2Prediction(_as_array(predictions), rows, seconds)
 
 
 def _as_array(predictions: Any) -> np.ndarray:

@@ -1,14 +1,16 @@
-"""V2 models: which deployment answers a V2 model name and version, readiness, the metadata
-built from the MLflow signature, and the lineage every V2 answer carries. Shared by the REST
-routes and the gRPC service."""
+"""V2 models: which deployment answers a V2 model name and version, and the metadata built from
+the MLflow signature. Shared by the REST routes and the gRPC service."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
 from gateway.errors import GatewayError
+from gateway.v2_tensors import datatype_of
 
 
 class V2LookupError(Exception):
@@ -35,23 +37,6 @@ def find_serving(deployer: Deployer, name: str, version: str | None) -> Deployme
     return deployment
 
 
-def ready_endpoints(deployer: Deployer, configured: list[str]) -> tuple[bool, list[str]]:
-    """(every configured endpoint serves, the ones still waiting)."""
-    names = configured or list(deployer.endpoints)
-    waiting = [n for n in names if n not in deployer.endpoints or deployer.endpoints[n].current is None]
-    return bool(names) and not waiting, waiting
-
-
-def lineage(deployment: Deployment) -> dict[str, str]:
-    """What every V2 answer carries in its parameters: the version and its commits."""
-    r = deployment.resolved
-    return {
-        "model_version": r.version or "none",
-        "weights_commit": r.weights_commit or "none",
-        "dataset_commit": r.dataset_commit or "none",
-    }
-
-
 _MLFLOW_TO_V2 = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32", "boolean": "BOOL",
                  "string": "BYTES", "binary": "BYTES", "datetime": "BYTES"}  # fmt: skip
 
@@ -68,11 +53,18 @@ def model_metadata(name: str, deployment: Deployment) -> dict[str, Any]:
         "versions": [deployment.version_label],
         "platform": "mlflow",
         "inputs": inputs,
-        "outputs": [{"name": "predict", "datatype": "FP64" if not inputs else "BYTES", "shape": [-1]}],
-        "parameters": lineage(deployment) | {"serving_path": deployment.serving_path},
+        "outputs": [{"name": "predict", "datatype": _output_datatype(deployment), "shape": [-1]}],
+        "parameters": deployment.lineage() | {"serving_path": deployment.serving_path},
     }
 
 
-def signature_names(deployment: Deployment) -> list[str]:
-    schema = deployment.input_schema
-    return list(schema.input_names()) if schema is not None and schema.has_input_names() else []
+def _output_datatype(deployment: Deployment) -> str:
+    """The V2 datatype of ``predict``, from the signature's outputs (a tensor spec's dtype or a
+    column's type); BYTES, the catch-all, when the signature says nothing."""
+    metadata = getattr(deployment.servable.model.native, "metadata", None)
+    schema = metadata.get_output_schema() if metadata is not None else None
+    spec = schema.inputs[0] if schema is not None and schema.inputs else None
+    dtype = getattr(spec, "type", None)
+    if isinstance(dtype, np.dtype):  # TensorSpec
+        return datatype_of(np.empty(0, dtype=dtype))
+    return _MLFLOW_TO_V2.get(str(getattr(dtype, "name", "")), "BYTES")

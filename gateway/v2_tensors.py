@@ -97,14 +97,21 @@ def read_request(body: bytes, header_length: str | None) -> V2Request:
         offset += used
     if offset != len(binary):
         raise V2RequestError(f"{len(binary) - offset} bytes of binary data follow the inputs that no input claims")
-    names = [t.name for t in inputs]
-    if len(set(names)) != len(names):
-        raise V2RequestError(f"input names repeat: {names}")
+    check_input_names(inputs)
     outputs = document.get("outputs") or []
     if type(outputs) is not list or any(type(o) is not dict or type(o.get("name")) is not str for o in outputs):
         raise V2RequestError("'outputs' must be a list of objects with a 'name'")
     request_id = document.get("id")
     return V2Request(inputs, None if request_id is None else str(request_id), parameters, outputs)
+
+
+def check_input_names(inputs: list[Tensor]) -> None:
+    """A request has inputs, each named once (REST and gRPC alike)."""
+    if not inputs:
+        raise V2RequestError("the request needs at least one input")
+    names = [t.name for t in inputs]
+    if len(set(names)) != len(names):
+        raise V2RequestError(f"input names repeat: {names}")
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:

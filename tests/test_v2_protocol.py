@@ -103,6 +103,8 @@ def test_health_and_metadata(client: triton.InferenceServerClient, gateway: Serv
         "amount": "FP64", "hour": "INT64", "merchant": "BYTES", "country": "BYTES"
     }  # fmt: skip
     assert len(metadata["parameters"]["weights_commit"]) == 64
+    # The output's datatype comes from the signature (the classifier's labels are int64).
+    assert metadata["outputs"] == [{"name": "predict", "datatype": "INT64", "shape": [-1]}]
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])

@@ -17,8 +17,7 @@ def meta_router(deployer: Deployer, registry: CollectorRegistry, configured: lis
 
     @router.get("/ready")
     async def ready() -> JSONResponse:
-        names = configured or list(deployer.endpoints)
-        missing = [n for n in names if n not in deployer.endpoints or deployer.endpoints[n].current is None]
+        names, missing = deployer.readiness(configured)
         if missing or not names:
             return JSONResponse({"ready": False, "waiting_for": missing}, status_code=503)
         return JSONResponse({"ready": True, "endpoints": names})

@@ -31,7 +31,7 @@ from gateway.endpoints import Deployment
 from gateway.errors import AuthError, RequestTooLargeError
 from gateway.invocation import read_body
 from gateway.v2_inference import V2Prediction, infer
-from gateway.v2_models import V2LookupError, find_serving, lineage, model_metadata, ready_endpoints
+from gateway.v2_models import V2LookupError, find_serving, model_metadata
 from gateway.v2_tensors import V2Request, V2RequestError, output_json, read_request
 from monitoring.serving_metrics import ServingMetrics
 
@@ -84,8 +84,8 @@ def v2_router(
 
     @router.get("/health/ready")
     async def ready() -> Response:
-        ready_now, waiting = ready_endpoints(deployer, configured)
-        if not ready_now:
+        names, waiting = deployer.readiness(configured)
+        if waiting or not names:
             return v2_error(503, f"not ready: waiting for {', '.join(waiting) or 'a deployed endpoint'}")
         return _json({"ready": True})
 
@@ -190,7 +190,7 @@ def _encode(
         "model_name": name,
         "model_version": deployment.version_label,
         "outputs": [entry],
-        "parameters": lineage(deployment),
+        "parameters": deployment.lineage(),
     }
     if request_id is not None:
         body["id"] = request_id
