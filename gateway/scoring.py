@@ -59,10 +59,15 @@ class _Capturing:
         if skew.inputs is not None and hasattr(data, "columns"):
             observe_frame(skew.inputs, data)
         if skew.predictions is not None:
-            values = prediction_values(predictions)
-            if values is not None:
-                skew.predictions.observe_arrays(values.reshape(-1, 1), {}, len(values))
+            observe_predictions(skew.predictions, predictions)
         return predictions
+
+
+def observe_predictions(tracker: SkewTracker, predictions: Any) -> None:
+    """Count a batch's predictions against the prediction baseline (every path calls this)."""
+    values = prediction_values(predictions)
+    if values is not None:
+        tracker.observe_arrays(values.reshape(-1, 1), {}, len(values))
 
 
 def observe_frame(tracker: SkewTracker, frame: pd.DataFrame) -> None:
@@ -97,9 +102,7 @@ def skew_observer(skew: SkewSetup, columns: tuple[str, ...]) -> Callable[[np.nda
         if inputs is not None:
             inputs.observe_arrays(matrix if picks is None else matrix[:, picks], {}, len(matrix))
         if outputs is not None:
-            values = prediction_values(predictions)
-            if values is not None:
-                outputs.observe_arrays(values.reshape(-1, 1), {}, len(values))
+            observe_predictions(outputs, predictions)
 
     return observe
 
@@ -112,9 +115,7 @@ def typed_skew_observer(skew: SkewSetup, parser: TypedFrameParser) -> Callable[[
         if inputs is not None:
             inputs.observe(parser.arrays(rows))
         if outputs is not None:
-            values = prediction_values(predictions)
-            if values is not None:
-                outputs.observe_arrays(values.reshape(-1, 1), {}, len(values))
+            observe_predictions(outputs, predictions)
 
     return observe
 

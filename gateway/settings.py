@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     max_extra_columns: int = Field(default=1024, ge=0)
     """Columns a request may carry beyond the model signature's (for a model without a column
     signature: in all). Wider bodies get a 400 before pandas builds a frame."""
-    grpc_port: int | None = None
+    grpc_port: int | None = Field(default=None, ge=1, le=65535)
     """Port of the Open Inference Protocol's gRPC service (on ``host``); unset: no gRPC."""
     follow_interval: float = 10.0
     """Seconds between re-resolutions of moving references (stage, alias, latest)."""

@@ -51,6 +51,17 @@ def test_serve_on_a_taken_port_says_so_and_writes_no_ledger_event(registry: Regi
     assert not store.refs.repo_exists("lockgate-ledger"), "a gateway that never served wrote the ledger"
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [("LOCKGATE_PORT", "abc", "valid integer"), ("LOCKGATE_GRPC_PORT", "0", "greater than or equal to 1")],
+)
+def test_a_bad_setting_is_named_in_one_line(tmp_path: Path, variable: str, value: str, says: str) -> None:
+    proc = cli("serve", cwd=tmp_path, env={variable: value})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().startswith(f"error: {variable}: ") and says in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
 # -- 4. short commit ids ----------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import typer
+from pydantic import ValidationError
 
 # typer 0.29 vendors click; its usage errors are these classes, not click's own.
 from typer._click import exceptions as click_errors
@@ -72,6 +73,15 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        # A bad LOCKGATE_* variable: name it, in one line, rather than pydantic's report.
+        first = exc.errors()[0]
+        name = ".".join(str(part) for part in first["loc"])
+        variable = name.upper() if name.upper().startswith(("MLFLOW_", "LOCKGATE_")) else f"LOCKGATE_{name.upper()}"
+        err.print(f"[bold red]error:[/] {variable}: {first['msg']}, not {first.get('input')!r}", highlight=False)
+        sys.exit(2)
     except Exception as exc:
         # A bug or an error no layer translated: still one line, with the way to the details.
         if os.environ.get("LOCKGATE_DEBUG"):

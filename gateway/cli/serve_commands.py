@@ -66,6 +66,8 @@ def serve(
         int | None,
         typer.Option(
             "--grpc-port",
+            min=1,
+            max=65535,
             help="Also serve the Open Inference Protocol (KServe V2) over gRPC on this port. "
             "Env: LOCKGATE_GRPC_PORT (default: off).",
             show_default=False,
