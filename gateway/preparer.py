@@ -120,8 +120,9 @@ class Preparer:
         try:
             derived = self._derived_dir(deployment.key)
             path = choose_serving_path(
-                deployment.servable, options, sample, derived, convert=True, reference_frame=mlflow_frame(deployment)
-            )
+                deployment.servable, options, sample, derived, convert=True,
+                reference_frame=mlflow_frame(deployment), typed_parser=deployment.path.typed_parser,
+            )  # fmt: skip
         except Exception as exc:  # the native path keeps serving; say why the fast path did not come
             path = dataclasses.replace(deployment.path, reason=f"ONNX conversion failed: {exc}", onnx_pending=False)
         deployment.upgrade_path(path)

@@ -115,20 +115,17 @@ TYPED_NATIVE = "typed columns: lean parsing and batching into the native estimat
 
 def _typed_path(
     servable: ServableModel,
-    columns: tuple[Column, ...],
+    parser: TypedFrameParser,
     options: ServingOptions,
     sample: pd.DataFrame | None,
     derived: Path,
     *,
     convert: bool,
-    reference_frame: Callable[[bytes], pd.DataFrame],
 ) -> ServingPath:
-    """Typed columns: the lean parser (its frames checked against MLflow's), then a float64
+    """Typed columns, given the lean parser (its frames checked against MLflow's): a float64
     graph with one input per column where it converts and its labels or values match, else the
     native estimator fed the parser's DataFrames."""
-    parser, why_not = TypedFrameParser.learn(columns, reference_frame, servable.model.input_example)
-    if parser is None:
-        return ServingPath("mlflow", f"typed lean parsing is off: {why_not}")
+    columns = parser.specs
     estimator = servable.model.native.get_raw_model()
     names = tuple(c.name for c in columns)
     native = ServingPath("sklearn", TYPED_NATIVE, names, lambda rows: np.asarray(estimator.predict(parser.frame(rows))))
@@ -188,12 +185,19 @@ def choose_serving_path(
     *,
     convert: bool = True,
     reference_frame: Callable[[bytes], pd.DataFrame] | None = None,
+    typed_parser: TypedFrameParser | None = None,
 ) -> ServingPath:
     """The path for a deployment (``derived``: the version's own directory for derived
-    artifacts, from ``ModelCache.derived_dir``). With ``convert=False`` an ONNX graph is used only if this
-    weights commit's conversion is already cached; otherwise the native path is returned with
-    ``onnx_pending`` set; the app converts in the background once it serves, and
-    ``Deployment.upgrade_path`` adopts the checked graph."""
+    artifacts, from ``ModelCache.derived_dir``).
+
+    A typed signature's lean parser is learned against ``reference_frame`` (MLflow's parser),
+    unless ``typed_parser`` was learned already for this deployment: the background conversion
+    reuses the one that serves.
+
+    With ``convert=False`` an ONNX graph is used only if this weights commit's conversion is
+    already cached; otherwise the native path is returned with ``onnx_pending`` set; the app
+    converts in the background once it serves, and ``Deployment.upgrade_path`` adopts the
+    checked graph."""
     flavors = servable.model.metadata.flavors
     if "sklearn" not in flavors:
         return ServingPath("mlflow", "the ONNX fast path covers sklearn models; this one is served by MLflow's pyfunc")
@@ -208,9 +212,13 @@ def choose_serving_path(
             covered = ", ".join(sorted(TYPED_KINDS))
             why = f"the signature has {', '.join(uncovered)} columns; lean parsing covers {covered}"
             return ServingPath("mlflow", why)
-        if reference_frame is None:
-            return ServingPath("mlflow", "typed lean parsing needs MLflow's parser as its reference")
-        return _typed_path(servable, typed, options, sample, derived, convert=convert, reference_frame=reference_frame)
+        if typed_parser is None:
+            if reference_frame is None:
+                return ServingPath("mlflow", "typed lean parsing needs MLflow's parser as its reference")
+            typed_parser, why_not = TypedFrameParser.learn(typed, reference_frame, servable.model.input_example)
+            if typed_parser is None:
+                return ServingPath("mlflow", f"typed lean parsing is off: {why_not}")
+        return _typed_path(servable, typed_parser, options, sample, derived, convert=convert)
     estimator = servable.model.native.get_raw_model()
     names = getattr(estimator, "feature_names_in_", None)
     if names is not None and list(names) != list(columns):
