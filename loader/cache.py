@@ -360,7 +360,13 @@ class ModelCache:
         tmp = partial / f"{META}.tmp"
         tmp.write_bytes(orjson.dumps(meta))
         os.replace(tmp, partial / META)
-        os.rename(partial, self.path_of(key))
+        target = self.path_of(key)
+        if target.exists() and not self.is_complete(key):
+            # A directory without the version's metadata is no version: the leftover of an
+            # interrupted eviction, or a derived artifact written after its version was evicted.
+            # Nothing in it was ever served; set it aside so the verified files take its place.
+            os.rename(target, self.directory / "trash" / f"{key}-stray-{uuid.uuid4().hex[:8]}")
+        os.rename(partial, target)
 
     # -- eviction ----------------------------------------------------------------------------
 

@@ -34,6 +34,8 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
+from loader.onnx_convert import PARENT_PID_ENV
+
 TOLERANCE = 1e-5  # float32 graphs (tree regressors)
 TOLERANCE_FLOAT64 = 1e-12  # float64 graphs of regressors: only the order of a sum differs
 VERDICT_VERSION = 2
@@ -368,7 +370,13 @@ def convert_in_child(
     model_dir: Path, inputs: int | TypedInputs, graph_file: Path, precision: str = "float32", timeout: float = 900
 ) -> None:
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+        # The child exits when this process is gone: an orphan conversion would keep writing
+        # into a cache directory that nobody owns any more (loader/onnx_convert.py).
+        PARENT_PID_ENV: str(os.getpid()),
+    }
     result = subprocess.run(
         [sys.executable, "-m", "loader.onnx_convert", str(model_dir), json.dumps(inputs), str(graph_file), precision],
         capture_output=True, text=True, timeout=timeout, env=env, check=False,
@@ -379,7 +387,10 @@ def convert_in_child(
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``path`` whole or not at all. Only its own folder is created, never its parents:
+    the parent is a version's derived directory, and a version evicted meanwhile must stay gone
+    (recreating ``versions/<key>/`` without its files would block that version's next fetch)."""
+    path.parent.mkdir(exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     tmp.replace(path)
