@@ -26,7 +26,7 @@ warnings.filterwarnings("ignore")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="forest", choices=["iris", "diabetes", "forest"])
+    parser.add_argument("--model", default="forest", choices=["iris", "diabetes", "forest", "fraud"])
     parser.add_argument("--html", type=Path, help="also write pyinstrument's HTML report here")
     args = parser.parse_args()
 
@@ -59,33 +59,34 @@ def main() -> None:
         last = now
 
     profiler.start()
-    from gateway.app import create_app  # noqa: F401 - the import is what is measured
-    from gateway.endpoints import Deployment
-    from gateway.scoring import input_schema
-    from gateway.serving_options import ServingOptions
-    from gateway.serving_path import choose_serving_path
-    from gateway.settings import Settings
-    from gateway.skew_setup import SkewSettings, setup_skew
-    from gateway.wiring import build_loader, store_opener
-    from loader.baseline import training_data
+    import gc
 
-    phase("import the gateway (MLflow, pandas, FastAPI, ...)")
+    gc.disable()  # as `lockgate serve` does until its startup deploys are done
+    from gateway.app import create_app  # noqa: F401 - the import is what is measured
+    from gateway.preparer import Preparer
+    from gateway.serving_options import ServingOptions
+    from gateway.settings import Settings
+    from gateway.skew_setup import SkewSettings
+    from gateway.wiring import build_loader, store_opener
+
+    phase("import the gateway (FastAPI, pandas, the routers)")
     settings = Settings()
     loader = build_loader(settings)
     open_store = store_opener(settings, create=True)
     phase("settings, store, loader")
     resolved = loader.resolve(f"models:/{args.model}/1")
-    phase("resolve in the registry (MLflow client + SQLAlchemy store)")
-    deployment = Deployment(loader.load(resolved, prefer_pyfunc=True))
-    report = deployment.servable.report
+    phase("resolve in the registry (MLflow client + its store)")
+    servable = loader.load(resolved, prefer_pyfunc=True)
+    report = servable.report
     phase(f"fetch {report.fetch.bytes_fetched / 1e6:.0f} MB + load + warm up")
-    deployment.input_schema = input_schema(deployment)
-    data = training_data(open_store, deployment.servable.resolved)
-    deployment.skew = setup_skew(data, deployment.servable, Path(settings.cache_dir), SkewSettings())
-    path = choose_serving_path(
-        deployment.servable, ServingOptions(), data.sample, Path(settings.cache_dir), convert=False
-    )
-    phase(f"prepare (skew baseline, serving path: {path.name})")
+    cache = loader.cache
+    preparer = Preparer(open_store, cache.derived_dir, cache.find_derived, SkewSettings(), settings.max_extra_columns)
+    deployment = preparer(servable, ServingOptions())
+    phase(f"prepare (skew baseline, serving path: {deployment.path.name})")
+    gc.collect()
+    gc.freeze()
+    gc.enable()
+    phase("one collection of the startup heap, then freeze")
     profiler.stop()
 
     total = time.perf_counter() - started

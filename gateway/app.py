@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         # ~150 ms. Collect once now, before traffic, and move the survivors out of its way.
         gc.collect()
         gc.freeze()
+        gc.enable()  # `lockgate serve` disables it for the startup (gateway/cli/serve_commands.py)
         follower = asyncio.create_task(deployer.follow_forever(settings.follow_interval))
         asyncio.get_running_loop().call_soon(preparer.start_background_work)  # after uvicorn listens
         try:

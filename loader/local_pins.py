@@ -13,12 +13,11 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
 
 import blake3
 import orjson
 
-from loader.resolved import ResolvedModel, WeightsLocation
+from loader.resolved import ResolvedModel
 
 PIN_NOTE = "resolved from local pin: the registry is unreachable, so this is the version last resolved for the URI"
 
@@ -32,7 +31,7 @@ class LocalPins:
         return self.directory / f"{blake3.blake3(uri.encode()).hexdigest()[:32]}.json"
 
     def remember(self, resolved: ResolvedModel) -> None:
-        data = dataclasses.asdict(resolved)
+        data = resolved.to_json()
         data["notes"] = [n for n in resolved.notes if n != PIN_NOTE]
         path = self._file(resolved.uri)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -44,14 +43,7 @@ class LocalPins:
 
     def recall(self, uri: str) -> ResolvedModel | None:
         try:
-            data: dict[str, Any] = orjson.loads(self._file(uri).read_bytes())
-            weights = WeightsLocation(**data.pop("weights"))
-            fields: dict[str, Any] = dict(data)
-            for key in ("dataset_commits", "dataset_uris", "flavors", "notes"):
-                if key in fields:
-                    fields[key] = tuple(fields[key])
-            fields["weights"] = weights
-            resolved = ResolvedModel(**fields)
+            resolved = ResolvedModel.from_json(orjson.loads(self._file(uri).read_bytes()))
         except (OSError, ValueError, TypeError, KeyError):
             return None  # no pin, or one this version cannot read: behave as if none
         if resolved.uri != uri:

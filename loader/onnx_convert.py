@@ -14,27 +14,11 @@ write into a directory nobody owns any more (and a large forest takes minutes to
 from __future__ import annotations
 
 import json
-import os
 import sys
-import threading
-import time
 import warnings
 from pathlib import Path
 
-PARENT_PID_ENV = "LOCKGATE_CONVERT_PARENT_PID"  # set by loader.onnx_fast_path.convert_in_child
-
-
-def exit_with_parent(parent_pid: int, interval: float = 0.5) -> None:
-    """Exit as soon as ``parent_pid`` is no longer this process's parent (it died, and the
-    child was re-parented). A watch thread rather than PR_SET_PDEATHSIG: that needs a
-    preexec_fn, which is unsafe in the gateway's multi-threaded process, and Linux alone."""
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(interval)
-        os._exit(3)  # no cleanup to run: the graph is written atomically, or not at all
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+from loader.parent_watch import exit_with_parent
 
 
 def main(argv: list[str]) -> int:
@@ -43,8 +27,7 @@ def main(argv: list[str]) -> int:
         return 2
     model_dir, inputs, out = Path(argv[0]), json.loads(argv[1]), Path(argv[2])
     precision = argv[3] if len(argv) == 4 else "float32"
-    if os.environ.get(PARENT_PID_ENV):
-        exit_with_parent(int(os.environ[PARENT_PID_ENV]))
+    exit_with_parent()
     warnings.filterwarnings("ignore")
     import mlflow.sklearn
 

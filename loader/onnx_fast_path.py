@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
-from loader.onnx_convert import PARENT_PID_ENV
+from loader.parent_watch import child_environment
 
 TOLERANCE = 1e-5  # float32 graphs (tree regressors)
 TOLERANCE_FLOAT64 = 1e-12  # float64 graphs of regressors: only the order of a sum differs
@@ -370,13 +370,8 @@ def convert_in_child(
     model_dir: Path, inputs: int | TypedInputs, graph_file: Path, precision: str = "float32", timeout: float = 900
 ) -> None:
     root = Path(__file__).resolve().parents[1]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
-        # The child exits when this process is gone: an orphan conversion would keep writing
-        # into a cache directory that nobody owns any more (loader/onnx_convert.py).
-        PARENT_PID_ENV: str(os.getpid()),
-    }
+    env = child_environment()  # the child exits when this process is gone
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-m", "loader.onnx_convert", str(model_dir), json.dumps(inputs), str(graph_file), precision],
         capture_output=True, text=True, timeout=timeout, env=env, check=False,

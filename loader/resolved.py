@@ -62,6 +62,20 @@ class ResolvedModel:
     def dataset_commit(self) -> str | None:
         return self.dataset_commits[0] if self.dataset_commits else None
 
+    def to_json(self) -> dict[str, Any]:
+        """Every field, JSON-able; ``from_json`` reads it back (local pins, the head start)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ResolvedModel:
+        """Raises TypeError, KeyError or ValueError on data that is not a resolution."""
+        fields: dict[str, Any] = dict(data)
+        fields["weights"] = WeightsLocation(**fields["weights"])
+        for key in ("dataset_commits", "dataset_uris", "flavors", "notes"):
+            if key in fields:
+                fields[key] = tuple(fields[key])
+        return cls(**fields)
+
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["weights_commit"] = self.weights_commit

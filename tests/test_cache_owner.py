@@ -17,8 +17,8 @@ from sklearn.linear_model import LinearRegression
 
 from loader.cache import DERIVED, ModelCache
 from loader.model_loader import ModelLoader
-from loader.onnx_convert import PARENT_PID_ENV
 from loader.onnx_fast_path import write_atomically
+from loader.parent_watch import PARENT_PID_ENV
 from loader.registry import Resolver
 from loader.store_config import open_configured_store
 from store import Store
@@ -102,7 +102,7 @@ def test_a_conversion_child_exits_with_its_gateway(tmp_path: Path) -> None:
     for a minute under the same watch, and dies at once."""
     pid_file = tmp_path / "child.pid"
     child = (
-        "import os, sys, time; from loader.onnx_convert import exit_with_parent; "
+        "import os, sys, time; from loader.parent_watch import exit_with_parent; "
         f"exit_with_parent(int(os.environ['{PARENT_PID_ENV}']), interval=0.05); "
         f"open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
     )

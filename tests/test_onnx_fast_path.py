@@ -135,6 +135,7 @@ def test_conversion_in_a_child_process_from_the_model_directory(tmp_path: Path) 
     model_dir = tmp_path / "model"
     mlflow.sklearn.save_model(model, str(model_dir), serialization_format="cloudpickle")
     rows = iris.data.to_numpy(np.float64)
+    (tmp_path / "cache").mkdir()  # a version's derived directory: graphs go in a folder inside it
     predictor, verdict = build_onnx_predictor(
         model, list(iris.data.columns), rows, tmp_path / "cache" / "child", model_dir=model_dir
     )
@@ -144,6 +145,7 @@ def test_conversion_in_a_child_process_from_the_model_directory(tmp_path: Path) 
 
 def test_a_failing_child_conversion_is_a_reason_not_a_crash(tmp_path: Path) -> None:
     model = LinearRegression().fit(np.ones((3, 2)), np.arange(3.0))
+    (tmp_path / "cache").mkdir()
     predictor, verdict = build_onnx_predictor(
         model, ["a", "b"], np.ones((3, 2)), tmp_path / "cache" / "broken", model_dir=tmp_path / "no-such-model"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import socket
 from pathlib import Path
@@ -85,6 +86,11 @@ def serve(
     Example: lockgate serve models:/diabetes/Production --port 8080
     Then: curl -X POST localhost:8080/invocations -H 'Content-Type: application/json' -d '{"dataframe_split": ...}'
     """
+    # The imports and the first loads below create about a million long-lived objects, and the
+    # collector's passes over them cost ~1 s of a cold start (measured in bench/startup_profile.py).
+    # None of it is garbage worth collecting yet: the gateway collects once and re-enables the
+    # collector when its startup deploys are done (gateway.app's lifespan).
+    gc.disable()
     import uvicorn
 
     from gateway.app import create_app
