@@ -142,9 +142,6 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
         try:
             try:
                 v2_request = read_infer_request(request)
-                unknown = sorted({o["name"] for o in v2_request.outputs} - {"predict"})
-                if unknown:
-                    raise V2RequestError(f"unknown outputs {unknown}: this model's output is 'predict'")
                 async with asyncio.timeout(self._timeout):
                     prediction = await infer(deployment, v2_request)
             except V2RequestError as exc:
@@ -161,12 +158,14 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
             deployment.inflight -= 1
             self._metrics.inflight.labels(name).dec()
         self._metrics.observe_predict(name, label, prediction.rows, prediction.predict_seconds)
-        entry, raw = output_json("predict", prediction.predictions, binary=True)
-        output = protos.ModelInferResponse.InferOutputTensor(
-            name=entry["name"], datatype=entry["datatype"], shape=entry["shape"]
-        )
+        outputs, contents = [], []
+        for output_name, values in prediction.outputs.items():
+            entry, raw = output_json(output_name, values, binary=True)
+            tensor = protos.ModelInferResponse.InferOutputTensor
+            outputs.append(tensor(name=entry["name"], datatype=entry["datatype"], shape=entry["shape"]))
+            contents.append(raw)
         response = protos.ModelInferResponse(
-            model_name=name, model_version=label, id=request.id, outputs=[output], raw_output_contents=[raw]
+            model_name=name, model_version=label, id=request.id, outputs=outputs, raw_output_contents=contents
         )
         for key, value in deployment.lineage().items():
             response.parameters[key].string_param = value

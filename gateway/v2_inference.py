@@ -13,6 +13,15 @@ Inputs map onto an MLflow signature with named columns:
 - or, for an all-``double`` signature, one numeric input of shape ``[N, columns]`` whose columns
   are the signature's, in order (how Triton clients send a feature matrix).
 
+A tensor signature takes its tensors as they are: one input for a single (possibly unnamed)
+tensor spec, one input per name otherwise, reshaped to the request's shape, with MLflow's
+pyfunc enforcing dtype and shape. Each model output is one V2 output, with its full shape.
+
+Outputs: ``predict`` (what ``/invocations`` answers), and ``predict_proba`` for an sklearn
+classifier that has it (the class probabilities, ``[N, classes]``). As MLServer's sklearn
+runtime does, a request without ``outputs`` gets ``predict``; it names ``predict_proba`` (alone
+or with ``predict``) to get the probabilities, computed on the same schema-enforced input.
+
 Request ``parameters`` other than the protocol's own go to the model as MLflow params.
 """
 
@@ -35,11 +44,58 @@ from gateway.v2_tensors import Tensor, V2Request, V2RequestError
 _PROTOCOL_PARAMETERS = frozenset({"content_type", "binary_data_output", "headers", "timeout", "priority"})
 
 
+PREDICT = "predict"
+PROBABILITIES = "predict_proba"
+
+
 @dataclass
 class V2Prediction:
-    predictions: np.ndarray
+    outputs: dict[str, np.ndarray]  # in the order the request asked for them
     rows: int
     predict_seconds: float
+
+
+def probability_model(deployment: Deployment) -> Any | None:
+    """The sklearn estimator behind ``predict_proba``, when the model is a classifier that has it."""
+    if "sklearn" not in deployment.servable.resolved.flavors or _tensor_schema(deployment):
+        return None
+    try:
+        raw = deployment.servable.model.native.get_raw_model()
+    except Exception:
+        return None
+    return raw if callable(getattr(raw, "predict_proba", None)) else None
+
+
+def output_names(deployment: Deployment) -> tuple[str, ...]:
+    """The model's V2 outputs: the tensor names of a named tensor output schema, else
+    ``predict`` (plus ``predict_proba`` for a classifier)."""
+    names = _tensor_output_names(deployment)
+    if names:
+        return names
+    return (PREDICT, PROBABILITIES) if probability_model(deployment) is not None else (PREDICT,)
+
+
+def requested_outputs(deployment: Deployment, request: V2Request) -> list[str]:
+    available = output_names(deployment)
+    wanted = [str(o.get("name")) for o in request.outputs]
+    unknown = sorted(set(wanted) - set(available))
+    if unknown:
+        listed = ", ".join(repr(n) for n in available)
+        raise V2RequestError(f"unknown outputs {unknown}: this model's outputs are {listed}")
+    return list(dict.fromkeys(wanted)) or list(available if _tensor_output_names(deployment) else (PREDICT,))
+
+
+def _tensor_schema(deployment: Deployment) -> bool:
+    schema = deployment.input_schema
+    return bool(schema is not None and schema.is_tensor_spec())
+
+
+def _tensor_output_names(deployment: Deployment) -> tuple[str, ...]:
+    metadata = getattr(deployment.servable.model.native, "metadata", None)
+    schema = metadata.get_output_schema() if metadata is not None else None
+    if schema is None or not schema.is_tensor_spec() or not schema.has_input_names():
+        return ()
+    return tuple(str(n) for n in schema.input_names())
 
 
 def _columns(request: V2Request, names: list[str]) -> tuple[dict[str, Tensor], int]:
@@ -107,28 +163,101 @@ def lean_input(deployment: Deployment, columns: dict[str, Tensor], rows: int) ->
 
 
 async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
+    wanted = requested_outputs(deployment, request)
+    if _tensor_schema(deployment):
+        return await _infer_tensors(deployment, request, wanted)
     names = list(deployment.input_names)
     columns, rows = _columns(request, names)
     params = model_parameters(request)
-    if params is None:
-        lean = lean_input(deployment, columns, rows)
+    outputs: dict[str, np.ndarray] = {}
+    seconds = 0.0
+    frame = None
+    if PREDICT in wanted:
+        lean = lean_input(deployment, columns, rows) if params is None else None
         if lean is not None:
             assert deployment.batcher is not None
             try:
                 predictions, seconds = await deployment.batcher.predict(lean)
-                return V2Prediction(np.asarray(predictions), rows, seconds)
+                outputs[PREDICT] = np.asarray(predictions)
             except Exception:  # as on /invocations: MLflow's code, on the same model, names the problem
                 pass
-    frame = pd.DataFrame({name: columns[name].array() for name in (names or list(columns))})
+        if PREDICT not in outputs:
+            frame = pd.DataFrame({name: columns[name].array() for name in (names or list(columns))})
+            predictions, seconds = await _timed(deployment.servable.model.native.predict, frame, params)
+            outputs[PREDICT] = _as_array(predictions)
+    if PROBABILITIES in wanted:
+        if frame is None:
+            frame = pd.DataFrame({name: columns[name].array() for name in (names or list(columns))})
+        probabilities, proba_seconds = await _timed(_probabilities, deployment, frame)
+        outputs[PROBABILITIES] = probabilities
+        seconds += proba_seconds
+    return V2Prediction({name: outputs[name] for name in wanted}, rows, seconds)
+
+
+def _probabilities(deployment: Deployment, frame: pd.DataFrame) -> np.ndarray:
+    """The classifier's ``predict_proba`` on the input MLflow's pyfunc would hand its ``predict``."""
+    from mlflow.models.utils import _enforce_schema
+
+    estimator = probability_model(deployment)
+    assert estimator is not None  # requested_outputs offered predict_proba only for such a model
+    enforced = _enforce_schema(frame, deployment.input_schema) if deployment.input_schema is not None else frame
+    return np.asarray(estimator.predict_proba(enforced), dtype=np.float64)
+
+
+async def _infer_tensors(deployment: Deployment, request: V2Request, wanted: list[str]) -> V2Prediction:
+    """A tensor-signature model: the request's tensors, shaped, into MLflow's pyfunc predict."""
+    schema = deployment.input_schema
+    specs = list(schema.inputs)
+    tensors = request.inputs
+    if len(specs) == 1 and not schema.has_input_names():
+        if len(tensors) != 1:
+            raise V2RequestError(f"this model takes one tensor input, not {len(tensors)}")
+        data: Any = _shaped(tensors[0])
+    else:
+        names = [str(n) for n in schema.input_names()]
+        given = {t.name: t for t in tensors}
+        unknown, missing = sorted(set(given) - set(names)), [n for n in names if n not in given]
+        if unknown or missing:
+            raise V2RequestError(
+                f"this model's tensor inputs are {', '.join(names)}"
+                + (f"; unknown inputs {unknown}" if unknown else "")
+                + (f"; missing inputs {missing}" if missing else "")
+            )
+        data = {name: _shaped(given[name]) for name in names}
+    rows = int(tensors[0].shape[0]) if tensors and tensors[0].shape else 0
+    predictions, seconds = await _timed(deployment.servable.model.native.predict, data, model_parameters(request))
+    if isinstance(predictions, dict):
+        produced = {str(k): np.asarray(v) for k, v in predictions.items()}
+    else:
+        produced = {(_tensor_output_names(deployment) or (PREDICT,))[0]: _as_array(predictions)}
+    missing_outputs = [n for n in wanted if n not in produced]
+    if missing_outputs:
+        raise V2RequestError(f"the model did not produce outputs {missing_outputs} (it produced {sorted(produced)})")
+    return V2Prediction({name: produced[name] for name in wanted}, rows, seconds)
+
+
+def _shaped(tensor: Tensor) -> np.ndarray:
+    array = tensor.array()
+    try:
+        return array.reshape(tensor.shape)
+    except ValueError as exc:
+        raise V2RequestError(
+            f"input {tensor.name!r}: {array.size} values do not fill shape {list(tensor.shape)}"
+        ) from exc
+
+
+async def _timed(function: Any, *args: Any) -> tuple[Any, float]:
+    """Run the model off the event loop; its errors are the request's (400), as on /invocations."""
     started = asyncio.get_running_loop().time()
     try:
-        predictions = await asyncio.to_thread(deployment.servable.model.native.predict, frame, params)
+        result = await asyncio.to_thread(function, *args)
     except MlflowException as exc:
         raise V2RequestError(exc.message) from exc
+    except V2RequestError:
+        raise
     except Exception as exc:  # the model failed on this input: a 400, as MLflow's scoring server answers
         raise V2RequestError(f"the model failed on this input: {type(exc).__name__}: {exc}") from exc
-    seconds = asyncio.get_running_loop().time() - started
-    return V2Prediction(_as_array(predictions), rows, seconds)
+    return result, asyncio.get_running_loop().time() - started
 
 
 def _as_array(predictions: Any) -> np.ndarray:

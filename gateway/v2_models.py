@@ -10,6 +10,7 @@ import numpy as np
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
 from gateway.errors import GatewayError
+from gateway.v2_inference import PREDICT, PROBABILITIES, output_names
 from gateway.v2_tensors import datatype_of
 
 
@@ -44,7 +45,9 @@ _MLFLOW_TO_V2 = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": 
 def model_metadata(name: str, deployment: Deployment) -> dict[str, Any]:
     schema = deployment.input_schema
     inputs = []
-    if schema is not None and schema.has_input_names():
+    if schema is not None and schema.is_tensor_spec():
+        inputs = [_tensor_metadata(spec, f"input-{i}") for i, spec in enumerate(schema.inputs)]
+    elif schema is not None and schema.has_input_names():
         for spec in schema.inputs:
             kind = getattr(getattr(spec, "type", None), "name", "string")
             inputs.append({"name": spec.name, "datatype": _MLFLOW_TO_V2.get(str(kind), "BYTES"), "shape": [-1, 1]})
@@ -53,9 +56,30 @@ def model_metadata(name: str, deployment: Deployment) -> dict[str, Any]:
         "versions": [deployment.version_label],
         "platform": "mlflow",
         "inputs": inputs,
-        "outputs": [{"name": "predict", "datatype": _output_datatype(deployment), "shape": [-1]}],
+        "outputs": _outputs_metadata(deployment),
         "parameters": deployment.lineage() | {"serving_path": deployment.serving_path},
     }
+
+
+def _tensor_metadata(spec: Any, default_name: str) -> dict[str, Any]:
+    return {
+        "name": spec.name or default_name,
+        "datatype": datatype_of(np.empty(0, dtype=spec.type)),
+        "shape": [int(d) for d in spec.shape],
+    }
+
+
+def _outputs_metadata(deployment: Deployment) -> list[dict[str, Any]]:
+    metadata = getattr(deployment.servable.model.native, "metadata", None)
+    schema = metadata.get_output_schema() if metadata is not None else None
+    if schema is not None and schema.is_tensor_spec():
+        names = output_names(deployment)
+        return [_tensor_metadata(spec, names[0] if len(names) == 1 else f"output-{i}")
+                for i, spec in enumerate(schema.inputs)]  # fmt: skip
+    outputs = [{"name": PREDICT, "datatype": _output_datatype(deployment), "shape": [-1]}]
+    if PROBABILITIES in output_names(deployment):
+        outputs.append({"name": PROBABILITIES, "datatype": "FP64", "shape": [-1, -1]})
+    return outputs
 
 
 def _output_datatype(deployment: Deployment) -> str:

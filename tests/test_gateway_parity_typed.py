@@ -128,7 +128,9 @@ def settle(url: str, name: str, timeout: float = 180) -> dict[str, Any]:
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        serving = httpx.get(f"{url}/endpoints/{name}").json()["serving"]
+        endpoint = httpx.get(f"{url}/endpoints/{name}").json()
+        serving = endpoint["serving"]
+        assert serving is not None, f"{name} is not serving: {endpoint['status']}: {endpoint['last_error']}"
         if not serving["onnx_pending"]:
             return dict(serving)
         time.sleep(0.2)

@@ -19,11 +19,13 @@ import pandas as pd
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types import Schema, TensorSpec
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from tritonclient.utils import InferenceServerException
 
+from tests.pyfunc_models import PROJECTION, Projection
 from tests.registry_helpers import registry_at
 from tests.servers import Server, free_port, start_lockgate
 from tests.test_gateway_parity_typed import Scaled, fraud_frame, fraud_model, settle
@@ -50,15 +52,21 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             signature = infer_signature(scaled_example, np.array([1.0]), params={"factor": 1.0})
             mlflow.pyfunc.log_model(name="model", python_model=Scaled(), registered_model_name="scaled",
                                     signature=signature, input_example=(scaled_example, {"factor": 2.0}))  # fmt: skip
+        with mlflow.start_run():
+            tensors = ModelSignature(inputs=Schema([TensorSpec(np.dtype("float64"), (-1, 4))]),
+                                     outputs=Schema([TensorSpec(np.dtype("float64"), (-1, 2))]))  # fmt: skip
+            mlflow.pyfunc.log_model(name="model", python_model=Projection(), registered_model_name="tensor",
+                                    signature=tensors, input_example=np.ones((2, 4)))  # fmt: skip
     env = {"MLFLOW_TRACKING_URI": registry.tracking_uri, "LOCKGATE_STORE": str(registry.store_root),
            "LOCKGATE_CACHE_DIR": str(workdir / "c")}  # fmt: skip
     grpc_port = free_port()
-    uris = ("models:/iris/1", "models:/fraud/1", "models:/scaled/1")
+    uris = ("models:/iris/1", "models:/fraud/1", "models:/scaled/1", "models:/tensor/1")
     server = start_lockgate(workdir, env, *uris, "--grpc-port", str(grpc_port), ready_path="/ready")
     server.grpc_address = f"127.0.0.1:{grpc_port}"  # type: ignore[attr-defined]
     try:
-        for name in ("iris", "fraud", "scaled"):
+        for name in ("iris", "fraud", "scaled", "tensor"):
             settle(server.url, name)
+        server.classifiers = {"iris": iris, "fraud": pipeline}  # type: ignore[attr-defined]
         yield server
     finally:
         server.stop()
@@ -103,8 +111,14 @@ def test_health_and_metadata(client: triton.InferenceServerClient, gateway: Serv
         "amount": "FP64", "hour": "INT64", "merchant": "BYTES", "country": "BYTES"
     }  # fmt: skip
     assert len(metadata["parameters"]["weights_commit"]) == 64
-    # The output's datatype comes from the signature (the classifier's labels are int64).
-    assert metadata["outputs"] == [{"name": "predict", "datatype": "INT64", "shape": [-1]}]
+    # The labels' datatype comes from the signature (int64); a classifier also offers its probabilities.
+    assert metadata["outputs"] == [
+        {"name": "predict", "datatype": "INT64", "shape": [-1]},
+        {"name": "predict_proba", "datatype": "FP64", "shape": [-1, -1]},
+    ]
+    tensor = client.get_model_metadata("tensor")
+    assert tensor["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
+    assert tensor["outputs"] == [{"name": "predict", "datatype": "FP64", "shape": [-1, 2]}]
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
@@ -135,6 +149,50 @@ def test_typed_pipeline_with_bytes_int64_and_fp64_inputs(
     assert result.as_numpy("predict").tolist() == expected
     after = httpx.get(f"{gateway.url}/endpoints/fraud").json()["serving"]["batching"]["requests"]
     assert after - before == 1, "the V2 request went through the same lean path and batcher"
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+@pytest.mark.parametrize("model", ["iris", "fraud"])
+def test_label_and_probability_outputs(
+    client: triton.InferenceServerClient, gateway: Server, binary: bool, model: str
+) -> None:
+    rows = IRIS_X.iloc[[0, 60, 120]] if model == "iris" else fraud_frame(12, seed=5)
+    expected = invocations(gateway, model, rows).json()["predictions"]
+    outputs = [triton.InferRequestedOutput(name, binary_data=binary) for name in ("predict", "predict_proba")]
+    result = client.infer(model, column_inputs(rows, binary), outputs=outputs)
+    assert result.as_numpy("predict").tolist() == expected, "the labels are /invocations' answer"
+    probabilities = result.as_numpy("predict_proba")
+    estimator = gateway.classifiers[model]  # type: ignore[attr-defined]
+    assert np.array_equal(probabilities, estimator.predict_proba(rows)), "the estimator's own probabilities"
+    assert estimator.classes_[probabilities.argmax(axis=1)].tolist() == expected
+    alone = client.infer(model, column_inputs(rows, binary), outputs=[outputs[1]])
+    assert [o["name"] for o in alone.get_response()["outputs"]] == ["predict_proba"]
+    with pytest.raises(InferenceServerException, match=r"unknown outputs \['labels'\].*'predict', 'predict_proba'"):
+        client.infer(model, column_inputs(rows, binary), outputs=[triton.InferRequestedOutput("labels")])
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_a_tensor_model_takes_its_tensor_as_it_is(
+    client: triton.InferenceServerClient, gateway: Server, binary: bool
+) -> None:
+    batch = np.random.default_rng(6).normal(size=(5, 4))
+    answer = httpx.post(f"{gateway.url}/endpoints/tensor/invocations", json={"inputs": batch.tolist()}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    tensor = triton.InferInput("x", [5, 4], "FP64")
+    tensor.set_data_from_numpy(batch, binary_data=binary)
+    result = client.infer("tensor", [tensor], outputs=[triton.InferRequestedOutput("predict", binary_data=binary)])
+    assert result.as_numpy("predict").shape == (5, 2)
+    assert result.as_numpy("predict").tolist() == answer.json()["predictions"] == (batch @ PROJECTION).tolist()
+    assert result.get_response()["parameters"]["weights_commit"] == answer.headers["X-Lockgate-Weights-Commit"]
+    narrow = triton.InferInput("x", [5, 3], "FP64")
+    narrow.set_data_from_numpy(batch[:, :3], binary_data=binary)
+    with pytest.raises(InferenceServerException, match="shape"):
+        client.infer("tensor", [narrow])
+    other = triton.InferInput("y", [5, 4], "FP64")
+    other.set_data_from_numpy(batch, binary_data=binary)
+    with pytest.raises(InferenceServerException, match="one tensor input, not 2"):
+        client.infer("tensor", [tensor, other])
+    assert client.infer("tensor", [tensor]).as_numpy("predict").shape == (5, 2), "still serving"
 
 
 def test_pyfunc_params_pass_through(client: triton.InferenceServerClient, gateway: Server) -> None:
@@ -243,6 +301,15 @@ def test_grpc_infer_equals_invocations_with_lineage(
         scaled.as_numpy("predict").tolist()
         == invocations(gateway, "scaled", scaled_rows, params={"factor": 2.0}).json()["predictions"]
     )
+    both = [triton_grpc.InferRequestedOutput("predict"), triton_grpc.InferRequestedOutput("predict_proba")]
+    labelled = grpc_client.infer("fraud", grpc_inputs(rows), outputs=both)
+    assert labelled.as_numpy("predict").tolist() == expected.json()["predictions"]
+    estimator = gateway.classifiers["fraud"]  # type: ignore[attr-defined]
+    assert np.array_equal(labelled.as_numpy("predict_proba"), estimator.predict_proba(rows))
+    batch = np.random.default_rng(8).normal(size=(3, 4))
+    tensor = triton_grpc.InferInput("x", [3, 4], "FP64")
+    tensor.set_data_from_numpy(batch)
+    assert grpc_client.infer("tensor", [tensor]).as_numpy("predict").tolist() == (batch @ PROJECTION).tolist()
 
 
 def test_grpc_bad_requests_are_named_and_the_server_keeps_serving(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import mlflow
@@ -173,27 +174,31 @@ def v2_router(
     return router
 
 
-def _binary_outputs(request: V2Request) -> bool:
-    """Whether the one output, ``predict``, goes back as binary data."""
-    wanted = {o["name"]: bool((o.get("parameters") or {}).get("binary_data")) for o in request.outputs}
-    unknown = sorted(set(wanted) - {"predict"})
-    if unknown:
-        raise V2RequestError(f"unknown outputs {unknown}: this model's output is 'predict'")
-    return wanted.get("predict", bool(request.parameters.get("binary_data_output")))
+def _binary_outputs(request: V2Request) -> Callable[[str], bool]:
+    """Whether an output goes back as binary data (the binary extension): its own
+    ``parameters.binary_data`` when the request names it, else ``binary_data_output``."""
+    default = bool(request.parameters.get("binary_data_output"))
+    named = {str(o.get("name")): (o.get("parameters") or {}).get("binary_data") for o in request.outputs}
+    return lambda output: default if named.get(output) is None else bool(named[output])
 
 
 def _encode(
-    name: str, deployment: Deployment, request_id: str | None, binary: bool, prediction: V2Prediction
+    name: str, deployment: Deployment, request_id: str | None, binary: Callable[[str], bool], prediction: V2Prediction
 ) -> Response:
-    entry, raw = output_json("predict", prediction.predictions, binary=binary)
+    entries, pieces = [], []
+    for output, values in prediction.outputs.items():
+        entry, raw = output_json(output, values, binary=binary(output))
+        entries.append(entry)
+        pieces.append(raw)
     body: dict[str, Any] = {
         "model_name": name,
         "model_version": deployment.version_label,
-        "outputs": [entry],
+        "outputs": entries,
         "parameters": deployment.lineage(),
     }
     if request_id is not None:
         body["id"] = request_id
+    raw = b"".join(pieces)
     header = orjson.dumps(body)
     headers = deployment.headers()
     if not raw:
