@@ -8,8 +8,10 @@ A name is a path segment in the ledger (``events/<name>/...``), a URL segment in
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from gateway.errors import InvalidEndpointNameError
+from loader.materialized_copy import is_materialized_copy, read_copy
 from loader.model_uri import parse_model_uri
 
 ENDPOINT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
@@ -29,6 +31,10 @@ def default_name(model_uri: str) -> str:
     """The endpoint name a URI gets when none is given: the registered model's name (or the
     store path's last segment), made to fit the rule. Raises ``ModelURIError`` for a URI
     that is not one lockgate can deploy."""
+    if is_materialized_copy(model_uri):
+        copied = read_copy(model_uri)[0]
+        raw = copied.name or Path(model_uri.removeprefix("file://")).name
+        return check_endpoint_name(_UNSAFE.sub("-", raw).lstrip("._-")[:63] or "model")
     ref = parse_model_uri(model_uri)
     if ref.name:
         raw = ref.name

@@ -174,6 +174,48 @@ class ModelCache:
         report.seconds = time.perf_counter() - started
         return self.path_of(key), report
 
+    def adopt(
+        self, weights: WeightsLocation, directory: Path, files: dict[str, dict[str, Any]]
+    ) -> tuple[Path, FetchReport]:
+        """Take a version's files from a materialized copy (``loader.materialized_copy``) instead
+        of the store: each one is copied in and checked against the BLAKE3 its lineage file
+        names, so nothing changed on the copy's volume is ever served."""
+        key = weights.cache_key
+        started = time.perf_counter()
+        if self.is_complete(key):
+            return self._hit(key, started)
+        with self._lock(key):
+            if self.is_complete(key):
+                return self._hit(key, started)
+            partial = self.directory / "partial" / key
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+            try:
+                pairs = [(contained(directory, rel), contained(partial, rel), meta) for rel, meta in files.items()]
+            except InvalidPathError as exc:
+                raise ArtifactIntegrityError(f"{directory}: refusing to adopt the copy: {exc}") from exc
+            size = sum(int(meta["size"]) for meta in files.values())
+            report = FetchReport(key, bytes_total=size, bytes_reused=size, files=len(files))
+            report.evicted = self._make_room(size, keep=key)
+            for source, target, meta in pairs:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    shutil.copyfile(source, target)
+                except FileNotFoundError as exc:
+                    raise ArtifactIntegrityError(f"{source} is missing from the materialized copy") from exc
+                found = blake3_file(target)
+                if found != meta["blake3"]:
+                    raise ArtifactIntegrityError(
+                        f"{source}: its BLAKE3 {found[:16]}... is not the {str(meta['blake3'])[:16]}... its lineage "
+                        "file names: the copy changed after `lockgate materialize` wrote it; refusing to serve it"
+                    )
+            record: dict[str, Any] = {"key": key, "weights_uri": weights.uri, "commit": weights.commit,
+                                      "path": weights.path, "size": size, "files": files, "chunks": [],
+                                      "adopted_from": str(directory)}  # fmt: skip
+            self._publish(partial, key, record)
+        report.seconds = time.perf_counter() - started
+        return self.path_of(key), report
+
     def _hit(self, key: str, started: float) -> tuple[Path, FetchReport]:
         self._touch(key)
         meta = self.metadata(key)

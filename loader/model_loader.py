@@ -12,6 +12,7 @@ from loader.cache import FetchReport, ModelCache
 from loader.errors import ModelLoadError, RegistryUnavailableError
 from loader.flavors import LoadedModel, load_input_example, load_model, read_metadata
 from loader.local_pins import LocalPins
+from loader.materialized_copy import is_materialized_copy, read_copy
 from loader.registry import Resolver
 from loader.resolved import ResolvedModel
 from store import Store
@@ -53,7 +54,10 @@ class ModelLoader:
     def resolve(self, uri: str, *, allow_pin: bool = False) -> ResolvedModel:
         """Resolve through the registry, and remember the answer. With ``allow_pin`` and the
         registry unreachable: the version this URI last resolved to, if the cache holds it
-        complete (verified), with a note saying so."""
+        complete (verified), with a note saying so. A directory ``lockgate materialize`` wrote
+        resolves to the version its lineage file names, without the registry."""
+        if is_materialized_copy(uri):
+            return read_copy(uri)[0]
         try:
             resolved = self.resolver.resolve(uri)
         except RegistryUnavailableError:
@@ -77,7 +81,10 @@ class ModelLoader:
         """Fetch (only what is missing), load with the right flavor and warm up on the input
         example. Blocking: call it off the event loop. Nothing is returned half-ready."""
         started = time.perf_counter()
-        directory, fetch = self.cache.materialize(self._open_store, resolved.weights, progress=progress)
+        if resolved.local_copy is not None:
+            directory, fetch = self.cache.adopt(resolved.weights, Path(resolved.local_copy), read_copy(resolved.uri)[1])
+        else:
+            directory, fetch = self.cache.materialize(self._open_store, resolved.weights, progress=progress)
         metadata = read_metadata(directory)
         resolved = replace(
             resolved,

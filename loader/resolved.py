@@ -53,6 +53,7 @@ class ResolvedModel:
     input_example_file: str | None = None
     logged_model_id: str | None = None
     notes: tuple[str, ...] = field(default=())
+    local_copy: str | None = None  # a directory `lockgate materialize` wrote: files come from there
 
     @property
     def weights_commit(self) -> str | None:

@@ -23,9 +23,12 @@ from loader.model_uri import parse_model_uri
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = yaml.safe_load((ROOT / "kserve/cluster-serving-runtime.yaml").read_text())
 SERVICE = yaml.safe_load((ROOT / "kserve/inference-service.yaml").read_text())
+STORAGE = yaml.safe_load((ROOT / "kserve/cluster-storage-container.yaml").read_text())
+PINNED = yaml.safe_load((ROOT / "kserve/inference-service-initializer.yaml").read_text())
 SCHEMAS = {
     "ClusterServingRuntime": json.loads((ROOT / "kserve/schemas/clusterservingruntime_v1alpha1.json").read_text()),
     "InferenceService": json.loads((ROOT / "kserve/schemas/inferenceservice_v1beta1.json").read_text()),
+    "ClusterStorageContainer": json.loads((ROOT / "kserve/schemas/clusterstoragecontainer_v1alpha1.json").read_text()),
 }
 
 
@@ -33,7 +36,9 @@ def env_of(container: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value") for e in container.get("env", [])}
 
 
-@pytest.mark.parametrize("manifest", [RUNTIME, SERVICE], ids=["runtime", "inference-service"])
+@pytest.mark.parametrize(
+    "manifest", [RUNTIME, SERVICE, STORAGE, PINNED], ids=["runtime", "inference-service", "storage", "pinned"]
+)
 def test_manifests_match_the_kserve_schemas(manifest: dict[str, Any]) -> None:
     jsonschema.validate(manifest, SCHEMAS[manifest["kind"]])
 
@@ -45,6 +50,9 @@ def test_manifests_match_the_kserve_schemas(manifest: dict[str, Any]) -> None:
         (RUNTIME, ("spec", "supportedModelFormat"), [{"name": "mlflow"}]),  # a typo'd field
         (SERVICE, ("spec", "predictor", "model", "protocolVersion"), "V2"),
         (SERVICE, ("spec", "predictor", "model", "storageURI"), "models:/x/1"),  # a typo'd field
+        (STORAGE, ("spec", "workloadType"), "sidecar"),
+        (STORAGE, ("spec", "supportedUriFormats"), [{"prefix": "models:/", "regex": ".*"}]),
+        (STORAGE, ("spec", "container", "comand"), ["lockgate"]),  # a typo'd field
     ],
 )
 def test_the_schemas_can_fail(manifest: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
@@ -106,3 +114,36 @@ def test_the_inference_service_picks_this_runtime() -> None:
     check_endpoint_name(SERVICE["metadata"]["name"])
     secrets = [e for e in model["env"] if "valueFrom" in e]
     assert secrets and all("value" not in e for e in secrets), "credentials are secret references only"
+
+
+def test_the_storage_initializer_runs_lockgate_materialize_on_what_it_claims() -> None:
+    """KServe appends [storageUri, /mnt/models] to the container's command: that must be a
+    `lockgate materialize` call, on a URI lockgate parses, for every prefix the manifest claims."""
+    import typer.main
+
+    container = STORAGE["spec"]["container"]
+    kubernetes_validate.validate(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "init"}, "spec": {"containers": [container]}},
+        "1.29", strict=True,
+    )  # fmt: skip
+    assert container["command"][:2] == ["lockgate", "materialize"] and "args" not in container
+    model = PINNED["spec"]["predictor"]["model"]
+    storage_uri = model["storageUri"]
+    assert any(storage_uri.startswith(f["prefix"]) for f in STORAGE["spec"]["supportedUriFormats"])
+    parse_model_uri(storage_uri)
+    for prefix, example in (("models:/", "models:/fraud/3"), ("lockgate://", "lockgate://models@v1/fraud")):
+        assert {"prefix": prefix} in STORAGE["spec"]["supportedUriFormats"]
+        parse_model_uri(example)
+    command = typer.main.get_command(cli_app)
+    materialize = command.commands["materialize"]  # type: ignore[attr-defined]
+    context = materialize.make_context("materialize", [storage_uri, "/mnt/models"])
+    assert context.params == {**context.params, "model_uri": storage_uri, "destination": "/mnt/models"}
+    secrets = [e for e in container["env"] if "valueFrom" in e]
+    assert secrets and all("value" not in e for e in secrets), "credentials are secret references only"
+
+
+def test_the_pinned_service_serves_what_the_initializer_wrote() -> None:
+    model = PINNED["spec"]["predictor"]["model"]
+    assert model["runtime"] == RUNTIME["metadata"]["name"]
+    assert env_of(model)["LOCKGATE_MODEL_URI"] == "/mnt/models", "the runtime's args serve the materialized copy"
+    check_endpoint_name(PINNED["metadata"]["name"])

@@ -27,6 +27,7 @@ app = typer.Typer(
 app.add_typer(store_commands.app, name="store")
 app.command("resolve")(model_commands.resolve)
 app.command("fetch")(model_commands.fetch)
+app.command("materialize")(model_commands.materialize)
 app.command("import")(model_commands.import_)
 for command in (serve_commands.serve, serve_commands.deploy, serve_commands.endpoints, serve_commands.undeploy,
                 serve_commands.rollback, serve_commands.lineage):  # fmt: skip

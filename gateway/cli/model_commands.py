@@ -106,6 +106,50 @@ def fetch(
     )
 
 
+def materialize(
+    model_uri: Annotated[str, typer.Argument(help=URI_HELP, show_default=False)],
+    destination: Annotated[
+        str, typer.Argument(help="Directory to write the version's files and lineage to.", show_default=False)
+    ],
+    store: StoreOption = None,
+    tracking_uri: TrackingOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write one version's verified files, and its lineage, into a directory.
+
+    This is lockgate as KServe's storage initializer (kserve/cluster-storage-container.yaml):
+    KServe runs `lockgate materialize STORAGE_URI /mnt/models` before the predictor starts,
+    and the predictor runs `lockgate serve /mnt/models`, which checks every file against the
+    lineage file and serves the version under its weights and dataset commits, with no
+    registry or store to reach. Fetches only the chunks the cache lacks, like `lockgate fetch`.
+
+    Example: lockgate materialize models:/fraud@champion /mnt/models
+    """
+    from pathlib import Path
+
+    from loader.materialized_copy import write_copy
+
+    settings = _settings(store, tracking_uri)
+    loader = build_loader(settings)
+    resolved = loader.resolve(model_uri)
+    total = 0
+    if resolved.weights.in_store and not loader.cache.is_complete(resolved.weights.cache_key):
+        files = store_opener(settings)().list_files(str(resolved.weights_commit), resolved.weights.path)
+        total = sum(e.size for e in files.values())
+    with byte_progress(f"fetching {resolved.name or model_uri}", total, enabled=not as_json) as advance:
+        directory, report = loader.cache.materialize(store_opener(settings), resolved.weights, progress=advance)
+    meta = loader.cache.metadata(resolved.weights.cache_key)
+    written = write_copy(directory, meta["files"], resolved, Path(destination))
+    if as_json:
+        print_json({"resolved": resolved.as_dict(), "fetch": report.as_dict(), "destination": destination})
+        return
+    out.print(_lineage_table(resolved))
+    out.print(
+        f"[bold green]materialized[/] {len(meta['files'])} files ({human_bytes(written)}) in {destination}, "
+        f"{human_bytes(report.bytes_fetched)} fetched; serve it with: lockgate serve {destination}"
+    )
+
+
 def import_(
     model_uri: Annotated[str, typer.Argument(help=URI_HELP, show_default=False)],
     destination: Annotated[str, typer.Argument(help="lockgate://REPO@BRANCH/PATH to copy it to.", show_default=False)],
