@@ -35,7 +35,7 @@ typecheck: install
 # PYTEST_WORKERS=0 runs serially.
 PYTEST_WORKERS ?= 2
 unit: install system-deps
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest -m "not docker" -n $(PYTEST_WORKERS) --dist loadfile --durations=15
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest -m "not docker" -n $(PYTEST_WORKERS) --dist loadfile --durations=40
 
 # Debian's docker.io (dockerd) and debootstrap, for the real image build and run.
 docker-deps:

@@ -83,10 +83,9 @@ def main() -> None:
     preparer = Preparer(open_store, cache.derived_dir, cache.find_derived, SkewSettings(), settings.max_extra_columns)
     deployment = preparer(servable, ServingOptions())
     phase(f"prepare (skew baseline, serving path: {deployment.path.name})")
-    gc.collect()
     gc.freeze()
     gc.enable()
-    phase("one collection of the startup heap, then freeze")
+    phase("freeze the startup heap")
     profiler.stop()
 
     total = time.perf_counter() - started

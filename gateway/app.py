@@ -91,8 +91,9 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
                 )
         # The startup heap (MLflow, pandas, sklearn, the models) is millions of long-lived objects.
         # Left to the collector, the first full collection under traffic stalls every request for
-        # ~150 ms. Collect once now, before traffic, and move the survivors out of its way.
-        gc.collect()
+        # ~150 ms: move them all out of its way. No collection first: it would find almost nothing
+        # (2,861 unreachable objects, no change in RSS, after the imports of a cold start) and
+        # costs 0.55 s of the path to ready.
         gc.freeze()
         gc.enable()  # `lockgate serve` disables it for the startup (gateway/cli/serve_commands.py)
         follower = asyncio.create_task(deployer.follow_forever(settings.follow_interval))

@@ -77,12 +77,19 @@ def main() -> int:
     parser.add_argument("--max-p95-ms", default="1000")
     parser.add_argument("--move-every", default="3", help="seconds between alias moves (swap, follow)")
     parser.add_argument("--out", type=Path, default=ROOT / "loadtests" / "reports")
+    parser.add_argument(
+        "--demo-dir",
+        type=Path,
+        help="keep the demo registry and store here, and reuse them when they are already there "
+        "(default: a fresh temporary directory per run)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
     failed = []
     with tempfile.TemporaryDirectory(prefix="lockgate-loadtest-") as tmp:
-        work = Path(tmp)
+        work = args.demo_dir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
@@ -94,8 +101,11 @@ def main() -> int:
             "MLFLOW_REGISTRY_URI": f"sqlite:///{work / 'mlflow.db'}",
             "LOCKGATE_FOLLOW_INTERVAL": "1",
         }
-        print("preparing the demo registry and store ...", flush=True)
-        prepare_demo(work, env)
+        if (work / "mlflow.db").is_file() and (work / "store").is_dir():
+            print(f"reusing the demo registry and store in {work}", flush=True)
+        else:
+            print("preparing the demo registry and store ...", flush=True)
+            prepare_demo(work, env)
         for scenario in args.scenarios.split(","):
             if scenario not in SCENARIOS:
                 raise SystemExit(f"unknown scenario {scenario!r}: choose from {', '.join(SCENARIOS)}")

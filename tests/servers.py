@@ -197,8 +197,20 @@ def start_lockgate(workdir: Path, env: dict[str, str], *args: str, ready_path: s
 def start_mlflow_models_serve(
     workdir: Path, tracking_uri: str, model_uri: str, extra_env: dict[str, str] | None = None
 ) -> Server:
-    port = free_port()
-    log_path = workdir / f"mlflow-serve-{port}.log"
+    return start_mlflow_models_serves(workdir, tracking_uri, [model_uri], extra_env)[model_uri]
+
+
+def start_mlflow_models_serves(
+    workdir: Path,
+    tracking_uri: str,
+    model_uris: list[str],
+    extra_env: dict[str, str] | None = None,
+    *,
+    wait: bool = True,
+) -> dict[str, Server]:
+    """One `mlflow models serve` per URI, started together and then waited for: each spends
+    most of its ~10 s start importing, which overlaps well across processes. ``wait=False``
+    returns at once (start other servers meanwhile, then ``wait_for_servers``)."""
     venv_bin = str(Path(sys.executable).parent)
     env = env_with(
         {
@@ -208,19 +220,31 @@ def start_mlflow_models_serve(
             **(extra_env or {}),
         }
     )
-    log = open(log_path, "wb")  # noqa: SIM115 - the server owns it
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-         "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir, start_new_session=True,
-    )  # fmt: skip
-    server = Server(proc, f"http://127.0.0.1:{port}", log_path)
+    servers: dict[str, Server] = {}
     try:
-        wait_http(server.url + "/ping", timeout=120, proc=proc)
+        for model_uri in model_uris:
+            port = free_port()
+            log_path = workdir / f"mlflow-serve-{port}.log"
+            log = open(log_path, "wb")  # noqa: SIM115 - the server owns it
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+                 "--host", "127.0.0.1", "--port", str(port)],
+                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir, start_new_session=True,
+            )  # fmt: skip
+            servers[model_uri] = Server(proc, f"http://127.0.0.1:{port}", log_path)
+        if wait:
+            wait_for_servers(servers)
     except BaseException:
-        stop_group(proc)
+        for server in servers.values():
+            stop_group(server.proc)
         raise
-    return server
+    return servers
+
+
+def wait_for_servers(servers: dict[str, Server]) -> None:
+    """Until each `mlflow models serve` answers /ping (the caller stops them on failure)."""
+    for server in servers.values():
+        wait_http(server.url + "/ping", timeout=180, proc=server.proc)
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:

@@ -24,7 +24,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from tests.registry_helpers import registry_at
-from tests.servers import Server, start_lockgate, start_mlflow_models_serve, stop_group
+from tests.servers import Server, start_lockgate, start_mlflow_models_serves, stop_group, wait_for_servers
 
 pytestmark = pytest.mark.slow
 IRIS = load_iris(as_frame=True)
@@ -65,6 +65,10 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
     env = {"MLFLOW_TRACKING_URI": tracking, "LOCKGATE_STORE": str(store_root), "LOCKGATE_CACHE_DIR": str(workdir / "c")}
     started: list[Server] = []
     references: list[Server] = []
+    uris = ["models:/iris/1", "models:/forest/1"]
+    # MLflow's references start first and come up while the gateway loads and converts.
+    spawned = start_mlflow_models_serves(workdir, tracking, uris, {"LOCKGATE_STORE": str(store_root)}, wait=False)
+    references.extend(spawned[uri] for uri in uris)
     try:
         gateway = start_lockgate(workdir, env, "models:/iris/1", "models:/forest/1", "models:/linear/1",
                                  ready_path="/ready")  # fmt: skip
@@ -77,10 +81,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
             deployed = httpx.post(f"{gateway.url}/admin/endpoints", json=body, timeout=120)
             assert deployed.status_code == 200, deployed.text
             settle(gateway.url, f"{name}-exact")
-        for name in ("iris", "forest"):
-            references.append(
-                start_mlflow_models_serve(workdir, tracking, f"models:/{name}/1", {"LOCKGATE_STORE": str(store_root)})
-            )
+        wait_for_servers(spawned)
         yield {"gateway": gateway, "iris": references[0], "forest": references[1], "classifier": classifier,
                "env": env, "workdir": workdir}  # fmt: skip
     finally:

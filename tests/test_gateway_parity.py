@@ -22,7 +22,14 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 from tests.registry_helpers import Registry
-from tests.servers import Server, reset_mlflow_uris, start_lockgate, start_mlflow_models_serve, stop_group
+from tests.servers import (
+    Server,
+    reset_mlflow_uris,
+    start_lockgate,
+    start_mlflow_models_serves,
+    stop_group,
+    wait_for_servers,
+)
 
 COLUMNS = ["a", "b", "c", "d"]
 ROW = [0.1, 0.2, 0.3, 0.4]
@@ -108,7 +115,11 @@ def both_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dic
         "LOCKGATE_CACHE_DIR": str(workdir / "cache"),
     }
     # mlflow models serve reads this model through lockgate's artifact repository plugin too.
-    reference = start_mlflow_models_serve(workdir, tracking, "models:/parity/1", {"LOCKGATE_STORE": str(store_root)})
+    # It comes up while the two gateways start.
+    spawned = start_mlflow_models_serves(
+        workdir, tracking, ["models:/parity/1"], {"LOCKGATE_STORE": str(store_root)}, wait=False
+    )
+    reference = spawned["models:/parity/1"]
     gateways: dict[str, Server] = {}
     try:
         for path, onnx in (("onnx", "true"), ("sklearn", "false")):
@@ -116,6 +127,7 @@ def both_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dic
                 workdir, {**env, "LOCKGATE_ONNX": onnx}, "models:/parity/1", ready_path="/ready"
             )
         wait_for_settled_path(gateways["onnx"].url, "parity")
+        wait_for_servers(spawned)
         yield gateways, reference, Registry(tracking, store_root, workdir)
     finally:
         for gateway in gateways.values():

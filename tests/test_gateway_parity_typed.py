@@ -32,7 +32,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from tests.registry_helpers import registry_at
-from tests.servers import Server, start_lockgate, start_mlflow_models_serve, stop_group
+from tests.servers import Server, start_lockgate, start_mlflow_models_serves, stop_group, wait_for_servers
 
 pytestmark = pytest.mark.slow
 JSON = "application/json"
@@ -103,7 +103,15 @@ def typed_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     env = {"MLFLOW_TRACKING_URI": tracking, "LOCKGATE_STORE": str(store_root), "LOCKGATE_CACHE_DIR": str(workdir / "c")}
     references: dict[str, Server] = {}
     uris = ("models:/fraud/1", "models:/flags/1", "models:/scaled/1")
-    gateway = start_lockgate(workdir, env, *uris, ready_path="/ready")
+    # MLflow's references start first and come up while the gateway loads and converts.
+    spawned = start_mlflow_models_serves(workdir, tracking, list(uris), {"LOCKGATE_STORE": str(store_root)}, wait=False)
+    references.update({uri.split("/")[1]: server for uri, server in spawned.items()})
+    try:
+        gateway = start_lockgate(workdir, env, *uris, ready_path="/ready")
+    except BaseException:
+        for reference in references.values():
+            stop_group(reference.proc)
+        raise
     try:
         for name in ("fraud", "flags"):  # the same versions with ONNX off: the native typed path
             body = {"name": f"{name}-native", "model_uri": f"models:/{name}/1", "onnx": False}
@@ -111,10 +119,7 @@ def typed_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
             assert deployed.status_code == 200, deployed.text
         for name in ("fraud", "flags", "fraud-native", "flags-native", "scaled"):
             settle(gateway.url, name)
-        for name in ("fraud", "flags", "scaled"):
-            references[name] = start_mlflow_models_serve(
-                workdir, tracking, f"models:/{name}/1", {"LOCKGATE_STORE": str(store_root)}
-            )
+        wait_for_servers(spawned)
         yield {"gateway": gateway, "references": references, "fraud": fraud, "flags": flags}
     finally:
         gateway.stop()

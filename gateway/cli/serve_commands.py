@@ -88,7 +88,7 @@ def serve(
     """
     # The imports and the first loads below create about a million long-lived objects, and the
     # collector's passes over them cost ~1 s of a cold start (measured in bench/startup_profile.py).
-    # None of it is garbage worth collecting yet: the gateway collects once and re-enables the
+    # None of it is garbage worth collecting: the gateway freezes that heap and re-enables the
     # collector when its startup deploys are done (gateway.app's lifespan).
     gc.disable()
     import uvicorn
