@@ -98,10 +98,35 @@ def _tensor_output_names(deployment: Deployment) -> tuple[str, ...]:
     return tuple(str(n) for n in schema.input_names())
 
 
-def _columns(request: V2Request, names: list[str]) -> tuple[dict[str, Tensor], int]:
+class _Columns:
+    """A request's inputs by signature column. For one ``[N, columns]`` matrix the per-column
+    tensors are made only if a path asks for them: the lean path takes the matrix whole."""
+
+    def __init__(
+        self,
+        tensors: dict[str, Tensor] | None,
+        rows: int,
+        block: np.ndarray | None = None,
+        names: list[str] | None = None,
+        datatype: str = "FP64",
+    ) -> None:
+        self._tensors, self.rows, self.block = tensors, rows, block
+        self._names, self.datatype = names or [], datatype
+
+    @property
+    def tensors(self) -> dict[str, Tensor]:
+        if self._tensors is None:
+            assert self.block is not None
+            block, rows = self.block, self.rows
+            self._tensors = {n: Tensor(n, self.datatype, (rows,), block[:, j]) for j, n in enumerate(self._names)}
+        return self._tensors
+
+
+def _columns(request: V2Request, names: list[str]) -> _Columns:
     """The request's tensors as one flat column tensor per signature column, and the row count."""
     inputs = request.inputs
-    if len(inputs) == 1 and inputs[0].name not in names and len(inputs[0].shape) == 2 and names:
+    known = set(names)  # a set: a wide model's 40 inputs must not cost 40 x 40 comparisons
+    if len(inputs) == 1 and inputs[0].name not in known and len(inputs[0].shape) == 2 and names:
         matrix = inputs[0]
         rows, width = matrix.shape
         if width != len(names):
@@ -109,12 +134,12 @@ def _columns(request: V2Request, names: list[str]) -> tuple[dict[str, Tensor], i
                 f"input {matrix.name!r}: shape {list(matrix.shape)} has {width} columns; the signature has "
                 f"{len(names)} ({', '.join(names)})"
             )
-        block = matrix.array().reshape(rows, width)
-        return {name: Tensor(name, matrix.datatype, (rows,), block[:, j]) for j, name in enumerate(names)}, rows
-    unknown = [t.name for t in inputs if t.name not in names]
+        return _Columns(None, rows, matrix.array().reshape(rows, width), names, matrix.datatype)
+    given = {t.name for t in inputs}
+    unknown = [t.name for t in inputs if t.name not in known]
     if unknown and names:
         raise V2RequestError(f"inputs {unknown} are not in the model's signature (inputs: {', '.join(names)})")
-    missing = [n for n in names if n not in {t.name for t in inputs}]
+    missing = [n for n in names if n not in given]
     if missing:
         raise V2RequestError(f"missing inputs {missing} (the signature's inputs: {', '.join(names)})")
     rows = _rows_of(inputs[0])
@@ -123,7 +148,7 @@ def _columns(request: V2Request, names: list[str]) -> tuple[dict[str, Tensor], i
             raise V2RequestError(
                 f"input {tensor.name!r} has {_rows_of(tensor)} rows, input {inputs[0].name!r} has {rows}"
             )
-    return {t.name: t for t in inputs}, rows
+    return _Columns({t.name: t for t in inputs}, rows)
 
 
 def _rows_of(tensor: Tensor) -> int:
@@ -141,13 +166,20 @@ def model_parameters(request: V2Request) -> dict[str, Any] | None:
 _NUMERIC = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "FP16", "FP32", "FP64"})
 
 
-def lean_input(deployment: Deployment, columns: dict[str, Tensor], rows: int) -> Any | None:
+def lean_input(deployment: Deployment, given: _Columns) -> Any | None:
     """The lean path's input for these columns, or None when it does not take them."""
     parser = deployment.parser
+    rows = given.rows
     if parser is None or deployment.batcher is None or rows == 0:
         return None
     if isinstance(parser, NumericFrameParser):
-        picked = [columns[n] for n in parser.columns]
+        numeric_block = given.block is not None and given.datatype in _NUMERIC
+        if numeric_block and tuple(parser.columns) == deployment.input_names:
+            assert given.block is not None
+            # One numeric matrix in signature order: it is the lean path's input already.
+            matrix = given.block.astype(np.float64)
+            return matrix if np.isfinite(matrix).all() else None
+        picked = [given.tensors[n] for n in parser.columns]
         if any(t.datatype not in _NUMERIC for t in picked):
             return None  # booleans and strings: MLflow's enforcement names the problem
         if all(isinstance(t.values, list) for t in picked):
@@ -157,7 +189,7 @@ def lean_input(deployment: Deployment, columns: dict[str, Tensor], rows: int) ->
             matrix = np.column_stack([t.array().astype(np.float64) for t in picked])
         return matrix if np.isfinite(matrix).all() else None
     if isinstance(parser, TypedFrameParser):
-        typed = TypedRows([columns[n].as_list() for n in parser.columns], rows)
+        typed = TypedRows([given.tensors[n].as_list() for n in parser.columns], rows)
         return typed if parser.accepts(typed) else None
     return None
 
@@ -167,13 +199,14 @@ async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
     if _tensor_schema(deployment):
         return await _infer_tensors(deployment, request, wanted)
     names = list(deployment.input_names)
-    columns, rows = _columns(request, names)
+    given = _columns(request, names)
+    rows = given.rows
     params = model_parameters(request)
     outputs: dict[str, np.ndarray] = {}
     seconds = 0.0
     frame = None
     if PREDICT in wanted:
-        lean = lean_input(deployment, columns, rows) if params is None else None
+        lean = lean_input(deployment, given) if params is None else None
         if lean is not None:
             assert deployment.batcher is not None
             try:
@@ -182,16 +215,21 @@ async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
             except Exception:  # as on /invocations: MLflow's code, on the same model, names the problem
                 pass
         if PREDICT not in outputs:
-            frame = pd.DataFrame({name: columns[name].array() for name in (names or list(columns))})
+            frame = _frame(given, names)
             predictions, seconds = await _timed(deployment.servable.model.native.predict, frame, params)
             outputs[PREDICT] = _as_array(predictions)
     if PROBABILITIES in wanted:
         if frame is None:
-            frame = pd.DataFrame({name: columns[name].array() for name in (names or list(columns))})
+            frame = _frame(given, names)
         probabilities, proba_seconds = await _timed(_probabilities, deployment, frame)
         outputs[PROBABILITIES] = probabilities
         seconds += proba_seconds
     return V2Prediction({name: outputs[name] for name in wanted}, rows, seconds)
+
+
+def _frame(given: _Columns, names: list[str]) -> pd.DataFrame:
+    columns = given.tensors
+    return pd.DataFrame({name: columns[name].array() for name in (names or list(columns))})
 
 
 def _probabilities(deployment: Deployment, frame: pd.DataFrame) -> np.ndarray:
