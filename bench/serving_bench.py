@@ -190,14 +190,27 @@ def h2load(url: str, body_file: Path, connections: int, seconds: int, *, grpc: b
 
 
 def protocol_loads(
-    server: Running, model: str, *, split_file: Path, v2_file: Path, grpc_file: Path, seconds: int, work: Path
+    server: Running,
+    model: str,
+    *,
+    split_file: Path,
+    v2_file: Path,
+    grpc_file: Path,
+    seconds: int,
+    work: Path,
+    v2_matrix_file: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """1-row loads on lockgate alone: V2 REST with wrk, then /invocations, V2 REST and V2 gRPC with
-    one load generator (h2load), so the protocols are compared by the same client."""
+    """1-row loads on lockgate alone: V2 REST with wrk (one input per column, and for an all-numeric
+    model one [1, columns] matrix, as Triton clients send a feature vector), then /invocations,
+    V2 REST and V2 gRPC with one load generator (h2load), so the protocols are compared by the
+    same client."""
     infer = f"{server.url}/v2/models/{model}/infer"
     grpc_url = f"http://127.0.0.1:{server.grpc_port}/inference.GRPCInferenceService/ModelInfer"
     log = work / "h2load.log"
-    return {
+    matrix = {}
+    if v2_matrix_file is not None:
+        matrix[V2_MATRIX_LOAD] = wrk(server.url, v2_matrix_file, 16, seconds, f"/v2/models/{model}/infer")
+    return matrix | {
         V2_LOAD: wrk(server.url, v2_file, 16, seconds, f"/v2/models/{model}/infer"),
         H2_INVOCATIONS: h2load(server.url + "/invocations", split_file, 16, seconds, grpc=False, log=log),
         H2_V2_REST: h2load(infer, v2_file, 16, seconds, grpc=False, log=log),
@@ -215,6 +228,14 @@ def v2_body(frame: pd.DataFrame, rows: int) -> bytes:
         datatype = "FP64" if kind == "f" else "INT64" if kind in "iu" else "BOOL" if kind == "b" else "BYTES"
         inputs.append({"name": column, "shape": [rows], "datatype": datatype, "data": values.tolist()})
     return json.dumps({"inputs": inputs}).encode()
+
+
+def v2_matrix_body(frame: pd.DataFrame, rows: int) -> bytes:
+    """The same rows as one FP64 input of shape [rows, columns], in signature order."""
+    sample = frame.sample(n=rows, replace=rows > len(frame), random_state=rows)
+    matrix = sample.to_numpy(np.float64)
+    return json.dumps({"inputs": [{"name": "input", "shape": list(matrix.shape), "datatype": "FP64",
+                                   "data": matrix.reshape(-1).tolist()}]}).encode()  # fmt: skip
 
 
 def split_body(frame: pd.DataFrame, rows: int) -> bytes:
@@ -422,11 +443,12 @@ LOADS = (("1 row, 16 conns", 1, 16), ("32 rows, 16 conns", 32, 16), ("1024 rows,
 
 
 V2_LOAD = "V2 REST, 1 row, 16 conns"
+V2_MATRIX_LOAD = "V2 REST one matrix input, 1 row, 16 conns"
 # The same protocols through one load generator (h2load): HTTP/1.1 for REST, HTTP/2 for gRPC.
 H2_INVOCATIONS = "h2load /invocations, 1 row, 16 conns"
 H2_V2_REST = "h2load V2 REST, 1 row, 16 conns"
 H2_GRPC = "h2load V2 gRPC, 1 row, 16 conns"
-PROTOCOL_LOADS = (V2_LOAD, H2_INVOCATIONS, H2_V2_REST, H2_GRPC)
+PROTOCOL_LOADS = (V2_MATRIX_LOAD, V2_LOAD, H2_INVOCATIONS, H2_V2_REST, H2_GRPC)
 
 
 @dataclass
@@ -465,6 +487,10 @@ def main() -> None:
                 bodies[rows].write_bytes(split_body(model.frame, rows))
             v2_file = work / f"{model.name}-v2-1.json"
             v2_file.write_bytes(v2_body(model.frame, 1))
+            v2_matrix_file = None
+            if is_numeric(model.frame):
+                v2_matrix_file = work / f"{model.name}-v2-matrix-1.json"
+                v2_matrix_file.write_bytes(v2_matrix_body(model.frame, 1))
             grpc_file = work / f"{model.name}-grpc-1.bin"
             grpc_file.write_bytes(grpc_body(model.frame, 1, model.name))
             reference = in_process_times(model, work)
@@ -498,7 +524,7 @@ def main() -> None:
                     # V2 REST (lockgate only: MLflow's server does not speak it), beside /invocations.
                     measured = protocol_loads(
                         servers["lockgate"], model.name, split_file=bodies[1], v2_file=v2_file,
-                        grpc_file=grpc_file, seconds=args.seconds, work=work,
+                        grpc_file=grpc_file, seconds=args.seconds, work=work, v2_matrix_file=v2_matrix_file,
                     )  # fmt: skip
                     for label, result in measured.items():
                         tallies["lockgate"].loads.setdefault(label, []).append(result)
@@ -613,6 +639,12 @@ def print_report(report: dict[str, Any], out_dir: Path) -> None:
                 f"- wrk, V2 REST, 1 row, 16 conns: {v2['req_s']:,.0f} req/s, p99 {v2['p99_ms']:.2f} ms, errors "
                 f"{v2['errors']}; /invocations {inv['req_s']:,.0f} req/s, p99 {inv['p99_ms']:.2f} ms: "
                 f"V2/invocations **{v2['req_s'] / inv['req_s']:.2f}**"
+            )
+        if V2_MATRIX_LOAD in protocols:
+            v2, inv = protocols[V2_MATRIX_LOAD], model["loads"]["1 row, 16 conns"]["lockgate"]
+            lines.append(
+                f"- wrk, V2 REST with one [1, columns] matrix input: {v2['req_s']:,.0f} req/s, p99 "
+                f"{v2['p99_ms']:.2f} ms, errors {v2['errors']}: V2/invocations **{v2['req_s'] / inv['req_s']:.2f}**"
             )
         if {H2_INVOCATIONS, H2_V2_REST, H2_GRPC} <= set(protocols):
             inv, rest, grpc_ = protocols[H2_INVOCATIONS], protocols[H2_V2_REST], protocols[H2_GRPC]
