@@ -24,6 +24,7 @@ import orjson
 
 from loader.errors import ModelLoadError
 from loader.resolved import ResolvedModel
+from store.paths import contained
 
 LINEAGE_FILE = "lockgate-lineage.json"
 COPY_NOTE = "served from a materialized copy (lockgate materialize): fixed to the version it holds"
@@ -38,10 +39,23 @@ def write_copy(source: Path, files: dict[str, dict[str, Any]], resolved: Resolve
     """Copy the cache's verified ``files`` of ``source`` into ``destination``, then the lineage
     file last: a directory without it is not a copy. Real copies, never hard links: a link would
     let an edit of the copy change the cache's verified file too. Returns the bytes written."""
+    lineage_file = destination / LINEAGE_FILE
+    if destination.is_dir() and any(destination.iterdir()):
+        if not lineage_file.is_file():
+            raise ModelLoadError(
+                f"{destination} is not empty and is not a copy `lockgate materialize` wrote: "
+                "choose an empty or new directory"
+            )
+        # Replacing an earlier copy: it stops being one first, so no crash leaves a lineage
+        # file that names files this run has half replaced; its files not in the new one go.
+        _, previous = read_copy(str(destination))
+        lineage_file.unlink()
+        for rel in set(previous) - set(files):
+            contained(destination, rel).unlink(missing_ok=True)
     destination.mkdir(parents=True, exist_ok=True)
     total = 0
     for rel, meta in files.items():
-        target = destination / rel
+        target = contained(destination, rel)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source / rel, target)
         total += int(meta["size"])

@@ -4,6 +4,7 @@ registry and no store to reach, and refuses a copy that changed after it was wri
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,22 @@ def test_a_copy_changed_after_materialize_is_refused(registry: Registry, tmp_pat
     with pytest.raises(ArtifactIntegrityError, match=f"{artifact.name}.*changed after `lockgate materialize`"):
         loader.load(resolved)
     assert not loader.cache.is_complete(resolved.weights.cache_key), "nothing of the copy was adopted"
+
+
+def test_materialize_replaces_its_own_copy_and_refuses_a_foreign_directory(registry: Registry, tmp_path: Path) -> None:
+    registry.log_weights_model("twice", weights(5, rows=64, cols=3))
+    registry.log_weights_model("twice", weights(6, rows=64, cols=3))
+    copy = tmp_path / "copy"
+    assert materialize(registry, "models:/twice/1", copy).returncode == 0
+    again = materialize(registry, "models:/twice/2", copy)
+    assert again.returncode == 0, again.stderr
+    lineage = json.loads((copy / LINEAGE_FILE).read_text())
+    assert lineage["resolved"]["version"] == "2"
+    on_disk = {p.relative_to(copy).as_posix() for p in copy.rglob("*") if p.is_file()}
+    assert on_disk == set(lineage["files"]) | {LINEAGE_FILE}, "nothing of version 1 is left over"
+    foreign = tmp_path / "projects"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    refused = materialize(registry, "models:/twice/2", foreign)
+    assert refused.returncode == 1 and "is not empty and is not a copy" in refused.stderr
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"], "nothing was written into it"
