@@ -148,3 +148,19 @@ LONG_FILES = (
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: position for position, name in enumerate(LONG_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))
+
+
+_SETTINGS_PREFIXES = ("LOCKGATE_", "MLFLOW_")
+
+
+@pytest.fixture(autouse=True)
+def _settings_environment_is_per_test() -> Iterator[None]:
+    """Building the loader in process exports LOCKGATE_STORE (MLflow's plugins read the store
+    root from the environment). Without this, the next test in the same worker inherits that
+    store: the demo honours LOCKGATE_STORE, and once wrote its store into another test's
+    directory. Each test ends with the LOCKGATE_* and MLFLOW_* variables it started with."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith(_SETTINGS_PREFIXES)}
+    yield
+    for key in [k for k in os.environ if k.startswith(_SETTINGS_PREFIXES) and k not in saved]:
+        del os.environ[key]
+    os.environ.update(saved)

@@ -8,15 +8,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from gateway.app import create_app
 from gateway.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_collector_is_on_again_once_the_gateway_has_started(tmp_path: Path) -> None:
+def test_the_collector_is_on_again_once_the_gateway_has_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`lockgate serve` turns the collector off for its imports and first loads; the app's
     startup must turn it back on, or a long-running gateway would never collect a cycle."""
+    # create_app exports the store root to this process's environment (MLflow's plugins read it
+    # there): monkeypatch restores it, or every later test in this worker would inherit this store.
+    monkeypatch.setenv("LOCKGATE_STORE", str(tmp_path / "store"))
     settings = Settings(
         store=str(tmp_path / "store"),
         cache_dir=str(tmp_path / "cache"),
