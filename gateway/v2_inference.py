@@ -38,14 +38,18 @@ from mlflow.exceptions import MlflowException
 from gateway.endpoints import Deployment
 from gateway.fast_request import NumericFrameParser
 from gateway.typed_request import TypedFrameParser, TypedRows
+from gateway.v2_outputs import (
+    PREDICT,
+    PROBABILITIES,
+    probability_model,
+    requested_outputs,
+    tensor_output_names,
+    tensor_schema,
+)
 from gateway.v2_tensors import Tensor, V2Request, V2RequestError
 
 # Request parameters that belong to the protocol (and its binary extension), not to the model.
 _PROTOCOL_PARAMETERS = frozenset({"content_type", "binary_data_output", "headers", "timeout", "priority"})
-
-
-PREDICT = "predict"
-PROBABILITIES = "predict_proba"
 
 
 @dataclass
@@ -53,49 +57,6 @@ class V2Prediction:
     outputs: dict[str, np.ndarray]  # in the order the request asked for them
     rows: int
     predict_seconds: float
-
-
-def probability_model(deployment: Deployment) -> Any | None:
-    """The sklearn estimator behind ``predict_proba``, when the model is a classifier that has it."""
-    if "sklearn" not in deployment.servable.resolved.flavors or _tensor_schema(deployment):
-        return None
-    try:
-        raw = deployment.servable.model.native.get_raw_model()
-    except Exception:
-        return None
-    return raw if callable(getattr(raw, "predict_proba", None)) else None
-
-
-def output_names(deployment: Deployment) -> tuple[str, ...]:
-    """The model's V2 outputs: the tensor names of a named tensor output schema, else
-    ``predict`` (plus ``predict_proba`` for a classifier)."""
-    names = _tensor_output_names(deployment)
-    if names:
-        return names
-    return (PREDICT, PROBABILITIES) if probability_model(deployment) is not None else (PREDICT,)
-
-
-def requested_outputs(deployment: Deployment, request: V2Request) -> list[str]:
-    available = output_names(deployment)
-    wanted = [str(o.get("name")) for o in request.outputs]
-    unknown = sorted(set(wanted) - set(available))
-    if unknown:
-        listed = ", ".join(repr(n) for n in available)
-        raise V2RequestError(f"unknown outputs {unknown}: this model's outputs are {listed}")
-    return list(dict.fromkeys(wanted)) or list(available if _tensor_output_names(deployment) else (PREDICT,))
-
-
-def _tensor_schema(deployment: Deployment) -> bool:
-    schema = deployment.input_schema
-    return bool(schema is not None and schema.is_tensor_spec())
-
-
-def _tensor_output_names(deployment: Deployment) -> tuple[str, ...]:
-    metadata = getattr(deployment.servable.model.native, "metadata", None)
-    schema = metadata.get_output_schema() if metadata is not None else None
-    if schema is None or not schema.is_tensor_spec() or not schema.has_input_names():
-        return ()
-    return tuple(str(n) for n in schema.input_names())
 
 
 class _Columns:
@@ -196,7 +157,7 @@ def lean_input(deployment: Deployment, given: _Columns) -> Any | None:
 
 async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
     wanted = requested_outputs(deployment, request)
-    if _tensor_schema(deployment):
+    if tensor_schema(deployment):
         return await _infer_tensors(deployment, request, wanted)
     names = list(deployment.input_names)
     given = _columns(request, names)
@@ -267,7 +228,7 @@ async def _infer_tensors(deployment: Deployment, request: V2Request, wanted: lis
     if isinstance(predictions, dict):
         produced = {str(k): np.asarray(v) for k, v in predictions.items()}
     else:
-        produced = {(_tensor_output_names(deployment) or (PREDICT,))[0]: _as_array(predictions)}
+        produced = {(tensor_output_names(deployment) or (PREDICT,))[0]: _as_array(predictions)}
     missing_outputs = [n for n in wanted if n not in produced]
     if missing_outputs:
         raise V2RequestError(f"the model did not produce outputs {missing_outputs} (it produced {sorted(produced)})")

@@ -10,7 +10,7 @@ import numpy as np
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
 from gateway.errors import GatewayError
-from gateway.v2_inference import PREDICT, PROBABILITIES, output_names
+from gateway.v2_outputs import PREDICT, PROBABILITIES, output_names
 from gateway.v2_tensors import datatype_of
 
 
