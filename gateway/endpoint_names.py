@@ -32,9 +32,8 @@ def default_name(model_uri: str) -> str:
     store path's last segment), made to fit the rule. Raises ``ModelURIError`` for a URI
     that is not one lockgate can deploy."""
     if is_materialized_copy(model_uri):
-        copied = read_copy(model_uri)[0]
-        raw = copied.name or Path(model_uri.removeprefix("file://")).name
-        return check_endpoint_name(_UNSAFE.sub("-", raw).lstrip("._-")[:63] or "model")
+        raw = read_copy(model_uri)[0].name or Path(model_uri.removeprefix("file://")).name
+        return _fitted(raw)
     ref = parse_model_uri(model_uri)
     if ref.name:
         raw = ref.name
@@ -42,6 +41,9 @@ def default_name(model_uri: str) -> str:
         raw = (ref.store_uri.path.rsplit("/", 1)[-1] or ref.store_uri.repo).replace(".", "-")
     else:
         raw = (ref.selector or ref.run_id or "model").replace(".", "-")
+    return _fitted(raw)
+
+
+def _fitted(raw: str) -> str:
     # Registered model names may hold spaces or '/'; an endpoint name may not.
-    fitted = _UNSAFE.sub("-", raw).lstrip("._-")[:63] or "model"
-    return check_endpoint_name(fitted)
+    return check_endpoint_name(_UNSAFE.sub("-", raw).lstrip("._-")[:63] or "model")

@@ -24,6 +24,7 @@ import orjson
 
 from loader.errors import ModelLoadError
 from loader.resolved import ResolvedModel
+from store.ids import is_full_id
 from store.paths import contained
 
 LINEAGE_FILE = "lockgate-lineage.json"
@@ -77,6 +78,9 @@ def read_copy(directory: str) -> tuple[ResolvedModel, dict[str, dict[str, Any]]]
         lineage = orjson.loads((path / LINEAGE_FILE).read_bytes())
         resolved = ResolvedModel.from_json(lineage["resolved"])
         files = {str(rel): dict(meta) for rel, meta in lineage["files"].items()}
+        for rel, meta in files.items():
+            if type(meta.get("size")) is not int or meta["size"] < 0 or not is_full_id(str(meta.get("blake3"))):
+                raise ValueError(f"file {rel!r} needs a size and a BLAKE3, not {meta!r}")
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ModelLoadError(f"{path / LINEAGE_FILE} is not a lineage file lockgate materialize wrote: {exc}") from exc
     resolved = dataclasses.replace(

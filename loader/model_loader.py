@@ -82,7 +82,10 @@ class ModelLoader:
         example. Blocking: call it off the event loop. Nothing is returned half-ready."""
         started = time.perf_counter()
         if resolved.local_copy is not None:
-            directory, fetch = self.cache.adopt(resolved.weights, Path(resolved.local_copy), read_copy(resolved.uri)[1])
+            copied, files = read_copy(resolved.uri)
+            if copied.weights != resolved.weights:  # re-materialized since it was resolved
+                raise ModelLoadError(f"{resolved.uri} now holds another version than it did when it was resolved")
+            directory, fetch = self.cache.adopt(resolved.weights, Path(resolved.local_copy), files)
         else:
             directory, fetch = self.cache.materialize(self._open_store, resolved.weights, progress=progress)
         metadata = read_metadata(directory)

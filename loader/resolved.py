@@ -7,6 +7,8 @@ from typing import Any
 
 import blake3
 
+from store.ids import is_full_id
+
 
 @dataclass(frozen=True)
 class WeightsLocation:
@@ -69,9 +71,14 @@ class ResolvedModel:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ResolvedModel:
-        """Raises TypeError, KeyError or ValueError on data that is not a resolution."""
+        """Raises TypeError, KeyError or ValueError on data that is not a resolution. The data
+        comes from files (local pins, a materialized copy's lineage): the weights commit names
+        a cache directory, so it must be a full store id, never a path."""
         fields: dict[str, Any] = dict(data)
-        fields["weights"] = WeightsLocation(**fields["weights"])
+        weights = WeightsLocation(**fields["weights"])
+        if weights.commit is not None and not (isinstance(weights.commit, str) and is_full_id(weights.commit)):
+            raise ValueError(f"weights commit {weights.commit!r} is not a store commit id")
+        fields["weights"] = weights
         for key in ("dataset_commits", "dataset_uris", "flavors", "notes"):
             if key in fields:
                 fields[key] = tuple(fields[key])

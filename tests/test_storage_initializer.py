@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from loader.cache import ModelCache
-from loader.errors import ArtifactIntegrityError
+from loader.errors import ArtifactIntegrityError, ModelLoadError
 from loader.materialized_copy import LINEAGE_FILE
 from loader.model_loader import ModelLoader
 from loader.registry import Resolver
@@ -90,3 +90,29 @@ def test_materialize_replaces_its_own_copy_and_refuses_a_foreign_directory(regis
     refused = materialize(registry, "models:/twice/2", foreign)
     assert refused.returncode == 1 and "is not empty and is not a copy" in refused.stderr
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"], "nothing was written into it"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("commit", "../../outside", "is not a store commit id"),  # the commit names a cache directory
+        ("size", "big", "needs a size and a BLAKE3"),
+    ],
+)
+def test_a_crafted_lineage_file_is_one_clear_error(
+    registry: Registry, tmp_path: Path, field: str, value: str, needle: str
+) -> None:
+    registry.log_weights_model("crafted", weights(7, rows=64, cols=3))
+    copy = tmp_path / "models"
+    assert materialize(registry, "models:/crafted/1", copy).returncode == 0
+    lineage = json.loads((copy / LINEAGE_FILE).read_text())
+    if field == "commit":
+        lineage["resolved"]["weights"]["commit"] = value
+    else:
+        next(iter(lineage["files"].values()))["size"] = value
+    (copy / LINEAGE_FILE).write_text(json.dumps(lineage))
+    loader = ModelLoader(Resolver(open_configured_store, tracking_uri="http://127.0.0.1:9"),
+                         ModelCache(tmp_path / "cache"), open_configured_store)  # fmt: skip
+    with pytest.raises(ModelLoadError, match=needle):
+        loader.resolve(str(copy))
+    assert not (tmp_path / "outside").exists() and not list((tmp_path / "cache" / "versions").iterdir())

@@ -13,6 +13,7 @@ from gateway.wiring import build_loader, store_opener
 from store import parse_uri
 
 if TYPE_CHECKING:
+    from loader.model_loader import ModelLoader
     from loader.resolved import ResolvedModel
 
 StoreOption = Annotated[str | None, typer.Option("--store", help="Store root. Env: LOCKGATE_STORE.")]
@@ -58,6 +59,14 @@ def _lineage_table(resolved: ResolvedModel) -> Table:
     return table
 
 
+def _bytes_to_fetch(loader: ModelLoader, settings: Settings, resolved: ResolvedModel) -> int:
+    """The size of the progress bar: the version's bytes, when it is in the store and not cached."""
+    if not resolved.weights.in_store or loader.cache.is_complete(resolved.weights.cache_key):
+        return 0
+    files = store_opener(settings)().list_files(str(resolved.weights_commit), resolved.weights.path)
+    return sum(e.size for e in files.values())
+
+
 def resolve(
     model_uri: Annotated[str, typer.Argument(help=URI_HELP, show_default=False)],
     store: StoreOption = None,
@@ -83,14 +92,10 @@ def fetch(
     Prints the version, its commits and the bytes fetched versus reused. The cache is
     LOCKGATE_CACHE_DIR (default .lockgate/cache), bounded by LOCKGATE_CACHE_MAX_BYTES.
     """
-    loader = build_loader(_settings(store, tracking_uri))
+    settings = _settings(store, tracking_uri)
+    loader = build_loader(settings)
     resolved = loader.resolve(model_uri)
-    total = 0
-    if resolved.weights.in_store and not loader.cache.is_complete(resolved.weights.cache_key):
-        files = store_opener(_settings(store, tracking_uri))().list_files(
-            str(resolved.weights_commit), resolved.weights.path
-        )
-        total = sum(e.size for e in files.values())
+    total = _bytes_to_fetch(loader, settings, resolved)
     with byte_progress(f"fetching {resolved.name or model_uri}", total, enabled=not as_json) as advance:
         servable = loader.load(resolved, progress=advance)
     report = servable.report
@@ -132,10 +137,7 @@ def materialize(
     settings = _settings(store, tracking_uri)
     loader = build_loader(settings)
     resolved = loader.resolve(model_uri)
-    total = 0
-    if resolved.weights.in_store and not loader.cache.is_complete(resolved.weights.cache_key):
-        files = store_opener(settings)().list_files(str(resolved.weights_commit), resolved.weights.path)
-        total = sum(e.size for e in files.values())
+    total = _bytes_to_fetch(loader, settings, resolved)
     with byte_progress(f"fetching {resolved.name or model_uri}", total, enabled=not as_json) as advance:
         directory, report = loader.cache.materialize(store_opener(settings), resolved.weights, progress=advance)
     meta = loader.cache.metadata(resolved.weights.cache_key)
