@@ -27,7 +27,7 @@ from gateway.deployer import Deployer
 from gateway.endpoint_spec import EndpointSpec
 from gateway.invocation import Invoker
 from gateway.ledger import Ledger
-from gateway.live_endpoints import gateway_stats, live_endpoints
+from gateway.live_endpoints import gateway_stats, live_endpoints, shadow_of
 from gateway.preparer import Preparer
 from gateway.routes.admin_routes import admin_router
 from gateway.routes.endpoint_routes import endpoint_router
@@ -36,9 +36,11 @@ from gateway.routes.mlflow_protocol import mlflow_router
 from gateway.routes.responses import install_error_handlers
 from gateway.routes.v2_routes import v2_router
 from gateway.settings import Settings
+from gateway.shadow import ShadowMirror
 from gateway.skew_setup import SkewSettings
 from gateway.wiring import build_loader, store_opener
 from monitoring.serving_metrics import ServingMetrics
+from monitoring.shadow_metrics import ShadowMetrics
 from monitoring.skew_collector import SkewCollector
 
 __all__ = ["EndpointSpec", "create_app"]
@@ -71,13 +73,24 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         events=events,
     )
     registry.register(SkewCollector(lambda: live_endpoints(deployer), lambda: gateway_stats(deployer)))
-    invoker = Invoker(deployer, metrics, max_body_bytes=settings.max_body_bytes, timeout=settings.request_timeout)
+    mirror = ShadowMirror(
+        lambda name: shadow_of(deployer, name),
+        ShadowMetrics(registry),
+        queue_size=settings.shadow_queue_size,
+        timeout=settings.request_timeout,
+    )
+    events.subscribe(mirror)
+    invoker = Invoker(
+        deployer, metrics, max_body_bytes=settings.max_body_bytes, timeout=settings.request_timeout, mirror=mirror
+    )
     guard = AccessGuard(settings.admin_token, settings.api_token_list())
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # gRPC listens first: a taken port fails the start before any model loads.
-        grpc_server = await _start_grpc(settings, deployer, guard, metrics, configured)
+        grpc_server = await _start_grpc(
+            settings, deployer, guard=guard, metrics=metrics, configured=configured, mirror=mirror
+        )
         for spec in specs:
             # A failed first deploy shows on /endpoints/{name} and /ready; the gateway still starts.
             with contextlib.suppress(Exception):
@@ -88,6 +101,8 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
                     actor="startup",
                     keep_on_failure=True,
                     options=spec.options or default_options,
+                    canary=spec.canary,
+                    shadow=spec.shadow,
                 )
         # The startup heap (MLflow, pandas, sklearn, the models) is millions of long-lived objects.
         # Left to the collector, the first full collection under traffic stalls every request for
@@ -102,6 +117,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
             yield
         finally:
             follower.cancel()
+            await mirror.close()
             if grpc_server is not None:
                 await grpc_server.stop(grace=5)
 
@@ -119,6 +135,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
             configured,
             max_body_bytes=settings.max_body_bytes,
             timeout=settings.request_timeout,
+            mirror=mirror,
         )
     )
     app.include_router(meta_router(deployer, registry, configured))
@@ -128,12 +145,18 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
 
 
 async def _start_grpc(
-    settings: Settings, deployer: Deployer, guard: AccessGuard, metrics: ServingMetrics, configured: list[str]
+    settings: Settings,
+    deployer: Deployer,
+    *,
+    guard: AccessGuard,
+    metrics: ServingMetrics,
+    configured: list[str],
+    mirror: ShadowMirror,
 ) -> Any:
     """The V2 gRPC service, when LOCKGATE_GRPC_PORT / --grpc-port asks for it (grpc loads only then)."""
     if settings.grpc_port is None:
         return None
     from gateway.grpc_server import InferenceService, start_grpc_server
 
-    service = InferenceService(deployer, guard, metrics, configured, settings.request_timeout)
+    service = InferenceService(deployer, guard, metrics, configured, settings.request_timeout, mirror=mirror)
     return await start_grpc_server(service, settings.host, settings.grpc_port)

@@ -10,6 +10,11 @@ endpoints:
     max_batch_wait_ms: 2.0           # optional
     onnx_spinning: false             # optional; spinning ONNX threads for large-batch endpoints
     precision: auto                  # optional; "exact": only answers bit-identical to the native model
+    canary:                          # optional; a share of the traffic goes to another reference
+      model_uri: models:/fraud@challenger
+      percent: 10                    # 0-100, decimals allowed
+    shadow:                          # optional; gets a copy of every primary request
+      model_uri: models:/fraud@challenger
 
 Serving options an endpoint leaves out come from the gateway's settings (LOCKGATE_ONNX, ...).
 """
@@ -17,14 +22,16 @@ Serving options an endpoint leaves out come from the gateway's settings (LOCKGAT
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from gateway.endpoint_names import check_endpoint_name, default_name
 from gateway.endpoint_spec import EndpointSpec
-from gateway.errors import ConfigError, InvalidEndpointNameError
+from gateway.errors import ConfigError, InvalidEndpointNameError, InvalidPolicyError
 from gateway.serving_options import OPTION_FIELDS, OptionsPatch, ServingOptions
+from gateway.traffic_policy import CanarySpec, ShadowSpec
 from loader.errors import ModelURIError
 
 
@@ -40,7 +47,7 @@ def read_config(path: Path, defaults: ServingOptions | None = None) -> list[Endp
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("model_uri"), str):
             raise ConfigError(f"config {str(path)!r}: endpoints[{index}] needs a 'model_uri' string")
-        unknown = set(entry) - {"name", "model_uri", "follow", *OPTION_FIELDS}
+        unknown = set(entry) - {"name", "model_uri", "follow", "canary", "shadow", *OPTION_FIELDS}
         if unknown:
             raise ConfigError(f"config {str(path)!r}: endpoints[{index}] has unknown keys {sorted(unknown)}")
         given = {key: entry[key] for key in OPTION_FIELDS if key in entry}
@@ -58,8 +65,29 @@ def read_config(path: Path, defaults: ServingOptions | None = None) -> list[Endp
             )
         except (InvalidEndpointNameError, ModelURIError) as exc:
             raise ConfigError(f"config {str(path)!r}: endpoints[{index}]: {exc}") from exc
-        specs.append(EndpointSpec(name, entry["model_uri"], follow, options))
+        canary, shadow = _policy(path, index, entry)
+        specs.append(EndpointSpec(name, entry["model_uri"], follow, options, canary, shadow))
     return specs
+
+
+def _policy(path: Path, index: int, entry: dict[str, Any]) -> tuple[CanarySpec | None, ShadowSpec | None]:
+    where = f"config {str(path)!r}: endpoints[{index}]"
+    canary = shadow = None
+    try:
+        if entry.get("canary") is not None:
+            given = entry["canary"]
+            if not isinstance(given, dict) or set(given) != {"model_uri", "percent"}:
+                raise ConfigError(f"{where}.canary needs exactly 'model_uri' and 'percent', not {given!r}")
+            if float(given["percent"]) > 0:  # 0 is no canary, as on the command line
+                canary = CanarySpec(str(given["model_uri"]), float(given["percent"]))
+        if entry.get("shadow") is not None:
+            given = entry["shadow"]
+            if not isinstance(given, dict) or set(given) != {"model_uri"}:
+                raise ConfigError(f"{where}.shadow needs exactly 'model_uri', not {given!r}")
+            shadow = ShadowSpec(str(given["model_uri"]))
+    except (InvalidPolicyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    return canary, shadow
 
 
 def _first_error(index: int, error: ValidationError) -> str:

@@ -5,7 +5,8 @@ nothing in the app factory.
 - ``deployed(name, action, deployment)``: a deploy, swap, rollback, update or undeploy happened.
   ``deployment`` is the version now serving, or None when no new version was loaded
   (``undeploy``, ``failed``, and ``update``: the same version under a new reference).
-- ``retired(name, deployment)``: a version stopped serving ``name`` and its series may go.
+- ``retired(name, deployment, role)``: a version stopped serving ``name`` in ``role``
+  (``primary``, ``canary``, ``shadow``) and its series of that role may go.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ _log = logging.getLogger(__name__)
 class DeploySubscriber(Protocol):
     def deployed(self, name: str, action: str, deployment: Deployment | None) -> None: ...
 
-    def retired(self, name: str, deployment: Deployment) -> None: ...
+    def retired(self, name: str, deployment: Deployment, role: str = "primary") -> None: ...
 
 
 class DeployEvents:
@@ -40,9 +41,9 @@ class DeployEvents:
             except Exception:
                 _log.exception("deploy subscriber %r failed on %s of %s", subscriber, action, name)
 
-    def retired(self, name: str, deployment: Deployment) -> None:
+    def retired(self, name: str, deployment: Deployment, role: str = "primary") -> None:
         for subscriber in self._subscribers:
             try:
-                subscriber.retired(name, deployment)
+                subscriber.retired(name, deployment, role)
             except Exception:
                 _log.exception("deploy subscriber %r failed on retiring a version of %s", subscriber, name)

@@ -20,5 +20,5 @@ class DeployMetrics:
             metrics.bytes_fetched.labels(name).inc(report.fetch.bytes_fetched)
             metrics.bytes_reused.labels(name).inc(report.fetch.bytes_reused)
 
-    def retired(self, name: str, deployment: Deployment) -> None:
-        self._metrics.forget(name, deployment.version_label)
+    def retired(self, name: str, deployment: Deployment, role: str = "primary") -> None:
+        self._metrics.forget(name, deployment.version_label, role)

@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 from gateway.deploy_events import DeployEvents
 from gateway.endpoint_names import check_endpoint_name
 from gateway.endpoints import Deployment, Endpoint
-from gateway.errors import EndpointNotFoundError, NoRollbackTargetError
+from gateway.errors import EndpointNotFoundError, NoCanaryError, NoRollbackTargetError
 from gateway.ledger import Ledger, VersionRef
+from gateway.role_control import RoleControl
 from gateway.serving_options import ServingOptions
+from gateway.traffic_policy import CANARY, KEEP, PRIMARY, SHADOW, CanarySpec, Keep, ShadowSpec
 from loader.local_pins import PIN_NOTE
 from loader.model_loader import ModelLoader, ServableModel
 from loader.resolved import ResolvedModel
@@ -46,6 +48,7 @@ class Deployer:
         # subscribers to the events (metrics, ...) hear of every deploy and retirement.
         self._prepare: Preparer = preparer or (lambda servable, options: Deployment(servable, options=options))
         self.events = events or DeployEvents()
+        self.roles = RoleControl(self)  # the canary and shadow of each endpoint
 
     def readiness(self, configured: list[str]) -> tuple[list[str], list[str]]:
         """(the endpoints readiness is about, those of them with no loaded version yet): the
@@ -63,7 +66,7 @@ class Deployer:
 
     # -- loading ----------------------------------------------------------------------------
 
-    async def _load(self, resolved: ResolvedModel, options: ServingOptions) -> Deployment:
+    async def load(self, resolved: ResolvedModel, options: ServingOptions) -> Deployment:
         def load() -> Deployment:
             return self._prepare(self.loader.load(resolved, prefer_pyfunc=True), options)
 
@@ -72,52 +75,76 @@ class Deployer:
     async def deploy(
         self,
         name: str,
-        model_uri: str,
+        model_uri: str | None,
         follow: bool | None = None,
         *,
         actor: str = "gateway",
         keep_on_failure: bool = False,
         options: ServingOptions | None = None,
+        canary: CanarySpec | Keep | None = KEEP,
+        shadow: ShadowSpec | Keep | None = KEEP,
     ) -> Endpoint:
-        """Create or redeploy ``name`` from ``model_uri``. On a redeploy failure the current
-        version keeps serving and the error is raised. A new endpoint whose first deploy fails
-        is dropped, unless ``keep_on_failure`` (configured endpoints: retried by the follow
-        loop until they load, and shown as failed meanwhile)."""
+        """Create or redeploy ``name`` from ``model_uri``, and set, drop (None) or keep (KEEP)
+        its canary and shadow. ``model_uri`` None changes only the policy of an existing
+        endpoint. On a redeploy failure the current version keeps serving and the error is
+        raised. A new endpoint whose first deploy fails is dropped, unless ``keep_on_failure``
+        (configured endpoints: retried by the follow loop until they load, and shown as failed
+        meanwhile)."""
         check_endpoint_name(name)  # every entry point checks too; this is the one no caller skips
-        endpoint = self.endpoints.get(name)
-        created = endpoint is None
-        if endpoint is None:
-            endpoint = Endpoint(name, model_uri, follow=False)
-            self.endpoints[name] = endpoint
+        if model_uri is None:
+            endpoint = self.get(name)
+            async with endpoint.lock:
+                await self.roles.apply(endpoint, canary, shadow, actor, keep_on_failure=keep_on_failure)
+            return endpoint
+        existing = self.endpoints.get(name)
+        created = existing is None
+        endpoint = existing if existing is not None else Endpoint(name, model_uri, follow=False)
+        self.endpoints[name] = endpoint
         async with endpoint.lock:
-            previous_options = endpoint.options
-            if options is not None:
-                endpoint.options = options
-            resolved = None
-            endpoint.requested_follow = follow
-            previous_uri, previous_follow = endpoint.model_uri, endpoint.follow
-            try:
-                # A deploy may fall back to the version this URI last resolved to when the
-                # registry is down (a restart during an outage): the note on it says so.
-                resolved = await asyncio.to_thread(self.loader.resolve, model_uri, allow_pin=True)
-                endpoint.model_uri = model_uri
-                endpoint.follow = resolved.moves if follow is None else follow
-                reference_changed = not created and (previous_uri, previous_follow) != (model_uri, endpoint.follow)
-                await self._switch_to(
-                    endpoint, resolved, "deploy", actor, previous_uri=previous_uri if reference_changed else None
-                )
-            except Exception as exc:
-                endpoint.options = previous_options
-                if endpoint.current is not None:
-                    # The old version keeps serving: so does the reference it was deployed from.
-                    endpoint.model_uri, endpoint.follow = previous_uri, previous_follow
-                await self._failed(endpoint, exc, actor, resolved)
-                if endpoint.current is None:
-                    endpoint.status = "failed"
-                    if created and not keep_on_failure:
-                        self.endpoints.pop(name, None)
-                raise
+            await self._deploy_primary(endpoint, model_uri, follow=follow, actor=actor, options=options,
+                                       created=created, keep_on_failure=keep_on_failure)  # fmt: skip
+            await self.roles.apply(endpoint, canary, shadow, actor, keep_on_failure=keep_on_failure)
         return endpoint
+
+    async def _deploy_primary(
+        self,
+        endpoint: Endpoint,
+        model_uri: str,
+        *,
+        follow: bool | None,
+        actor: str,
+        options: ServingOptions | None,
+        created: bool,
+        keep_on_failure: bool,
+    ) -> None:
+        previous_options = endpoint.options
+        if options is not None:
+            endpoint.options = options
+        resolved = None
+        endpoint.requested_follow = follow
+        previous_uri, previous_follow = endpoint.model_uri, endpoint.follow
+        try:
+            # A deploy may fall back to the version this URI last resolved to when the
+            # registry is down (a restart during an outage): the note on it says so.
+            resolved = await asyncio.to_thread(self.loader.resolve, model_uri, allow_pin=True)
+            endpoint.model_uri = model_uri
+            endpoint.follow = resolved.moves if follow is None else follow
+            endpoint.held_key = None  # an explicit deploy ends the hold a promote set
+            reference_changed = not created and (previous_uri, previous_follow) != (model_uri, endpoint.follow)
+            await self._switch_to(
+                endpoint, resolved, "deploy", actor, previous_uri=previous_uri if reference_changed else None
+            )
+        except Exception as exc:
+            endpoint.options = previous_options
+            if endpoint.current is not None:
+                # The old version keeps serving: so does the reference it was deployed from.
+                endpoint.model_uri, endpoint.follow = previous_uri, previous_follow
+            await self.failed(endpoint, exc, actor, resolved)
+            if endpoint.current is None:
+                endpoint.status = "failed"
+                if created and not keep_on_failure:
+                    self.endpoints.pop(endpoint.name, None)
+            raise
 
     async def _switch_to(
         self, endpoint: Endpoint, resolved: ResolvedModel, action: str, actor: str, previous_uri: str | None = None
@@ -132,11 +159,11 @@ class Deployer:
                 endpoint.note("unchanged", version=resolved.version)
                 return
             to = dataclasses.replace(current.version_ref, reference=endpoint.model_uri)
-            await self._record(endpoint.name, "update", actor, to, dataclasses.replace(to, reference=previous_uri))
+            await self.record(endpoint.name, "update", actor, to, dataclasses.replace(to, reference=previous_uri))
             self.events.deployed(endpoint.name, "update", None)
             endpoint.note("update", version=resolved.version, model_uri=endpoint.model_uri, follow=endpoint.follow)
             return
-        deployment = await self._load(resolved, endpoint.options)
+        deployment = await self.load(resolved, endpoint.options)
         self.loader.cache.pin(deployment.key)
         old = endpoint.current
         # The switch: one assignment on the event loop. New requests see the new version now.
@@ -145,7 +172,7 @@ class Deployer:
         endpoint.last_error = None
         endpoint.failed_key = None
         kind = "swap" if old is not None and action == "deploy" else action
-        await self._record(endpoint.name, kind, actor, deployment.version_ref, old.version_ref if old else None)
+        await self.record(endpoint.name, kind, actor, deployment.version_ref, old.version_ref if old else None)
         self.events.deployed(endpoint.name, kind, deployment)
         endpoint.note(kind, version=resolved.version, weights_commit=resolved.weights_commit,
                       bytes_fetched=deployment.servable.report.fetch.bytes_fetched)  # fmt: skip
@@ -170,7 +197,7 @@ class Deployer:
         ):
             self.loader.cache.unpin(before.key)
 
-    async def _record(
+    async def record(
         self,
         endpoint: str,
         action: str,
@@ -179,22 +206,40 @@ class Deployer:
         from_: VersionRef | None,
         *,
         error: str | None = None,
+        role: str = PRIMARY,
+        percent: float | None = None,
     ) -> None:
         # A ledger append is a store commit: off the event loop, so predictions keep flowing.
-        await asyncio.to_thread(self.ledger.record, endpoint, action, actor, to, from_, error=error)
+        await asyncio.to_thread(
+            self.ledger.record, endpoint, action, actor, to, from_, error=error, role=role, percent=percent
+        )
 
-    async def _failed(self, endpoint: Endpoint, exc: BaseException, actor: str, resolved: ResolvedModel | None) -> None:
+    async def failed(
+        self,
+        endpoint: Endpoint,
+        exc: BaseException,
+        actor: str,
+        resolved: ResolvedModel | None,
+        *,
+        role: str = PRIMARY,
+    ) -> None:
         message = f"{type(exc).__name__}: {exc}"
-        endpoint.last_error = message
-        endpoint.note("failed", error=message, version=resolved.version if resolved else None)
+        slot = None if role == PRIMARY else getattr(endpoint, role)
+        if role == PRIMARY:
+            endpoint.last_error = message
+        elif slot is not None:
+            slot.last_error = message
+        endpoint.note("failed" if role == PRIMARY else f"{role} failed", error=message,
+                      version=resolved.version if resolved else None)  # fmt: skip
         if resolved is None:
             return  # nothing was attempted (e.g. the registry is down): not a ledger event
         target = VersionRef(
             resolved.version, resolved.weights_commit, resolved.dataset_commit, resolved.weights.uri, resolved.uri
         )
-        current = endpoint.current.version_ref if endpoint.current else None
-        await self._record(endpoint.name, "failed", actor, target, current, error=message)
-        self.events.deployed(endpoint.name, "failed", None)
+        live = endpoint.current if role == PRIMARY else (slot.current if slot else None)
+        await self.record(endpoint.name, "failed", actor, target, live.version_ref if live else None, error=message,
+                          role=role)  # fmt: skip
+        self.events.deployed(endpoint.name, "failed" if role == PRIMARY else f"{role}-failed", None)
 
     # -- rollback and undeploy ----------------------------------------------------------------
 
@@ -210,7 +255,7 @@ class Deployer:
                     f"{name}"
                 )
             # The rollback target is still pinned in the cache: this costs zero bytes.
-            deployment = await self._load(target.resolved, endpoint.options)
+            deployment = await self.load(target.resolved, endpoint.options)
             old = endpoint.current
             endpoint.current = deployment
             endpoint.follow = False  # a rollback pins the endpoint; redeploy to follow again
@@ -218,7 +263,7 @@ class Deployer:
             # version never contradict each other.
             endpoint.model_uri = target.resolved.uri
             endpoint.status = "ready"
-            await self._record(name, "rollback", actor, deployment.version_ref, old.version_ref if old else None)
+            await self.record(name, "rollback", actor, deployment.version_ref, old.version_ref if old else None)
             self.events.deployed(name, "rollback", deployment)
             endpoint.note(
                 "rollback",
@@ -233,14 +278,50 @@ class Deployer:
                     self.events.retired(name, old)
         return endpoint
 
+    async def promote(self, name: str, actor: str = "gateway") -> Endpoint:
+        """Make the live canary the primary: zero bytes fetched, nothing loaded (it is serving
+        already). The old primary becomes the rollback target. The primary keeps its own
+        reference (say ``@champion``) and follow mode, but holds the promoted version until
+        that reference moves: the registry still names the old version, and following it back
+        would undo the promote. Move the alias in the registry to make the promote permanent."""
+        endpoint = self.get(name)
+        async with endpoint.lock:
+            slot = endpoint.canary
+            if slot is None or slot.current is None:
+                state = "no canary" if slot is None else f"a canary that is {slot.status}: {slot.last_error or ''}"
+                raise NoCanaryError(f"endpoint {name!r} has {state.rstrip(': ')}; nothing to promote")
+            deployment, old = slot.current, endpoint.current
+            # Whatever the primary's reference names now is what the hold ignores.
+            endpoint.held_key = old.key if old is not None else None
+            endpoint.current = deployment  # the switch: every request reaches this version now
+            endpoint.canary = None
+            endpoint.status, endpoint.last_error, endpoint.failed_key = "ready", None, None
+            await self.record(name, "promote", actor, deployment.version_ref_for(endpoint.model_uri),
+                              old.version_ref if old else None)  # fmt: skip
+            self.events.deployed(name, "promote", None)  # nothing was loaded
+            self.events.retired(name, deployment, role=CANARY)  # its canary series end
+            endpoint.note("promote", version=deployment.version_label, from_role=CANARY, bytes_fetched=0)
+            if old is not None:
+                await self._retire(endpoint, old)
+        return endpoint
+
+    async def abort(self, name: str, actor: str = "gateway") -> Endpoint:
+        """Drop the canary and the shadow: the primary takes all the traffic again."""
+        endpoint = self.get(name)
+        async with endpoint.lock:
+            await self.roles.apply(endpoint, None, None, actor)
+        return endpoint
+
     async def undeploy(self, name: str, actor: str = "gateway") -> None:
         endpoint = self.get(name)
         async with endpoint.lock:
             del self.endpoints[name]
             old = endpoint.current
             endpoint.current = None
-            await self._record(name, "undeploy", actor, None, old.version_ref if old else None)
+            await self.record(name, "undeploy", actor, None, old.version_ref if old else None)
             self.events.deployed(name, "undeploy", None)
+            for role in (CANARY, SHADOW):  # the undeploy event ends every role in the ledger
+                await self.roles.drop(endpoint, role, actor, record=False)
             for deployment in (old, endpoint.previous):
                 if deployment is not None:
                     await deployment.drained(self.drain_timeout)
@@ -251,39 +332,50 @@ class Deployer:
     # -- follow mode --------------------------------------------------------------------------
 
     async def follow_once(self) -> None:
-        """Re-resolve every following endpoint; swap where the answer changed."""
+        """Re-resolve every following endpoint and role; swap where the answer moved."""
         for endpoint in list(self.endpoints.values()):
-            # Endpoints that never loaded (e.g. the registry was down at startup) are retried too.
-            if not (endpoint.follow or endpoint.current is None) or endpoint.lock.locked():
+            if endpoint.lock.locked():
                 continue
             async with endpoint.lock:
-                endpoint.last_checked = datetime.now(UTC).isoformat()
-                resolved = None
-                try:
-                    # An endpoint that serves shows an outage as last_error; one that never
-                    # loaded may start from its local pin.
-                    resolved = await asyncio.to_thread(
-                        self.loader.resolve, endpoint.model_uri, allow_pin=endpoint.current is None
-                    )
-                    if endpoint.current is not None and resolved.weights.cache_key == endpoint.current.key:
-                        endpoint.last_error = None  # the registry answers again, and nothing moved
-                        endpoint.failed_key = None
-                        if PIN_NOTE in endpoint.current.resolved.notes:
-                            # Served from a local pin since a restart: the registry now vouches
-                            # for the same version, so its lineage replaces the pin's.
-                            endpoint.current.servable.resolved = resolved
-                            endpoint.note("reconciled", version=resolved.version)
-                        continue
-                    if endpoint.current is None:
-                        requested = endpoint.requested_follow
-                        endpoint.follow = resolved.moves if requested is None else requested
-                    if endpoint.failed_key == resolved.weights.cache_key:
-                        continue  # this exact version already failed; wait for the reference to move
-                    await self._switch_to(endpoint, resolved, "deploy", "follow")
-                except Exception as exc:
-                    await self._failed(endpoint, exc, "follow", resolved)
-                    if resolved is not None:
-                        endpoint.failed_key = resolved.weights.cache_key
+                # Endpoints that never loaded (e.g. the registry was down at startup) are retried too.
+                if endpoint.follow or endpoint.current is None:
+                    await self._follow_primary(endpoint)
+                await self.roles.follow(endpoint)
+
+    async def _follow_primary(self, endpoint: Endpoint) -> None:
+        endpoint.last_checked = datetime.now(UTC).isoformat()
+        resolved = None
+        try:
+            # An endpoint that serves shows an outage as last_error; one that never
+            # loaded may start from its local pin.
+            resolved = await asyncio.to_thread(
+                self.loader.resolve, endpoint.model_uri, allow_pin=endpoint.current is None
+            )
+            key = resolved.weights.cache_key
+            if endpoint.held_key is not None:
+                if key == endpoint.held_key:
+                    endpoint.last_error = None
+                    return  # the reference still names what a promote replaced: hold
+                endpoint.held_key = None  # it moved: follow it from here on
+            if endpoint.current is not None and key == endpoint.current.key:
+                endpoint.last_error = None  # the registry answers again, and nothing moved
+                endpoint.failed_key = None
+                if PIN_NOTE in endpoint.current.resolved.notes:
+                    # Served from a local pin since a restart: the registry now vouches
+                    # for the same version, so its lineage replaces the pin's.
+                    endpoint.current.servable.resolved = resolved
+                    endpoint.note("reconciled", version=resolved.version)
+                return
+            if endpoint.current is None:
+                requested = endpoint.requested_follow
+                endpoint.follow = resolved.moves if requested is None else requested
+            if endpoint.failed_key == key:
+                return  # this exact version already failed; wait for the reference to move
+            await self._switch_to(endpoint, resolved, "deploy", "follow")
+        except Exception as exc:
+            await self.failed(endpoint, exc, "follow", resolved)
+            if resolved is not None:
+                endpoint.failed_key = resolved.weights.cache_key
 
     async def follow_forever(self, interval: float) -> None:
         while True:

@@ -1,11 +1,13 @@
-"""What a configured endpoint is before it is deployed: a name, a model URI, follow mode and its
-serving options (from ``lockgate serve`` arguments, the config file, or Helm's values)."""
+"""What a configured endpoint is before it is deployed: a name, a model URI, follow mode, its
+serving options and its traffic policy (from ``lockgate serve`` arguments, the config file, or
+Helm's values)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from gateway.serving_options import ServingOptions
+from gateway.traffic_policy import CanarySpec, ShadowSpec
 
 
 @dataclass(frozen=True)
@@ -14,3 +16,5 @@ class EndpointSpec:
     model_uri: str
     follow: bool | None = None
     options: ServingOptions | None = None  # None: the gateway-wide defaults from Settings
+    canary: CanarySpec | None = None
+    shadow: ShadowSpec | None = None

@@ -9,6 +9,7 @@ assignment on the event loop, so no request ever sees a half-swapped endpoint.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from gateway.ledger import VersionRef
 from gateway.serving_options import ServingOptions
 from gateway.serving_path import ServingPath
 from gateway.skew_setup import SkewSetup
+from gateway.traffic_policy import RoleSlot
 from gateway.typed_request import TypedFrameParser
 from loader.model_loader import ServableModel
 from loader.resolved import ResolvedModel
@@ -104,6 +106,10 @@ class Deployment:
         r = self.resolved
         return VersionRef(r.version, r.weights_commit, r.dataset_commit, r.weights.uri, r.uri)
 
+    def version_ref_for(self, reference: str) -> VersionRef:
+        """The version, under the reference the role that serves it follows."""
+        return dataclasses.replace(self.version_ref, reference=reference)
+
     def lineage(self) -> dict[str, str]:
         """The version and its commits, as every answer carries them."""
         r = self.resolved
@@ -140,6 +146,11 @@ class Endpoint:
     last_checked: str | None = None
     requested_follow: bool | None = None  # None: follow moving references
     failed_key: str | None = None  # a version that failed; not retried until the reference moves
+    # After a promote: the version the primary's own reference still names. Follow mode swaps
+    # when the reference moves away from it, not back to it (see Deployer.promote).
+    held_key: str | None = None
+    canary: RoleSlot | None = None
+    shadow: RoleSlot | None = None
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY))
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -179,5 +190,30 @@ class Endpoint:
             "last_checked": self.last_checked,
             "notes": list(resolved.notes) if resolved else [],
             "dependency_warnings": current.dependency_warnings if current else None,
+            "policy": self.describe_policy(),
             "history": list(self.history),
         }
+
+    def describe_policy(self) -> dict[str, Any]:
+        """Each role's reference, live version and share of the answers."""
+        current = self.current
+        canary_share = self.canary.percent if self.canary and self.canary.current else 0.0
+        primary = {
+            "role": "primary",
+            "status": self.status,
+            "model_uri": self.model_uri,
+            "follow": self.follow,
+            "version": current.resolved.version if current else None,
+            "weights_commit": current.resolved.weights_commit if current else None,
+            "dataset_commit": current.resolved.dataset_commit if current else None,
+            "serving_path": current.serving_path if current else None,
+            "percent": 100.0 - canary_share,
+        }
+        return {
+            "primary": primary,
+            "canary": self.canary.describe() if self.canary else None,
+            "shadow": self.shadow.describe() if self.shadow else None,
+        }
+
+    def roles(self) -> list[RoleSlot]:
+        return [slot for slot in (self.canary, self.shadow) if slot is not None]

@@ -71,6 +71,16 @@ class NoRollbackTargetError(GatewayError):
     error_code = "INVALID_STATE"
 
 
+class NoCanaryError(GatewayError):
+    status = 409
+    error_code = "INVALID_STATE"
+
+
+class InvalidPolicyError(GatewayError):
+    status = 422
+    error_code = "INVALID_PARAMETER_VALUE"
+
+
 class UnsupportedMediaTypeError(GatewayError):
     status = 415
     error_code = "UNSUPPORTED_MEDIA_TYPE"

@@ -27,8 +27,10 @@ from gateway.auth import AccessGuard, bearer_token
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
 from gateway.errors import AuthError, ConfigError
-from gateway.v2_inference import infer
-from gateway.v2_models import V2LookupError, find_serving, model_metadata
+from gateway.shadow import ShadowMirror
+from gateway.traffic_policy import PRIMARY, ROUTE_KEY_HEADER, role_headers
+from gateway.v2_inference import infer, shadow_copy
+from gateway.v2_models import V2LookupError, find_route, find_serving, model_metadata
 from gateway.v2_tensors import (
     Tensor,
     V2Request,
@@ -91,13 +93,21 @@ def _text(item: bytes) -> Any:
 
 class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[misc, name-defined]
     def __init__(
-        self, deployer: Deployer, guard: AccessGuard, metrics: ServingMetrics, configured: list[str], timeout: float
+        self,
+        deployer: Deployer,
+        guard: AccessGuard,
+        metrics: ServingMetrics,
+        configured: list[str],
+        timeout: float,
+        *,
+        mirror: ShadowMirror | None = None,
     ) -> None:
         self._deployer = deployer
         self._guard = guard
         self._metrics = metrics
         self._configured = configured
         self._timeout = timeout
+        self._mirror = mirror
 
     async def ServerLive(self, request: Any, context: Any) -> Any:
         return protos.ServerLiveResponse(live=True)
@@ -134,7 +144,8 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         await self._check_token(context)
         name = request.model_name
-        deployment = await self._serving(name, request.model_version, context)
+        route_key = dict(context.invocation_metadata() or ()).get(ROUTE_KEY_HEADER)
+        deployment, role = await self._route(name, request.model_version, route_key, context)
         label = deployment.version_label
         started = time.perf_counter()
         deployment.inflight += 1
@@ -145,19 +156,17 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
                 async with asyncio.timeout(self._timeout):
                     prediction = await infer(deployment, v2_request)
             except V2RequestError as exc:
-                self._metrics.observe_request(
-                    name, label, 400, time.perf_counter() - started, "INVALID_V2_REQUEST", protocol="v2-grpc"
-                )
+                self._metrics.observe_request(name, label, 400, time.perf_counter() - started, "INVALID_V2_REQUEST",
+                                              protocol="v2-grpc", role=role)  # fmt: skip
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             except TimeoutError:
-                self._metrics.observe_request(
-                    name, label, 504, time.perf_counter() - started, "REQUEST_TIMEOUT", protocol="v2-grpc"
-                )
+                self._metrics.observe_request(name, label, 504, time.perf_counter() - started, "REQUEST_TIMEOUT",
+                                              protocol="v2-grpc", role=role)  # fmt: skip
                 await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"inference exceeded {self._timeout:g} s")
         finally:
             deployment.inflight -= 1
             self._metrics.inflight.labels(name).dec()
-        self._metrics.observe_predict(name, label, prediction.rows, prediction.predict_seconds)
+        self._metrics.observe_predict(name, label, prediction.rows, prediction.predict_seconds, role)
         outputs, contents = [], []
         for output_name, values in prediction.outputs.items():
             entry, raw = output_json(output_name, values, binary=True)
@@ -169,8 +178,13 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
         )
         for key, value in deployment.lineage().items():
             response.parameters[key].string_param = value
-        context.set_trailing_metadata(tuple((k.lower(), v) for k, v in deployment.headers().items()))
-        self._metrics.observe_request(name, label, 200, time.perf_counter() - started, None, protocol="v2-grpc")
+        headers = role_headers(deployment, role)
+        context.set_trailing_metadata(tuple((k.lower(), v) for k, v in headers.items()))
+        self._metrics.observe_request(name, label, 200, time.perf_counter() - started, None, protocol="v2-grpc",
+                                      role=role)  # fmt: skip
+        endpoint = self._deployer.endpoints.get(name)
+        if self._mirror is not None and role == PRIMARY and endpoint is not None and endpoint.shadow is not None:
+            self._mirror.offer(name, shadow_copy(v2_request, prediction))
         return response
 
     def _ready(self) -> bool:
@@ -185,6 +199,13 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
         except AuthError as exc:
             code = grpc.StatusCode.UNAUTHENTICATED if exc.status == 401 else grpc.StatusCode.PERMISSION_DENIED
             await context.abort(code, str(exc))
+
+    async def _route(self, name: str, version: str, route_key: str | None, context: Any) -> tuple[Deployment, str]:
+        try:
+            return find_route(self._deployer, name, version or None, route_key)
+        except V2LookupError as exc:
+            await context.abort(_STATUS.get(exc.status, grpc.StatusCode.UNAVAILABLE), str(exc))
+            raise  # abort raises; this keeps the type checker informed
 
     async def _serving(self, name: str, version: str, context: Any) -> Deployment:
         try:

@@ -44,13 +44,17 @@ class VersionRef:
 @dataclass(frozen=True)
 class LedgerEvent:
     endpoint: str
-    action: str  # deploy | swap | rollback | update (same version, new reference) | undeploy | failed
+    # deploy | swap | rollback | update (same version, new reference or share) | undeploy | failed
+    # | promote (the canary becomes the primary) | abort (a canary or shadow is dropped)
+    action: str
     actor: str
     time: str
     to: VersionRef | None
     from_: VersionRef | None = None
     error: str | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    role: str = "primary"  # primary | canary | shadow (events before traffic policies: primary)
+    percent: float | None = None  # a canary's share of the traffic
 
     @property
     def moment(self) -> datetime:
@@ -75,10 +79,35 @@ class LedgerEvent:
             from_=ref(data.get("from")),
             error=data.get("error"),
             id=data.get("id", ""),
+            role=data.get("role", "primary"),
+            percent=data.get("percent"),
         )
 
 
-SERVING_ACTIONS = {"deploy", "swap", "rollback", "update"}
+@dataclass(frozen=True)
+class PolicyAt:
+    """The whole traffic policy of an endpoint at one moment: the event behind each role."""
+
+    primary: LedgerEvent | None
+    canary: LedgerEvent | None
+    shadow: LedgerEvent | None
+
+    def as_dict(self) -> dict[str, Any]:
+        canary_share = float(self.canary.percent or 0.0) if self.canary else 0.0
+
+        def entry(event: LedgerEvent | None, share: float) -> dict[str, Any] | None:
+            return None if event is None else event.as_dict() | {"share": share}
+
+        return {
+            "primary": entry(self.primary, 100.0 - canary_share),
+            "canary": entry(self.canary, canary_share),
+            # A shadow answers no client: it gets a copy of every primary request.
+            "shadow": entry(self.shadow, 0.0),
+        }
+
+
+SERVING_ACTIONS = {"deploy", "swap", "rollback", "update", "promote"}
+ROLES = ("primary", "canary", "shadow")
 # Failures that pass: the store is down or busy. Anything else means the event cannot be written.
 _TRANSIENT = (BackendError, RefConflictError)
 
@@ -102,8 +131,12 @@ class Ledger:
         from_: VersionRef | None = None,
         *,
         error: str | None = None,
+        role: str = "primary",
+        percent: float | None = None,
     ) -> LedgerEvent:
-        event = LedgerEvent(endpoint, action, actor, format_time(datetime.now(UTC)), to, from_, error)
+        event = LedgerEvent(
+            endpoint, action, actor, format_time(datetime.now(UTC)), to, from_, error, role=role, percent=percent
+        )
         with self._lock:
             self._pending.append(event)
             self._flush()
@@ -171,12 +204,20 @@ class Ledger:
     def serving_at(self, endpoint: str, moment: datetime) -> LedgerEvent | None:
         """The event that put the version serving ``endpoint`` at ``moment`` in place, or
         None if nothing served it then (not deployed yet, or undeployed)."""
-        current: LedgerEvent | None = None
+        return self.policy_at(endpoint, moment).primary
+
+    def policy_at(self, endpoint: str, moment: datetime) -> PolicyAt:
+        """Which version served each role of ``endpoint`` at ``moment``, with its share."""
+        state: dict[str, LedgerEvent | None] = dict.fromkeys(ROLES)
         for event in self.events(endpoint):
             if event.moment > moment:
                 break
-            if event.action in SERVING_ACTIONS:
-                current = event
-            elif event.action == "undeploy":
-                current = None
-        return current
+            if event.action == "undeploy":
+                state = dict.fromkeys(ROLES)
+            elif event.action == "abort":
+                state[event.role] = None
+            elif event.action in SERVING_ACTIONS and event.role in state:
+                state[event.role] = event
+                if event.action == "promote":
+                    state["canary"] = None  # the canary is the primary now
+        return PolicyAt(state["primary"], state["canary"], state["shadow"])

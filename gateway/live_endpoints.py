@@ -4,32 +4,48 @@ trackers, and the gateway's own gauges (cache, ledger)."""
 from __future__ import annotations
 
 from gateway.deployer import Deployer
+from gateway.endpoints import Deployment
+from gateway.traffic_policy import PRIMARY
 from monitoring.skew_collector import LiveEndpoint
 
 
 def live_endpoints(deployer: Deployer) -> list[LiveEndpoint]:
+    """Every live deployment of every endpoint, one per role (primary, canary, shadow): each
+    role's lineage and skew are their own series."""
     out = []
     for endpoint in list(deployer.endpoints.values()):
-        current = endpoint.current
-        if current is None:
-            continue
-        r = current.resolved
-        info = {
-            "endpoint": endpoint.name,
-            "model": r.name or "",
-            "version": current.version_label,
-            "model_uri": endpoint.model_uri,
-            "weights_commit": r.weights_commit or "",
-            "dataset_commit": r.dataset_commit or "",
-            "run_id": r.run_id or "",
-            "code_commit": r.code_commit or "",
-            "serving_path": current.serving_path,
-            "numeric_contract": str((current.path.check or {}).get("contract", "exact")),
-        }
-        out.append(
-            LiveEndpoint(endpoint.name, current.version_label, info, current.skew.inputs, current.skew.predictions)
-        )
+        roles = [(PRIMARY, endpoint.model_uri, endpoint.current)]
+        roles += [(slot.role, slot.model_uri, slot.current) for slot in endpoint.roles()]
+        for role, model_uri, deployment in roles:
+            if deployment is not None:
+                out.append(_live(endpoint.name, role, model_uri, deployment))
     return out
+
+
+def _live(name: str, role: str, model_uri: str, deployment: Deployment) -> LiveEndpoint:
+    r = deployment.resolved
+    info = {
+        "endpoint": name,
+        "role": role,
+        "model": r.name or "",
+        "version": deployment.version_label,
+        "model_uri": model_uri,
+        "weights_commit": r.weights_commit or "",
+        "dataset_commit": r.dataset_commit or "",
+        "run_id": r.run_id or "",
+        "code_commit": r.code_commit or "",
+        "serving_path": deployment.serving_path,
+        "numeric_contract": str((deployment.path.check or {}).get("contract", "exact")),
+    }
+    skew = deployment.skew
+    return LiveEndpoint(name, deployment.version_label, info, skew.inputs, skew.predictions, role=role)
+
+
+def shadow_of(deployer: Deployer, name: str) -> Deployment | None:
+    """The live shadow deployment of endpoint ``name``, if it has one."""
+    endpoint = deployer.endpoints.get(name)
+    slot = endpoint.shadow if endpoint is not None else None
+    return slot.current if slot is not None else None
 
 
 def gateway_stats(deployer: Deployer) -> dict[str, float]:

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = 16 * 1024 * 1024
     request_timeout: float = 60.0
     """Seconds before a prediction answers 504 (MLflow's scoring server default)."""
+    shadow_queue_size: int = Field(default=1000, ge=1)
+    """Copies of primary requests that may wait for an endpoint's shadow; past it, copies are
+    dropped and counted (``lockgate_shadow_dropped_total``), and clients never wait."""
     drain_timeout: float = 30.0
     """Seconds a swapped-out version may take to finish its in-flight requests."""
     skew_window_seconds: float = 3600.0

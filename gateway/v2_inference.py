@@ -37,6 +37,7 @@ from mlflow.exceptions import MlflowException
 
 from gateway.endpoints import Deployment
 from gateway.fast_request import NumericFrameParser
+from gateway.shadow import ShadowCopy
 from gateway.typed_request import TypedFrameParser, TypedRows
 from gateway.v2_outputs import (
     PREDICT,
@@ -186,6 +187,18 @@ async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
         outputs[PROBABILITIES] = probabilities
         seconds += proba_seconds
     return V2Prediction({name: outputs[name] for name in wanted}, rows, seconds)
+
+
+def shadow_copy(request: V2Request, prediction: V2Prediction) -> ShadowCopy:
+    """A copy of an answered V2 request for the endpoint's shadow: its first output (``predict``
+    unless the request asked otherwise) is what the shadow's answer is compared with."""
+    first = next(iter(prediction.outputs))
+
+    async def run(shadow: Deployment) -> Any:
+        answer = await infer(shadow, request)
+        return answer.outputs[first]
+
+    return ShadowCopy(run, lambda: prediction.outputs[first])
 
 
 def _frame(given: _Columns, names: list[str]) -> pd.DataFrame:

@@ -10,6 +10,7 @@ import numpy as np
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
 from gateway.errors import GatewayError
+from gateway.traffic_policy import CANARY, PRIMARY, choose
 from gateway.v2_outputs import PREDICT, PROBABILITIES, output_names
 from gateway.v2_tensors import datatype_of
 
@@ -22,20 +23,38 @@ class V2LookupError(Exception):
         self.status = status
 
 
-def find_serving(deployer: Deployer, name: str, version: str | None) -> Deployment:
-    """The deployment serving model ``name`` now, if it is version ``version`` (when given)."""
+def find_route(
+    deployer: Deployer, name: str, version: str | None, route_key: str | None = None, *, split: bool = True
+) -> tuple[Deployment, str]:
+    """(the deployment that answers model ``name``, its role). A request that names a version
+    goes to the role serving that version (primary first); one that does not is routed by the
+    endpoint's traffic policy (``split``), or to the primary (metadata, readiness)."""
     try:
         endpoint = deployer.get(name)
     except GatewayError as exc:
         raise V2LookupError(exc.status, str(exc)) from exc
-    deployment = endpoint.current
-    if deployment is None:
+    if endpoint.current is None:
         raise V2LookupError(503, f"model {name!r} has no loaded version yet: {endpoint.last_error or endpoint.status}")
-    if version and version != deployment.version_label:
-        raise V2LookupError(
-            404, f"version {version!r} of model {name!r} is not serving (serving: {deployment.version_label})"
+    canary = endpoint.canary.current if endpoint.canary is not None else None
+    if version:
+        for deployment, role in ((endpoint.current, PRIMARY), (canary, CANARY)):
+            if deployment is not None and deployment.version_label == version:
+                return deployment, role
+        serving = ", ".join(
+            f"{d.version_label} ({role})" for d, role in ((endpoint.current, PRIMARY), (canary, CANARY)) if d
         )
-    return deployment
+        raise V2LookupError(404, f"version {version!r} of model {name!r} is not serving (serving: {serving})")
+    if not split:
+        return endpoint.current, PRIMARY
+    deployment, role = choose(endpoint, route_key)
+    assert deployment is not None  # the primary is loaded (checked above)
+    return deployment, role
+
+
+def find_serving(deployer: Deployer, name: str, version: str | None) -> Deployment:
+    """The deployment serving model ``name`` (version ``version``, when given): the primary
+    unless the version is the canary's."""
+    return find_route(deployer, name, version, split=False)[0]
 
 
 _MLFLOW_TO_V2 = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32", "boolean": "BOOL",

@@ -1,7 +1,8 @@
 """Errors raised by monitoring.
 
 MonitoringError
-└── ProfileError    a baseline cannot be built (no rows, a column of the wrong kind)
+├── ProfileError          a baseline cannot be built (no rows, a column of the wrong kind)
+└── ShadowMismatchError   a shadow's answer cannot be compared with its primary's (its shape)
 """
 
 from __future__ import annotations
@@ -12,4 +13,8 @@ class MonitoringError(Exception):
 
 
 class ProfileError(MonitoringError, ValueError):
+    pass
+
+
+class ShadowMismatchError(MonitoringError, ValueError):
     pass

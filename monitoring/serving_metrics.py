@@ -1,8 +1,9 @@
 """Serving and deploy metrics, on a registry the caller owns (never the global one).
 
-Series are labelled by endpoint and version, and requests also by ``protocol``: ``mlflow``
-(``/invocations``), ``v2-rest`` or ``v2-grpc``. ``forget(endpoint, version)`` removes every series
-of a version that was swapped out or unloaded, so dashboards never show ghosts.
+Series are labelled by endpoint, version and ``role`` (``primary`` or ``canary``: which side of
+the endpoint's traffic policy answered), and requests also by ``protocol``: ``mlflow``
+(``/invocations``), ``v2-rest`` or ``v2-grpc``. ``forget(endpoint, version, role)`` removes every
+series of a version that was swapped out, promoted or unloaded, so dashboards never show ghosts.
 """
 
 from __future__ import annotations
@@ -22,24 +23,26 @@ class ServingMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
             "lockgate_requests", "Prediction requests by endpoint, version, status and protocol.",
-            ["endpoint", "version", "status", "protocol"], registry=registry,
+            ["endpoint", "version", "status", "protocol", "role"], registry=registry,
         )  # fmt: skip
         self.errors = Counter(
             "lockgate_errors", "Failed prediction requests by MLflow error_code.",
-            ["endpoint", "version", "error_code"], registry=registry,
+            ["endpoint", "version", "error_code", "role"], registry=registry,
         )  # fmt: skip
         self.request_seconds = Histogram(
             "lockgate_request_duration_seconds", "Whole request time in the gateway, by protocol.",
-            ["endpoint", "version", "protocol"], buckets=LATENCY_BUCKETS, registry=registry,
+            ["endpoint", "version", "protocol", "role"], buckets=LATENCY_BUCKETS, registry=registry,
         )  # fmt: skip
         self.predict_seconds = Histogram(
             "lockgate_predict_duration_seconds", "Time inside the model's predict.",
-            ["endpoint", "version"], buckets=LATENCY_BUCKETS, registry=registry,
+            ["endpoint", "version", "role"], buckets=LATENCY_BUCKETS, registry=registry,
         )  # fmt: skip
-        self.rows = Counter("lockgate_rows_predicted", "Rows predicted.", ["endpoint", "version"], registry=registry)
+        self.rows = Counter(
+            "lockgate_rows_predicted", "Rows predicted.", ["endpoint", "version", "role"], registry=registry
+        )
         self.batch_rows = Histogram(
             "lockgate_batch_size_rows", "Rows per predict call.",
-            ["endpoint", "version"], buckets=BATCH_BUCKETS, registry=registry,
+            ["endpoint", "version", "role"], buckets=BATCH_BUCKETS, registry=registry,
         )  # fmt: skip
         self.inflight = Gauge(
             "lockgate_inflight_requests", "Requests being served now.", ["endpoint"], registry=registry
@@ -61,7 +64,7 @@ class ServingMetrics:
             ["endpoint"],
             registry=registry,
         )
-        self._seen: dict[tuple[str, str], set[tuple[str, ...]]] = defaultdict(set)
+        self._seen: dict[tuple[str, str, str], set[tuple[str, ...]]] = defaultdict(set)
         self._lock = threading.Lock()
 
     def observe_request(
@@ -73,35 +76,37 @@ class ServingMetrics:
         error_code: str | None = None,
         *,
         protocol: str = "mlflow",
+        role: str = "primary",
     ) -> None:
-        self.requests.labels(endpoint, version, str(status), protocol).inc()
-        self.request_seconds.labels(endpoint, version, protocol).observe(seconds)
+        self.requests.labels(endpoint, version, str(status), protocol, role).inc()
+        self.request_seconds.labels(endpoint, version, protocol, role).observe(seconds)
         with self._lock:
-            self._seen[(endpoint, version)].add(("requests", str(status), protocol))
-            self._seen[(endpoint, version)].add(("duration", protocol))
+            seen = self._seen[(endpoint, version, role)]
+            seen.add(("requests", str(status), protocol))
+            seen.add(("duration", protocol))
             if error_code:
-                self._seen[(endpoint, version)].add(("errors", error_code))
+                seen.add(("errors", error_code))
         if error_code:
-            self.errors.labels(endpoint, version, error_code).inc()
+            self.errors.labels(endpoint, version, error_code, role).inc()
 
-    def observe_predict(self, endpoint: str, version: str, rows: int, seconds: float) -> None:
-        self.predict_seconds.labels(endpoint, version).observe(seconds)
-        self.rows.labels(endpoint, version).inc(rows)
-        self.batch_rows.labels(endpoint, version).observe(rows)
+    def observe_predict(self, endpoint: str, version: str, rows: int, seconds: float, role: str = "primary") -> None:
+        self.predict_seconds.labels(endpoint, version, role).observe(seconds)
+        self.rows.labels(endpoint, version, role).inc(rows)
+        self.batch_rows.labels(endpoint, version, role).observe(rows)
         with self._lock:
-            self._seen[(endpoint, version)].add(("predict",))
+            self._seen[(endpoint, version, role)].add(("predict",))
 
-    def forget(self, endpoint: str, version: str) -> None:
-        """Remove every series of ``version`` of ``endpoint``."""
+    def forget(self, endpoint: str, version: str, role: str = "primary") -> None:
+        """Remove every series of ``version`` of ``endpoint`` in ``role``."""
         with self._lock:
-            seen = self._seen.pop((endpoint, version), set())
+            seen = self._seen.pop((endpoint, version, role), set())
         for entry in seen:
             if entry[0] == "requests":
-                self.requests.remove(endpoint, version, entry[1], entry[2])
+                self.requests.remove(endpoint, version, entry[1], entry[2], role)
             elif entry[0] == "duration":
-                self.request_seconds.remove(endpoint, version, entry[1])
+                self.request_seconds.remove(endpoint, version, entry[1], role)
             elif entry[0] == "errors":
-                self.errors.remove(endpoint, version, entry[1])
+                self.errors.remove(endpoint, version, entry[1], role)
         for family in (self.predict_seconds, self.rows, self.batch_rows):
             with contextlib.suppress(KeyError):  # a version that never predicted has no series
-                family.remove(endpoint, version)
+                family.remove(endpoint, version, role)

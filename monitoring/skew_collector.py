@@ -24,10 +24,12 @@ class LiveEndpoint:
     tracker: SkewTracker | None = None
     prediction_tracker: SkewTracker | None = None
     extra_gauges: dict[str, float] = field(default_factory=dict)
+    role: str = "primary"  # primary, canary or shadow: one version may serve in two roles
 
 
 INFO_LABELS = (
     "endpoint",
+    "role",
     "model",
     "version",
     "model_uri",
@@ -52,47 +54,49 @@ class SkewCollector(Collector):
         psi = GaugeMetricFamily(
             "lockgate_feature_skew_psi",
             "PSI of live inputs vs the training baseline.",
-            labels=["endpoint", "version", "feature"],
+            labels=["endpoint", "version", "role", "feature"],
         )
         js = GaugeMetricFamily(
             "lockgate_feature_skew_js_distance",
             "Jensen-Shannon distance (base 2) vs the baseline.",
-            labels=["endpoint", "version", "feature"],
+            labels=["endpoint", "version", "role", "feature"],
         )
         oor = GaugeMetricFamily(
             "lockgate_feature_out_of_range_ratio",
             "Share of live values outside the training range.",
-            labels=["endpoint", "version", "feature"],
+            labels=["endpoint", "version", "role", "feature"],
         )
         missing = GaugeMetricFamily(
-            "lockgate_feature_missing_ratio", "Share of live values missing.", labels=["endpoint", "version", "feature"]
+            "lockgate_feature_missing_ratio",
+            "Share of live values missing.",
+            labels=["endpoint", "version", "role", "feature"],
         )
         unseen = GaugeMetricFamily(
             "lockgate_feature_unseen_category_ratio",
             "Share of live categories never seen in training.",
-            labels=["endpoint", "version", "feature"],
+            labels=["endpoint", "version", "role", "feature"],
         )
         rows = GaugeMetricFamily(
-            "lockgate_skew_window_rows", "Rows in the skew window.", labels=["endpoint", "version"]
+            "lockgate_skew_window_rows", "Rows in the skew window.", labels=["endpoint", "version", "role"]
         )
         max_psi = GaugeMetricFamily(
-            "lockgate_skew_max_psi", "Largest feature PSI of the endpoint.", labels=["endpoint", "version"]
+            "lockgate_skew_max_psi", "Largest feature PSI of the endpoint.", labels=["endpoint", "version", "role"]
         )
         pred_psi = GaugeMetricFamily(
             "lockgate_prediction_skew_psi",
             "PSI of live predictions vs predictions on a baseline sample.",
-            labels=["endpoint", "version"],
+            labels=["endpoint", "version", "role"],
         )
         pred_js = GaugeMetricFamily(
             "lockgate_prediction_skew_js_distance",
             "JS distance of live vs baseline predictions.",
-            labels=["endpoint", "version"],
+            labels=["endpoint", "version", "role"],
         )
         for live in self._live():
             info.add_metric([live.info.get(label, "") for label in INFO_LABELS], 1.0)
             if live.tracker is not None:
                 report = live.tracker.report()
-                base = [live.endpoint, live.version]
+                base = [live.endpoint, live.version, live.role]
                 rows.add_metric(base, report.rows)
                 max_psi.add_metric(base, report.max_psi)
                 for f in report.features:
@@ -105,8 +109,9 @@ class SkewCollector(Collector):
             if live.prediction_tracker is not None:
                 report = live.prediction_tracker.report()
                 if report.features:
-                    pred_psi.add_metric([live.endpoint, live.version], report.features[0].psi)
-                    pred_js.add_metric([live.endpoint, live.version], report.features[0].js_distance)
+                    base = [live.endpoint, live.version, live.role]
+                    pred_psi.add_metric(base, report.features[0].psi)
+                    pred_js.add_metric(base, report.features[0].js_distance)
         yield from (info, psi, js, oor, missing, unseen, rows, max_psi, pred_psi, pred_js)
         stats = self._cache_stats()
         for name, help_text in (

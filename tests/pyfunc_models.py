@@ -17,3 +17,27 @@ class Projection(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
 
     def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> Any:
         return np.asarray(model_input) @ PROJECTION
+
+
+class ParityLabel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    """A classifier of column ``a``: its label is ``a mod 2``. With ``flip``, it answers the other
+    label whenever ``a mod 4 == 3``: on ``a`` spread evenly over 0..3 it disagrees with the plain
+    model on exactly 25 % of the rows (what the shadow-disagreement test measures)."""
+
+    def __init__(self, flip: bool = False) -> None:
+        self.flip = flip
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        a = np.asarray(model_input["a"], dtype=np.int64)
+        labels = a % 2
+        if self.flip:
+            labels = np.where(a % 4 == 3, 1 - labels, labels)
+        return labels
+
+
+class AlwaysRaises(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    """Loads, and raises on every prediction (logged without an input example, so the
+    warm-up does not call it): a shadow that fails every copy."""
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        raise RuntimeError("this shadow fails on every request")

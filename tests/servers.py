@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,3 +257,48 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+@dataclass
+class Prometheus:
+    """A real Prometheus (Debian's package) scraping one target every second, on 127.0.0.1."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+
+    @classmethod
+    def start(cls, workdir: Path, target_url: str) -> Prometheus:
+        binary = shutil.which("prometheus")
+        assert binary, "prometheus is missing: `make test` installs Debian's prometheus package"
+        port = free_port()
+        config = workdir / "prometheus.yml"
+        target = target_url.removeprefix("http://")
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            f"scrape_configs:\n  - job_name: lockgate\n    static_configs:\n      - targets: ['{target}']\n"
+        )
+        proc = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        return cls(proc, f"http://127.0.0.1:{port}")
+
+    def query(self, promql: str, timeout: float = 90.0) -> list[dict[str, object]]:
+        """The result of an instant query, waiting until it has one (the first scrapes)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc.poll() is None, "prometheus exited"
+            assert time.monotonic() < deadline, f"prometheus never answered {promql!r}"
+            try:
+                url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    result = json.loads(answer.read()).get("data", {}).get("result", [])
+            except OSError:
+                result = []
+            if result:
+                return list(result)
+            time.sleep(1)
+
+    def stop(self) -> None:
+        stop_pid(self.proc)

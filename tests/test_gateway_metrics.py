@@ -4,9 +4,6 @@ skew measured against the endpoint's dataset commit through the whole stack."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +18,7 @@ from sklearn.ensemble import RandomForestRegressor
 
 from store import Store
 from tests.registry_helpers import AmountModel, Registry, weights
-from tests.servers import Server, free_port, start_lockgate, stop_pid
+from tests.servers import Prometheus, Server, start_lockgate
 
 
 def _families(server: Server) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -135,41 +132,15 @@ def test_real_prometheus_scrapes_the_shifted_psi(diabetes_gateway: tuple[Server,
     shifted["bmi"] = shifted["bmi"] + features["bmi"].std()
     _post_rows(server, shifted)
     expected = _psi(_families(server), "1")["bmi"]
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus is missing: `make test` installs Debian's prometheus package"
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    target = server.url.removeprefix("http://")
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        f"scrape_configs:\n  - job_name: lockgate\n    static_configs:\n      - targets: ['{target}']\n"
-    )
-    proc = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    prometheus = Prometheus.start(tmp_path, server.url)
     try:
-        query = f"http://127.0.0.1:{port}/api/v1/query"
-        deadline = time.monotonic() + 90
-        result: list[dict[str, object]] = []
-        while not result:
-            assert proc.poll() is None, "prometheus exited"
-            assert time.monotonic() < deadline, "prometheus never scraped the gateway"
-            time.sleep(1)
-            try:
-                answer = httpx.get(
-                    query, params={"query": 'lockgate_feature_skew_psi{endpoint="diabetes",feature="bmi"}'}
-                ).json()
-            except httpx.HTTPError:
-                continue
-            result = answer.get("data", {}).get("result", [])
+        result = prometheus.query('lockgate_feature_skew_psi{endpoint="diabetes",feature="bmi"}')
         value = float(result[0]["value"][1])  # type: ignore[index]
         print(f"\nPromQL lockgate_feature_skew_psi{{feature=bmi}} = {value:.4f} (gateway /metrics: {expected:.4f})")
         assert value == pytest.approx(expected, rel=1e-9)
         assert value > 0.25
     finally:
-        stop_pid(proc)
+        prometheus.stop()
 
 
 def test_unseen_categories_through_the_gateway(registry: Registry) -> None:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 # typer 0.29 vendors click; its usage errors are these classes, not click's own.
 from typer._click import exceptions as click_errors
 
-from gateway.cli import model_commands, serve_commands, store_commands
+from gateway.cli import gateway_commands, model_commands, serve_commands, store_commands
 from gateway.cli.console import err
 from gateway.errors import GatewayError
 from loader.errors import LoaderError
@@ -29,8 +29,9 @@ app.command("resolve")(model_commands.resolve)
 app.command("fetch")(model_commands.fetch)
 app.command("materialize")(model_commands.materialize)
 app.command("import")(model_commands.import_)
-for command in (serve_commands.serve, serve_commands.deploy, serve_commands.endpoints, serve_commands.undeploy,
-                serve_commands.rollback, serve_commands.lineage):  # fmt: skip
+app.command()(serve_commands.serve)
+for command in (gateway_commands.deploy, gateway_commands.promote, gateway_commands.abort, gateway_commands.endpoints,
+                gateway_commands.undeploy, gateway_commands.rollback, gateway_commands.lineage):  # fmt: skip
     app.command()(command)
 
 

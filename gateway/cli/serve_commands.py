@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import errno
 import gc
-import os
 import socket
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
-from rich.table import Table
 
-from gateway.cli.console import err, human_bytes, out, print_json, short_id
+from gateway.cli.console import err
 from gateway.errors import ConfigError
 from gateway.serving_options import OPTION_HELP, PRECISIONS
 from gateway.settings import Settings
@@ -112,7 +109,7 @@ def serve(
         "max_batch_rows": max_batch_rows,
         "max_batch_wait_ms": max_batch_wait_ms,
         "onnx_spinning": onnx_spinning,
-        "precision": _precision(precision),
+        "precision": precision_value(precision),
     }
     updates.update({k: v for k, v in given.items() if v is not None})
     settings = Settings().model_copy(update=updates)
@@ -155,146 +152,7 @@ def bind_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _precision(value: str | None) -> str | None:
+def precision_value(value: str | None) -> str | None:
     if value is not None and value not in PRECISIONS:
         raise typer.BadParameter(f"--precision must be auto or exact, not {value!r}")
     return value
-
-
-def _client(gateway: str) -> httpx.Client:
-    token = os.environ.get("LOCKGATE_ADMIN_TOKEN")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=gateway, headers=headers, timeout=600)
-
-
-def _call(gateway: str, method: str, path: str, **kwargs: Any) -> Any:
-    try:
-        with _client(gateway) as client:
-            response = client.request(method, path, **kwargs)
-    except httpx.HTTPError as exc:
-        err.print(f"[bold red]error:[/] cannot reach the gateway at {gateway}: {exc}", highlight=False)
-        raise typer.Exit(1) from exc
-    data = response.json() if response.headers.get("content-type", "").startswith("application/json") else response.text
-    if response.status_code >= 400:
-        message = data.get("message") if isinstance(data, dict) else data
-        err.print(f"[bold red]error ({response.status_code}):[/] {message}", highlight=False)
-        raise typer.Exit(1)
-    return data
-
-
-def deploy(
-    model_uri: Annotated[
-        str, typer.Argument(help="models:/NAME/Production, models:/NAME@ALIAS, ...", show_default=False)
-    ],
-    name: Annotated[str | None, typer.Option("--name", help="Endpoint name (default: the model's name).")] = None,
-    gateway: GatewayOption = DEFAULT_GATEWAY,
-    no_follow: Annotated[
-        bool, typer.Option("--no-follow", help="Pin this version; do not follow the reference.")
-    ] = False,
-    onnx: OnnxOption = None,
-    batching: BatchingOption = None,
-    max_batch_rows: BatchRowsOption = None,
-    max_batch_wait_ms: BatchWaitOption = None,
-    onnx_spinning: SpinningOption = None,
-    precision: PrecisionOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Deploy (or redeploy) a model to a running gateway: resolve, fetch, warm up, swap in.
-
-    Prints the version, its weights and dataset commits, and the bytes fetched.
-    """
-    body = {
-        "model_uri": model_uri,
-        "name": name,
-        "follow": False if no_follow else None,
-        "onnx": onnx,
-        "batching": batching,
-        "max_batch_rows": max_batch_rows,
-        "max_batch_wait_ms": max_batch_wait_ms,
-        "onnx_spinning": onnx_spinning,
-        "precision": _precision(precision),
-    }
-    data = _call(gateway, "POST", "/admin/endpoints", json=body)
-    if as_json:
-        print_json(data)
-        return
-    report = data.get("load_report") or {}
-    out.print(
-        f"[bold green]deployed[/] {data['name']}: {data['model_name'] or '-'} "
-        f"version {data['version'] or '-'} ({data['serving_path']})"
-    )
-    serving = data.get("serving") or {}
-    if serving.get("reason"):
-        out.print(f"  serving path    {serving['name']}: {serving['reason']}")
-    out.print(f"  weights commit  {data['weights_commit'] or '-'}")
-    out.print(f"  dataset commit  {data['dataset_commit'] or '- (no dataset lineage)'}")
-    out.print(f"  follows         {data['model_uri']} ({'following' if data['follow'] else 'pinned'})")
-    if report:
-        out.print(
-            f"  fetched         {human_bytes(report['bytes_fetched'])} of {human_bytes(report['bytes_total'])}"
-            f" ({human_bytes(report['bytes_reused'])} reused) in {report['total_seconds']:.2f}s"
-        )
-
-
-def endpoints(gateway: GatewayOption = DEFAULT_GATEWAY, as_json: JsonOption = False) -> None:
-    """List a gateway's endpoints with their versions and commits."""
-    data = _call(gateway, "GET", "/endpoints")
-    if as_json:
-        print_json(data)
-        return
-    table = Table("endpoint", "status", "version", "weights commit", "dataset commit", "follows")
-    for e in data["endpoints"]:
-        follows = e["model_uri"] + ("" if e["follow"] else " (pinned)")
-        commits = [short_id(e["weights_commit"]), short_id(e["dataset_commit"])]
-        table.add_row(e["name"], e["status"], str(e["version"] or "-"), *commits, follows)
-    out.print(table)
-
-
-def undeploy(
-    name: Annotated[str, typer.Argument(show_default=False)], gateway: GatewayOption = DEFAULT_GATEWAY
-) -> None:
-    """Remove an endpoint (its in-flight requests finish first)."""
-    _call(gateway, "DELETE", f"/admin/endpoints/{name}")
-    out.print(f"undeployed {name}")
-
-
-def rollback(
-    name: Annotated[str, typer.Argument(show_default=False)], gateway: GatewayOption = DEFAULT_GATEWAY
-) -> None:
-    """Return an endpoint to the version it served before (from cache: zero bytes fetched).
-    The endpoint stops following its reference until it is redeployed."""
-    data = _call(gateway, "POST", f"/admin/endpoints/{name}/rollback", json={})
-    out.print(f"[bold green]rolled back[/] {name} to version {data['version']} ({data['weights_commit']})")
-
-
-def lineage(
-    name: Annotated[str, typer.Argument(show_default=False)],
-    at: Annotated[str | None, typer.Option("--at", help="TIME: ISO 8601, unix seconds or '15m ago'.")] = None,
-    gateway: GatewayOption = DEFAULT_GATEWAY,
-    as_json: JsonOption = False,
-) -> None:
-    """Which version, weights commit and dataset commit served NAME at a time (from the ledger)."""
-    data = _call(gateway, "GET", f"/endpoints/{name}/lineage", params={"at": at} if at else None)
-    if as_json:
-        print_json(data)
-        return
-    if at:
-        event = data["serving"]
-        if event is None:
-            out.print(f"nothing served {name} at {data['at']}")
-            return
-        to = event["to"]
-        out.print(
-            f"{name} at {data['at']}: version {to['version']}  "
-            f"weights {to['weights_commit']}  dataset {to['dataset_commit']}"
-        )
-        out.print(f"  since {event['time']} ({event['action']} by {event['actor']})")
-        return
-    for event in data["events"]:
-        to = event.get("to") or {}
-        out.print(
-            f"{event['time']}  {event['action']:<9} version {to.get('version') or '-':<4} "
-            f"weights {short_id(to.get('weights_commit'))}  dataset {short_id(to.get('dataset_commit'))}  "
-            f"{event.get('error') or ''}".rstrip(),
-            highlight=False,
-        )

@@ -1,5 +1,6 @@
 """Endpoints and their lineage: ``/endpoints``, ``/endpoints/{name}``, its input example as a
-ready-to-post body, and the ledger's events or what served it at a time."""
+ready-to-post body, and the ledger's events or what served it at a time (every role, with its
+share of the traffic)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,15 @@ def endpoint_router(deployer: Deployer, guard: AccessGuard) -> APIRouter:
         if moment is None:
             events = await asyncio.to_thread(ledger.events, name)
             return JSONResponse({"endpoint": name, "events": [e.as_dict() for e in events]})
-        event = await asyncio.to_thread(ledger.serving_at, name, moment)
-        return JSONResponse({"endpoint": name, "at": moment.isoformat(), "serving": event.as_dict() if event else None})
+        policy = await asyncio.to_thread(ledger.policy_at, name, moment)
+        primary = policy.primary
+        return JSONResponse(
+            {
+                "endpoint": name,
+                "at": moment.isoformat(),
+                "serving": primary.as_dict() if primary else None,  # the primary, as before policies
+                "policy": policy.as_dict(),
+            }
+        )
 
     return router

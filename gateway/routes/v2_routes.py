@@ -31,8 +31,10 @@ from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
 from gateway.errors import AuthError, RequestTooLargeError
 from gateway.invocation import read_body
-from gateway.v2_inference import V2Prediction, infer
-from gateway.v2_models import V2LookupError, find_serving, model_metadata
+from gateway.shadow import ShadowMirror
+from gateway.traffic_policy import PRIMARY, role_headers, route_key_of
+from gateway.v2_inference import V2Prediction, infer, shadow_copy
+from gateway.v2_models import V2LookupError, find_route, find_serving, model_metadata
 from gateway.v2_tensors import V2Request, V2RequestError, output_json, read_request
 from monitoring.serving_metrics import ServingMetrics
 
@@ -56,6 +58,7 @@ def v2_router(
     *,
     max_body_bytes: int,
     timeout: float,
+    mirror: ShadowMirror | None = None,
 ) -> APIRouter:
     router = APIRouter(prefix="/v2")
 
@@ -117,12 +120,19 @@ def v2_router(
     async def model_infer(name: str, version: str | None, request: Request) -> Response:
         if (answer := refused(request)) is not None:
             return answer
-        found = serving(name, version)
-        if isinstance(found, Response):
-            return found
-        deployment = found
+        try:
+            deployment, role = find_route(deployer, name, version, route_key_of(request.headers))
+        except V2LookupError as exc:
+            return v2_error(exc.status, str(exc))
         started = time.perf_counter()
         label = deployment.version_label
+        headers = role_headers(deployment, role)
+
+        def failed(status: int, code: str, message: str, with_lineage: bool = True) -> Response:
+            metrics.observe_request(name, label, status, time.perf_counter() - started, code, protocol="v2-rest",
+                                    role=role)  # fmt: skip
+            return v2_error(status, message, headers if with_lineage else None)
+
         deployment.inflight += 1
         metrics.inflight.labels(name).inc()
         try:
@@ -133,26 +143,21 @@ def v2_router(
                 async with asyncio.timeout(timeout):
                     prediction = await infer(deployment, v2_request)
             except V2RequestError as exc:
-                metrics.observe_request(
-                    name, label, 400, time.perf_counter() - started, "INVALID_V2_REQUEST", protocol="v2-rest"
-                )
-                return v2_error(400, str(exc), deployment.headers())
+                return failed(400, "INVALID_V2_REQUEST", str(exc))
             except RequestTooLargeError as exc:
-                metrics.observe_request(
-                    name, label, 413, time.perf_counter() - started, exc.error_code, protocol="v2-rest"
-                )
-                return v2_error(413, str(exc), deployment.headers())
+                return failed(413, exc.error_code, str(exc))
             except TimeoutError:
-                metrics.observe_request(
-                    name, label, 504, time.perf_counter() - started, "REQUEST_TIMEOUT", protocol="v2-rest"
-                )
-                return v2_error(504, f"inference exceeded the {timeout:g}-second limit (LOCKGATE_REQUEST_TIMEOUT)")
+                message = f"inference exceeded the {timeout:g}-second limit (LOCKGATE_REQUEST_TIMEOUT)"
+                return failed(504, "REQUEST_TIMEOUT", message, with_lineage=False)
         finally:
             deployment.inflight -= 1
             metrics.inflight.labels(name).dec()
-        metrics.observe_predict(name, label, prediction.rows, prediction.predict_seconds)
-        response = _encode(name, deployment, v2_request.request_id, binary, prediction)
-        metrics.observe_request(name, label, 200, time.perf_counter() - started, None, protocol="v2-rest")
+        metrics.observe_predict(name, label, prediction.rows, prediction.predict_seconds, role)
+        response = _encode(name, deployment, v2_request.request_id, binary, prediction, headers=headers)
+        metrics.observe_request(name, label, 200, time.perf_counter() - started, None, protocol="v2-rest", role=role)
+        endpoint = deployer.endpoints.get(name)
+        if mirror is not None and role == PRIMARY and endpoint is not None and endpoint.shadow is not None:
+            mirror.offer(name, shadow_copy(v2_request, prediction))
         return response
 
     @router.get("/models/{name}")
@@ -183,7 +188,13 @@ def _binary_outputs(request: V2Request) -> Callable[[str], bool]:
 
 
 def _encode(
-    name: str, deployment: Deployment, request_id: str | None, binary: Callable[[str], bool], prediction: V2Prediction
+    name: str,
+    deployment: Deployment,
+    request_id: str | None,
+    binary: Callable[[str], bool],
+    prediction: V2Prediction,
+    *,
+    headers: dict[str, str],
 ) -> Response:
     entries, pieces = [], []
     for output, values in prediction.outputs.items():
@@ -200,7 +211,6 @@ def _encode(
         body["id"] = request_id
     raw = b"".join(pieces)
     header = orjson.dumps(body)
-    headers = deployment.headers()
     if not raw:
         return Response(header, media_type="application/json", headers=headers)
     headers[HEADER_LENGTH] = str(len(header))
