@@ -1,6 +1,6 @@
 """``make loadtest``: start the demo gateway, run the locust scenarios headless, stop everything.
 
-    .venv/bin/python loadtests/run.py [--duration 60s] [--users 16] [--scenarios predictions,swap,follow]
+    .venv/bin/python loadtests/run.py [--duration 60s] [--users 16] [--scenarios predictions,swap,follow,canary]
 
 1. Runs the demo (``examples/diabetes_demo.py``) into a fresh directory: a sqlite registry and
    a local store with versions 1 and 2 of ``diabetes``, alias ``champion`` on version 2.
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from tests.servers import free_port, stop_group  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
-SCENARIOS = ("predictions", "swap", "follow")
+SCENARIOS = ("predictions", "swap", "follow", "canary")
 
 
 def prepare_demo(work: Path, env: dict[str, str]) -> None:

@@ -19,7 +19,9 @@ EXPORTED = {
     "lockgate_feature_skew_js_distance", "lockgate_feature_out_of_range_ratio", "lockgate_feature_missing_ratio",
     "lockgate_feature_unseen_category_ratio", "lockgate_skew_window_rows", "lockgate_skew_max_psi",
     "lockgate_prediction_skew_psi", "lockgate_prediction_skew_js_distance", "lockgate_cache_used_bytes",
-    "lockgate_cache_limit_bytes", "lockgate_cache_versions",
+    "lockgate_cache_limit_bytes", "lockgate_cache_versions", "lockgate_shadow_requests_total",
+    "lockgate_shadow_dropped_total", "lockgate_shadow_compared_rows_total", "lockgate_shadow_disagreeing_rows_total",
+    "lockgate_shadow_disagreement_ratio", "lockgate_shadow_relative_difference_bucket", "lockgate_shadow_queue_depth",
 }  # fmt: skip
 
 
@@ -32,7 +34,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_accepts_the_rules() -> None:
     result = promtool("check", "rules", "alerts.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 4 rules found" in result.stdout
+    assert "SUCCESS: 6 rules found" in result.stdout
 
 
 def test_skew_alert_fires_on_shifted_data_and_not_under_1000_rows() -> None:
@@ -61,5 +63,5 @@ def test_alerts_and_dashboard_query_only_exported_metrics() -> None:
     assert used, "the dashboard queries something"
     assert used <= EXPORTED, f"unknown metrics: {sorted(used - EXPORTED)}"
     titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
-    for topic in ("endpoints", "latency", "error", "psi", "deploys"):
+    for topic in ("endpoints", "latency", "error", "psi", "deploys", "role", "shadow disagreement"):
         assert topic in titles

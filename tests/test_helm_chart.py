@@ -43,7 +43,12 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "adminToken": {"secretName": "lockgate-admin"},
         "apiTokens": {"secretName": "lockgate-api"},
         "endpoints": [
-            {"name": "fraud", "modelUri": "models:/fraud@champion"},
+            {
+                "name": "fraud",
+                "modelUri": "models:/fraud@champion",
+                "canary": {"modelUri": "models:/fraud@challenger", "percent": 12.5},
+                "shadow": {"modelUri": "models:/fraud/9"},
+            },
             {"name": "churn", "modelUri": "models:/churn/3", "follow": False, "onnx": False},
         ],
         "cache": {"persistentVolumeClaim": {"enabled": True, "size": "50Gi", "storageClassName": "fast"}},
@@ -181,6 +186,7 @@ def test_secrets_are_references_only() -> None:
 
 def test_endpoints_configmap_is_what_lockgate_serve_reads(tmp_path: Path) -> None:
     from gateway.config_file import read_config
+    from gateway.traffic_policy import CanarySpec, ShadowSpec
 
     objects = render(VALUE_SETS["s3 and external mlflow"])
     configmap = next(o for o in objects if o["kind"] == "ConfigMap" and "endpoints.yaml" in o["data"])
@@ -192,6 +198,9 @@ def test_endpoints_configmap_is_what_lockgate_serve_reads(tmp_path: Path) -> Non
         ("churn", "models:/churn/3", False),
     ]
     assert specs[1].options is not None and specs[1].options.onnx is False
+    assert specs[0].canary == CanarySpec("models:/fraud@challenger", 12.5)
+    assert specs[0].shadow == ShadowSpec("models:/fraud/9")
+    assert specs[1].canary is None and specs[1].shadow is None
 
 
 def test_prometheus_rule_carries_the_shipped_alerts() -> None:
@@ -213,6 +222,15 @@ def test_prometheus_rule_carries_the_shipped_alerts() -> None:
         ({"serving": {"maxBatchRows": "many"}}, "maxBatchRows"),
         ({"serving": {"batching": "sometimes"}}, "batching"),
         ({"endpoints": [{"name": "x", "modelUri": "s3://not-a-model-uri"}]}, "modelUri"),
+        (
+            {
+                "endpoints": [
+                    {"name": "x", "modelUri": "models:/x/1", "canary": {"modelUri": "models:/x/2", "percent": 150}}
+                ]
+            },
+            "percent",
+        ),
+        ({"endpoints": [{"name": "x", "modelUri": "models:/x/1", "shadow": {"uri": "models:/x/2"}}]}, "uri"),
         ({"endpoints": [{"name": "x", "model_uri": "models:/x/1"}]}, "model_uri"),
         ({"cache": {"sizeLimit": "ten gigs"}}, "sizeLimit"),
         ({"store": {"s3": {"accessKey": "AKIA..."}}}, "accessKey"),

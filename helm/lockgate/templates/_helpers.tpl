@@ -42,5 +42,14 @@ endpoints:
     {{- if hasKey . "onnx" }}
     onnx: {{ .onnx }}
     {{- end }}
+    {{- with .canary }}
+    canary:
+      model_uri: {{ .modelUri | quote }}
+      percent: {{ .percent }}
+    {{- end }}
+    {{- with .shadow }}
+    shadow:
+      model_uri: {{ .modelUri | quote }}
+    {{- end }}
 {{- end }}
 {{- end -}}

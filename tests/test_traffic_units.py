@@ -1,0 +1,123 @@
+"""The pure parts of traffic policies: the route-key hash, the shadow comparison, the policy a
+ledger names at a moment, and the policy fields of the config file and the admin API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gateway.config_file import read_config
+from gateway.errors import ConfigError, InvalidPolicyError
+from gateway.ledger import Ledger, LedgerEvent, VersionRef
+from gateway.routes.admin_routes import DeployRequest
+from gateway.traffic_policy import KEEP, CanarySpec, ShadowSpec, route_point
+from monitoring.errors import ShadowMismatchError
+from monitoring.shadow_comparison import compare
+from store import Store
+
+
+def test_route_points_are_stable_uniform_and_per_endpoint() -> None:
+    keys = [f"customer-{i}" for i in range(20_000)]
+    points = np.array([route_point("fraud", k) for k in keys])
+    assert ((points >= 0) & (points < 100)).all()
+    assert [route_point("fraud", k) for k in keys[:50]] == points[:50].tolist()  # stable
+    for percent in (1, 10, 50, 90):
+        assert abs((points < percent).mean() * 100 - percent) < 1.0
+    other = np.array([route_point("churn", k) for k in keys])
+    # Independent per endpoint: the 10 % of one is not the 10 % of the other.
+    overlap = ((points < 10) & (other < 10)).mean()
+    assert overlap == pytest.approx(0.01, abs=0.004)
+
+
+def test_compare_labels_values_and_shapes() -> None:
+    labels = compare(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]))
+    assert labels.labels and labels.rows == 4 and labels.disagreeing_rows == 1
+    strings = compare(["cat", "dog"], ["cat", "cow"])
+    assert strings.labels and strings.disagreeing_rows == 1
+    values = compare(np.array([1.0, 2.0, 0.0, np.nan]), np.array([1.0, 2.2, 0.0, np.nan]))
+    assert not values.labels
+    assert values.relative_differences.tolist() == pytest.approx([0.0, 0.1, 0.0, 0.0])
+    one_nan = compare(np.array([1.0]), np.array([np.nan]))
+    assert one_nan.relative_differences.tolist() == [np.inf]
+    # Float labels of a classifier: told, not guessed.
+    forced = compare(np.array([0.0, 1.0]), np.array([1.0, 1.0]), labels=True)
+    assert forced.labels and forced.disagreeing_rows == 1
+    rows = compare(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 2.0], [3.0, 8.0]]))
+    assert rows.relative_differences.tolist() == [0.0, 1.0]
+    with pytest.raises(ShadowMismatchError, match="shape"):
+        compare(np.zeros(3), np.zeros(4))
+
+
+def _ref(version: str) -> VersionRef:
+    return VersionRef(version, f"w{version}", f"d{version}", None, f"models:/m/{version}")
+
+
+def test_policy_at_folds_roles_promote_and_abort(tmp_path: Path) -> None:
+    store = Store.open(str(tmp_path / "store"), create=True)
+    ledger = Ledger(lambda: store)
+    marks: list[datetime] = []
+
+    def step(action: str, to: VersionRef | None, role: str = "primary", percent: float | None = None) -> None:
+        ledger.record("fraud", action, "test", to, None, role=role, percent=percent)
+        marks.append(datetime.now(UTC) + timedelta(microseconds=1))
+
+    step("deploy", _ref("1"))
+    step("deploy", _ref("2"), "canary", 10)
+    step("deploy", _ref("3"), "shadow")
+    step("update", _ref("2"), "canary", 25)
+    step("promote", _ref("2"))
+    step("abort", None, "shadow")
+    policies = [ledger.policy_at("fraud", moment) for moment in marks]
+    assert [p.primary.to.version if p.primary and p.primary.to else None for p in policies] == [
+        "1", "1", "1", "1", "2", "2"]  # fmt: skip
+    assert [p.canary.percent if p.canary else None for p in policies] == [None, 10, 10, 25, None, None]
+    assert [bool(p.shadow) for p in policies] == [False, False, True, True, True, False]
+    shares = policies[3].as_dict()
+    assert shares["primary"]["share"] == 75.0 and shares["canary"]["share"] == 25.0 and shares["shadow"]["share"] == 0
+    assert policies[4].as_dict()["primary"]["share"] == 100.0
+    assert ledger.serving_at("fraud", marks[4]).action == "promote"  # type: ignore[union-attr]
+    # Events written before traffic policies have no role: they are the primary's.
+    old = LedgerEvent.from_dict({"endpoint": "x", "action": "deploy", "actor": "a", "time": "t", "to": None})
+    assert old.role == "primary" and old.percent is None
+
+
+def test_config_file_policy_fields(tmp_path: Path) -> None:
+    path = tmp_path / "endpoints.yaml"
+    path.write_text(
+        "endpoints:\n  - name: fraud\n    model_uri: models:/fraud@champion\n"
+        "    canary: {model_uri: models:/fraud@challenger, percent: 2.5}\n"
+        "    shadow: {model_uri: models:/fraud/9}\n"
+        "  - model_uri: models:/churn/1\n    canary: {model_uri: models:/churn/2, percent: 0}\n"
+    )
+    fraud, churn = read_config(path)
+    assert fraud.canary == CanarySpec("models:/fraud@challenger", 2.5) and fraud.shadow == ShadowSpec("models:/fraud/9")
+    assert churn.canary is None  # percent 0: no canary
+    for bad, named in (
+        ("canary: {model_uri: models:/x/2, percent: 101}", "percent must be a number from 0 to 100"),
+        ("canary: {model_uri: models:/x/2}", "needs exactly 'model_uri' and 'percent'"),
+        ("canary: {model_uri: models:/x/2, percent: lots}", "endpoints[0]"),
+        ("shadow: models:/x/2", "shadow needs exactly 'model_uri'"),
+    ):
+        path.write_text(f"endpoints:\n  - model_uri: models:/x/1\n    {bad}\n")
+        with pytest.raises(ConfigError, match=named.replace("[", r"\[")):
+            read_config(path)
+
+
+def test_admin_policy_fields_keep_set_and_drop() -> None:
+    def policy(body: dict[str, object], current: str | None = None) -> tuple[object, object]:
+        return DeployRequest.model_validate({"name": "fraud", **body}).policy(current)
+
+    assert policy({}) == (KEEP, KEEP)
+    assert policy({"canary": {"model_uri": "models:/f/2", "percent": 5}}) == (CanarySpec("models:/f/2", 5), KEEP)
+    assert policy({"canary": {"percent": 30}}, current="models:/f@c") == (CanarySpec("models:/f@c", 30), KEEP)
+    assert policy({"canary": {"percent": 0}}) == (None, None)  # an abort
+    assert policy({"canary": None, "shadow": {"model_uri": "models:/f/3"}}) == (None, ShadowSpec("models:/f/3"))
+    assert policy({"shadow": None}) == (KEEP, None)
+    with pytest.raises(InvalidPolicyError, match=r"canary\.model_uri is required"):
+        policy({"canary": {"percent": 5}})
+    for percent in (-1, 100.5, float("nan")):
+        with pytest.raises(ValueError, match="percent"):
+            policy({"canary": {"model_uri": "models:/f/2", "percent": percent}})
