@@ -29,13 +29,14 @@ def test_loadtest_smoke_passes_with_zero_failures(tmp_path: Path, demo_dir: Path
     output = result.stdout + result.stderr
     print(output[-4000:])
     assert result.returncode == 0, output[-4000:]
-    for scenario in ("predictions", "swap", "follow"):
+    for scenario in ("predictions", "swap", "follow", "canary"):
         with (tmp_path / f"{scenario}_stats.csv").open() as handle:
             total = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
         assert int(total["Request Count"]) > 50, scenario
         assert int(total["Failure Count"]) == 0, scenario
         assert (tmp_path / f"{scenario}.html").stat().st_size > 1000
     assert "swap scenario:" in output and "follow scenario:" in output
+    assert "canary scenario:" in output and "each on one version" in output
 
 
 @pytest.mark.slow
