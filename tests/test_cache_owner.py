@@ -22,7 +22,7 @@ from loader.parent_watch import PARENT_PID_ENV
 from loader.registry import Resolver
 from loader.store_config import open_configured_store
 from store import Store
-from tests.registry_helpers import Registry, weights
+from tests.registry_helpers import PIP_REQUIREMENTS, Registry, weights
 from tests.servers import start_lockgate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,13 @@ def test_derived_artifacts_live_and_die_with_their_version(registry: Registry) -
     with mlflow.start_run():
         mlflow.log_input(mlflow.data.from_pandas(frame, source="lockgate://datasets@main/t.csv"), context="training")
         model = LinearRegression().fit(frame, frame.sum(axis=1))
-        mlflow.sklearn.log_model(model, name="model", registered_model_name="owned", input_example=frame.head(3))
+        mlflow.sklearn.log_model(
+            model,
+            name="model",
+            pip_requirements=PIP_REQUIREMENTS,
+            registered_model_name="owned",
+            input_example=frame.head(3),
+        )
     cache_dir = registry.workdir / "cache"
     server = start_lockgate(registry.workdir, registry.gateway_env(), "models:/owned/1", ready_path="/ready")
     try:

@@ -23,7 +23,7 @@ from sklearn.datasets import load_diabetes, load_iris
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from tests.registry_helpers import registry_at
+from tests.registry_helpers import PIP_REQUIREMENTS, registry_at
 from tests.servers import Server, start_lockgate, start_mlflow_models_serves, stop_group, wait_for_servers
 
 pytestmark = pytest.mark.slow
@@ -59,8 +59,14 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
             ("iris", classifier, IRIS.data), ("forest", regressor, DIABETES.data), ("linear", linear, DIABETES.data)
         ):  # fmt: skip
             with mlflow.start_run():
-                mlflow.sklearn.log_model(model, name="model", registered_model_name=name, input_example=frame.head(5),
-                                         serialization_format="cloudpickle")  # fmt: skip
+                mlflow.sklearn.log_model(
+                    model,
+                    name="model",
+                    pip_requirements=PIP_REQUIREMENTS,
+                    registered_model_name=name,
+                    input_example=frame.head(5),
+                    serialization_format="cloudpickle",
+                )
     store_root, tracking = registry.store_root, registry.tracking_uri
     env = {"MLFLOW_TRACKING_URI": tracking, "LOCKGATE_STORE": str(store_root), "LOCKGATE_CACHE_DIR": str(workdir / "c")}
     started: list[Server] = []

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.registry_helpers import BrokenModel, Registry, weights
+from tests.registry_helpers import PIP_REQUIREMENTS, BrokenModel, Registry, weights
 from tests.servers import Server, start_lockgate
 
 PAYLOAD = json.dumps({"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1.0, 1.0, 1.0]]}}).encode()
@@ -194,9 +194,12 @@ def test_follow_moves_with_the_alias_and_survives_a_broken_version(registry: Reg
         mlflow.set_experiment(experiment_id=registry.experiment())
         with mlflow.start_run():
             mlflow.pyfunc.log_model(
-                name="model", python_model=BrokenModel(), registered_model_name="follow",
+                name="model",
+                pip_requirements=PIP_REQUIREMENTS,
+                python_model=BrokenModel(),
+                registered_model_name="follow",
                 input_example=pd.DataFrame(np.ones((1, 3)), columns=["a", "b", "c"]),
-            )  # fmt: skip
+            )
         client.set_registered_model_alias("follow", "champion", "3")
         deadline = time.monotonic() + 60
         while True:

@@ -17,7 +17,7 @@ from sklearn.datasets import load_diabetes
 from sklearn.ensemble import RandomForestRegressor
 
 from store import Store
-from tests.registry_helpers import AmountModel, Registry, weights
+from tests.registry_helpers import PIP_REQUIREMENTS, AmountModel, Registry, weights
 from tests.servers import Prometheus, Server, start_lockgate
 
 
@@ -42,8 +42,14 @@ def diabetes_gateway(registry: Registry) -> Iterator[tuple[Server, pd.DataFrame]
         with mlflow.start_run():
             mlflow.log_input(dataset, context="training")
             model = RandomForestRegressor(n_estimators=trees, random_state=0).fit(features, frame["target"])
-            mlflow.sklearn.log_model(model, name="model", registered_model_name="diabetes",
-                                     input_example=features.head(3), serialization_format="cloudpickle")  # fmt: skip
+            mlflow.sklearn.log_model(
+                model,
+                name="model",
+                pip_requirements=PIP_REQUIREMENTS,
+                registered_model_name="diabetes",
+                input_example=features.head(3),
+                serialization_format="cloudpickle",
+            )
     env = registry.gateway_env()
     server = start_lockgate(registry.workdir, env, "models:/diabetes/1", ready_path="/ready")
     try:
@@ -156,7 +162,7 @@ def test_unseen_categories_through_the_gateway(registry: Registry) -> None:
     with mlflow.start_run():
         mlflow.log_input(dataset, context="training")
         mlflow.pyfunc.log_model(
-            name="model", python_model=AmountModel(), registered_model_name="tx",
+            name="model", pip_requirements=PIP_REQUIREMENTS, python_model=AmountModel(), registered_model_name="tx",
             input_example=frame[["city", "amount"]].head(3),
         )  # fmt: skip
     env = registry.gateway_env()

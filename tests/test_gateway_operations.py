@@ -17,7 +17,7 @@ import pytest
 
 from gateway.config_file import read_config
 from gateway.errors import ConfigError
-from tests.registry_helpers import Registry, SlowModel, weights
+from tests.registry_helpers import PIP_REQUIREMENTS, Registry, SlowModel, weights
 from tests.servers import env_with, free_port, reset_mlflow_uris, start_lockgate, stop_pid, wait_http
 
 PAYLOAD = json.dumps({"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1.0, 1.0, 1.0]]}}).encode()
@@ -72,7 +72,7 @@ def test_request_timeout_is_504(registry: Registry) -> None:
     mlflow.set_experiment(experiment_id=registry.experiment())
     with mlflow.start_run():
         mlflow.pyfunc.log_model(
-            name="model", python_model=SlowModel(), registered_model_name="slow",
+            name="model", pip_requirements=PIP_REQUIREMENTS, python_model=SlowModel(), registered_model_name="slow",
             input_example=pd.DataFrame({"sleep": [0.0]}),
         )  # fmt: skip
     env = registry.gateway_env(LOCKGATE_REQUEST_TIMEOUT="1")

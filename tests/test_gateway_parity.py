@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
 
-from tests.registry_helpers import Registry
+from tests.registry_helpers import PIP_REQUIREMENTS, Registry
 from tests.servers import (
     Server,
     reset_mlflow_uris,
@@ -101,7 +101,11 @@ def both_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dic
         )
         with mlflow.start_run():
             mlflow.sklearn.log_model(
-                LinearRegression().fit(X, y), name="model", registered_model_name="parity", input_example=X.head(2)
+                LinearRegression().fit(X, y),
+                name="model",
+                pip_requirements=PIP_REQUIREMENTS,
+                registered_model_name="parity",
+                input_example=X.head(2),
             )
     finally:
         reset_mlflow_uris()

@@ -31,7 +31,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from tests.registry_helpers import registry_at
+from tests.registry_helpers import PIP_REQUIREMENTS, registry_at
 from tests.servers import Server, start_lockgate, start_mlflow_models_serves, stop_group, wait_for_servers
 
 pytestmark = pytest.mark.slow
@@ -93,12 +93,24 @@ def typed_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         mlflow.set_experiment(experiment_id=mlflow.create_experiment("t", artifact_location="lockgate://models@main/t"))
         for name, model, frame in (("fraud", pipeline, fraud), ("flags", linear, flags)):
             with mlflow.start_run():
-                mlflow.sklearn.log_model(model, name="model", registered_model_name=name, input_example=frame.head(3),
-                                         serialization_format="cloudpickle")  # fmt: skip
+                mlflow.sklearn.log_model(
+                    model,
+                    name="model",
+                    pip_requirements=PIP_REQUIREMENTS,
+                    registered_model_name=name,
+                    input_example=frame.head(3),
+                    serialization_format="cloudpickle",
+                )
         with mlflow.start_run():
             signature = infer_signature(scaled_example, np.array([1.0]), params={"factor": 1.0})
-            mlflow.pyfunc.log_model(name="model", python_model=Scaled(), registered_model_name="scaled",
-                                    signature=signature, input_example=(scaled_example, {"factor": 2.0}))  # fmt: skip
+            mlflow.pyfunc.log_model(
+                name="model",
+                pip_requirements=PIP_REQUIREMENTS,
+                python_model=Scaled(),
+                registered_model_name="scaled",
+                signature=signature,
+                input_example=(scaled_example, {"factor": 2.0}),
+            )
     store_root, tracking = registry.store_root, registry.tracking_uri
     env = {"MLFLOW_TRACKING_URI": tracking, "LOCKGATE_STORE": str(store_root), "LOCKGATE_CACHE_DIR": str(workdir / "c")}
     references: dict[str, Server] = {}

@@ -19,7 +19,7 @@ from loader.model_loader import ModelLoader
 from loader.registry import Resolver
 from loader.store_config import open_configured_store
 from store import Store, parse_uri
-from tests.registry_helpers import BrokenModel, Registry, weights
+from tests.registry_helpers import PIP_REQUIREMENTS, BrokenModel, Registry, weights
 from tests.servers import free_port
 
 
@@ -44,7 +44,7 @@ def test_sklearn_both_serializations(registry: Registry, tmp_path: Path, seriali
     with mlflow.start_run():
         kwargs = {"skops_trusted_types": ["sklearn.tree._tree.Tree"]} if serialization == "skops" else {}
         mlflow.sklearn.log_model(
-            model, name="model", registered_model_name="rf", input_example=X.head(3),
+            model, name="model", pip_requirements=PIP_REQUIREMENTS, registered_model_name="rf", input_example=X.head(3),
             serialization_format=serialization, **kwargs,
         )  # fmt: skip
     servable = make_loader(registry, tmp_path).resolve_and_load("models:/rf/1")
@@ -62,7 +62,11 @@ def test_onnx_flavor(registry: Registry, tmp_path: Path) -> None:
     mlflow.set_experiment(experiment_id=registry.experiment())
     with mlflow.start_run():
         mlflow.onnx.log_model(
-            onx, name="model", registered_model_name="iris-onnx", input_example=X.head(2).to_numpy(dtype=np.float32)
+            onx,
+            name="model",
+            pip_requirements=PIP_REQUIREMENTS,
+            registered_model_name="iris-onnx",
+            input_example=X.head(2).to_numpy(dtype=np.float32),
         )
     servable = make_loader(registry, tmp_path).resolve_and_load("models:/iris-onnx/1")
     assert servable.model.flavor == "onnx"
@@ -84,7 +88,7 @@ def test_model_that_fails_its_own_example_is_refused(registry: Registry, tmp_pat
     mlflow.set_experiment(experiment_id=registry.experiment())
     with mlflow.start_run():
         mlflow.pyfunc.log_model(
-            name="model", python_model=BrokenModel(), registered_model_name="broken",
+            name="model", pip_requirements=PIP_REQUIREMENTS, python_model=BrokenModel(), registered_model_name="broken",
             input_example=pd.DataFrame({"a": [1.0]}),
         )  # fmt: skip
     with pytest.raises(ModelLoadError, match=r"fails to predict on its own input example.*always fails"):
@@ -125,7 +129,13 @@ def test_model_outside_the_store_is_served_then_imported(registry: Registry, tmp
     plain = registry.experiment("plain", location=(tmp_path / "mlartifacts").as_uri())
     mlflow.set_experiment(experiment_id=plain)
     with mlflow.start_run():
-        mlflow.sklearn.log_model(model, name="model", registered_model_name="outside", input_example=X.head(2))
+        mlflow.sklearn.log_model(
+            model,
+            name="model",
+            pip_requirements=PIP_REQUIREMENTS,
+            registered_model_name="outside",
+            input_example=X.head(2),
+        )
     loader = make_loader(registry, tmp_path)
     before = loader.resolve_and_load("models:/outside/1")
     assert not before.resolved.weights.in_store

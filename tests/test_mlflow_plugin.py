@@ -13,6 +13,7 @@ from sklearn.ensemble import RandomForestRegressor
 
 from loader.artifact_repository import COMMIT_TAG, LockgateArtifactRepository
 from store import Store
+from tests.registry_helpers import PIP_REQUIREMENTS
 from tests.servers import reset_mlflow_uris
 
 
@@ -37,6 +38,7 @@ def test_log_model_lands_in_store_and_loads_from_registry(mlflow_env: Path) -> N
         info = mlflow.sklearn.log_model(
             model,
             name="model",
+            pip_requirements=PIP_REQUIREMENTS,
             registered_model_name="m",
             input_example=X[:3],
             skops_trusted_types=["sklearn.tree._tree.Tree"],
@@ -60,6 +62,7 @@ def test_log_model_lands_in_store_and_loads_from_registry(mlflow_env: Path) -> N
         mlflow.sklearn.log_model(
             RandomForestRegressor(n_estimators=3).fit(X, y),
             name="model",
+            pip_requirements=PIP_REQUIREMENTS,
             registered_model_name="m",
             skops_trusted_types=["sklearn.tree._tree.Tree"],
         )

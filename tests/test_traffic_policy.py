@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 
 from tests.load_clients import Answer, hammer, in_background
 from tests.pyfunc_models import AlwaysRaises, ParityLabel
-from tests.registry_helpers import Registry, registry_at
+from tests.registry_helpers import PIP_REQUIREMENTS, Registry, registry_at
 from tests.servers import Prometheus, Server, start_lockgate
 
 LOCKGATE = str(Path(sys.executable).with_name("lockgate"))
@@ -61,14 +61,23 @@ def _log_classifier(name: str, seed: int) -> None:
     labels = (frame["x0"] + rng.standard_normal(200) > 0).astype(int)
     with mlflow.start_run():
         mlflow.sklearn.log_model(
-            LogisticRegression().fit(frame, labels), name="model", registered_model_name=name,
+            LogisticRegression().fit(frame, labels),
+            name="model",
+            pip_requirements=PIP_REQUIREMENTS,
+            registered_model_name=name,
             input_example=frame.head(3),
-        )  # fmt: skip
+        )
 
 
 def _log_pyfunc(name: str, model: mlflow.pyfunc.PythonModel, example: pd.DataFrame | None) -> None:
     with mlflow.start_run():
-        mlflow.pyfunc.log_model(name="model", python_model=model, registered_model_name=name, input_example=example)
+        mlflow.pyfunc.log_model(
+            name="model",
+            pip_requirements=PIP_REQUIREMENTS,
+            python_model=model,
+            registered_model_name=name,
+            input_example=example,
+        )
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from tritonclient.utils import InferenceServerException
 
 from tests.pyfunc_models import PROJECTION, Projection
-from tests.registry_helpers import registry_at
+from tests.registry_helpers import PIP_REQUIREMENTS, registry_at
 from tests.servers import Server, free_port, start_lockgate
 from tests.test_gateway_parity_typed import Scaled, fraud_frame, fraud_model, settle
 
@@ -46,17 +46,35 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         iris_again = LogisticRegression(max_iter=1000, C=0.5).fit(IRIS_X, IRIS.target)
         for name, model, frame in (("iris", iris, IRIS_X), ("fraud", pipeline, fraud), ("iris", iris_again, IRIS_X)):
             with mlflow.start_run():
-                mlflow.sklearn.log_model(model, name="model", registered_model_name=name, input_example=frame.head(3),
-                                         serialization_format="cloudpickle")  # fmt: skip
+                mlflow.sklearn.log_model(
+                    model,
+                    name="model",
+                    pip_requirements=PIP_REQUIREMENTS,
+                    registered_model_name=name,
+                    input_example=frame.head(3),
+                    serialization_format="cloudpickle",
+                )
         with mlflow.start_run():
             signature = infer_signature(scaled_example, np.array([1.0]), params={"factor": 1.0})
-            mlflow.pyfunc.log_model(name="model", python_model=Scaled(), registered_model_name="scaled",
-                                    signature=signature, input_example=(scaled_example, {"factor": 2.0}))  # fmt: skip
+            mlflow.pyfunc.log_model(
+                name="model",
+                pip_requirements=PIP_REQUIREMENTS,
+                python_model=Scaled(),
+                registered_model_name="scaled",
+                signature=signature,
+                input_example=(scaled_example, {"factor": 2.0}),
+            )
         with mlflow.start_run():
             tensors = ModelSignature(inputs=Schema([TensorSpec(np.dtype("float64"), (-1, 4))]),
                                      outputs=Schema([TensorSpec(np.dtype("float64"), (-1, 2))]))  # fmt: skip
-            mlflow.pyfunc.log_model(name="model", python_model=Projection(), registered_model_name="tensor",
-                                    signature=tensors, input_example=np.ones((2, 4)))  # fmt: skip
+            mlflow.pyfunc.log_model(
+                name="model",
+                pip_requirements=PIP_REQUIREMENTS,
+                python_model=Projection(),
+                registered_model_name="tensor",
+                signature=tensors,
+                input_example=np.ones((2, 4)),
+            )
     env = {"MLFLOW_TRACKING_URI": registry.tracking_uri, "LOCKGATE_STORE": str(registry.store_root),
            "LOCKGATE_CACHE_DIR": str(workdir / "c")}  # fmt: skip
     grpc_port = free_port()
