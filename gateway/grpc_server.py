@@ -184,7 +184,7 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
                                       role=role)  # fmt: skip
         endpoint = self._deployer.endpoints.get(name)
         if self._mirror is not None and role == PRIMARY and endpoint is not None and endpoint.shadow is not None:
-            self._mirror.offer(name, shadow_copy(v2_request, prediction))
+            self._mirror.offer(name, shadow_copy(v2_request, prediction, request.ByteSize()))
         return response
 
     def _ready(self) -> bool:

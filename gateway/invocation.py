@@ -122,7 +122,7 @@ class Invoker:
         async def run(shadow: Deployment) -> Any:
             return await self._answer(shadow, body, content_type)
 
-        self._mirror.offer(name, ShadowCopy(run, primary))
+        self._mirror.offer(name, ShadowCopy(run, primary, len(body)))
 
     async def _answer(self, deployment: Deployment, body: bytes, content_type: str | None) -> Any:
         """A copied request's predictions on ``deployment`` (a shadow), through the same two paths."""

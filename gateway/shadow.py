@@ -1,8 +1,8 @@
 """Shadow traffic: a copy of each answered primary request goes to the endpoint's shadow, off
 the request path, and the two answers are compared.
 
-The request path only offers a copy (``offer``: a non-blocking put on a bounded queue, one per
-endpoint); when the queue is full the copy is dropped and counted. One worker task per endpoint
+The request path only offers a copy (``offer``: a non-blocking put on a queue bounded in copies
+and in bytes, one per endpoint); when the queue is full the copy is dropped and counted. One worker task per endpoint
 runs the copies against whatever deployment is the shadow *when the copy is taken* (so a shadow
 that moves, or is dropped, never gets a stale copy), compares its answer with the primary's
 (``monitoring.shadow_comparison``) and exports the result (``monitoring.shadow_metrics``). A
@@ -36,17 +36,28 @@ class ShadowCopy:
 
     run: Callable[[Deployment], Awaitable[Any]]
     primary: Callable[[], Any]
+    size: int = 0  # the request's bytes: what the copy holds while it waits
 
 
 class ShadowMirror:
     def __init__(
-        self, shadow_of: Callable[[str], Deployment | None], metrics: ShadowMetrics, *, queue_size: int, timeout: float
+        self,
+        shadow_of: Callable[[str], Deployment | None],
+        metrics: ShadowMetrics,
+        *,
+        queue_size: int,
+        timeout: float,
+        queue_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self._shadow_of = shadow_of
         self._metrics = metrics
         self._queue_size = queue_size
+        # Bodies may be up to LOCKGATE_MAX_BODY_BYTES each: a count alone would let a thousand
+        # waiting copies hold gigabytes. Past this many waiting bytes, copies are dropped too.
+        self._queue_bytes = queue_bytes
         self._timeout = timeout
         self._queues: dict[str, asyncio.Queue[ShadowCopy]] = {}
+        self._waiting_bytes: dict[str, int] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
 
     def offer(self, endpoint: str, copy: ShadowCopy) -> None:
@@ -56,15 +67,22 @@ class ShadowMirror:
         if queue is None:
             queue = self._queues[endpoint] = asyncio.Queue(self._queue_size)
             self._workers[endpoint] = asyncio.get_running_loop().create_task(self._work(endpoint, queue))
+        waiting = self._waiting_bytes.get(endpoint, 0)
+        if waiting + copy.size > self._queue_bytes and not queue.empty():
+            self._metrics.dropped.labels(endpoint).inc()
+            return
         try:
             queue.put_nowait(copy)
         except asyncio.QueueFull:
             self._metrics.dropped.labels(endpoint).inc()
+            return
+        self._waiting_bytes[endpoint] = waiting + copy.size
         self._metrics.queue_depth.labels(endpoint).set(queue.qsize())
 
     async def _work(self, endpoint: str, queue: asyncio.Queue[ShadowCopy]) -> None:
         while True:
             copy = await queue.get()
+            self._waiting_bytes[endpoint] = max(0, self._waiting_bytes.get(endpoint, 0) - copy.size)
             self._metrics.queue_depth.labels(endpoint).set(queue.qsize())
             deployment = self._shadow_of(endpoint)
             if deployment is None or deployment.closed:

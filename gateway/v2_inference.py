@@ -189,7 +189,7 @@ async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
     return V2Prediction({name: outputs[name] for name in wanted}, rows, seconds)
 
 
-def shadow_copy(request: V2Request, prediction: V2Prediction) -> ShadowCopy:
+def shadow_copy(request: V2Request, prediction: V2Prediction, size: int = 0) -> ShadowCopy:
     """A copy of an answered V2 request for the endpoint's shadow: its first output (``predict``
     unless the request asked otherwise) is what the shadow's answer is compared with."""
     first = next(iter(prediction.outputs))
@@ -198,7 +198,7 @@ def shadow_copy(request: V2Request, prediction: V2Prediction) -> ShadowCopy:
         answer = await infer(shadow, request)
         return answer.outputs[first]
 
-    return ShadowCopy(run, lambda: prediction.outputs[first])
+    return ShadowCopy(run, lambda: prediction.outputs[first], size)
 
 
 def _frame(given: _Columns, names: list[str]) -> pd.DataFrame:

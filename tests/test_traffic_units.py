@@ -3,19 +3,25 @@ ledger names at a moment, and the policy fields of the config file and the admin
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
 from gateway.config_file import read_config
 from gateway.errors import ConfigError, InvalidPolicyError
 from gateway.ledger import Ledger, LedgerEvent, VersionRef
 from gateway.routes.admin_routes import DeployRequest
+from gateway.shadow import ShadowCopy, ShadowMirror
 from gateway.traffic_policy import KEEP, CanarySpec, ShadowSpec, route_point
 from monitoring.errors import ShadowMismatchError
 from monitoring.shadow_comparison import compare
+from monitoring.shadow_metrics import ShadowMetrics
 from store import Store
 
 
@@ -121,3 +127,47 @@ def test_admin_policy_fields_keep_set_and_drop() -> None:
     for percent in (-1, 100.5, float("nan")):
         with pytest.raises(ValueError, match="percent"):
             policy({"canary": {"model_uri": "models:/f/2", "percent": percent}})
+
+
+def _stub_shadow() -> Any:
+    """Just what the mirror reads of a deployment (the real ones are in test_traffic_policy)."""
+    resolved = SimpleNamespace(flavors=("python_function",))
+    return SimpleNamespace(inflight=0, closed=False, version_label="7", servable=SimpleNamespace(resolved=resolved))
+
+
+def test_the_shadow_queue_drops_past_its_bounds_and_never_blocks() -> None:
+    registry = CollectorRegistry()
+    shadow = _stub_shadow()
+    release = asyncio.Event()
+
+    async def scenario() -> None:
+        mirror = ShadowMirror(lambda name: shadow, ShadowMetrics(registry), queue_size=3, timeout=5,
+                              queue_bytes=1000)  # fmt: skip
+
+        async def slow(deployment: Any) -> Any:
+            await release.wait()
+            return np.array([1, 0])
+
+        async def fails(deployment: Any) -> Any:
+            raise RuntimeError("boom")
+
+        mirror.offer("e", ShadowCopy(slow, lambda: np.array([1, 1]), 10))  # taken by the worker at once
+        await asyncio.sleep(0.01)
+        for _ in range(5):  # 3 wait, 2 are dropped: the queue holds 3
+            mirror.offer("e", ShadowCopy(fails, lambda: np.array([1]), 10))
+        mirror.offer("e", ShadowCopy(fails, lambda: np.array([1]), 5000))  # too many bytes: dropped
+        assert registry.get_sample_value("lockgate_shadow_dropped_total", {"endpoint": "e"}) == 3
+        release.set()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if registry.get_sample_value("lockgate_shadow_requests_total",
+                                         {"endpoint": "e", "version": "7", "outcome": "error"}) == 3:  # fmt: skip
+                break
+        labels = {"endpoint": "e", "version": "7"}
+        assert registry.get_sample_value("lockgate_shadow_requests_total", {**labels, "outcome": "ok"}) == 1
+        assert registry.get_sample_value("lockgate_shadow_requests_total", {**labels, "outcome": "error"}) == 3
+        assert registry.get_sample_value("lockgate_shadow_disagreement_ratio", labels) == 0.5
+        assert shadow.inflight == 0
+        await mirror.close()
+
+    asyncio.run(scenario())

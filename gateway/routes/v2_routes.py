@@ -157,7 +157,7 @@ def v2_router(
         metrics.observe_request(name, label, 200, time.perf_counter() - started, None, protocol="v2-rest", role=role)
         endpoint = deployer.endpoints.get(name)
         if mirror is not None and role == PRIMARY and endpoint is not None and endpoint.shadow is not None:
-            mirror.offer(name, shadow_copy(v2_request, prediction))
+            mirror.offer(name, shadow_copy(v2_request, prediction, len(body)))
         return response
 
     @router.get("/models/{name}")
