@@ -390,3 +390,10 @@ def test_canary_percent_zero_is_an_abort(policy_gateway: PolicyGateway) -> None:
         ("canary", "abort"), ("shadow", "abort"),
     ]  # fmt: skip
     assert events[3]["percent"] == 40 and events[3]["actor"]
+    # `lockgate abort` does the same.
+    again = httpx.post(f"{url}/admin/endpoints", json={"name": "aborting", "shadow": {"model_uri": "models:/labels/2"}},
+                       timeout=300)  # fmt: skip
+    assert again.status_code == 200 and again.json()["policy"]["shadow"]["version"] == "2"
+    aborted = policy_gateway.cli("abort", "aborting")
+    assert aborted.returncode == 0 and "takes all the traffic" in aborted.stdout, aborted.stderr
+    assert policy_gateway.endpoint("aborting")["policy"]["shadow"] is None  # type: ignore[index]
