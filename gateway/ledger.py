@@ -182,9 +182,10 @@ class Ledger:
             (f"events/{e.endpoint}/{e.time}-{e.id}.json", orjson.dumps(e.as_dict(), option=orjson.OPT_SORT_KEYS))
             for e in events
         ]
-        store.commit_files(
-            LEDGER_REPO, LEDGER_BRANCH, files, message=f"ledger: {len(files)} event(s)", author="lockgate-gateway"
-        )
+        # A garbage collection holding the store is an outage like any other: the events wait
+        # in memory (a deploy must not wait minutes for a sweep to finish).
+        store.commit_files(LEDGER_REPO, LEDGER_BRANCH, files, message=f"ledger: {len(files)} event(s)",
+                           author="lockgate-gateway", gc_wait=2.0)  # fmt: skip
 
     def events(self, endpoint: str | None = None) -> list[LedgerEvent]:
         """Every event (of one endpoint), oldest first, including ones not yet flushed."""

@@ -19,7 +19,9 @@ StoreError
 ├── ProtectedRefError        the default branch or the ledger cannot be deleted that way
 └── BackendError             the storage itself failed
     ├── StoreUnreachableError  the root does not exist or cannot be reached
-    └── AccessDeniedError      credentials were refused
+    ├── AccessDeniedError      credentials were refused
+    ├── StoreFullError         the disk under a local store is full
+    └── StoreBusyError         a garbage collection (or its writers) holds the store; try again
 """
 
 from __future__ import annotations
@@ -114,4 +116,8 @@ class AccessDeniedError(BackendError):
 
 
 class StoreFullError(BackendError):
+    pass
+
+
+class StoreBusyError(BackendError):
     pass

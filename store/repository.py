@@ -36,9 +36,11 @@ from store.errors import (
     RefNotFoundError,
     StoreUnreachableError,
 )
+from store.gc import GarbageCollector, GcReport
 from store.history import History
 from store.ingest import Ingest
 from store.layout import FORMAT_KEY, FORMAT_VERSION, LEDGER_REPO
+from store.leases import writer_lease
 from store.object_store import ObjectStore
 from store.objects import ChunkRef, Commit, Manifest, Tree, TreeEntry, utc_now_iso
 from store.paths import contained
@@ -182,13 +184,34 @@ class Store:
         progress: ProgressCallback | None = None,
         allow_empty: bool = True,
         start_from: str | None = None,
+        gc_wait: float = 600.0,
     ) -> PushResult:
         """Commit ``files`` ((store path, local path or bytes), ...) onto ``branch`` as one
         commit. Other paths on the branch are kept; paths in ``remove`` are deleted. With
         ``allow_empty=False``, a change that leaves the tree as it is makes no commit
         (``PushResult.changed`` is False and ``commit_id`` is the head). If ``branch`` does not
         exist yet, ``start_from`` (a commit id) is its fork point; without it the first commit
-        is a root."""
+        is a root. The whole push holds a writer lease (``store.leases``): it waits up to
+        ``gc_wait`` seconds while a garbage collection holds the store."""
+        with writer_lease(self.backend, wait=gc_wait):
+            return self._commit_files(repo, branch, files, message=message, author=author, metadata=metadata,
+                                      remove=remove, progress=progress, allow_empty=allow_empty,
+                                      start_from=start_from)  # fmt: skip
+
+    def _commit_files(
+        self,
+        repo: str,
+        branch: str,
+        files: Iterable[tuple[str, FileSource]],
+        *,
+        message: str,
+        author: str | None,
+        metadata: Mapping[str, str] | None,
+        remove: Iterable[str],
+        progress: ProgressCallback | None,
+        allow_empty: bool,
+        start_from: str | None,
+    ) -> PushResult:
         started = time.perf_counter()
         check_name("branch", branch)
         file_list = list(files)
@@ -308,8 +331,9 @@ class Store:
     def create_branch(self, repo: str, name: str, ref: RefSpec | str, at: datetime | None = None) -> str:
         """Create branch ``name`` at the commit ``ref`` names (as of ``at``): create-once, so
         of many racing creators exactly one wins and the others get ``BranchExistsError``."""
-        commit_id = self.resolve(repo, ref, at)
-        self.refs.create_branch(repo, name, commit_id)
+        with writer_lease(self.backend):  # a new ref to an old commit: not while a collection sweeps
+            commit_id = self.resolve(repo, ref, at)
+            self.refs.create_branch(repo, name, commit_id)
         return commit_id
 
     def delete_branch(self, repo: str, name: str, *, force: bool = False) -> str:
@@ -337,8 +361,9 @@ class Store:
         return self.refs.read_branch(repo, name) is not None
 
     def tag(self, repo: str, name: str, ref: RefSpec | str) -> str:
-        commit_id = self.resolve(repo, ref)
-        self.refs.create_tag(repo, name, commit_id)
+        with writer_lease(self.backend):
+            commit_id = self.resolve(repo, ref)
+            self.refs.create_tag(repo, name, commit_id)
         return commit_id
 
     # -- reading ---------------------------------------------------------------------------
@@ -520,6 +545,22 @@ class Store:
         if previous is None or not previous[1]:
             raise PathNotFoundError(f"no commit on {repo}@{ref} has anything at {path!r}")
         return previous[0]
+
+    def gc(
+        self,
+        *,
+        grace_seconds: float = 3600.0,
+        dry_run: bool = False,
+        ledger_retention_seconds: float | None = None,
+        wait_for_writers: float = 600.0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> GcReport:
+        """Delete what no branch, tag or ledger entry reaches, older than the grace period
+        (``store.gc``). Safe with concurrent writers: see ``store.leases``."""
+        collector = GarbageCollector(self.backend, self.refs, self.objects)
+        return collector.collect(grace_seconds=grace_seconds, dry_run=dry_run, progress=progress,
+                                 ledger_retention_seconds=ledger_retention_seconds,
+                                 wait_for_writers=wait_for_writers)  # fmt: skip
 
     def verify(self, repos: list[str] | None = None) -> VerifyReport:
         names = repos if repos is not None else self.refs.repos()

@@ -53,3 +53,14 @@ def _parse(text: str, now: datetime) -> datetime:
             f"cannot read time {text!r}: use ISO 8601 (2026-11-24T10:00:00Z), a unix timestamp, '15m ago' or 'now'"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: ``90``, ``30s``, ``15m``, ``2h``, ``7d`` or ``1w``. Raises ``ValueError``."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    match = _RELATIVE.fullmatch(text)
+    if match is None or text.endswith("ago"):
+        raise ValueError(f"cannot read duration {text!r}: use seconds (3600) or 30s, 15m, 2h, 7d, 1w")
+    return float(match.group("n")) * _SECONDS[match.group("unit")]

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 # typer 0.29 vendors click; its usage errors are these classes, not click's own.
 from typer._click import exceptions as click_errors
 
-from gateway.cli import gateway_commands, model_commands, serve_commands, store_commands
+from gateway.cli import gateway_commands, model_commands, serve_commands, store_commands, store_gc_command
 from gateway.cli.console import err
 from gateway.errors import GatewayError
 from loader.errors import LoaderError
@@ -24,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+store_commands.app.command("gc")(store_gc_command.gc)
 app.add_typer(store_commands.app, name="store")
 app.command("resolve")(model_commands.resolve)
 app.command("fetch")(model_commands.fetch)

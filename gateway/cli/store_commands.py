@@ -42,7 +42,7 @@ CreateOption = Annotated[
 ]
 
 
-def _open(store: str | None, create: bool = False) -> Store:
+def open_store(store: str | None, create: bool = False) -> Store:
     settings = Settings(store=store) if store else Settings()
     return store_opener(settings, create=create)()
 
@@ -66,7 +66,7 @@ def _moment(target: StoreURI, at: str | None) -> datetime | None:
 def _resolve(uri: str, store: str | None, at: str | None) -> tuple[Store, StoreURI, str]:
     """Open the store and pin ``uri``'s ref to a commit (as of ``at`` or ``@{TIME}``)."""
     target = parse_uri(uri)
-    s = _open(store)
+    s = open_store(store)
     return s, target, s.resolve(target.repo, target.ref, _moment(target, at))
 
 
@@ -108,7 +108,7 @@ def _commit(
 ) -> None:
     """One commit of ``files`` onto ``target``'s branch, with a progress bar and the summary
     (``store push`` and ``store cp``)."""
-    s = _open(store, create=True)
+    s = open_store(store, create=True)
     start_from = _fork_point(s, target, create)
     total = sum(size_of(src) for _, src in files)
     with byte_progress(f"{doing} {target.repo}@{target.ref.name}", total, enabled=not as_json) as advance:
@@ -215,7 +215,7 @@ def log(
 ) -> None:
     """Show a branch's history, newest first."""
     target = parse_uri(uri)
-    s = _open(store)
+    s = open_store(store)
     entries = s.log(target.repo, target.ref, _moment(target, at), limit)
     if as_json:
         print_json([{"commit": cid, **c.payload()} for cid, c in entries])
@@ -238,7 +238,7 @@ def tag(
 ) -> None:
     """Create an immutable tag on a commit."""
     target = parse_uri(uri)
-    s = _open(store)
+    s = open_store(store)
     commit_id = s.tag(target.repo, name, s.resolve_uri(target))
     out.print(f"[bold green]tagged[/] {target.repo}@{name} -> {commit_id}")
 
@@ -252,7 +252,7 @@ def diff(
 ) -> None:
     """Show files added, removed and modified between two commits (or two paths)."""
     a, b = parse_uri(old), parse_uri(new)
-    s = _open(store)
+    s = open_store(store)
     changes = s.diff(a, b)
     if as_json:
         print_json([c.__dict__ for c in changes])
@@ -277,7 +277,7 @@ def verify(
 
     Exits 1 if anything is damaged, naming each bad object and the files it affects.
     """
-    s = _open(store)
+    s = open_store(store)
     report = s.verify([repo] if repo else None)
     if as_json:
         print_json(
@@ -325,7 +325,7 @@ def branch(
               lockgate store branch --delete lockgate://datasets@experiment-1
     """
     target = parse_uri(uri)
-    s = _open(store)
+    s = open_store(store)
     if delete:
         if new is not None:
             raise InvalidURIError("--delete takes only the branch's URI (lockgate://REPO@BRANCH)")
@@ -346,7 +346,7 @@ def branches(
 ) -> None:
     """List a repository's branches with their heads and last change, newest first."""
     name = parse_uri(repo).repo if repo.startswith("lockgate://") else repo
-    rows = _open(store).branch_heads(name)
+    rows = open_store(store).branch_heads(name)
     if as_json:
         print_json([{"branch": b, "head": h, "time": c.time, "message": c.message} for b, h, c in rows])
         return

@@ -7,7 +7,17 @@ Backends know nothing of chunks, packs or commits. Everything above them is buil
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A stored key with its size and when it was written (seconds since the epoch, UTC)."""
+
+    key: str
+    size: int
+    modified: float
 
 
 class Backend(Protocol):
@@ -45,5 +55,15 @@ class Backend(Protocol):
     def delete(self, key: str) -> None:
         """Remove a key; only used for garbage that nothing references."""
         ...
+
+    def list_info(self, prefix: str) -> Iterator[KeyInfo]:
+        """Every key under ``prefix`` with its size and write time (garbage collection)."""
+        ...
+
+    def temporaries(self) -> Iterator[KeyInfo]:
+        """Half-written values a killed writer left behind (their keys are backend-private)."""
+        ...
+
+    def delete_temporary(self, key: str) -> None: ...
 
     def close(self) -> None: ...

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from store.backends.base import KeyInfo
 from store.errors import ObjectNotFoundError, StoreFullError, StoreUnreachableError
 
 _TMP = ".tmp"
@@ -96,6 +97,32 @@ class FileBackend:
                 key = name if rel_dir == "." else f"{rel_dir}/{name}"
                 if key.startswith(prefix):
                     yield key
+
+    def list_info(self, prefix: str) -> Iterator[KeyInfo]:
+        for key in self.list(prefix):
+            try:
+                stat = self._file(key).stat()
+            except FileNotFoundError:
+                continue  # deleted since it was listed
+            yield KeyInfo(key, stat.st_size, stat.st_mtime)
+
+    def temporaries(self) -> Iterator[KeyInfo]:
+        # Every value is written to .tmp/<uuid> and renamed into place: what stays there is
+        # a write that never finished (a killed push), and nothing can ever reference it.
+        directory = self.path / _TMP
+        if not directory.is_dir():
+            return
+        for entry in sorted(directory.iterdir()):
+            try:
+                stat = entry.stat()
+            except FileNotFoundError:
+                continue
+            yield KeyInfo(entry.name, stat.st_size, stat.st_mtime)
+
+    def delete_temporary(self, key: str) -> None:
+        if "/" in key or key in ("", ".", ".."):
+            raise ValueError(f"not a temporary file name: {key!r}")
+        (self.path / _TMP / key).unlink(missing_ok=True)
 
     def _lock(self, key: str) -> FileLock:
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]

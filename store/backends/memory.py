@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
+from store.backends.base import KeyInfo
 from store.errors import ObjectNotFoundError
 
 
@@ -13,6 +15,7 @@ class MemoryBackend:
         self.root = root
         self._data: dict[str, bytes] = {}
         self._versions: dict[str, int] = {}
+        self._times: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def get(self, key: str) -> bytes:
@@ -30,6 +33,7 @@ class MemoryBackend:
     def put(self, key: str, data: bytes | memoryview) -> None:
         with self._lock:
             self._data[key] = bytes(data)
+            self._times[key] = time.time()
 
     def exists(self, key: str) -> bool:
         return key in self._data
@@ -52,12 +56,26 @@ class MemoryBackend:
                 return False
             self._data[key] = bytes(data)
             self._versions[key] = (current or 0) + 1
+            self._times[key] = time.time()
             return True
 
     def delete(self, key: str) -> None:
         with self._lock:
             self._data.pop(key, None)
             self._versions.pop(key, None)
+            self._times.pop(key, None)
+
+    def list_info(self, prefix: str) -> Iterator[KeyInfo]:
+        with self._lock:
+            found = sorted((k, len(v), self._times.get(k, 0.0)) for k, v in self._data.items() if k.startswith(prefix))
+        for key, size, modified in found:
+            yield KeyInfo(key, size, modified)
+
+    def temporaries(self) -> Iterator[KeyInfo]:
+        return iter(())  # a put is one assignment: nothing is ever half-written
+
+    def delete_temporary(self, key: str) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -14,6 +14,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
+from store.backends.base import KeyInfo
 from store.errors import (
     AccessDeniedError,
     BackendError,
@@ -153,6 +154,23 @@ class S3Backend:
                     yield str(item["Key"])[len(self.prefix) :]
         except (ClientError, BotoCoreError) as exc:
             self._fail(exc, prefix)
+
+    def list_info(self, prefix: str) -> Iterator[KeyInfo]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+                for item in page.get("Contents", []):
+                    key = str(item["Key"])[len(self.prefix) :]
+                    yield KeyInfo(key, int(item["Size"]), item["LastModified"].timestamp())
+        except (ClientError, BotoCoreError) as exc:
+            self._fail(exc, prefix)
+
+    def temporaries(self) -> Iterator[KeyInfo]:
+        # Every value is one PutObject: S3 keeps none of a PUT that did not complete.
+        return iter(())
+
+    def delete_temporary(self, key: str) -> None:
+        pass
 
     def read_ref(self, key: str) -> tuple[bytes, str] | None:
         return self._read_ref_or_head(key, head=False)

@@ -1,0 +1,275 @@
+"""Garbage collection: delete what no branch, tag or ledger entry can reach.
+
+Mark, then sweep, under the collector lease (``store.leases``), after every writer that held
+the store has committed:
+
+1. **Mark.** Roots are every branch and tag of every repository, and every commit the
+   deployment ledger names (a version that served, even if its branch moved on or was deleted),
+   within ``ledger_retention`` (default: all of the ledger). From the roots, every commit
+   (through all parents: history is kept), tree and manifest is reachable, and so is every pack
+   a reachable manifest reads a chunk from, with its index.
+2. **Re-check.** The refs are read again; if any moved since the mark (a writer that does not
+   take leases, or a lease lost to a stall), the mark is redone.
+3. **Sweep.** Unreachable packs, indexes and objects, and the half-written files of killed
+   writers, are deleted when they are older than ``grace`` (default one hour): the second line of
+   defence, for anything written around the lease protocol. An index goes before its pack, so a
+   pack index never names a deleted pack.
+
+A damaged store (a ref or object that names a missing object) is not swept: what the missing
+object referenced cannot be known, so nothing would be safe to delete. ``lockgate store verify``
+names the damage.
+
+Packs that are only partly dead are kept whole and reported (``partly_dead_packs``): repacking
+them costs a full rewrite and pays only when much of a pack is dead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from store.backends.base import Backend, KeyInfo
+from store.chunk_reader import plan_spans, read_span
+from store.errors import IntegrityError, NotFoundError, RefConflictError
+from store.layout import INDEX_PREFIX, LEDGER_REPO, pack_id_of_index_key
+from store.leases import collector_hold
+from store.object_store import ObjectStore
+from store.objects import parse_time
+from store.pack import HEADER
+from store.refs import RefStore
+
+PACKS_PREFIX = "packs/"
+PACK_OVERHEAD = len(HEADER) + 20  # the header and the trailer (store/pack.py)
+PACK_ENTRY_BYTES = 49  # one index entry per chunk
+OBJECTS_PREFIX = "objects/"
+Progress = Callable[[int, int], None]  # (keys swept so far, keys to sweep)
+
+
+@dataclass
+class Swept:
+    count: int = 0
+    bytes: int = 0
+
+    def add(self, size: int) -> None:
+        self.count += 1
+        self.bytes += size
+
+
+@dataclass
+class GcReport:
+    dry_run: bool
+    grace_seconds: float
+    roots: int = 0
+    commits: int = 0
+    manifests: int = 0
+    live_packs: int = 0
+    live_bytes: int = 0
+    freed: dict[str, Swept] = field(
+        default_factory=lambda: {k: Swept() for k in ("packs", "indexes", "objects", "temporary")}
+    )
+    kept_young: Swept = field(default_factory=Swept)  # unreachable, but newer than the grace period
+    partly_dead_packs: int = 0
+    dead_bytes_in_live_packs: int = 0
+    marks: int = 0
+    seconds: float = 0.0
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(s.bytes for s in self.freed.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "grace_seconds": self.grace_seconds,
+            "roots": self.roots,
+            "reachable": {
+                "commits": self.commits,
+                "manifests": self.manifests,
+                "packs": self.live_packs,
+                "pack_bytes": self.live_bytes,
+            },
+            "freed": {k: {"count": s.count, "bytes": s.bytes} for k, s in self.freed.items()},
+            "bytes_freed": self.bytes_freed,
+            "kept_young": {"count": self.kept_young.count, "bytes": self.kept_young.bytes},
+            "partly_dead_packs": self.partly_dead_packs,
+            "dead_bytes_in_live_packs": self.dead_bytes_in_live_packs,
+            "marks": self.marks,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class _Mark:
+    refs: dict[str, str]  # ref key -> commit id, as read before marking
+    objects: set[str] = field(default_factory=set)  # reachable commit, tree and manifest ids
+    packs: dict[str, set[tuple[int, int]]] = field(default_factory=dict)  # pack id -> its live (offset, bytes)
+    commits: int = 0
+    manifests: int = 0
+
+
+class GarbageCollector:
+    def __init__(self, backend: Backend, refs: RefStore, objects: ObjectStore) -> None:
+        self._backend = backend
+        self._refs = refs
+        self._objects = objects
+
+    def collect(
+        self,
+        *,
+        grace_seconds: float = 3600.0,
+        dry_run: bool = False,
+        ledger_retention_seconds: float | None = None,
+        wait_for_writers: float = 600.0,
+        progress: Progress | None = None,
+    ) -> GcReport:
+        started = time.monotonic()
+        report = GcReport(dry_run=dry_run, grace_seconds=grace_seconds)
+        with collector_hold(self._backend, wait_for_writers=wait_for_writers):
+            # Anything written after this moment, minus the grace period, is never deleted.
+            cutoff = time.time() - grace_seconds
+            mark = self._mark(ledger_retention_seconds)
+            report.marks = 1
+            while self._read_refs() != mark.refs:
+                if report.marks >= 5:
+                    raise RefConflictError("refs kept moving during garbage collection; nothing was deleted")
+                mark = self._mark(ledger_retention_seconds)
+                report.marks += 1
+            report.roots = len(set(mark.refs.values()))
+            report.commits, report.manifests = mark.commits, mark.manifests
+            self._sweep(mark, cutoff, report, dry_run, progress)
+        report.seconds = time.monotonic() - started
+        return report
+
+    # -- mark ------------------------------------------------------------------------------
+
+    def _read_refs(self) -> dict[str, str]:
+        refs: dict[str, str] = {}
+        for repo in self._refs.repos():
+            refs.update({f"{repo}/heads/{name}": commit for name, commit in self._refs.branches(repo).items()})
+            refs.update({f"{repo}/tags/{name}": commit for name, commit in self._refs.tags(repo).items()})
+        return refs
+
+    def _mark(self, ledger_retention_seconds: float | None) -> _Mark:
+        mark = _Mark(self._read_refs())
+        roots = list(dict.fromkeys(mark.refs.values()))
+        ledger_head = mark.refs.get(f"{LEDGER_REPO}/heads/main")
+        if ledger_head is not None:
+            roots += self._ledger_commits(ledger_head, ledger_retention_seconds)
+        pending = list(dict.fromkeys(roots))
+        try:
+            while pending:
+                commit_id = pending.pop()
+                if commit_id in mark.objects:
+                    continue
+                commit = self._objects.commit(commit_id)
+                mark.objects.add(commit_id)
+                mark.commits += 1
+                pending.extend(p for p in commit.parents if p not in mark.objects)
+                if commit.tree in mark.objects:
+                    continue
+                mark.objects.add(commit.tree)
+                for entry in self._objects.tree(commit.tree).entries.values():
+                    if entry.manifest_id in mark.objects:
+                        continue
+                    mark.objects.add(entry.manifest_id)
+                    mark.manifests += 1
+                    for chunk in self._objects.manifest(entry.manifest_id).chunks:
+                        mark.packs.setdefault(chunk.pack_id, set()).add((chunk.offset, chunk.stored_length))
+        except NotFoundError as exc:
+            raise IntegrityError(
+                f"the store is damaged ({exc}); garbage collection deletes nothing until `lockgate store verify` passes"
+            ) from exc
+        return mark
+
+    def _ledger_commits(self, head: str, retention_seconds: float | None) -> list[str]:
+        """Every weights and dataset commit the ledger names (within the retention window)."""
+        cutoff = None if retention_seconds is None else time.time() - retention_seconds
+        named: list[str] = []
+        tree = self._objects.tree(self._objects.commit(head).tree)
+        for path, entry in tree.entries.items():
+            if not path.startswith("events/"):
+                continue
+            try:
+                event = orjson.loads(self._read_small_file(entry.manifest_id))
+            except (orjson.JSONDecodeError, NotFoundError):
+                continue  # not an event we can read: it names nothing to keep
+            if cutoff is not None and _event_time(event) < cutoff:
+                continue
+            for side in ("to", "from"):
+                ref = event.get(side) or {}
+                for key in ("weights_commit", "dataset_commit"):
+                    commit = ref.get(key)
+                    if isinstance(commit, str) and len(commit) == 64 and self._objects.exists(commit):
+                        named.append(commit)
+        return named
+
+    def _read_small_file(self, manifest_id: str) -> bytes:
+        manifest = self._objects.manifest(manifest_id)
+        out = bytearray()
+        for span in plan_spans(list(manifest.chunks)):
+            for data in read_span(self._backend, span):
+                out += data
+        return bytes(out)
+
+    # -- sweep -----------------------------------------------------------------------------
+
+    def _sweep(self, mark: _Mark, cutoff: float, report: GcReport, dry_run: bool, progress: Progress | None) -> None:
+        backend = self._backend
+        doomed: list[tuple[str, KeyInfo]] = []
+        pack_sizes: dict[str, int] = {}
+
+        def consider(kind: str, info: KeyInfo, reachable: bool) -> None:
+            if reachable:
+                return
+            if info.modified > cutoff:
+                report.kept_young.add(info.size)
+                return
+            doomed.append((kind, info))
+
+        for info in backend.list_info(INDEX_PREFIX):
+            consider("indexes", info, pack_id_of_index_key(info.key) in mark.packs)
+        for info in backend.list_info(PACKS_PREFIX):
+            pack_id = info.key.rsplit("/", 1)[-1].removesuffix(".pack")
+            pack_sizes[pack_id] = info.size
+            consider("packs", info, pack_id in mark.packs)
+        for info in backend.list_info(OBJECTS_PREFIX):
+            consider("objects", info, info.key.rsplit("/", 1)[-1] in mark.objects)
+        for info in backend.temporaries():
+            consider("temporary", info, False)
+        for pack_id, chunks in mark.packs.items():
+            size = pack_sizes.get(pack_id)
+            if size is None:
+                continue
+            report.live_packs += 1
+            report.live_bytes += size
+            # What a pack of only its live chunks would take: header, chunks, index, trailer.
+            needed = PACK_OVERHEAD + sum(length for _, length in chunks) + PACK_ENTRY_BYTES * len(chunks)
+            if size > needed:
+                report.partly_dead_packs += 1
+                report.dead_bytes_in_live_packs += size - needed
+        # Indexes first: a dedup reader must never find an index whose pack is gone.
+        order = {"indexes": 0, "packs": 1, "objects": 2, "temporary": 3}
+        doomed.sort(key=lambda item: order[item[0]])
+        for done, (kind, info) in enumerate(doomed, start=1):
+            if not dry_run:
+                if kind == "temporary":
+                    backend.delete_temporary(info.key)
+                else:
+                    backend.delete(info.key)
+            report.freed[kind].add(info.size)
+            if progress is not None:
+                progress(done, len(doomed))
+
+
+def _event_time(event: dict[str, Any]) -> float:
+    try:
+        return parse_time(str(event.get("time"))).timestamp()
+    except (ValueError, TypeError):
+        return float("inf")  # an event we cannot date is kept
+
+
+__all__ = ["GarbageCollector", "GcReport"]
