@@ -9,6 +9,8 @@ Layout under the cache directory::
     locks/<key>.lock                one materialization of a key at a time, across processes
     pins/<uri hash>.json            what each URI last resolved to (``loader.local_pins``), for
                                     restarts while the registry is down
+    leases/<key>/<holder>           a version some process serves: never evicted by another
+                                    (``loader.cache_leases``)
 
 A version is complete exactly when its directory is in ``versions/``: it is assembled in
 ``partial/``, every file checked against its BLAKE3, its metadata written, and then the
@@ -36,6 +38,7 @@ import blake3
 import orjson
 from filelock import FileLock
 
+from loader.cache_leases import CacheLeases
 from loader.errors import ArtifactIntegrityError, CacheFullError, DiskFullError, NoArtifactsError, StoreUnavailableError
 from loader.resolved import WeightsLocation
 from store import Store
@@ -80,6 +83,7 @@ class ModelCache:
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
         self._pins: dict[str, int] = {}
         self._pin_lock = threading.Lock()
+        self.leases = CacheLeases(self.directory)
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -126,14 +130,18 @@ class ModelCache:
         """Keep ``key`` from eviction (a live endpoint, or its rollback target). Counted."""
         with self._pin_lock:
             self._pins[key] = self._pins.get(key, 0) + 1
+            first = self._pins[key] == 1
+        if first:  # visible to every process on this cache directory
+            self.leases.hold(key)
 
     def unpin(self, key: str) -> None:
         with self._pin_lock:
             count = self._pins.get(key, 0) - 1
             if count > 0:
                 self._pins[key] = count
-            else:
-                self._pins.pop(key, None)
+                return
+            self._pins.pop(key, None)
+        self.leases.release(key)
 
     @property
     def pinned(self) -> frozenset[str]:
@@ -426,30 +434,50 @@ class ModelCache:
         evicted: list[str] = []
         pinned = self.pinned
         by_age = sorted(held, key=lambda k: (self.path_of(k) / META).stat().st_mtime)
+        elsewhere: list[str] = []
         for key in by_age:
             if used + incoming <= self.max_bytes:
                 break
             if key in pinned or key == keep:
                 continue
-            self.evict(key)
+            if not self._evict_unless_leased(key):
+                elsewhere.append(key)  # another process serves it
+                continue
             used -= int(held[key].get("size", 0))
             evicted.append(key)
         if used + incoming > self.max_bytes:
             raise CacheFullError(
                 f"cannot fit {incoming:,} more bytes under the {self.max_bytes:,}-byte cache bound: "
-                f"{used:,} bytes are held by pinned versions ({', '.join(sorted(pinned)) or 'none'})"
+                f"{used:,} bytes are held by versions this process pins ({', '.join(sorted(pinned)) or 'none'})"
+                f" or other processes serve ({', '.join(sorted(elsewhere)) or 'none'})"
             )
         return evicted
 
+    def _evict_unless_leased(self, key: str) -> bool:
+        """Evict ``key`` unless another process holds a lease on it (checked under its lock)."""
+        with self._lock(key):
+            if self.leases.held_elsewhere(key):
+                return False
+            trash = self._set_aside(key)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+        return True
+
     def evict(self, key: str) -> None:
         with self._lock(key):
-            source = self.path_of(key)
-            if not source.exists():
-                return
-            # Rename first: a reader never sees a half-deleted version.
-            trash = self.directory / "trash" / f"{key}-{uuid.uuid4().hex[:8]}"
-            os.rename(source, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+            trash = self._set_aside(key)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def _set_aside(self, key: str) -> Path | None:
+        """Move a version into the trash (the caller holds its lock): one rename, so a reader
+        never sees a half-deleted version. None if it is not held."""
+        source = self.path_of(key)
+        if not source.exists():
+            return None
+        trash = self.directory / "trash" / f"{key}-{uuid.uuid4().hex[:8]}"
+        os.rename(source, trash)
+        return trash
 
 
 def rel_path(full: str, base: str) -> str:
