@@ -23,11 +23,21 @@ class ChunkIndex:
         self._lock = threading.Lock()
 
     def refresh(self) -> None:
+        """Learn the packs written since the last refresh, and forget the ones a garbage
+        collection deleted: a chunk is only ever deduplicated against a pack that exists (the
+        caller holds a writer lease, so none is deleted until its commit)."""
+        listed = set()
         for key in self._backend.list(INDEX_PREFIX):
             pack_id = pack_id_of_index_key(key)
+            listed.add(pack_id)
             if pack_id in self._packs:
                 continue
             self.add(pack_id, decode_index(pack_id, self._backend.get(key)))
+        with self._lock:
+            gone = self._packs - listed
+            if gone:
+                self._packs -= gone
+                self._locations = {c: ref for c, ref in self._locations.items() if ref.pack_id not in gone}
 
     def add(self, pack_id: str, entries: list[PackEntry]) -> None:
         with self._lock:
