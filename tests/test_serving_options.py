@@ -47,7 +47,7 @@ def test_cli_has_a_flag_for_every_option(command: str) -> None:
 
 def test_deploy_api_takes_every_option_and_nothing_else() -> None:
     properties = DeployRequest.model_json_schema()["properties"]
-    assert set(properties) == {"name", "model_uri", "follow", *OPTION_FIELDS}
+    assert set(properties) == {"name", "model_uri", "follow", "canary", "shadow", *OPTION_FIELDS}
     body = DeployRequest.model_validate({"model_uri": "models:/a/1", "max_batch_rows": 8, "precision": "exact"})
     options = ServingOptions().with_overrides(body.model_dump())
     assert options == ServingOptions(max_batch_rows=8, precision="exact")

@@ -121,7 +121,7 @@ def test_a_push_beside_gc_loses_nothing(shared_root: tuple[str, str | None], rou
     push's orphan pack: the collector must wait for it, and then the pack is reachable."""
     root, endpoint = shared_root
     store = Store.open(root, s3_endpoint_url=endpoint)
-    payload = _data(100 + round_, 600_000)
+    payload = _data(100 + round_, 300_000)
     _killed_push(store, payload)  # the orphan that the push will reuse
     pushed: list[str] = []
     errors: list[BaseException] = []
