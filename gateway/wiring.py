@@ -27,7 +27,8 @@ def export_store_settings(settings: Settings) -> None:
 def store_opener(settings: Settings, create: bool = False) -> Callable[[], Store]:
     @cache
     def open_store() -> Store:
-        return Store.open(settings.store, create=create, s3_endpoint_url=settings.s3_endpoint_url)
+        return Store.open(settings.store, create=create, s3_endpoint_url=settings.s3_endpoint_url,
+                          index_cache_dir=Path(settings.cache_dir) / "store-index")  # fmt: skip
 
     return open_store
 

@@ -35,6 +35,7 @@ import orjson
 from store.backends.base import Backend, KeyInfo
 from store.chunk_reader import plan_spans, read_span
 from store.errors import IntegrityError, NotFoundError, RefConflictError
+from store.gc_generation import new_generation
 from store.layout import INDEX_PREFIX, LEDGER_REPO, pack_id_of_index_key
 from store.leases import collector_hold
 from store.object_store import ObjectStore
@@ -254,6 +255,9 @@ class GarbageCollector:
         # Indexes first: a dedup reader must never find an index whose pack is gone.
         order = {"indexes": 0, "packs": 1, "objects": 2, "temporary": 3}
         doomed.sort(key=lambda item: order[item[0]])
+        if doomed and not dry_run:
+            # Before the first delete: a writer that refreshes from here on starts its table again.
+            new_generation(backend)
         for done, (kind, info) in enumerate(doomed, start=1):
             if not dry_run:
                 if kind == "temporary":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 FORMAT_KEY = "lockgate-store.json"
 FORMAT_VERSION = 1
 
@@ -11,14 +13,20 @@ def pack_key(pack_id: str) -> str:
 
 
 INDEX_PREFIX = "index/"
+# Index objects under time-ordered keys (``store.chunk_index``): a writer lists only what is new.
+TIMED_INDEX_PREFIX = "index/t/"
+# Changed by every garbage collection that deleted something: dedup tables built before are stale.
+GC_GENERATION_KEY = "gc-generation.json"
 
 
-def index_key(pack_id: str) -> str:
-    return f"{INDEX_PREFIX}{pack_id}.idx"
+def index_key(pack_id: str, moment: datetime | None = None) -> str:
+    stamp = (moment or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{TIMED_INDEX_PREFIX}{stamp}-{pack_id}.idx"
 
 
 def pack_id_of_index_key(key: str) -> str:
-    return key[len(INDEX_PREFIX) :].removesuffix(".idx")
+    """The pack an index key describes: ``index/t/<time>-<pack>.idx`` or ``index/<pack>.idx``."""
+    return key.rsplit("/", 1)[-1].removesuffix(".idx").rsplit("-", 1)[-1]
 
 
 def object_key(object_id: str) -> str:

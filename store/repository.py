@@ -136,17 +136,26 @@ def collect_files(local_path: Path, dest: str) -> list[tuple[str, Path]]:
 
 
 class Store:
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, *, index_cache_dir: Path | None = None) -> None:
         self.backend = backend
         self.objects = ObjectStore(backend)
         self.refs = RefStore(backend)
         self.history = History(self.refs, self.objects)
-        self._index = ChunkIndex(backend)
+        self._index = ChunkIndex(backend, index_cache_dir)
 
     @classmethod
-    def open(cls, root: str | Path, *, create: bool = False, s3_endpoint_url: str | None = None) -> Store:
+    def open(
+        cls,
+        root: str | Path,
+        *,
+        create: bool = False,
+        s3_endpoint_url: str | None = None,
+        index_cache_dir: Path | None = None,
+    ) -> Store:
         """Open the store at ``root`` (a directory, ``s3://bucket/prefix`` or ``memory://``).
-        With ``create`` a missing store is initialised; otherwise it must already exist."""
+        With ``create`` a missing store is initialised; otherwise it must already exist.
+        ``index_cache_dir`` keeps a verified local copy of the dedup table there, so a push from
+        a new process reads only the pack indexes written since the last one."""
         backend = open_backend(str(root), create=create, s3_endpoint_url=s3_endpoint_url)
         if not backend.exists(FORMAT_KEY):
             if not create:
@@ -160,7 +169,7 @@ class Store:
                 raise StoreUnreachableError(
                     f"store {backend.root!r} has format {fmt}; this lockgate reads {FORMAT_VERSION}"
                 )
-        return cls(backend)
+        return cls(backend, index_cache_dir=index_cache_dir)
 
     @property
     def root(self) -> str:

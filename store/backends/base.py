@@ -56,6 +56,10 @@ class Backend(Protocol):
         """Remove a key; only used for garbage that nothing references."""
         ...
 
+    def list_after(self, prefix: str, start_after: str) -> Iterator[str]:
+        """The keys under ``prefix`` that sort after ``start_after``, in order."""
+        ...
+
     def list_info(self, prefix: str) -> Iterator[KeyInfo]:
         """Every key under ``prefix`` with its size and write time (garbage collection)."""
         ...

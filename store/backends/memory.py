@@ -65,6 +65,9 @@ class MemoryBackend:
             self._versions.pop(key, None)
             self._times.pop(key, None)
 
+    def list_after(self, prefix: str, start_after: str) -> Iterator[str]:
+        return (key for key in self.list(prefix) if key > start_after)
+
     def list_info(self, prefix: str) -> Iterator[KeyInfo]:
         with self._lock:
             found = sorted((k, len(v), self._times.get(k, 0.0)) for k, v in self._data.items() if k.startswith(prefix))

@@ -155,6 +155,17 @@ class S3Backend:
         except (ClientError, BotoCoreError) as exc:
             self._fail(exc, prefix)
 
+    def list_after(self, prefix: str, start_after: str) -> Iterator[str]:
+        # StartAfter: one request per 1,000 new keys, however many older ones the prefix holds.
+        paginator = self._client.get_paginator("list_objects_v2")
+        try:
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix), StartAfter=self._key(start_after))
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield str(item["Key"])[len(self.prefix) :]
+        except (ClientError, BotoCoreError) as exc:
+            self._fail(exc, prefix)
+
     def list_info(self, prefix: str) -> Iterator[KeyInfo]:
         paginator = self._client.get_paginator("list_objects_v2")
         try:
