@@ -114,7 +114,9 @@ def main() -> None:
             rows.append(("new process, no local copy (before)", cold_s, cold))
             warm_store, warm_s, warm = push(root, server.endpoint, cache, os.urandom(len(payload)), "warm.bin")
             rows.append(("new process, local copy (after)", warm_s, warm))
-            _, again_s, again = push(root, server.endpoint, cache, os.urandom(len(payload)), "again.bin", store=warm_store)
+            _, again_s, again = push(
+                root, server.endpoint, cache, os.urandom(len(payload)), "again.bin", store=warm_store
+            )
             rows.append(("same process, second push", again_s, again))
         finally:
             server.stop()
