@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     """Where materialized model versions live."""
     cache_max_bytes: int | None = None
     """Bound on the cache; least-recently-used unpinned versions are evicted past it."""
+    index_cache_dir: str = f"{DEFAULT_HOME}/store-index"
+    """Where writers keep their verified local copy of the store's dedup table (so a push reads
+    only the pack indexes written since the last one); unwritable: kept in memory only."""
     tracking_uri: str = Field(
         default=f"sqlite:///{DEFAULT_HOME}/mlflow.db",
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "LOCKGATE_TRACKING_URI"),

@@ -20,6 +20,7 @@ def export_store_settings(settings: Settings) -> None:
     """MLflow builds lockgate's artifact repository and dataset source itself, from a URI
     alone; they read the store root from the environment, so make it match the settings."""
     os.environ["LOCKGATE_STORE"] = settings.store
+    os.environ["LOCKGATE_INDEX_CACHE_DIR"] = settings.index_cache_dir
     if settings.s3_endpoint_url:
         os.environ["LOCKGATE_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
 
@@ -28,7 +29,7 @@ def store_opener(settings: Settings, create: bool = False) -> Callable[[], Store
     @cache
     def open_store() -> Store:
         return Store.open(settings.store, create=create, s3_endpoint_url=settings.s3_endpoint_url,
-                          index_cache_dir=Path(settings.cache_dir) / "store-index")  # fmt: skip
+                          index_cache_dir=Path(settings.index_cache_dir))  # fmt: skip
 
     return open_store
 

@@ -3,7 +3,8 @@
 MLflow constructs artifact repositories and dataset sources itself, from a URI alone, so
 there is no way to hand them configuration. This module is therefore the one place outside
 ``gateway`` that reads the environment: ``LOCKGATE_STORE``, ``LOCKGATE_S3_ENDPOINT_URL`` and
-``LOCKGATE_CACHE_DIR``, the same variables the gateway's settings use, with the same defaults.
+``LOCKGATE_INDEX_CACHE_DIR``, the same variables the gateway's settings use, with the same
+defaults.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def open_store_at(root: str, endpoint: str | None = None, *, create: bool = Fals
     with _lock:
         store = _cache.get(key)
         if store is None:
-            # The gateway's cache directory (the same variable and default) keeps the dedup table.
-            cache = Path(os.environ.get("LOCKGATE_CACHE_DIR") or ".lockgate/cache") / "store-index"
+            # Where the gateway keeps the dedup table's local copy (the same variable and default).
+            cache = Path(os.environ.get("LOCKGATE_INDEX_CACHE_DIR") or ".lockgate/store-index")
             store = Store.open(root, create=create, s3_endpoint_url=endpoint, index_cache_dir=cache)
             _cache[key] = store
         return store

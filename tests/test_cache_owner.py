@@ -53,7 +53,7 @@ def test_derived_artifacts_live_and_die_with_their_version(registry: Registry) -
         key = httpx.get(f"{server.url}/endpoints/owned").json()["load_report"]["key"]
     finally:
         server.stop()
-    owned = ["locks", "partial", "pins", "trash", "versions"]
+    owned = ["leases", "locks", "partial", "pins", "trash", "versions"]
     assert sorted(p.name for p in cache_dir.iterdir() if p.is_dir()) == owned
     derived = cache_dir / "versions" / key / DERIVED
     assert (derived / "onnx" / "verdict.json").is_file()

@@ -69,7 +69,7 @@ def test_cache_bound_and_pins(registry: Registry, tmp_path: Path) -> None:
     assert len(loader.cache.held()) == 2
     # With two pinned versions there is no room for a third: a clear error, nothing evicted.
     loader.cache.pin(loader.resolve("models:/bounded/5").weights.cache_key)
-    with pytest.raises(CacheFullError, match="pinned versions"):
+    with pytest.raises(CacheFullError, match="held by versions this process pins"):
         loader.resolve_and_load("models:/bounded/3")
 
 
