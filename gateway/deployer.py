@@ -16,7 +16,13 @@ from datetime import UTC, datetime
 from gateway.deploy_events import DeployEvents
 from gateway.endpoint_names import check_endpoint_name
 from gateway.endpoints import Deployment, Endpoint
-from gateway.errors import EndpointNotFoundError, NoCanaryError, NoRollbackTargetError
+from gateway.errors import (
+    EndpointNotFoundError,
+    NoCanaryError,
+    NoRollbackTargetError,
+    PolicyNotAppliedError,
+    status_for,
+)
 from gateway.ledger import Ledger, VersionRef
 from gateway.role_control import RoleControl
 from gateway.serving_options import ServingOptions
@@ -103,7 +109,18 @@ class Deployer:
         async with endpoint.lock:
             await self._deploy_primary(endpoint, model_uri, follow=follow, actor=actor, options=options,
                                        created=created, keep_on_failure=keep_on_failure)  # fmt: skip
-            await self.roles.apply(endpoint, canary, shadow, actor, keep_on_failure=keep_on_failure)
+            try:
+                await self.roles.apply(endpoint, canary, shadow, actor, keep_on_failure=keep_on_failure)
+            except Exception as exc:
+                # The primary did move: say so, or the caller would think nothing changed.
+                status, code = status_for(exc)
+                serving = endpoint.current.version_label if endpoint.current else "nothing"
+                raise PolicyNotAppliedError(
+                    f"the primary of {name!r} now serves version {serving} of {model_uri}, but its traffic "
+                    f"policy was not changed: {type(exc).__name__}: {exc}",
+                    status,
+                    code,
+                ) from exc
         return endpoint
 
     async def _deploy_primary(

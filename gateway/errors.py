@@ -81,6 +81,16 @@ class InvalidPolicyError(GatewayError):
     error_code = "INVALID_PARAMETER_VALUE"
 
 
+class PolicyNotAppliedError(GatewayError):
+    """A deploy moved the primary, then could not set its canary or shadow: the status is the
+    cause's, and the message says what serves now."""
+
+    def __init__(self, message: str, status: int, error_code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+
+
 class UnsupportedMediaTypeError(GatewayError):
     status = 415
     error_code = "UNSUPPORTED_MEDIA_TYPE"

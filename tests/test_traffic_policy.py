@@ -362,6 +362,11 @@ def test_bad_policies_are_named(policy_gateway: PolicyGateway) -> None:
     missing_model = deploy(name="labels", canary={"model_uri": "models:/no-such-model/1", "percent": 5})
     assert missing_model.status_code == 404 and "no-such-model" in missing_model.json()["message"]
     assert policy_gateway.endpoint("labels")["policy"]["canary"] is None  # type: ignore[index]
+    # The primary moves, the canary cannot load: the answer says both.
+    half = deploy(name="halfway", model_uri="models:/labels/1", canary={"model_uri": "models:/no-such/1", "percent": 5})
+    assert half.status_code == 404, half.text
+    assert "now serves version 1" in half.json()["message"] and "no-such" in half.json()["message"]
+    assert policy_gateway.endpoint("halfway")["version"] == "1"
     promote = httpx.post(f"{url}/admin/endpoints/labels/promote", json={}, timeout=30)
     assert promote.status_code == 409 and "no canary" in promote.json()["message"]
     cli = policy_gateway.cli("deploy", "fraud")
