@@ -26,7 +26,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,29 +35,8 @@ from store.backends import open_backend  # noqa: E402
 from store.ids import chunk_id  # noqa: E402
 from store.layout import index_key, pack_key  # noqa: E402
 from store.pack import PackBuilder, buffer_size  # noqa: E402
+from tests.counting_backend import CountingBackend  # noqa: E402
 from tests.servers import SeaweedFS  # noqa: E402
-
-
-class Counting:
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self.calls: Counter[str] = Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._inner, name)
-        if not callable(attribute):
-            return attribute
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] += 1
-            result = attribute(*args, **kwargs)
-            if name in ("list", "list_after"):
-                keys = list(result)
-                self.calls[f"{name} keys"] += len(keys)
-                return iter(keys)
-            return result
-
-        return counted
 
 
 def fill(root: str, endpoint: str, packs: int) -> None:
@@ -83,7 +61,7 @@ def push(
 ) -> tuple[Store, float, Counter[str]]:
     counting = None
     if store is None:
-        counting = Counting(open_backend(root, s3_endpoint_url=endpoint))
+        counting = CountingBackend(open_backend(root, s3_endpoint_url=endpoint))
         store = Store(counting, index_cache_dir=cache)  # type: ignore[arg-type]
     backend = store.backend
     before = Counter(getattr(backend, "calls", Counter()))
@@ -128,8 +106,8 @@ def main() -> None:
     print("| push | seconds | GET | LIST calls (keys listed) | listings after a key (keys) | PUT |")
     print("|---|---|---|---|---|---|")
     for label, seconds, calls in rows:
-        print(f"| {label} | {seconds:.2f} | {calls['get']:,} | {calls['list']:,} ({calls['list keys']:,}) | "
-              f"{calls['list_after']:,} ({calls['list_after keys']:,}) | {calls['put']:,} |")  # fmt: skip
+        print(f"| {label} | {seconds:.2f} | {calls['get']:,} | {calls['list']:,} ({calls['list_keys']:,}) | "
+              f"{calls['list_after']:,} ({calls['list_after_keys']:,}) | {calls['put']:,} |")  # fmt: skip
     print(
         "\nLIST calls are calls of the backend's list(); each is ceil(keys / 1,000) S3 requests. "
         "GET includes the GC generation marker (1 per push) and refs."

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from store.backends.base import Backend
 from store.gc_generation import read_generation
+from store.ids import is_full_id
 from store.index_cache import LocalIndexCache
 from store.layout import INDEX_PREFIX, TIMED_INDEX_PREFIX, pack_id_of_index_key
 from store.objects import ChunkRef
@@ -103,8 +104,8 @@ class ChunkIndex:
             if key.startswith(TIMED_INDEX_PREFIX) and key > self._newest:
                 self._newest = key
             pack_id = pack_id_of_index_key(key)
-            if pack_id in self._packs:
-                continue
+            if pack_id in self._packs or not is_full_id(pack_id):
+                continue  # known, or a key no writer made (its pack id becomes a pack path)
             data = self._backend.get(key)
             reads += 1
             self._learn(pack_id, decode_index(pack_id, data))

@@ -33,9 +33,9 @@ from typing import Any
 import orjson
 
 from store.backends.base import Backend, KeyInfo
-from store.chunk_reader import plan_spans, read_span
 from store.errors import IntegrityError, NotFoundError, RefConflictError
 from store.gc_generation import new_generation
+from store.ids import is_full_id
 from store.layout import INDEX_PREFIX, LEDGER_REPO, pack_id_of_index_key
 from store.leases import collector_hold
 from store.object_store import ObjectStore
@@ -113,10 +113,13 @@ class _Mark:
 
 
 class GarbageCollector:
-    def __init__(self, backend: Backend, refs: RefStore, objects: ObjectStore) -> None:
+    def __init__(
+        self, backend: Backend, refs: RefStore, objects: ObjectStore, read_file: Callable[[str, str], bytes]
+    ) -> None:
         self._backend = backend
         self._refs = refs
         self._objects = objects
+        self._read_file = read_file  # (commit, path) -> verified bytes: Store.read_file
 
     def collect(
         self,
@@ -191,30 +194,24 @@ class GarbageCollector:
         cutoff = None if retention_seconds is None else time.time() - retention_seconds
         named: list[str] = []
         tree = self._objects.tree(self._objects.commit(head).tree)
-        for path, entry in tree.entries.items():
+        for path in tree.entries:
             if not path.startswith("events/"):
                 continue
             try:
-                event = orjson.loads(self._read_small_file(entry.manifest_id))
+                event = orjson.loads(self._read_file(head, path))
             except (orjson.JSONDecodeError, NotFoundError):
                 continue  # not an event we can read: it names nothing to keep
-            if cutoff is not None and _event_time(event) < cutoff:
+            if not isinstance(event, dict) or (cutoff is not None and _event_time(event) < cutoff):
                 continue
             for side in ("to", "from"):
-                ref = event.get(side) or {}
+                ref = event.get(side)
+                if not isinstance(ref, dict):
+                    continue
                 for key in ("weights_commit", "dataset_commit"):
                     commit = ref.get(key)
-                    if isinstance(commit, str) and len(commit) == 64 and self._objects.exists(commit):
+                    if isinstance(commit, str) and is_full_id(commit) and self._objects.exists(commit):
                         named.append(commit)
         return named
-
-    def _read_small_file(self, manifest_id: str) -> bytes:
-        manifest = self._objects.manifest(manifest_id)
-        out = bytearray()
-        for span in plan_spans(list(manifest.chunks)):
-            for data in read_span(self._backend, span):
-                out += data
-        return bytes(out)
 
     # -- sweep -----------------------------------------------------------------------------
 

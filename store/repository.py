@@ -566,7 +566,7 @@ class Store:
     ) -> GcReport:
         """Delete what no branch, tag or ledger entry reaches, older than the grace period
         (``store.gc``). Safe with concurrent writers: see ``store.leases``."""
-        collector = GarbageCollector(self.backend, self.refs, self.objects)
+        collector = GarbageCollector(self.backend, self.refs, self.objects, self.read_file)
         return collector.collect(grace_seconds=grace_seconds, dry_run=dry_run, progress=progress,
                                  ledger_retention_seconds=ledger_retention_seconds,
                                  wait_for_writers=wait_for_writers)  # fmt: skip

@@ -7,37 +7,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from store import Store
 from store.backends import open_backend
 from store.chunk_index import ChunkIndex
-
-
-class CountingBackend:
-    """A real backend, with every call counted (what a push costs in requests)."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self.calls: Counter[str] = Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._inner, name)
-        if not callable(attribute):
-            return attribute
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] += 1
-            result = attribute(*args, **kwargs)
-            if name in ("list", "list_after"):  # count the keys a listing returned, too
-                keys = list(result)
-                self.calls[f"{name}_keys"] += len(keys)
-                return iter(keys)
-            return result
-
-        return counted
+from tests.counting_backend import CountingBackend
 
 
 def _store(root: str, endpoint: str | None, cache: Path) -> tuple[Store, Counter[str]]:

@@ -229,3 +229,19 @@ def test_a_long_lived_writer_forgets_the_packs_gc_deleted(store: Store) -> None:
     assert result.bytes_new == len(data), "the chunks were deduplicated against a deleted pack"
     assert store.read_file(result.commit_id, "w.bin") == data
     assert store.verify().ok
+
+
+def test_crafted_ledger_events_and_index_keys_are_ignored(tmp_path: Path) -> None:
+    """Store contents are untrusted: a ledger event that is not an object, or names a commit
+    that is no id, keeps nothing and breaks nothing; an index key no writer made is not read."""
+    store = Store.open(str(tmp_path / "store"), create=True)
+    store.commit_files(LEDGER_REPO, "main", [
+        ("events/m/1.json", b"[1, 2]"), ("events/m/2.json", json.dumps({"to": "x"}).encode()),
+        ("events/m/3.json", json.dumps({"to": {"weights_commit": "../" * 21 + "a"}}).encode()),
+    ])  # fmt: skip
+    store.backend.put("index/t/20260101T000000000000Z-..%2F..%2Fevil.idx", b"not an index")
+    store.backend.put("index/t/20260101T000000000000Z-nothex.idx", b"not an index")
+    report = store.gc(grace_seconds=0)
+    assert report.freed["indexes"].count == 2
+    assert store.commit_files("data", "main", [("a", _data(60, 50_000))]).changed
+    assert store.verify().ok
