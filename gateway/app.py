@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -72,9 +73,9 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         preparer=preparer,
         events=events,
     )
-    registry.register(SkewCollector(lambda: live_endpoints(deployer), lambda: gateway_stats(deployer)))
+    registry.register(SkewCollector(partial(live_endpoints, deployer), partial(gateway_stats, deployer)))
     mirror = ShadowMirror(
-        lambda name: shadow_of(deployer, name),
+        partial(shadow_of, deployer),
         ShadowMetrics(registry),
         queue_size=settings.shadow_queue_size,
         timeout=settings.request_timeout,
