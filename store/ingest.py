@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,17 +68,17 @@ class Ingest:
         self._max_pack = max_pack_bytes
         self._progress = progress
         self._encoder = ChunkEncoder()
-        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lockgate-sha256")
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lockgate-file-digest")
         # A small commit gets a small first pack buffer instead of 64 MiB.
         first = self._max_pack if size_hint is None else max(min(size_hint, self._max_pack), 64 * 1024)
         self._pack = PackBuilder(self._max_pack, bytearray(buffer_size(first)))
         self._spare_buffers: list[bytearray] = []
         self._session: set[str] = set()  # chunks in the open pack
-        # Sealed packs of this session. They join the shared index only once durable, so a
-        # failed upload can never make a later push dedup against a pack that is not there.
-        self._sealed: list[tuple[str, list[PackEntry]]] = []
-        self._sealed_ids: dict[str, ChunkRef] = {}
-        self._uploads: list[Future[None]] = []
+        # Chunks in sealed packs of this session. The packs join the shared index only once
+        # durable, so a failed upload can never make a later push dedup against a pack that
+        # is not there.
+        self._sealed_chunks: set[str] = set()
+        self._uploads: list[Future[tuple[str, list[PackEntry]]]] = []
         self._pool = ThreadPoolExecutor(max_workers=_UPLOADS_IN_FLIGHT, thread_name_prefix="lockgate-pack")
         self._files: list[_PendingFile] = []
         self.stats = IngestStats()
@@ -88,19 +88,16 @@ class Ingest:
     def add_bytes(self, data: bytes | memoryview) -> int:
         """Chunk one file's content; return its position for the manifests ``finish`` builds."""
         view = memoryview(data)
-        # SHA-256 is the slowest hash here (~1.8 GB/s) and hashlib releases the GIL, so it
-        # runs beside the chunking loop instead of before it.
-        sha256 = self._hasher.submit(lambda: hashlib.sha256(view).hexdigest())
+        # The whole-file digests run on their own thread (hashlib and blake3 release the GIL)
+        # beside the chunk pipeline, instead of before it.
+        whole = self._hasher.submit(_whole_digests, view)
+        pending = _PendingFile(size=len(view), blake3="", sha256="")
         try:
-            pending = _PendingFile(
-                size=len(view), blake3=blake3.blake3(view, max_threads=blake3.blake3.AUTO).hexdigest(), sha256=""
-            )
-            for offset, length in cut(view, self._chunker):
-                self._add_chunk(pending, view[offset : offset + length])
+            self._pack_chunks(pending, view, cut(view, self._chunker))
         finally:
-            # Never leave the hashing thread reading a buffer the caller is about to unmap.
-            digest = sha256.result()
-        pending.sha256 = digest
+            # Never leave a thread reading a buffer the caller is about to unmap.
+            digests = whole.result()
+        pending.blake3, pending.sha256 = digests
         self._files.append(pending)
         return len(self._files) - 1
 
@@ -129,8 +126,7 @@ class Ingest:
             cuts = list(cut(view, self._chunker))
             # Keep the last chunk back unless the stream has ended: it may end early.
             final = cuts if ended else cuts[:-1]
-            for offset, length in final:
-                self._add_chunk(pending, view[offset : offset + length])
+            self._pack_chunks(pending, view, final)
             consumed = final[-1][0] + final[-1][1] if final else 0
             tail = bytes(view[consumed:])
             view.release()
@@ -141,19 +137,25 @@ class Ingest:
         self._files.append(pending)
         return len(self._files) - 1
 
-    def _add_chunk(self, pending: _PendingFile, piece: memoryview) -> None:
-        cid = compute_chunk_id(piece)
-        length = len(piece)
-        pending.chunks.append((cid, length))
-        self.stats.chunks_total += 1
-        self.stats.bytes_total += length
-        if cid in self._session or cid in self._sealed_ids or cid in self._index:
-            self.stats.bytes_reused += length
-        else:
-            self._store_chunk(cid, piece)
-        piece.release()
-        if self._progress:
-            self._progress(length)
+    def _pack_chunks(self, pending: _PendingFile, view: memoryview, cuts: Iterable[tuple[int, int]]) -> None:
+        """Name each chunk in file order, dedup it, and pack it if it is new."""
+        stats = self.stats
+        encode = self._encoder.encode
+        known = self._index.__contains__
+        session, sealed, chunks = self._session, self._sealed_chunks, pending.chunks
+        for offset, length in cuts:
+            piece = view[offset : offset + length]
+            cid = compute_chunk_id(piece)
+            chunks.append((cid, length))
+            stats.chunks_total += 1
+            stats.bytes_total += length
+            if cid in session or cid in sealed or known(cid):
+                stats.bytes_reused += length
+            else:
+                stored, codec = encode(piece)
+                self._store_chunk(cid, stored, length, codec)
+            if self._progress:
+                self._progress(length)
 
     def add_file(self, path: Path) -> int:
         size = os.path.getsize(path)
@@ -169,14 +171,13 @@ class Ingest:
             finally:
                 view.release()
 
-    def _store_chunk(self, cid: str, raw: memoryview) -> None:
-        stored, codec = self._encoder.encode(raw)
+    def _store_chunk(self, cid: str, stored: bytes | memoryview, length: int, codec: int) -> None:
         if len(self._pack) and not self._pack.fits(len(stored)):
             self._seal()
-        self._pack.add(cid, stored, len(raw), codec)
+        self._pack.add(cid, stored, length, codec)
         self._session.add(cid)
         self.stats.chunks_new += 1
-        self.stats.bytes_new += len(raw)
+        self.stats.bytes_new += length
         self.stats.bytes_stored += len(stored)
 
     # -- packs ------------------------------------------------------------------------------
@@ -184,45 +185,50 @@ class Ingest:
     def _seal(self) -> None:
         if not len(self._pack):
             return
-        pack_id, data, index_bytes, entries = self._pack.seal()
-        finished = self._pack.buffer
+        builder = self._pack
+        self._sealed_chunks.update(self._session)
         self._session.clear()
-        self._sealed.append((pack_id, entries))
-        for e in entries:
-            self._sealed_ids[e.chunk_id] = ChunkRef(e.chunk_id, e.length, pack_id, e.offset, e.stored_length, e.codec)
         # Bound memory: wait for the oldest upload before queueing another.
-        while len([f for f in self._uploads if not f.done()]) >= _UPLOADS_IN_FLIGHT:
-            next(f for f in self._uploads if not f.done()).result()
-        self._uploads.append(self._pool.submit(self._upload, pack_id, data, index_bytes, finished))
+        in_flight = [f for f in self._uploads if not f.done()]
+        if len(in_flight) >= _UPLOADS_IN_FLIGHT:
+            in_flight[0].result()
+        # Sealing (the footer, and the BLAKE3 that names the pack) runs on the upload thread
+        # too, beside the chunking of the next pack.
+        self._uploads.append(self._pool.submit(self._seal_and_upload, builder))
         self.stats.packs_written += 1
         spare = self._spare_buffers.pop() if self._spare_buffers else None
         if spare is None or len(spare) < buffer_size(self._max_pack):
             spare = bytearray(buffer_size(self._max_pack))
         self._pack = PackBuilder(self._max_pack, spare)
 
-    def _upload(self, pack_id: str, data: memoryview, index_bytes: bytes, buffer: bytearray) -> None:
+    def _seal_and_upload(self, builder: PackBuilder) -> tuple[str, list[PackEntry]]:
+        pack_id, data, index_bytes, entries = builder.seal()
         # The pack before its index: an index entry always points at a pack that exists.
         self._backend.put(pack_key(pack_id), data)
         self._backend.put(index_key(pack_id), index_bytes)
         data.release()
-        self._spare_buffers.append(buffer)  # list.append is atomic under the GIL
+        self._spare_buffers.append(builder.buffer)  # list.append is atomic under the GIL
+        return pack_id, entries
 
     def finish(self) -> list[Manifest]:
         """Seal the last pack, wait until every pack is durable, then build the manifests."""
         try:
             self._seal()
-            for future in self._uploads:
-                future.result()
+            # In submission order: the sealed packs of this session, each durable.
+            sealed = [future.result() for future in self._uploads]
         finally:
             self._pool.shutdown(wait=True)
             self._hasher.shutdown(wait=True)
-        for pack_id, entries in self._sealed:
+        located: dict[str, ChunkRef] = {}
+        for pack_id, entries in sealed:
             self._index.add(pack_id, entries)
+            for e in entries:
+                located[e.chunk_id] = ChunkRef(e.chunk_id, e.length, pack_id, e.offset, e.stored_length, e.codec)
         manifests = []
         for pending in self._files:
             refs: list[ChunkRef] = []
             for cid, _length in pending.chunks:
-                location = self._sealed_ids.get(cid) or self._index.get(cid)
+                location = located.get(cid) or self._index.get(cid)
                 if location is None:  # pragma: no cover - would be a bug in this module
                     raise RuntimeError(f"chunk {cid} has no pack after ingest")
                 refs.append(location)
@@ -240,3 +246,8 @@ class Ingest:
     def abort(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._hasher.shutdown(wait=True, cancel_futures=True)
+
+
+def _whole_digests(view: memoryview) -> tuple[str, str]:
+    """The file's BLAKE3 (its identity in the manifest) and SHA-256 (what MLflow and LFS name)."""
+    return blake3.blake3(view).hexdigest(), hashlib.sha256(view).hexdigest()
