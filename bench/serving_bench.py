@@ -300,7 +300,9 @@ class Running:
     grpc_port: int = 0  # lockgate's V2 gRPC port
 
 
-def start(kind: str, model: str, work: Path, tracking: str, run: int) -> Running:
+def start(kind: str, model: str, work: Path, tracking: str, run: int, *, cache: Path | None = None) -> Running:
+    """Start one server and time it to ready. ``cache`` (lockgate only) reuses a cache directory:
+    a warm restart, served from the local pin; without it every start is cold."""
     port, grpc_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -315,7 +317,7 @@ def start(kind: str, model: str, work: Path, tracking: str, run: int) -> Running
         command = [str(VENV_BIN / "mlflow"), "models", "serve", "-m", f"models:/{model}/1", "--env-manager", "local"]
         ready_path = "/ping"
     else:
-        cache = work / f"cache-{model}-{run}"  # empty: a cold start every time
+        cache = cache or work / f"cache-{model}-{run}"  # empty unless given: a cold start
         env["LOCKGATE_CACHE_DIR"] = str(cache)
         # gRPC on too, for the protocol loads (its import and proto compile add ~0.2 s to the start).
         command = [str(VENV_BIN / "lockgate"), "serve", f"models:/{model}/1", "--grpc-port", str(grpc_port)]
@@ -469,7 +471,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="A,B rounds per model (default 2)")
     parser.add_argument("--models", default="iris,diabetes,forest,fraud")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--startup-only",
+        action="store_true",
+        help="only start-to-ready, alternating MLflow, a cold lockgate and a warm lockgate restart",
+    )
     args = parser.parse_args()
+    if args.startup_only:
+        startup_only(args.models.split(","), args.rounds, args.out)
+        return
     if shutil.which("wrk") is None or shutil.which("h2load") is None:
         raise SystemExit("wrk or h2load is missing: apt-get install wrk nghttp2-client (make bench installs them)")
 
@@ -540,6 +550,45 @@ def main() -> None:
                         stop_group(server.proc)
             report["models"][model.name] = summarize(model, tallies, reference, agreement, path)
         print_report(report, args.out)
+
+
+def startup_only(selected: list[str], rounds: int, out_dir: Path) -> None:
+    """Start-to-ready of MLflow, a cold lockgate (empty cache) and a warm lockgate restart (the
+    cache of an earlier start: the local pin serves before the registry is asked), alternated."""
+    results: dict[str, dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="lockgate-startup-bench-") as tmp:
+        work = Path(tmp)
+        tracking = f"sqlite:///{work / 'mlflow.db'}"
+        models = build_models(selected)
+        register(models, work, tracking)
+        for model in models:
+            warm_cache = work / f"warm-{model.name}"
+            stop_group(start("lockgate", model.name, work, tracking, -1, cache=warm_cache).proc)  # primes it
+            times: dict[str, list[float]] = {"mlflow": [], "lockgate cold": [], "lockgate warm": []}
+            for run in range(rounds):
+                for label, series in times.items():
+                    kind = "mlflow" if label == "mlflow" else "lockgate"
+                    cache = warm_cache if label == "lockgate warm" else None
+                    server = start(kind, model.name, work, tracking, run, cache=cache)
+                    stop_group(server.proc)
+                    series.append(server.start_seconds)
+                    print(f"  {model.name} round {run + 1} {label:<14} ready in {server.start_seconds:.2f} s")
+            results[model.name] = times
+    lines = [
+        "| model | MLflow s | lockgate cold s (ratio) | lockgate warm restart s (ratio) |",
+        "|---|---|---|---|",
+    ]
+    for name, times in results.items():
+        mlflow_s = statistics.median(times["mlflow"])
+        cold, warm = statistics.median(times["lockgate cold"]), statistics.median(times["lockgate warm"])
+        lines.append(
+            f"| {name} | {mlflow_s:.2f} | {cold:.2f} ({cold / mlflow_s:.2f}) | {warm:.2f} ({warm / mlflow_s:.2f}) |"
+        )
+    table = "\n".join(lines)
+    print(f"\nstart to ready, median of {rounds} alternating rounds\n{table}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "startup.md").write_text(f"# start to ready, median of {rounds} rounds\n\n{table}\n")
+    (out_dir / "startup.json").write_text(json.dumps(results, indent=2))
 
 
 def summarize(

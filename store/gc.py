@@ -6,8 +6,10 @@ the store has committed:
 1. **Mark.** Roots are every branch and tag of every repository, and every commit the
    deployment ledger names (a version that served, even if its branch moved on or was deleted),
    within ``ledger_retention`` (default: all of the ledger). From the roots, every commit
-   (through all parents: history is kept), tree and manifest is reachable, and so is every pack
-   a reachable manifest reads a chunk from, with its index.
+   (through all parents: by default history is kept; a ``HistoryRetention`` policy keeps only
+   the newest N or those since T behind each root, and records where it cut), tree and
+   manifest is reachable, and so is every pack a reachable manifest reads a chunk from, with
+   its index.
 2. **Re-check.** The refs are read again; if any moved since the mark (a writer that does not
    take leases, or a lease lost to a stall), the mark is redone.
 3. **Sweep.** Unreachable packs, indexes and objects, and the half-written files of killed
@@ -26,6 +28,7 @@ them costs a full rewrite and pays only when much of a pack is dead.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +38,7 @@ import orjson
 from store.backends.base import Backend, KeyInfo
 from store.errors import IntegrityError, NotFoundError, RefConflictError
 from store.gc_generation import new_generation
+from store.history_retention import KEEP_ALL, HistoryRetention, read_cuts, record_cuts
 from store.ids import is_full_id
 from store.layout import INDEX_PREFIX, LEDGER_REPO, pack_id_of_index_key
 from store.leases import collector_hold
@@ -75,6 +79,7 @@ class GcReport:
     kept_young: Swept = field(default_factory=Swept)  # unreachable, but newer than the grace period
     partly_dead_packs: int = 0
     dead_bytes_in_live_packs: int = 0
+    history_cuts: int = 0  # kept commits whose older history the retention policy dropped
     marks: int = 0
     seconds: float = 0.0
 
@@ -98,6 +103,7 @@ class GcReport:
             "kept_young": {"count": self.kept_young.count, "bytes": self.kept_young.bytes},
             "partly_dead_packs": self.partly_dead_packs,
             "dead_bytes_in_live_packs": self.dead_bytes_in_live_packs,
+            "history_cuts": self.history_cuts,
             "marks": self.marks,
             "seconds": round(self.seconds, 3),
         }
@@ -110,6 +116,8 @@ class _Mark:
     packs: dict[str, set[tuple[int, int]]] = field(default_factory=dict)  # pack id -> its live (offset, bytes)
     commits: int = 0
     manifests: int = 0
+    # Kept commit -> parents the retention policy drops this time (store.history_retention).
+    cuts: dict[str, set[str]] = field(default_factory=dict)
 
 
 class GarbageCollector:
@@ -129,21 +137,27 @@ class GarbageCollector:
         ledger_retention_seconds: float | None = None,
         wait_for_writers: float = 600.0,
         progress: Progress | None = None,
+        retention: HistoryRetention = KEEP_ALL,
     ) -> GcReport:
         started = time.monotonic()
         report = GcReport(dry_run=dry_run, grace_seconds=grace_seconds)
         with collector_hold(self._backend, wait_for_writers=wait_for_writers):
             # Anything written after this moment, minus the grace period, is never deleted.
             cutoff = time.time() - grace_seconds
-            mark = self._mark(ledger_retention_seconds)
+            mark = self._mark(ledger_retention_seconds, retention)
             report.marks = 1
             while self._read_refs() != mark.refs:
                 if report.marks >= 5:
                     raise RefConflictError("refs kept moving during garbage collection; nothing was deleted")
-                mark = self._mark(ledger_retention_seconds)
+                mark = self._mark(ledger_retention_seconds, retention)
                 report.marks += 1
             report.roots = len(set(mark.refs.values()))
             report.commits, report.manifests = mark.commits, mark.manifests
+            report.history_cuts = len(mark.cuts)
+            if mark.cuts and not dry_run:
+                # Before any delete: a walk that meets a dropped parent must read it as the
+                # end of the kept history, never as damage.
+                record_cuts(self._backend, mark.cuts)
             self._sweep(mark, cutoff, report, dry_run, progress)
         report.seconds = time.monotonic() - started
         return report
@@ -157,22 +171,36 @@ class GarbageCollector:
             refs.update({f"{repo}/tags/{name}": commit for name, commit in self._refs.tags(repo).items()})
         return refs
 
-    def _mark(self, ledger_retention_seconds: float | None) -> _Mark:
+    def _mark(self, ledger_retention_seconds: float | None, retention: HistoryRetention) -> _Mark:
         mark = _Mark(self._read_refs())
         roots = list(dict.fromkeys(mark.refs.values()))
         ledger_head = mark.refs.get(f"{LEDGER_REPO}/heads/main")
         if ledger_head is not None:
             roots += self._ledger_commits(ledger_head, ledger_retention_seconds)
-        pending = list(dict.fromkeys(roots))
+        known_cuts = read_cuts(self._backend)
+        # Breadth first from every root at once: a commit is first met at its least depth
+        # behind any ref, which is the depth the retention policy judges.
+        pending: deque[tuple[str, int, str | None]] = deque((root, 0, None) for root in dict.fromkeys(roots))
+        parents_of: dict[str, tuple[str, ...]] = {}
+        judged: set[str] = set()
         try:
             while pending:
-                commit_id = pending.pop()
-                if commit_id in mark.objects:
+                commit_id, depth, child = pending.popleft()
+                if commit_id in judged:
                     continue
-                commit = self._objects.commit(commit_id)
+                judged.add(commit_id)
+                try:
+                    commit = self._objects.commit(commit_id)
+                except NotFoundError:
+                    if child is not None and commit_id in known_cuts.get(child, frozenset()):
+                        continue  # dropped by an earlier collection's retention policy: not damage
+                    raise
+                if not retention.keeps(depth, parse_time(commit.time).timestamp()):
+                    continue
                 mark.objects.add(commit_id)
                 mark.commits += 1
-                pending.extend(p for p in commit.parents if p not in mark.objects)
+                parents_of[commit_id] = commit.parents
+                pending.extend((p, depth + 1, commit_id) for p in commit.parents if p not in judged)
                 if commit.tree in mark.objects:
                     continue
                 mark.objects.add(commit.tree)
@@ -187,6 +215,10 @@ class GarbageCollector:
             raise IntegrityError(
                 f"the store is damaged ({exc}); garbage collection deletes nothing until `lockgate store verify` passes"
             ) from exc
+        for commit_id, parents in parents_of.items():
+            dropped = {p for p in parents if p not in mark.objects and p not in known_cuts.get(commit_id, frozenset())}
+            if dropped:
+                mark.cuts[commit_id] = dropped
         return mark
 
     def _ledger_commits(self, head: str, retention_seconds: float | None) -> list[str]:
@@ -261,6 +293,8 @@ class GarbageCollector:
                     backend.delete_temporary(info.key)
                 else:
                     backend.delete(info.key)
+                if kind == "objects":
+                    self._objects.forget(info.key.rsplit("/", 1)[-1])
             report.freed[kind].add(info.size)
             if progress is not None:
                 progress(done, len(doomed))

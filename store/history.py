@@ -10,7 +10,9 @@ import re
 from collections.abc import Iterator
 from datetime import datetime
 
+from store.backends.base import Backend
 from store.errors import CorruptObjectError, EmptyRepoError, ObjectNotFoundError, RefNotFoundError
+from store.history_retention import is_cut
 from store.ids import is_full_id
 from store.object_store import ObjectStore
 from store.objects import Commit, format_time
@@ -22,9 +24,21 @@ _SHORT_ID = re.compile(r"[0-9a-f]{8,63}")
 
 
 class History:
-    def __init__(self, refs: RefStore, objects: ObjectStore) -> None:
+    def __init__(self, refs: RefStore, objects: ObjectStore, backend: Backend | None = None) -> None:
         self._refs = refs
         self._objects = objects
+        self._backend = backend  # where gc's history cuts are recorded (store.history_retention)
+
+    def _parent_commit(self, child: str, parent: str) -> Commit | None:
+        """``parent`` of ``child``; None where a collection with a retention policy dropped it
+        (recorded, so the end of the kept history, not damage). Only a missing parent costs a
+        read of the record."""
+        try:
+            return self._objects.commit(parent)
+        except ObjectNotFoundError:
+            if self._backend is not None and is_cut(self._backend, child, parent):
+                return None
+            raise
 
     def resolve(self, repo: str, ref: RefSpec | str, at: datetime | None = None) -> str:
         """Return the full commit id ``ref`` names in ``repo`` (as it was at time ``at``)."""
@@ -36,6 +50,11 @@ class History:
             if not parents:
                 raise RefNotFoundError(
                     f"{spec} in {repo!r} goes back past the first commit (only {step} commits before it)"
+                )
+            if self._parent_commit(commit_id, parents[0]) is None:
+                raise RefNotFoundError(
+                    f"{spec} in {repo!r} goes back past the first kept commit (only {step} commits before it; "
+                    "older history was dropped by `lockgate store gc` retention)"
                 )
             commit_id = parents[0]
         if at is not None:
@@ -95,11 +114,15 @@ class History:
         raise RefNotFoundError(f"{spec} in {repo!r} did not exist yet at {format_time(at)}{since}")
 
     def walk(self, head: str) -> Iterator[tuple[str, Commit]]:
-        commit_id: str | None = head
-        while commit_id is not None:
-            commit = self._objects.commit(commit_id)
+        commit_id, commit = head, self._objects.commit(head)
+        while True:
             yield commit_id, commit
-            commit_id = commit.parents[0] if commit.parents else None
+            if not commit.parents:
+                return
+            parent = self._parent_commit(commit_id, commit.parents[0])
+            if parent is None:
+                return
+            commit_id, commit = commit.parents[0], parent
 
     def log(
         self, repo: str, ref: RefSpec | str, at: datetime | None = None, limit: int | None = None

@@ -17,6 +17,8 @@ INDEX_PREFIX = "index/"
 TIMED_INDEX_PREFIX = "index/t/"
 # Changed by every garbage collection that deleted something: dedup tables built before are stale.
 GC_GENERATION_KEY = "gc-generation.json"
+# The parents a garbage collection with a history-retention policy dropped (store.history_retention).
+HISTORY_CUTS_KEY = "history-cuts.json"
 
 
 def index_key(pack_id: str, moment: datetime | None = None) -> str:

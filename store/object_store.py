@@ -38,6 +38,11 @@ class ObjectStore:
     def exists(self, oid: str) -> bool:
         return oid in self._cache or self._backend.exists(object_key(oid))
 
+    def forget(self, oid: str) -> None:
+        """Drop a deleted object from the cache, so this process stops finding what gc removed."""
+        with self._lock:
+            self._cache.pop(oid, None)
+
     def _remember(self, oid: str, obj: Object) -> None:
         with self._lock:
             self._cache[oid] = obj

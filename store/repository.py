@@ -38,6 +38,7 @@ from store.errors import (
 )
 from store.gc import GarbageCollector, GcReport
 from store.history import History
+from store.history_retention import KEEP_ALL, HistoryRetention
 from store.ingest import Ingest
 from store.layout import FORMAT_KEY, FORMAT_VERSION, LEDGER_REPO
 from store.leases import writer_lease
@@ -140,7 +141,7 @@ class Store:
         self.backend = backend
         self.objects = ObjectStore(backend)
         self.refs = RefStore(backend)
-        self.history = History(self.refs, self.objects)
+        self.history = History(self.refs, self.objects, self.backend)
         self._index = ChunkIndex(backend, index_cache_dir)
 
     @classmethod
@@ -563,13 +564,14 @@ class Store:
         ledger_retention_seconds: float | None = None,
         wait_for_writers: float = 600.0,
         progress: Callable[[int, int], None] | None = None,
+        retention: HistoryRetention = KEEP_ALL,
     ) -> GcReport:
         """Delete what no branch, tag or ledger entry reaches, older than the grace period
         (``store.gc``). Safe with concurrent writers: see ``store.leases``."""
         collector = GarbageCollector(self.backend, self.refs, self.objects, self.read_file)
         return collector.collect(grace_seconds=grace_seconds, dry_run=dry_run, progress=progress,
                                  ledger_retention_seconds=ledger_retention_seconds,
-                                 wait_for_writers=wait_for_writers)  # fmt: skip
+                                 wait_for_writers=wait_for_writers, retention=retention)  # fmt: skip
 
     def verify(self, repos: list[str] | None = None) -> VerifyReport:
         names = repos if repos is not None else self.refs.repos()

@@ -9,7 +9,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from gateway.cli.console import err, human_bytes, out, print_json
 from gateway.cli.store_commands import JsonOption, StoreOption, open_store
-from store.timespec import parse_duration
+from store.history_retention import HistoryRetention
+from store.timespec import parse_duration, parse_time
 
 
 def _seconds(value: str | None, option: str) -> float | None:
@@ -41,6 +42,25 @@ def gc(
             show_default=False,
         ),
     ] = None,
+    keep_last: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-last",
+            min=1,
+            help="History retention: behind each branch, tag and ledger-named commit keep only the newest N "
+            "commits (the ref's own counts). Default: keep all history.",
+            show_default=False,
+        ),
+    ] = None,
+    keep_since: Annotated[
+        str | None,
+        typer.Option(
+            "--keep-since",
+            help="History retention: keep commits made since this time (90d, 2026-06-01, ...), and drop older "
+            "history behind each ref. With --keep-last, a commit either rule names is kept.",
+            show_default=False,
+        ),
+    ] = None,
     wait: Annotated[
         str, typer.Option("--wait", help="How long to wait for running pushes to commit before giving up.")
     ] = "10m",
@@ -53,14 +73,24 @@ def gc(
     that holds a writer lease has committed, marks from every branch and tag of every
     repository and every commit the deployment ledger names, re-checks the refs, and only then
     sweeps what is unreachable and older than --grace. Pushes that start meanwhile wait for it.
-    History is kept: every ancestor of a branch or tag stays.
+    By default history is kept: every ancestor of a branch or tag stays. --keep-last and
+    --keep-since drop older history; the cut is recorded, so `lockgate log` ends there and
+    `lockgate store verify` passes.
 
-    Examples: lockgate store gc --dry-run; lockgate store gc --grace 0s --json
+    Examples: lockgate store gc --dry-run; lockgate store gc --grace 0s --json;
+    lockgate store gc --keep-last 20 --keep-since 90d --dry-run
     """
     s = open_store(store)
     grace_seconds = _seconds(grace, "--grace") or 0.0
-    retention = _seconds(ledger_retention, "--ledger-retention")
+    ledger_seconds = _seconds(ledger_retention, "--ledger-retention")
     wait_seconds = _seconds(wait, "--wait") or 0.0
+    since = None
+    if keep_since is not None:
+        try:
+            since = parse_time(keep_since).timestamp()
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--keep-since") from None
+    retention = HistoryRetention(keep_last=keep_last, keep_since=since)
     show = not as_json and err.is_terminal
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
                   disable=not show, transient=True) as bar:  # fmt: skip
@@ -69,8 +99,8 @@ def gc(
         def advance(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        report = s.gc(grace_seconds=grace_seconds, dry_run=dry_run, ledger_retention_seconds=retention,
-                      wait_for_writers=wait_seconds, progress=advance)  # fmt: skip
+        report = s.gc(grace_seconds=grace_seconds, dry_run=dry_run, ledger_retention_seconds=ledger_seconds,
+                      wait_for_writers=wait_seconds, progress=advance, retention=retention)  # fmt: skip
     if as_json:
         print_json(report.as_dict())
         return
@@ -88,6 +118,8 @@ def gc(
             f"  kept {report.kept_young.count} unreachable keys ({human_bytes(report.kept_young.bytes)}) younger "
             f"than --grace {grace}"
         )
+    if report.history_cuts:
+        out.print(f"  history cut behind {report.history_cuts} commits by the retention policy (recorded)")
     if report.partly_dead_packs:
         out.print(
             f"  {report.partly_dead_packs} packs are partly dead ({human_bytes(report.dead_bytes_in_live_packs)} "
