@@ -104,6 +104,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
                     options=spec.options or default_options,
                     canary=spec.canary,
                     shadow=spec.shadow,
+                    prefer_pin=settings.warm_start,
                 )
         # The startup heap (MLflow, pandas, sklearn, the models) is millions of long-lived objects.
         # Left to the collector, the first full collection under traffic stalls every request for
@@ -113,11 +114,14 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         gc.freeze()
         gc.enable()  # `lockgate serve` disables it for the startup (gateway/cli/serve_commands.py)
         follower = asyncio.create_task(deployer.follow_forever(settings.follow_interval))
+        # A warm restart served local pins: ask the registry now, not one follow interval later.
+        reconcile = asyncio.create_task(deployer.follow_forever(0.0, once=True))
         asyncio.get_running_loop().call_soon(preparer.start_background_work)  # after uvicorn listens
         try:
             yield
         finally:
             follower.cancel()
+            reconcile.cancel()
             await mirror.close()
             if grpc_server is not None:
                 await grpc_server.stop(grace=5)

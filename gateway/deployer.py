@@ -27,7 +27,7 @@ from gateway.ledger import Ledger, VersionRef
 from gateway.role_control import RoleControl
 from gateway.serving_options import ServingOptions
 from gateway.traffic_policy import CANARY, KEEP, PRIMARY, SHADOW, CanarySpec, Keep, ShadowSpec
-from loader.local_pins import PIN_NOTE
+from loader.local_pins import from_pin
 from loader.model_loader import ModelLoader, ServableModel
 from loader.resolved import ResolvedModel
 
@@ -89,13 +89,15 @@ class Deployer:
         options: ServingOptions | None = None,
         canary: CanarySpec | Keep | None = KEEP,
         shadow: ShadowSpec | Keep | None = KEEP,
+        prefer_pin: bool = False,
     ) -> Endpoint:
         """Create or redeploy ``name`` from ``model_uri``, and set, drop (None) or keep (KEEP)
         its canary and shadow. ``model_uri`` None changes only the policy of an existing
         endpoint. On a redeploy failure the current version keeps serving and the error is
         raised. A new endpoint whose first deploy fails is dropped, unless ``keep_on_failure``
         (configured endpoints: retried by the follow loop until they load, and shown as failed
-        meanwhile)."""
+        meanwhile). ``prefer_pin`` (a gateway's start) serves the version the URI last resolved
+        to, complete in the cache, without waiting for the registry; the follow loop reconciles."""
         check_endpoint_name(name)  # every entry point checks too; this is the one no caller skips
         if model_uri is None:
             endpoint = self.get(name)
@@ -108,7 +110,8 @@ class Deployer:
         self.endpoints[name] = endpoint
         async with endpoint.lock:
             await self._deploy_primary(endpoint, model_uri, follow=follow, actor=actor, options=options,
-                                       created=created, keep_on_failure=keep_on_failure)  # fmt: skip
+                                       created=created, keep_on_failure=keep_on_failure,
+                                       prefer_pin=prefer_pin)  # fmt: skip
             try:
                 await self.roles.apply(endpoint, canary, shadow, actor, keep_on_failure=keep_on_failure)
             except Exception as exc:
@@ -133,6 +136,7 @@ class Deployer:
         options: ServingOptions | None,
         created: bool,
         keep_on_failure: bool,
+        prefer_pin: bool = False,
     ) -> None:
         previous_options = endpoint.options
         if options is not None:
@@ -143,7 +147,9 @@ class Deployer:
         try:
             # A deploy may fall back to the version this URI last resolved to when the
             # registry is down (a restart during an outage): the note on it says so.
-            resolved = await asyncio.to_thread(self.loader.resolve, model_uri, allow_pin=True)
+            resolved = await asyncio.to_thread(
+                self.loader.resolve, model_uri, allow_pin=True, prefer_pin=prefer_pin and created
+            )
             endpoint.model_uri = model_uri
             endpoint.follow = resolved.moves if follow is None else follow
             endpoint.held_key = None  # an explicit deploy ends the hold a promote set
@@ -354,8 +360,9 @@ class Deployer:
             if endpoint.lock.locked():
                 continue
             async with endpoint.lock:
-                # Endpoints that never loaded (e.g. the registry was down at startup) are retried too.
-                if endpoint.follow or endpoint.current is None:
+                # Endpoints that never loaded (e.g. the registry was down at startup) are retried
+                # too, and those serving a local pin the registry has not vouched for yet.
+                if endpoint.follow or endpoint.current is None or from_pin(endpoint.current.resolved.notes):
                     await self._follow_primary(endpoint)
                 await self.roles.follow(endpoint)
 
@@ -377,7 +384,7 @@ class Deployer:
             if endpoint.current is not None and key == endpoint.current.key:
                 endpoint.last_error = None  # the registry answers again, and nothing moved
                 endpoint.failed_key = None
-                if PIN_NOTE in endpoint.current.resolved.notes:
+                if from_pin(endpoint.current.resolved.notes):
                     # Served from a local pin since a restart: the registry now vouches
                     # for the same version, so its lineage replaces the pin's.
                     endpoint.current.servable.resolved = resolved
@@ -394,10 +401,12 @@ class Deployer:
             if resolved is not None:
                 endpoint.failed_key = resolved.weights.cache_key
 
-    async def follow_forever(self, interval: float) -> None:
+    async def follow_forever(self, interval: float, *, once: bool = False) -> None:
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.follow_once()
             except Exception:  # the loop itself must never die
                 _log.exception("follow loop")
+            if once:
+                return

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     """Port of the Open Inference Protocol's gRPC service (on ``host``); unset: no gRPC."""
     follow_interval: float = 10.0
     """Seconds between re-resolutions of moving references (stage, alias, latest)."""
+    warm_start: bool = True
+    """At start, serve each configured endpoint's last resolved version from its local pin (complete
+    and verified in the cache) before the registry answers; the registry is asked at once in the
+    background, and a move swaps as usual. False: every start waits for the registry."""
     max_body_bytes: int = 16 * 1024 * 1024
     request_timeout: float = 60.0
     """Seconds before a prediction answers 504 (MLflow's scoring server default)."""

@@ -11,7 +11,7 @@ from typing import Any
 from loader.cache import FetchReport, ModelCache
 from loader.errors import ModelLoadError, RegistryUnavailableError
 from loader.flavors import LoadedModel, load_input_example, load_model, read_metadata
-from loader.local_pins import LocalPins
+from loader.local_pins import PIN_FIRST_NOTE, LocalPins
 from loader.materialized_copy import is_materialized_copy, read_copy
 from loader.registry import Resolver
 from loader.resolved import ResolvedModel
@@ -51,13 +51,19 @@ class ModelLoader:
         self._open_store = open_store
         self.pins = LocalPins(cache.directory / "pins")
 
-    def resolve(self, uri: str, *, allow_pin: bool = False) -> ResolvedModel:
+    def resolve(self, uri: str, *, allow_pin: bool = False, prefer_pin: bool = False) -> ResolvedModel:
         """Resolve through the registry, and remember the answer. With ``allow_pin`` and the
         registry unreachable: the version this URI last resolved to, if the cache holds it
-        complete (verified), with a note saying so. A directory ``lockgate materialize`` wrote
-        resolves to the version its lineage file names, without the registry."""
+        complete (verified), with a note saying so. With ``prefer_pin`` (a warm restart) that
+        pin is taken without asking the registry at all; the caller reconciles later. A
+        directory ``lockgate materialize`` wrote resolves to the version its lineage file
+        names, without the registry."""
         if is_materialized_copy(uri):
             return read_copy(uri)[0]
+        if prefer_pin:
+            pinned = self.pins.recall(uri, PIN_FIRST_NOTE)
+            if pinned is not None and self.cache.is_complete(pinned.weights.cache_key):
+                return pinned
         try:
             resolved = self.resolver.resolve(uri)
         except RegistryUnavailableError:

@@ -110,3 +110,49 @@ def test_without_a_pin_or_a_cached_version_the_outage_is_still_an_error(tmp_path
     assert not ModelCache(tmp_path / "cache").is_complete(recalled.weights.cache_key), (
         "a pin alone is not enough: the loader uses it only when the version is complete in the cache"
     )
+
+
+@pytest.mark.slow
+def test_a_warm_restart_serves_the_pin_first_then_the_registry_vouches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the registry up, a restart serves the local pin without waiting for it (the
+    endpoint's history says it was reconciled afterwards); LOCKGATE_WARM_START=false waits."""
+    port = free_port()
+    tracking = f"http://127.0.0.1:{port}"
+    registry_proc = start_registry(tmp_path, port)
+    gateway = None
+    try:
+        monkeypatch.setenv("LOCKGATE_STORE", str(tmp_path / "store"))
+        mlflow.set_tracking_uri(tracking)
+        mlflow.set_registry_uri(tracking)
+        registry = Registry(tracking, tmp_path / "store", tmp_path)
+        registry.log_weights_model("warm", weights(3, rows=64, cols=4))
+        env = registry.gateway_env(LOCKGATE_FOLLOW_INTERVAL="3600")  # only the start's reconcile runs
+        gateway = start_lockgate(tmp_path, env, "models:/warm/1", ready_path="/ready")
+        first = httpx.post(f"{gateway.url}/invocations", content=PAYLOAD, headers=JSON)
+        assert first.status_code == 200
+        gateway.stop()
+
+        gateway = start_lockgate(tmp_path, env, "models:/warm/1", ready_path="/ready")
+        answer = httpx.post(f"{gateway.url}/invocations", content=PAYLOAD, headers=JSON)
+        assert answer.status_code == 200 and answer.content == first.content
+
+        def reconciled() -> bool:
+            state = httpx.get(f"{gateway.url}/endpoints/warm").json()
+            return any(event["action"] == "reconciled" for event in state["history"]) and not any(
+                "local pin" in note for note in state["notes"]
+            )
+
+        wait_for(reconciled, "the warm restart was never reconciled with the registry")
+        gateway.stop()
+
+        cold = {**env, "LOCKGATE_WARM_START": "false"}
+        gateway = start_lockgate(tmp_path, cold, "models:/warm/1", ready_path="/ready")
+        state = httpx.get(f"{gateway.url}/endpoints/warm").json()
+        assert state["version"] == "1" and not any(event["action"] == "reconciled" for event in state["history"])
+    finally:
+        reset_mlflow_uris()
+        if gateway is not None:
+            gateway.stop()
+        stop_pid(registry_proc)
