@@ -47,6 +47,10 @@ def weed_binary() -> str:
     return found
 
 
+class ServerExitedEarly(RuntimeError):
+    pass
+
+
 @dataclass
 class SeaweedFS:
     proc: subprocess.Popen[bytes]
@@ -54,7 +58,20 @@ class SeaweedFS:
     log_path: Path
 
     @classmethod
-    def start(cls, workdir: Path) -> SeaweedFS:
+    def start(cls, workdir: Path, attempts: int = 3) -> SeaweedFS:
+        """Start a fresh server. A start that exits early is retried on new ports and a new
+        data directory: with pytest-xdist, another worker can take a port between free_port()
+        and weed's bind, and weed then exits (seen as "raft.Server: Not current leader")."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return cls._start_once(workdir / f"attempt-{attempt}" if attempt > 1 else workdir)
+            except ServerExitedEarly:
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _start_once(cls, workdir: Path) -> SeaweedFS:
         data = workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
         config = workdir / "s3.json"
@@ -97,7 +114,7 @@ class SeaweedFS:
         )  # fmt: skip
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"SeaweedFS exited early:\n{self.log_path.read_text()[-3000:]}")
+                raise ServerExitedEarly(f"SeaweedFS exited early:\n{self.log_path.read_text()[-3000:]}")
             with contextlib.suppress(Exception):
                 client.create_bucket(Bucket="lockgate-ready-probe")
                 client.put_object(Bucket="lockgate-ready-probe", Key="probe", Body=b"ok")
