@@ -62,6 +62,20 @@ def test_a_restart_with_the_registry_down_serves_the_pinned_version(
         first = httpx.post(f"{gateway.url}/invocations", content=PAYLOAD, headers=JSON)
         assert first.status_code == 200 and first.headers["X-Lockgate-Model-Version"] == "1"
 
+        # A restart with the registry up serves the pin first (LOCKGATE_WARM_START, on by
+        # default), then the registry vouches for it: the history says `reconciled`.
+        gateway.stop()
+        gateway = start_lockgate(tmp_path, env, "models:/warm@live", ready_path="/ready")
+        assert httpx.post(f"{gateway.url}/invocations", content=PAYLOAD, headers=JSON).content == first.content
+
+        def reconciled() -> bool:
+            state = httpx.get(f"{gateway.url}/endpoints/warm").json()
+            return any(event["action"] == "reconciled" for event in state["history"]) and not any(
+                "local pin" in note for note in state["notes"]
+            )
+
+        wait_for(reconciled, "the warm restart was never reconciled with the registry")
+
         gateway.proc.kill()  # SIGKILL: no clean shutdown
         gateway.proc.wait(timeout=30)
         stop_pid(registry_proc)  # the registry goes down
@@ -112,47 +126,37 @@ def test_without_a_pin_or_a_cached_version_the_outage_is_still_an_error(tmp_path
     )
 
 
-@pytest.mark.slow
-def test_a_warm_restart_serves_the_pin_first_then_the_registry_vouches(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With the registry up, a restart serves the local pin without waiting for it (the
-    endpoint's history says it was reconciled afterwards); LOCKGATE_WARM_START=false waits."""
-    port = free_port()
-    tracking = f"http://127.0.0.1:{port}"
-    registry_proc = start_registry(tmp_path, port)
-    gateway = None
-    try:
-        monkeypatch.setenv("LOCKGATE_STORE", str(tmp_path / "store"))
-        mlflow.set_tracking_uri(tracking)
-        mlflow.set_registry_uri(tracking)
-        registry = Registry(tracking, tmp_path / "store", tmp_path)
-        registry.log_weights_model("warm", weights(3, rows=64, cols=4))
-        env = registry.gateway_env(LOCKGATE_FOLLOW_INTERVAL="3600")  # only the start's reconcile runs
-        gateway = start_lockgate(tmp_path, env, "models:/warm/1", ready_path="/ready")
-        first = httpx.post(f"{gateway.url}/invocations", content=PAYLOAD, headers=JSON)
-        assert first.status_code == 200
-        gateway.stop()
+def test_prefer_pin_serves_a_complete_pin_without_asking_the_registry(tmp_path: Path) -> None:
+    """The loader's side of LOCKGATE_WARM_START: with prefer_pin a complete pin is taken and the
+    registry is not asked; without it (LOCKGATE_WARM_START=false) the registry is asked first."""
+    from loader.cache import ModelCache
+    from loader.local_pins import PIN_FIRST_NOTE
+    from loader.model_loader import ModelLoader
+    from loader.resolved import ResolvedModel, WeightsLocation
 
-        gateway = start_lockgate(tmp_path, env, "models:/warm/1", ready_path="/ready")
-        answer = httpx.post(f"{gateway.url}/invocations", content=PAYLOAD, headers=JSON)
-        assert answer.status_code == 200 and answer.content == first.content
+    resolved = ResolvedModel(
+        uri="models:/x/3", reference="version", moves=False, name="x", version="3", run_id="r",
+        weights=WeightsLocation("c" * 64, "m", "models"), dataset_commits=(), flavors=("sklearn",),
+    )  # fmt: skip
 
-        def reconciled() -> bool:
-            state = httpx.get(f"{gateway.url}/endpoints/warm").json()
-            return any(event["action"] == "reconciled" for event in state["history"]) and not any(
-                "local pin" in note for note in state["notes"]
-            )
+    class CountingResolver:
+        calls = 0
 
-        wait_for(reconciled, "the warm restart was never reconciled with the registry")
-        gateway.stop()
+        def resolve(self, uri: str) -> ResolvedModel:
+            self.calls += 1
+            return resolved
 
-        cold = {**env, "LOCKGATE_WARM_START": "false"}
-        gateway = start_lockgate(tmp_path, cold, "models:/warm/1", ready_path="/ready")
-        state = httpx.get(f"{gateway.url}/endpoints/warm").json()
-        assert state["version"] == "1" and not any(event["action"] == "reconciled" for event in state["history"])
-    finally:
-        reset_mlflow_uris()
-        if gateway is not None:
-            gateway.stop()
-        stop_pid(registry_proc)
+    class CompleteCache(ModelCache):
+        # The one stand-in here: a cache that says the pinned version is complete, so the test
+        # needs no store; the pin file and the loader are the real ones.
+        def is_complete(self, key: str) -> bool:
+            return key == resolved.weights.cache_key
+
+    resolver = CountingResolver()
+    loader = ModelLoader(resolver, CompleteCache(tmp_path / "cache"), open_store=lambda: None)  # type: ignore[arg-type]
+    assert loader.resolve("models:/x/3", prefer_pin=True).version == "3"
+    assert resolver.calls == 1, "no pin yet: the registry is asked, and the answer pinned"
+    pinned = loader.resolve("models:/x/3", prefer_pin=True)
+    assert resolver.calls == 1 and PIN_FIRST_NOTE in pinned.notes
+    assert PIN_FIRST_NOTE not in loader.resolve("models:/x/3", allow_pin=True).notes
+    assert resolver.calls == 2, "without prefer_pin the registry is asked first"
