@@ -21,6 +21,7 @@ import orjson
 
 from store.backends.base import Backend
 from store.errors import ObjectNotFoundError
+from store.ids import is_full_id
 from store.layout import HISTORY_CUTS_KEY
 from store.objects import utc_now_iso
 
@@ -61,8 +62,11 @@ def read_cuts(backend: Backend) -> dict[str, frozenset[str]]:
     cuts = data.get("cuts") if isinstance(data, dict) else None
     if not isinstance(cuts, dict):
         return {}
+    # Store contents are checked at the boundary: only full commit ids count as a cut.
     return {
-        str(commit): frozenset(str(p) for p in parents) for commit, parents in cuts.items() if isinstance(parents, list)
+        commit: frozenset(p for p in parents if isinstance(p, str) and is_full_id(p))
+        for commit, parents in cuts.items()
+        if isinstance(commit, str) and is_full_id(commit) and isinstance(parents, list)
     }
 
 
