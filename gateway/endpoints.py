@@ -29,7 +29,7 @@ from loader.resolved import ResolvedModel
 HISTORY = 20
 
 
-@dataclass
+@dataclass(eq=False)  # one loaded version: compared, hashed and weakly referenced by identity
 class Deployment:
     servable: ServableModel
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())

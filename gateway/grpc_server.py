@@ -32,6 +32,7 @@ from gateway.traffic_policy import PRIMARY, ROUTE_KEY_HEADER, role_headers
 from gateway.v2_inference import infer, shadow_copy
 from gateway.v2_models import V2LookupError, find_route, find_serving, model_metadata
 from gateway.v2_tensors import (
+    FP32_MAX,
     Tensor,
     V2Request,
     V2RequestError,
@@ -67,6 +68,11 @@ def read_infer_request(message: Any) -> V2Request:
     inputs = []
     for index, tensor in enumerate(message.inputs):
         shape = list(tensor.shape)
+        if not raw_contents and len(shape) == 1 and tensor.name and not tensor.parameters:
+            plain = _plain_contents(tensor, shape[0])
+            if plain is not None:
+                inputs.append(plain)
+                continue
         count = element_count(tensor.name, tensor.datatype, shape, f"inputs[{index}]")
         values: list[Any] | np.ndarray
         if raw_contents:
@@ -82,6 +88,23 @@ def read_infer_request(message: Any) -> V2Request:
     parameters = {key: _parameter(value) for key, value in message.parameters.items()}
     outputs = [{"name": o.name} for o in message.outputs]
     return V2Request(inputs, message.id or None, parameters, outputs)
+
+
+# Datatypes whose contents field holds exactly their values: protobuf has typed them already,
+# so a rank-1 tensor of these needs only its count checked (FP32 its range: inf is not FP32 data).
+_EXACT_CONTENTS = frozenset({"BOOL", "INT32", "INT64", "UINT32", "UINT64", "FP32", "FP64"})
+
+
+def _plain_contents(tensor: Any, count: int) -> Tensor | None:
+    """A rank-1 tensor of typed contents, without the per-value checks ``from_values`` makes;
+    None sends it through them (and their messages)."""
+    datatype = tensor.datatype
+    if datatype not in _EXACT_CONTENTS:
+        return None
+    items = list(getattr(tensor.contents, _CONTENTS_FIELD[datatype]))
+    if len(items) != count or (datatype == "FP32" and items and max(map(abs, items)) > FP32_MAX):
+        return None
+    return Tensor(tensor.name, datatype, (count,), items, {})
 
 
 def _text(item: bytes) -> Any:

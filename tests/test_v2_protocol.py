@@ -330,6 +330,46 @@ def test_grpc_infer_equals_invocations_with_lineage(
     assert grpc_client.infer("tensor", [tensor]).as_numpy("predict").tolist() == (batch @ PROJECTION).tolist()
 
 
+def test_grpc_typed_contents_read_as_raw_contents_do(gateway: Server) -> None:
+    """A ModelInferRequest with typed ``contents`` (what generated stubs in other languages send;
+    tritonclient sends raw bytes) gets the answer /invocations gives, and its malformed forms are
+    named as the raw form's are. The request is built with tritonclient's own generated protos
+    and stub, so nothing here is lockgate's code."""
+    import grpc
+    import tritonclient.grpc.service_pb2 as pb
+    import tritonclient.grpc.service_pb2_grpc as pb_grpc
+
+    rows = fraud_frame(4, seed=9)
+
+    def request(amount: list[float], datatype: str = "FP64", count: int = 4) -> object:
+        message = pb.ModelInferRequest(model_name="fraud")
+        field = "fp32_contents" if datatype == "FP32" else "fp64_contents"
+        getattr(message.inputs.add(name="amount", datatype=datatype, shape=[count]).contents, field).extend(amount)
+        message.inputs.add(name="hour", datatype="INT64", shape=[4]).contents.int64_contents.extend(
+            rows["hour"].tolist()
+        )
+        for column in ("merchant", "country"):
+            tensor = message.inputs.add(name=column, datatype="BYTES", shape=[4])
+            tensor.contents.bytes_contents.extend(v.encode() for v in rows[column])
+        return message
+
+    with grpc.insecure_channel(gateway.grpc_address) as channel:  # type: ignore[attr-defined]
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        answer = stub.ModelInfer(request(rows["amount"].tolist()))
+        (output,) = answer.outputs
+        labels = list(output.contents.int64_contents) or np.frombuffer(answer.raw_output_contents[0], "<i8").tolist()
+        assert labels == invocations(gateway, "fraud", rows).json()["predictions"]
+        for bad, needle in (
+            (request([1.0, 2.0, 3.0]), "shape needs 4 elements"),
+            (request([float("inf")] * 4, datatype="FP32"), "outside FP32's range"),
+            (request([1.0] * 4, count=-4), "non-negative"),
+        ):
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.ModelInfer(bad)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert needle in str(caught.value.details())
+
+
 def test_grpc_bad_requests_are_named_and_the_server_keeps_serving(
     grpc_client: triton_grpc.InferenceServerClient,
 ) -> None:

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from gateway.v2_tensors import V2RequestError, output_json, read_request
+from gateway.v2_tensors import V2RequestError, _input, _plain_inputs, output_json, read_request
 
 
 def binary_request(inputs: list[tuple[str, str, list[int], bytes]]) -> tuple[bytes, str]:
@@ -49,6 +49,29 @@ def test_json_data_nested_or_flat() -> None:
         assert array.dtype == np.float32 and array.tolist() == [1.0, 2.0, 3.0, 4.5]
 
 
+OK = {"name": "ok", "datatype": "FP64", "shape": [1], "data": [1.0]}
+
+
+def test_plain_inputs_read_as_the_full_reader_reads_them() -> None:
+    """The one-pass reader of the common form gives exactly the tensors the per-input reader gives."""
+    inputs = [
+        {"name": "a", "datatype": "FP64", "shape": [3], "data": [1.5, -2, 1e308]},
+        {"name": "b", "datatype": "INT64", "shape": [3], "data": [-(2**63), 0, 2**63 - 1]},
+        {"name": "c", "datatype": "BOOL", "shape": [3], "data": [True, False, True]},
+        {"name": "d", "datatype": "BYTES", "shape": [3], "data": ["zürich", "", "x"]},
+        {"name": "e", "datatype": "FP32", "shape": [3], "data": [3.4e38, 0, -1.5]},
+        {"name": "f", "datatype": "UINT8", "shape": [3], "data": [0, 255, 7]},
+        {"name": "g", "datatype": "FP16", "shape": [0], "data": []},
+    ]
+    plain = _plain_inputs(inputs)
+    assert plain is not None
+    assert plain == [_input(raw, index, b"", 0)[0] for index, raw in enumerate(inputs)]
+    assert read_request(json.dumps({"inputs": inputs}).encode(), None).inputs == plain
+    # Forms it leaves to the full reader: parameters, a nested shape, a matrix.
+    assert _plain_inputs([{**inputs[0], "parameters": {}}]) is None
+    assert _plain_inputs([{"name": "m", "datatype": "FP64", "shape": [1, 2], "data": [1.0, 2.0]}]) is None
+
+
 @pytest.mark.parametrize(
     ("document", "needle"),
     [
@@ -65,6 +88,17 @@ def test_json_data_nested_or_flat() -> None:
         ({"inputs": [{"name": "x", "datatype": "FP64", "shape": [1], "data": [1]}] * 2}, "names repeat"),
         ({"inputs": [{"name": "x", "datatype": "FP64", "shape": [1], "data": [1]}], "outputs": [7]}, "'outputs'"),
         ({"inputs": "x"}, "non-empty 'inputs'"),
+        # A plain input first: the one-pass reader must hand the whole request to the full one.
+        ({"inputs": [OK, {"name": "x", "datatype": "FP64", "shape": [1], "data": [True]}]}, "must be numbers"),
+        ({"inputs": [OK, {"name": "x", "datatype": "UINT8", "shape": [1], "data": [256]}]}, "outside UINT8's range"),
+        ({"inputs": [OK, {"name": "x", "datatype": "FP32", "shape": [1], "data": [-1e39]}]}, "outside FP32's"),
+        ({"inputs": [OK, {"name": "x", "datatype": "FP64", "shape": [True], "data": [1]}]}, "non-negative"),
+        ({"inputs": [OK, {"name": "x", "datatype": "FP64", "shape": [2], "data": [1]}]}, "shape needs 2"),
+        ({"inputs": [OK, {"name": "", "datatype": "FP64", "shape": [1], "data": [1]}]}, "needs a 'name'"),
+        ({"inputs": [OK, {"name": "x", "datatype": "FP65", "shape": [1], "data": [1]}]}, "unknown datatype"),
+        ({"inputs": [OK, {"name": "x", "datatype": ["FP64"], "shape": [1], "data": [1]}]}, "unknown datatype"),
+        ({"inputs": [OK, {"name": "x", "datatype": "BYTES", "shape": [1], "data": [None]}]}, "must be strings"),
+        ({"inputs": [OK, OK]}, "names repeat"),
     ],
 )
 def test_malformed_json_requests_are_named(document: object, needle: str) -> None:
