@@ -19,6 +19,9 @@
    the in-process predict time of the path that serves. Writes the tables to
    ``bench/results/serving.md`` and ``.json``.
 
+``--protocols-only`` runs lockgate alone: 1-row /invocations, V2 REST and V2 gRPC, the ratios the
+V2 issue sets, into ``bench/results/protocols.md``. ``--startup-only`` times start-to-ready only.
+
 Before any load, the two servers' predictions on the same 32 rows are compared (ONNX:
 relative 1e-5 for regressors, identical labels for classifiers).
 """
@@ -472,6 +475,11 @@ def main() -> None:
     parser.add_argument("--models", default="iris,diabetes,forest,fraud")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument(
+        "--protocols-only",
+        action="store_true",
+        help="only lockgate's 1-row protocols: /invocations, V2 REST (wrk and h2load) and V2 gRPC (h2load)",
+    )
+    parser.add_argument(
         "--startup-only",
         action="store_true",
         help="only start-to-ready, alternating MLflow, a cold lockgate and a warm lockgate restart",
@@ -482,6 +490,9 @@ def main() -> None:
         return
     if shutil.which("wrk") is None or shutil.which("h2load") is None:
         raise SystemExit("wrk or h2load is missing: apt-get install wrk nghttp2-client (make bench installs them)")
+    if args.protocols_only:
+        protocols_only(args.models.split(","), args.rounds, args.seconds, args.out)
+        return
 
     report: dict[str, Any] = {"seconds": args.seconds, "rounds": args.rounds, "models": {}}
     with tempfile.TemporaryDirectory(prefix="lockgate-serving-bench-") as tmp:
@@ -550,6 +561,78 @@ def main() -> None:
                         stop_group(server.proc)
             report["models"][model.name] = summarize(model, tallies, reference, agreement, path)
         print_report(report, args.out)
+
+
+def protocols_only(selected: list[str], rounds: int, seconds: int, out_dir: Path) -> None:
+    """lockgate alone, 1 row at 16 connections: /invocations with wrk (before and after the V2
+    loads, so a drifting machine weighs on both sides alike), then ``protocol_loads``. Writes
+    bench/results/protocols.md: each protocol's req/s and p99, and the ratios the V2 issue sets."""
+    invocations = "/invocations, 1 row, 16 conns"
+    lines = [
+        f"# lockgate's protocols, 1 row, 16 connections: {seconds} s per load, mean of {rounds} rounds",
+        "",
+        "| model | wrk: /invocations req/s | wrk: V2 REST per column (ratio) | wrk: V2 REST one matrix (ratio) "
+        "| h2load: /invocations | h2load: V2 REST (ratio) | h2load: V2 gRPC (vs REST) "
+        "| p99 ms wrk: /invocations / V2 | p99 ms h2load: /invocations / REST / gRPC | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="lockgate-protocol-bench-") as tmp:
+        work = Path(tmp)
+        tracking = f"sqlite:///{work / 'mlflow.db'}"
+        models = build_models(selected)
+        register(models, work, tracking)
+        for model in models:
+            split_file = work / f"{model.name}-1.json"
+            split_file.write_bytes(split_body(model.frame, 1))
+            v2_file = work / f"{model.name}-v2-1.json"
+            v2_file.write_bytes(v2_body(model.frame, 1))
+            v2_matrix_file = None
+            if is_numeric(model.frame):
+                v2_matrix_file = work / f"{model.name}-v2-matrix-1.json"
+                v2_matrix_file.write_bytes(v2_matrix_body(model.frame, 1))
+            grpc_file = work / f"{model.name}-grpc-1.bin"
+            grpc_file.write_bytes(grpc_body(model.frame, 1, model.name))
+            runs: dict[str, list[dict[str, Any]]] = {}
+            for run in range(rounds):
+                server = start("lockgate", model.name, work, tracking, run)
+                try:
+                    wrk(server.url, split_file, 16, 3)  # warm-up: the background work after ready has settled
+                    measured = {invocations: wrk(server.url, split_file, 16, seconds)}
+                    measured |= protocol_loads(
+                        server, model.name, split_file=split_file, v2_file=v2_file, grpc_file=grpc_file,
+                        seconds=seconds, work=work, v2_matrix_file=v2_matrix_file,
+                    )  # fmt: skip
+                    after = wrk(server.url, split_file, 16, seconds)
+                    runs.setdefault(invocations, []).append(after)
+                finally:
+                    stop_group(server.proc)
+                for label, result in measured.items():
+                    runs.setdefault(label, []).append(result)
+                    print(f"  {model.name} round {run + 1} {label:<40} {result['req_s']:>8.1f} req/s "
+                          f"p99 {result['p99_ms']:>7.2f} ms errors {result['errors']}")  # fmt: skip
+            mean = {label: {k: mean_of(r, k) for k in ("req_s", "p99_ms")} for label, r in runs.items()}
+            errors = sum(int(r["errors"]) for rs in runs.values() for r in rs)
+            results[model.name] = {"loads": mean, "errors": errors}
+            inv, h2_inv, h2_rest, h2_grpc = (mean[k] for k in (invocations, H2_INVOCATIONS, H2_V2_REST, H2_GRPC))
+            v2 = mean[V2_LOAD]
+            matrix = (
+                f"{mean[V2_MATRIX_LOAD]['req_s']:,.0f} ({mean[V2_MATRIX_LOAD]['req_s'] / inv['req_s']:.2f})"
+                if V2_MATRIX_LOAD in mean
+                else "(typed: no matrix form)"
+            )
+            lines.append(
+                f"| {model.name} | {inv['req_s']:,.0f} | {v2['req_s']:,.0f} ({v2['req_s'] / inv['req_s']:.2f}) "
+                f"| {matrix} | {h2_inv['req_s']:,.0f} | {h2_rest['req_s']:,.0f} "
+                f"({h2_rest['req_s'] / h2_inv['req_s']:.2f}) | {h2_grpc['req_s']:,.0f} "
+                f"({h2_grpc['req_s'] / h2_rest['req_s']:.2f}) | {inv['p99_ms']:.1f} / {v2['p99_ms']:.1f} "
+                f"| {h2_inv['p99_ms']:.1f} / {h2_rest['p99_ms']:.1f} / {h2_grpc['p99_ms']:.1f} | {errors} |"
+            )
+    table = "\n".join(lines)
+    print("\n" + table)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "protocols.md").write_text(table + "\n")
+    (out_dir / "protocols.json").write_text(json.dumps(results, indent=2))
 
 
 def startup_only(selected: list[str], rounds: int, out_dir: Path) -> None:
