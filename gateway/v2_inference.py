@@ -145,10 +145,14 @@ def lean_input(deployment: Deployment, given: _Columns) -> Any | None:
             # One numeric matrix in signature order: it is the lean path's input already.
             matrix = given.block.astype(np.float64)
             return matrix if np.isfinite(matrix).all() else None
-        picked = [given.tensors[n] for n in parser.columns]
-        if any(t.datatype not in _NUMERIC for t in picked):
+        tensors = given.tensors
+        picked = [tensors[n] for n in parser.columns]
+        if not {t.datatype for t in picked} <= _NUMERIC:
             return None  # booleans and strings: MLflow's enforcement names the problem
-        if all(isinstance(t.values, list) for t in picked):
+        if {type(t.values) for t in picked} == {list}:
+            if rows == 1:  # the latency case: one row of floats, as /invocations builds it
+                matrix = np.array([[t.values[0] for t in picked]], dtype=np.float64)
+                return matrix if np.isfinite(matrix).all() else None
             # One pass over the whole request, column after column, then turned to rows.
             flat = np.fromiter(chain.from_iterable(t.values for t in picked), np.float64, rows * len(picked))
             matrix = flat.reshape(len(picked), rows).T.copy()
