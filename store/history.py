@@ -110,6 +110,11 @@ class History:
             if commit.datetime <= at:
                 return commit_id
             first = commit
+        if first is not None and first.parents:  # the walk ended at a cut, not at the first commit
+            raise RefNotFoundError(
+                f"{spec} in {repo!r} has no kept commit at or before {format_time(at)}: its oldest kept "
+                f"commit is from {first.time}, and older history was dropped by gc retention"
+            )
         since = f"; its first commit is from {first.time}" if first else ""
         raise RefNotFoundError(f"{spec} in {repo!r} did not exist yet at {format_time(at)}{since}")
 

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,10 @@ def test_keep_last_drops_older_history_and_records_the_cut(store: Store) -> None
     with pytest.raises(RefNotFoundError, match="first kept commit"):
         store.resolve("models", "main~2")
     assert read_cuts(store.backend) == {commits[3]: frozenset({commits[2]})}
+    # Time travel to before the oldest kept commit names retention, not "did not exist yet".
+    before_kept = store.log("models", "main")[-1][1].datetime - timedelta(microseconds=1)
+    with pytest.raises(RefNotFoundError, match="older history was dropped by gc retention"):
+        store.resolve("models", "main", at=before_kept)
     assert store.verify().ok, "a recorded cut is the end of history, not damage"
     # A later collection with the default (keep all) reads the cut too: nothing more goes.
     again = store.gc(grace_seconds=0)
