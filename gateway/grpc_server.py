@@ -165,9 +165,10 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
         )
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:
-        await self._check_token(context)
+        metadata = dict(context.invocation_metadata() or ())
+        await self._check_token(context, metadata)
         name = request.model_name
-        route_key = dict(context.invocation_metadata() or ()).get(ROUTE_KEY_HEADER)
+        route_key = metadata.get(ROUTE_KEY_HEADER)
         deployment, role = await self._route(name, request.model_version, route_key, context)
         label = deployment.version_label
         started = time.perf_counter()
@@ -214,9 +215,10 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
         names, waiting = self._deployer.readiness(self._configured)
         return bool(names) and not waiting
 
-    async def _check_token(self, context: Any) -> None:
+    async def _check_token(self, context: Any, metadata: dict[str, Any] | None = None) -> None:
         """Abort a call whose ``authorization`` metadata lacks a prediction token (LOCKGATE_API_TOKENS)."""
-        metadata = dict(context.invocation_metadata() or ())
+        if metadata is None:
+            metadata = dict(context.invocation_metadata() or ())
         try:
             self._guard.prediction_token(bearer_token(metadata.get("authorization")))
         except AuthError as exc:

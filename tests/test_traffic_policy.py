@@ -32,7 +32,7 @@ from sklearn.linear_model import LogisticRegression
 from tests.load_clients import Answer, hammer, in_background
 from tests.pyfunc_models import AlwaysRaises, ParityLabel
 from tests.registry_helpers import PIP_REQUIREMENTS, Registry, registry_at
-from tests.servers import Prometheus, Server, start_lockgate
+from tests.servers import Prometheus, Server, free_port, start_lockgate
 
 LOCKGATE = str(Path(sys.executable).with_name("lockgate"))
 COLUMNS = ["x0", "x1", "x2", "x3"]
@@ -45,6 +45,7 @@ PARITY_ROWS = json.dumps({"dataframe_split": {"columns": ["a"], "data": [[i % 4]
 class PolicyGateway:
     server: Server
     registry: Registry
+    grpc_address: str
 
     def endpoint(self, name: str) -> dict[str, object]:
         return dict(httpx.get(f"{self.server.url}/endpoints/{name}", timeout=30).json())
@@ -110,9 +111,10 @@ def policy_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicyG
         "  - name: labels\n    model_uri: models:/labels/1\n    shadow: {model_uri: models:/labels/2}\n"
     )
     env = registry.gateway_env(LOCKGATE_FOLLOW_INTERVAL="0.5", LOCKGATE_ONNX="false")
-    server = start_lockgate(workdir, env, "--config", str(config), ready_path="/ready")
+    grpc_port = free_port()
+    server = start_lockgate(workdir, env, "--config", str(config), "--grpc-port", str(grpc_port), ready_path="/ready")
     try:
-        yield PolicyGateway(server, registry)
+        yield PolicyGateway(server, registry, f"127.0.0.1:{grpc_port}")
     finally:
         server.stop()
 
@@ -180,6 +182,23 @@ def test_v2_routes_by_key_and_by_version(policy_gateway: PolicyGateway) -> None:
     for _ in range(5):
         answer = httpx.post(f"{url}/v2/models/fraud/infer", json=body, headers={"X-Lockgate-Route-Key": key})
         assert answer.headers["X-Lockgate-Role"] == "canary" and answer.json()["model_version"] == "2"
+    # The same key over gRPC, from a client lockgate did not write (metadata key, lower case).
+    import tritonclient.grpc as triton_grpc
+
+    primary_key = next(f"p{i}" for i in range(10_000) if _route(url, f"p{i}") == "primary")
+    inputs = []
+    for column in COLUMNS:
+        tensor = triton_grpc.InferInput(column, [1], "FP64")
+        tensor.set_data_from_numpy(np.array([0.5]))
+        inputs.append(tensor)
+    client = triton_grpc.InferenceServerClient(policy_gateway.grpc_address)
+    try:
+        for routed, version in ((key, "2"), (primary_key, "1")):
+            for _ in range(5):
+                result = client.infer("fraud", inputs, headers={"x-lockgate-route-key": routed})
+                assert result.get_response().model_version == version, routed
+    finally:
+        client.close()
 
 
 def _route(url: str, key: str) -> str:
