@@ -221,6 +221,20 @@ def protocol_loads(
     }
 
 
+def write_protocol_bodies(model: BenchModel, work: Path) -> tuple[Path, Path | None, Path]:
+    """The 1-row protocol bodies of ``model``: V2 REST one input per column, V2 REST one matrix
+    (all-numeric models only, else None) and a gRPC ``ModelInferRequest``."""
+    v2_file = work / f"{model.name}-v2-1.json"
+    v2_file.write_bytes(v2_body(model.frame, 1))
+    v2_matrix_file = None
+    if is_numeric(model.frame):
+        v2_matrix_file = work / f"{model.name}-v2-matrix-1.json"
+        v2_matrix_file.write_bytes(v2_matrix_body(model.frame, 1))
+    grpc_file = work / f"{model.name}-grpc-1.bin"
+    grpc_file.write_bytes(grpc_body(model.frame, 1, model.name))
+    return v2_file, v2_matrix_file, grpc_file
+
+
 def v2_body(frame: pd.DataFrame, rows: int) -> bytes:
     """The same rows as ``split_body`` as a V2 request: one JSON input per column."""
     sample = frame.sample(n=rows, replace=rows > len(frame), random_state=rows)
@@ -506,14 +520,7 @@ def main() -> None:
             for rows in (1, 32, 1024):
                 bodies[rows] = work / f"{model.name}-{rows}.json"
                 bodies[rows].write_bytes(split_body(model.frame, rows))
-            v2_file = work / f"{model.name}-v2-1.json"
-            v2_file.write_bytes(v2_body(model.frame, 1))
-            v2_matrix_file = None
-            if is_numeric(model.frame):
-                v2_matrix_file = work / f"{model.name}-v2-matrix-1.json"
-                v2_matrix_file.write_bytes(v2_matrix_body(model.frame, 1))
-            grpc_file = work / f"{model.name}-grpc-1.bin"
-            grpc_file.write_bytes(grpc_body(model.frame, 1, model.name))
+            v2_file, v2_matrix_file, grpc_file = write_protocol_bodies(model, work)
             reference = in_process_times(model, work)
             print("  in-process predict:", {k: round(v, 4) for k, v in reference.items()})
             tallies = {"mlflow": Tally(), "lockgate": Tally()}
@@ -585,14 +592,7 @@ def protocols_only(selected: list[str], rounds: int, seconds: int, out_dir: Path
         for model in models:
             split_file = work / f"{model.name}-1.json"
             split_file.write_bytes(split_body(model.frame, 1))
-            v2_file = work / f"{model.name}-v2-1.json"
-            v2_file.write_bytes(v2_body(model.frame, 1))
-            v2_matrix_file = None
-            if is_numeric(model.frame):
-                v2_matrix_file = work / f"{model.name}-v2-matrix-1.json"
-                v2_matrix_file.write_bytes(v2_matrix_body(model.frame, 1))
-            grpc_file = work / f"{model.name}-grpc-1.bin"
-            grpc_file.write_bytes(grpc_body(model.frame, 1, model.name))
+            v2_file, v2_matrix_file, grpc_file = write_protocol_bodies(model, work)
             runs: dict[str, list[dict[str, Any]]] = {}
             for run in range(rounds):
                 server = start("lockgate", model.name, work, tracking, run)

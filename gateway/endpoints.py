@@ -29,7 +29,7 @@ from loader.resolved import ResolvedModel
 HISTORY = 20
 
 
-@dataclass(eq=False)  # one loaded version: compared, hashed and weakly referenced by identity
+@dataclass
 class Deployment:
     servable: ServableModel
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
@@ -37,6 +37,9 @@ class Deployment:
     input_schema: Any = None
     input_names: tuple[str, ...] = ()  # the signature's named columns (none for tensor signatures)
     max_columns: int = 1024  # the signature's columns plus LOCKGATE_MAX_EXTRA_COLUMNS
+    # The V2 outputs the model offers, and its named tensor outputs (gateway.v2_outputs).
+    v2_outputs: tuple[str, ...] = ("predict",)
+    v2_tensor_outputs: tuple[str, ...] = ()
     skew: SkewSetup = field(default_factory=lambda: SkewSetup(None, None, "skew tracking is not set up"))
     path: ServingPath = field(default_factory=lambda: ServingPath("mlflow", "not prepared"))
     options: ServingOptions = field(default_factory=ServingOptions)

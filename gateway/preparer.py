@@ -1,6 +1,6 @@
 """Turning a loaded model into a complete deployment, once, in the deploy's worker thread: the
-input schema and column bound, the skew baseline, the serving path (ONNX graph and its check),
-the lean parser and the batcher. The deployer hands out only deployments this made whole.
+input schema and column bound, the V2 outputs it offers, the skew baseline, the serving path
+(ONNX graph and its check), the lean parser and the batcher. The deployer hands out only deployments this made whole.
 
 Work that need not delay readiness (MLflow's dependency check, a first ONNX conversion) runs in
 the background after the gateway serves (``start_background_work``); at startup it would compete
@@ -27,6 +27,7 @@ from gateway.serving_options import ServingOptions
 from gateway.serving_path import choose_serving_path
 from gateway.skew_setup import SkewSettings, setup_skew
 from gateway.typed_request import TypedRows
+from gateway.v2_outputs import offered_outputs
 from loader.baseline import training_data
 from loader.dependency_check import requirement_mismatches
 from loader.model_loader import ServableModel
@@ -70,6 +71,7 @@ class Preparer:
         names = schema.input_names() if schema is not None and schema.has_input_names() else []
         deployment.input_names = tuple(str(name) for name in names)
         deployment.max_columns = len(deployment.input_names) + self._max_extra_columns
+        deployment.v2_outputs, deployment.v2_tensor_outputs = offered_outputs(deployment)
         data = training_data(self._open_store, deployment.servable.resolved)
         derived = self._derived_dir(deployment.key)
         deployment.skew = setup_skew(data, deployment.servable, derived, self._skew, self._find_derived)

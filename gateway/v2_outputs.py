@@ -8,7 +8,6 @@ names. As MLServer's sklearn runtime does, a request that names no ``outputs`` g
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from gateway.endpoints import Deployment
@@ -29,26 +28,19 @@ def probability_model(deployment: Deployment) -> Any | None:
     return raw if callable(getattr(raw, "predict_proba", None)) else None
 
 
-# A deployment's outputs never change (its model and signature are fixed), and working them out
-# (the raw model, the output schema) cost ~40 us of every V2 request: once per deployment.
-_OUTPUTS: weakref.WeakKeyDictionary[Deployment, tuple[tuple[str, ...], tuple[str, ...]]] = weakref.WeakKeyDictionary()
-
-
-def _outputs(deployment: Deployment) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(the model's V2 outputs, its named tensor outputs), worked out once per deployment."""
-    known = _OUTPUTS.get(deployment)
-    if known is None:
-        tensors = _tensor_output_names(deployment)
-        classifier = not tensors and probability_model(deployment) is not None
-        names = tensors or ((PREDICT, PROBABILITIES) if classifier else (PREDICT,))
-        known = _OUTPUTS[deployment] = (names, tensors)
-    return known
+def offered_outputs(deployment: Deployment) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the model's V2 outputs, its named tensor outputs). The preparer works them out once, at
+    deploy (they need the raw model and the output schema, which never change for a version),
+    and the deployment carries them: no request pays for them."""
+    tensors = _tensor_output_names(deployment)
+    classifier = not tensors and probability_model(deployment) is not None
+    return tensors or ((PREDICT, PROBABILITIES) if classifier else (PREDICT,)), tensors
 
 
 def output_names(deployment: Deployment) -> tuple[str, ...]:
     """The model's V2 outputs: the tensor names of a named tensor output schema, else
     ``predict`` (plus ``predict_proba`` for a classifier)."""
-    return _outputs(deployment)[0]
+    return deployment.v2_outputs
 
 
 def requested_outputs(deployment: Deployment, request: V2Request) -> list[str]:
@@ -69,7 +61,7 @@ def tensor_schema(deployment: Deployment) -> bool:
 
 
 def tensor_output_names(deployment: Deployment) -> tuple[str, ...]:
-    return _outputs(deployment)[1]
+    return deployment.v2_tensor_outputs
 
 
 def _tensor_output_names(deployment: Deployment) -> tuple[str, ...]:

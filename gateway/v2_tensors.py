@@ -164,8 +164,9 @@ def _plain_inputs(raw_inputs: list[Any]) -> list[Tensor] | None:
     """The common request, every input ``{"name", "datatype", "shape": [N], "data": [N values]}``,
     checked whole in C-level passes that build no message; None for anything else, which
     ``_input`` reads one input at a time and names what is wrong with. A wide model sent one
-    input per column (tritonclient, MLServer's "pd" convention) would otherwise pay ~9 us a
-    column: 40 columns cost 136 us this way, 47 us this way (bench note in docs/performance.md)."""
+    input per column (tritonclient, MLServer's "pd" convention) pays this per column: a 1-row,
+    40-column ``read_request`` took ~300 us through ``_input`` alone, 90-105 us with this
+    (in process; docs/performance.md, 2026-12-02)."""
     try:
         quads = [(r["name"], r["datatype"], r["shape"], r["data"]) for r in raw_inputs if len(r) == 4]
         datatypes = {q[1] for q in quads}

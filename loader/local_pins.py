@@ -5,8 +5,8 @@ from its own cache.
 A pin is written after every successful resolution. It is read when the registry is
 unreachable, and at a gateway's start (``lockgate serve``: a warm restart serves the pin at
 once, then asks the registry), and only if the pinned version is complete in the cache (so
-every byte served was verified when it was materialized). The registry stays the truth: follow mode re-resolves as
-usual, and the first answer from the registry replaces the pin.
+every byte served was verified when it was materialized). The registry stays the truth:
+follow mode re-resolves as usual, and the first answer from the registry replaces the pin.
 """
 
 from __future__ import annotations
