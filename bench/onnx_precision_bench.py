@@ -25,7 +25,7 @@ from sklearn.datasets import load_iris, make_classification  # noqa: E402
 from sklearn.ensemble import RandomForestClassifier  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
-from loader.onnx_fast_path import _session, convert_to_bytes  # noqa: E402
+from loader.onnx_fast_path import build_session, convert_to_bytes  # noqa: E402
 
 
 def timed(session: object, rows: np.ndarray, repeat: int) -> float:
@@ -50,7 +50,7 @@ def main() -> None:
     ]
     print(f"{'model':<34}{'rows':>6}{'float32 us':>12}{'float64 us':>12}{'f64/f32':>9}")
     for name, model, X in models:
-        sessions = {p: _session(convert_to_bytes(model, X.shape[1], p)) for p in ("float32", "float64")}
+        sessions = {p: build_session(convert_to_bytes(model, X.shape[1], p)) for p in ("float32", "float64")}
         for n in (1, 32, 1024):
             rows = np.resize(X, (n, X.shape[1]))
             results = {"float32": [], "float64": []}

@@ -55,7 +55,7 @@ from sklearn.datasets import load_diabetes, load_iris, make_classification  # no
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
-from loader.onnx_fast_path import _session, build_onnx_predictor, convert_to_bytes  # noqa: E402
+from loader.onnx_fast_path import build_onnx_predictor, build_session, convert_to_bytes  # noqa: E402
 from tests.servers import free_port, stop_group  # noqa: E402
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
@@ -420,7 +420,7 @@ def in_process_times(model: BenchModel, work: Path) -> dict[str, float]:
         out["native_1024_ms"] = predict_seconds(model.estimator.predict, rows, 20) * 1000
         kinds = {"float64": "double", "int64": "long", "object": "string", "str": "string"}
         typed = [(c, kinds.get(str(rows[c].dtype), "string")) for c in rows.columns]
-        session = _session(convert_to_bytes(model.estimator, typed, "float64"))
+        session = build_session(convert_to_bytes(model.estimator, typed, "float64"))
 
         def feeds(frame: pd.DataFrame) -> dict[str, np.ndarray]:
             return {c: frame[[c]].to_numpy(np.float64 if k == "double" else np.int64 if k == "long" else object)

@@ -74,7 +74,8 @@ class Deployer:
 
     async def load(self, resolved: ResolvedModel, options: ServingOptions) -> Deployment:
         def load() -> Deployment:
-            return self._prepare(self.loader.load(resolved, prefer_pyfunc=True), options)
+            # The preparer loads the native model, unless a checked graph can serve before it does.
+            return self._prepare(self.loader.load(resolved, prefer_pyfunc=True, defer_native=True), options)
 
         return await asyncio.to_thread(load)
 

@@ -24,7 +24,7 @@ from gateway.endpoints import Deployment
 from gateway.fast_request import NumericFrameParser
 from gateway.scoring import input_schema, mlflow_frame, skew_observer, typed_skew_observer
 from gateway.serving_options import ServingOptions
-from gateway.serving_path import choose_serving_path
+from gateway.serving_path import choose_serving_path, graph_first_path
 from gateway.skew_setup import SkewSettings, setup_skew
 from gateway.typed_request import TypedRows
 from gateway.v2_outputs import offered_outputs
@@ -66,20 +66,32 @@ class Preparer:
         return deployment
 
     def _prepare(self, deployment: Deployment, options: ServingOptions) -> None:
+        servable = deployment.servable
         schema = input_schema(deployment)
         deployment.input_schema = schema
         names = schema.input_names() if schema is not None and schema.has_input_names() else []
         deployment.input_names = tuple(str(name) for name in names)
         deployment.max_columns = len(deployment.input_names) + self._max_extra_columns
-        deployment.v2_outputs, deployment.v2_tensor_outputs = offered_outputs(deployment)
-        data = training_data(self._open_store, deployment.servable.resolved)
+        data = training_data(self._open_store, servable.resolved)
         derived = self._derived_dir(deployment.key)
-        deployment.skew = setup_skew(data, deployment.servable, derived, self._skew, self._find_derived)
         reference = mlflow_frame(deployment)
-        path = choose_serving_path(
-            deployment.servable, options, data.sample, derived, convert=False, reference_frame=reference
-        )
+        path = None
+        if not servable.model.native_loaded:
+            # A version served before (a restart, a rollback) may serve its checked graph at once,
+            # re-checked against the answers its check recorded; the native model loads after ready.
+            path, why_not = graph_first_path(servable, options, data.sample, derived, reference_frame=reference)
+            if path is None:
+                _log.debug("version %s: the native model loads before ready: %s", deployment.version_label, why_not)
+                servable.load_native()  # a model that cannot load or warm up fails its deploy here
+        if path is None:
+            path = choose_serving_path(
+                servable, options, data.sample, derived, convert=False, reference_frame=reference
+            )
         deployment.path = path
+        deployment.v2_outputs, deployment.v2_tensor_outputs = offered_outputs(deployment)
+        deployment.skew = setup_skew(data, servable, derived, self._skew, self._find_derived)
+        if not servable.model.native_loaded:
+            self._in_background("native-load", self._load_native, deployment)
         self._in_background("dependency-check", self._check_dependencies, deployment)
         if path.predict is None or path.columns is None:
             return
@@ -107,6 +119,17 @@ class Preparer:
             work(*args)
 
         threading.Thread(target=run, daemon=True, name=name).start()
+
+    @staticmethod
+    def _load_native(deployment: Deployment) -> None:
+        """Once the gateway serves: what MLflow's own path and V2 ``predict_proba`` need. A
+        request that needs it sooner loads it itself (``LoadedModel.load_native``, once)."""
+        if deployment.closed:
+            return
+        try:
+            deployment.servable.model.load_native()
+        except Exception as exc:  # its graph keeps serving; requests that need the native model fail
+            _log.error("version %s: the native model failed to load: %s", deployment.version_label, exc)
 
     @staticmethod
     def _check_dependencies(deployment: Deployment) -> None:

@@ -26,8 +26,8 @@ from monitoring.skew import SkewTracker
 
 
 def input_schema(deployment: Deployment) -> Any:
-    native = deployment.servable.model.native
-    metadata = getattr(native, "metadata", None)
+    # From the MLmodel file: known before the native model is loaded (a graph-first restart).
+    metadata = deployment.servable.model.mlflow_metadata
     return metadata.get_input_schema() if metadata is not None else None
 
 
@@ -138,7 +138,7 @@ def mlflow_frame(deployment: Deployment) -> Callable[[bytes], pd.DataFrame]:
     enforcement (the reference the typed lean parser is checked against at deploy)."""
     from mlflow.models.utils import _enforce_schema
 
-    metadata = deployment.servable.model.native.metadata
+    metadata = deployment.servable.model.mlflow_metadata
     schema = deployment.input_schema
 
     def reference(body: bytes) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from gateway.serving_options import ServingOptions
 from gateway.typed_request import TYPED_KINDS, Column, TypedFrameParser, TypedRows
 from loader.baseline import signature_columns
 from loader.model_loader import ServableModel
-from loader.onnx_fast_path import build_onnx_predictor, has_cached_conversion
+from loader.onnx_fast_path import build_onnx_predictor, graph_from_record, has_cached_conversion
 
 # Flavors whose predict treats rows independently, so merging requests cannot change an answer.
 ROW_WISE_PATHS = frozenset({"onnx", "sklearn"})
@@ -45,6 +46,9 @@ class ServingPath:
     onnx_pending: bool = False  # the ONNX conversion runs in the background
     # Set when the signature has typed (not all double) columns: the parser checked at deploy.
     typed_parser: TypedFrameParser | None = None
+    # Whether the native estimator has ``predict_proba``, when a graph serves before the native
+    # model is loaded (``graph_first_path``); None: ask the native model.
+    probabilities: bool | None = None
 
     @property
     def row_wise(self) -> bool:
@@ -177,6 +181,81 @@ def _typed_check_rows(parser: TypedFrameParser, servable: ServableModel, sample:
 ONNX_PENDING = "converting to ONNX in the background; the native estimator serves meanwhile"
 
 
+def _lean_columns(
+    servable: ServableModel,
+    reference_frame: Callable[[bytes], pd.DataFrame] | None,
+    typed_parser: TypedFrameParser | None,
+) -> tuple[tuple[str, ...] | None, TypedFrameParser | None, ServingPath | None]:
+    """What the lean path reads for this signature: its ``double`` columns, or a typed parser
+    (learned against MLflow's parser, unless given), or neither and the ``mlflow`` path saying why."""
+    signature = servable.resolved.signature or servable.model.metadata.signature
+    columns, _ = numeric_columns(signature)
+    if columns is not None:
+        return columns, None, None
+    typed, why_not_typed = signature_columns_typed(signature)
+    if typed is None:
+        return None, None, ServingPath("mlflow", why_not_typed)
+    uncovered = sorted({c.kind for c in typed if c.kind not in TYPED_KINDS})
+    if uncovered:
+        covered = ", ".join(sorted(TYPED_KINDS))
+        why = f"the signature has {', '.join(uncovered)} columns; lean parsing covers {covered}"
+        return None, None, ServingPath("mlflow", why)
+    if typed_parser is None:
+        if reference_frame is None:
+            return None, None, ServingPath("mlflow", "typed lean parsing needs MLflow's parser as its reference")
+        typed_parser, why_not = TypedFrameParser.learn(typed, reference_frame, servable.model.input_example)
+        if typed_parser is None:
+            return None, None, ServingPath("mlflow", f"typed lean parsing is off: {why_not}")
+    return None, typed_parser, None
+
+
+def graph_first_path(
+    servable: ServableModel,
+    options: ServingOptions,
+    sample: pd.DataFrame | None,
+    derived: Path,
+    *,
+    reference_frame: Callable[[bytes], pd.DataFrame] | None = None,
+) -> tuple[ServingPath | None, str]:
+    """The ONNX path for a version whose native model is not loaded yet: its cached graph,
+    re-checked on the same rows against the native answers its check recorded
+    (``loader.onnx_fast_path.graph_from_record``). None and why, when that cannot be done: the
+    caller then loads the native model and calls ``choose_serving_path``."""
+    if not options.onnx:
+        return None, "the ONNX fast path is turned off for this endpoint"
+    if "sklearn" not in servable.model.metadata.flavors:
+        return None, "not an sklearn model"
+    columns, parser, refusal = _lean_columns(servable, reference_frame, None)
+    if refusal is not None:
+        return None, refusal.reason or "no lean path"
+    typed = None
+    if parser is None:
+        assert columns is not None
+        rows: Any = _check_rows(servable, columns, sample)
+    else:
+        rows = _typed_check_rows(parser, servable, sample)
+        typed = [(c.name, c.kind) for c in parser.specs]
+        columns = tuple(c.name for c in parser.specs)
+    recorded, why_not = graph_from_record(
+        derived / "onnx", rows, exact=options.precision == "exact", spinning=options.onnx_spinning, typed=typed
+    )
+    if recorded is None:
+        return None, why_not
+    predictor, verdict = recorded.predictor, recorded.verdict
+    if parser is None:
+        # A float32 graph hands rows beyond float32's range to the native estimator: loaded then.
+        native = cache(lambda: _native_predict(servable.model.native.get_raw_model()))
+
+        def beyond_float32(matrix: np.ndarray) -> np.ndarray:
+            return native()(matrix)
+
+        predictor.native = beyond_float32
+    path = ServingPath("onnx", None, columns, predictor.predict, verdict.as_dict() | {"contract": verdict.contract})
+    path.typed_parser = parser
+    path.probabilities = recorded.record.probabilities
+    return path, ""
+
+
 def choose_serving_path(
     servable: ServableModel,
     options: ServingOptions,
@@ -201,24 +280,12 @@ def choose_serving_path(
     flavors = servable.model.metadata.flavors
     if "sklearn" not in flavors:
         return ServingPath("mlflow", "the ONNX fast path covers sklearn models; this one is served by MLflow's pyfunc")
-    signature = servable.resolved.signature or servable.model.metadata.signature
-    columns, _ = numeric_columns(signature)
-    if columns is None:
-        typed, why_not_typed = signature_columns_typed(signature)
-        if typed is None:
-            return ServingPath("mlflow", why_not_typed)
-        uncovered = sorted({c.kind for c in typed if c.kind not in TYPED_KINDS})
-        if uncovered:
-            covered = ", ".join(sorted(TYPED_KINDS))
-            why = f"the signature has {', '.join(uncovered)} columns; lean parsing covers {covered}"
-            return ServingPath("mlflow", why)
-        if typed_parser is None:
-            if reference_frame is None:
-                return ServingPath("mlflow", "typed lean parsing needs MLflow's parser as its reference")
-            typed_parser, why_not = TypedFrameParser.learn(typed, reference_frame, servable.model.input_example)
-            if typed_parser is None:
-                return ServingPath("mlflow", f"typed lean parsing is off: {why_not}")
+    columns, typed_parser, refusal = _lean_columns(servable, reference_frame, typed_parser)
+    if refusal is not None:
+        return refusal
+    if typed_parser is not None:
         return _typed_path(servable, typed_parser, options, sample, derived, convert=convert)
+    assert columns is not None
     estimator = servable.model.native.get_raw_model()
     names = getattr(estimator, "feature_names_in_", None)
     if names is not None and list(names) != list(columns):

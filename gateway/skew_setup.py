@@ -67,23 +67,41 @@ def setup_skew(
             profile = build_profile(data.columns, data.categorical)
         except ProfileError as exc:
             return SkewSetup(None, None, f"cannot profile the training data: {exc}")
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps(profile_to_dict(profile)))
-        tmp.replace(cached)
+        _keep(cached, profile)
     if profile is None:
         return SkewSetup(None, None, data.reason)
     inputs = SkewTracker(profile, window_seconds=settings.window_seconds, sub_windows=settings.sub_windows)
     predictions = None
-    if data.sample is not None:
-        try:
-            values = prediction_values(servable.model.predict(data.sample))
-        except Exception:  # a prediction baseline is a bonus; input skew still works
-            values = None
-        if values is not None and np.isfinite(values).any():
-            predictions = SkewTracker(
-                build_profile({"prediction": values}),
-                window_seconds=settings.window_seconds,
-                sub_windows=settings.sub_windows,
-            )
+    baseline = _prediction_profile(servable, data, derived / f"profiles/{data.key}.predictions.json")
+    if baseline is not None:
+        predictions = SkewTracker(baseline, window_seconds=settings.window_seconds, sub_windows=settings.sub_windows)
     return SkewSetup(inputs, predictions, None, profile_cached=from_cache)
+
+
+def _prediction_profile(servable: ServableModel, data: TrainingData, cached: Path) -> BaselineProfile | None:
+    """The model's own predictions on the training sample, profiled. Kept with the version (the
+    predictions are this model's, so never shared), so a restart neither predicts again nor
+    needs the native model loaded before it serves its checked graph."""
+    if data.sample is None:
+        return None
+    if cached.is_file():
+        try:
+            return profile_from_dict(orjson.loads(cached.read_bytes()))
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            pass  # damaged: build it again
+    try:
+        values = prediction_values(servable.model.predict(data.sample))
+    except Exception:  # a prediction baseline is a bonus; input skew still works
+        return None
+    if values is None or not np.isfinite(values).any():
+        return None
+    profile = build_profile({"prediction": values})
+    _keep(cached, profile)
+    return profile
+
+
+def _keep(path: Path, profile: BaselineProfile) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(orjson.dumps(profile_to_dict(profile)))
+    tmp.replace(path)

@@ -89,7 +89,7 @@ def _tensor_metadata(spec: Any, default_name: str) -> dict[str, Any]:
 
 
 def _outputs_metadata(deployment: Deployment) -> list[dict[str, Any]]:
-    metadata = getattr(deployment.servable.model.native, "metadata", None)
+    metadata = deployment.servable.model.mlflow_metadata
     schema = metadata.get_output_schema() if metadata is not None else None
     if schema is not None and schema.is_tensor_spec():
         names = output_names(deployment)
@@ -104,7 +104,7 @@ def _outputs_metadata(deployment: Deployment) -> list[dict[str, Any]]:
 def _output_datatype(deployment: Deployment) -> str:
     """The V2 datatype of ``predict``, from the signature's outputs (a tensor spec's dtype or a
     column's type); BYTES, the catch-all, when the signature says nothing."""
-    metadata = getattr(deployment.servable.model.native, "metadata", None)
+    metadata = deployment.servable.model.mlflow_metadata
     schema = metadata.get_output_schema() if metadata is not None else None
     spec = schema.inputs[0] if schema is not None and schema.inputs else None
     dtype = getattr(spec, "type", None)

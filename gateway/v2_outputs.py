@@ -33,8 +33,15 @@ def offered_outputs(deployment: Deployment) -> tuple[tuple[str, ...], tuple[str,
     deploy (they need the raw model and the output schema, which never change for a version),
     and the deployment carries them: no request pays for them."""
     tensors = _tensor_output_names(deployment)
-    classifier = not tensors and probability_model(deployment) is not None
+    classifier = not tensors and _offers_probabilities(deployment)
     return tensors or ((PREDICT, PROBABILITIES) if classifier else (PREDICT,)), tensors
+
+
+def _offers_probabilities(deployment: Deployment) -> bool:
+    known = deployment.path.probabilities  # a graph served before the native model loads knows
+    if known is not None:
+        return known and "sklearn" in deployment.servable.resolved.flavors and not tensor_schema(deployment)
+    return probability_model(deployment) is not None
 
 
 def output_names(deployment: Deployment) -> tuple[str, ...]:
@@ -65,7 +72,7 @@ def tensor_output_names(deployment: Deployment) -> tuple[str, ...]:
 
 
 def _tensor_output_names(deployment: Deployment) -> tuple[str, ...]:
-    metadata = getattr(deployment.servable.model.native, "metadata", None)
+    metadata = deployment.servable.model.mlflow_metadata
     schema = metadata.get_output_schema() if metadata is not None else None
     if schema is None or not schema.is_tensor_spec() or not schema.has_input_names():
         return ()

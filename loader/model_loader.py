@@ -26,6 +26,8 @@ class LoadReport:
     load_seconds: float
     warmup_seconds: float
     total_seconds: float
+    # The native model was left to load on first use (a warm restart serving its checked graph).
+    native_deferred: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -33,6 +35,7 @@ class LoadReport:
             "load_seconds": self.load_seconds,
             "warmup_seconds": self.warmup_seconds,
             "total_seconds": self.total_seconds,
+            "native_deferred": self.native_deferred,
         }
 
 
@@ -42,6 +45,16 @@ class ServableModel:
     model: LoadedModel
     report: LoadReport
     directory: Path
+
+    def load_native(self) -> None:
+        """Load a deferred native model now, as part of the deploy: its time joins the load
+        report, and a failure fails the deploy (``ModelLoadError``)."""
+        if self.model.native_loaded:
+            return
+        self.model.load_native()
+        self.report.load_seconds += self.model.native_seconds
+        self.report.total_seconds += self.model.native_seconds
+        self.report.native_deferred = False
 
 
 class ModelLoader:
@@ -83,9 +96,12 @@ class ModelLoader:
         progress: ProgressCallback | None = None,
         warm_up: bool = True,
         prefer_pyfunc: bool = False,
+        defer_native: bool = False,
     ) -> ServableModel:
         """Fetch (only what is missing), load with the right flavor and warm up on the input
-        example. Blocking: call it off the event loop. Nothing is returned half-ready."""
+        example. Blocking: call it off the event loop. Nothing is returned half-ready: with
+        ``defer_native`` the files are fetched and verified, the metadata and input example
+        read, and the native model loads (and warms up) on first use (``LoadedModel``)."""
         started = time.perf_counter()
         if resolved.local_copy is not None:
             copied, files = read_copy(resolved.uri)
@@ -102,10 +118,12 @@ class ModelLoader:
             input_example_file=metadata.input_example_file,
         )
         load_started = time.perf_counter()
-        model = load_model(directory, prefer_pyfunc=prefer_pyfunc)
+        model = load_model(directory, prefer_pyfunc=prefer_pyfunc, defer_native=True)
         model.input_example = load_input_example(directory, metadata)
+        if not defer_native:
+            model.load_native(warm_up=False)
         loaded = time.perf_counter()
-        if warm_up and model.input_example is not None:
+        if warm_up and not defer_native and model.input_example is not None:
             try:
                 model.predict(model.input_example)
             except Exception as exc:
@@ -114,7 +132,7 @@ class ModelLoader:
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
         done = time.perf_counter()
-        report = LoadReport(fetch, loaded - load_started, done - loaded, done - started)
+        report = LoadReport(fetch, loaded - load_started, done - loaded, done - started, native_deferred=defer_native)
         return ServableModel(resolved, model, report, directory)
 
     def resolve_and_load(self, uri: str, **kwargs: Any) -> ServableModel:

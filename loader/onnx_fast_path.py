@@ -34,6 +34,8 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
+from loader.graph_preload import take as take_preloaded
+from loader.onnx_record import CheckedRows, GraphRecord, graph_digest, read_record, record_check, rows_digest
 from loader.parent_watch import child_environment
 
 TOLERANCE = 1e-5  # float32 graphs (tree regressors)
@@ -139,7 +141,7 @@ def _typed_inputs(session: Any, columns: list[str]) -> list[tuple[str, Any]]:
     return [(c, _FEED_DTYPES[kinds[c]]) for c in columns]
 
 
-def _session(onnx_bytes: bytes, spinning: bool = False) -> Any:
+def build_session(onnx_bytes: bytes, spinning: bool = False) -> Any:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -179,30 +181,45 @@ def convert_to_bytes(estimator: Any, inputs: int | TypedInputs, precision: str =
 
 def _check(
     estimator: Any, session: Any, rows: Any, precision: str, typed: _Typed | None = None
-) -> tuple[OnnxVerdict, tuple[int, ...], np.dtype[Any]]:
-    if typed is None:
-        native_input = _as_native_input(estimator, rows)
-        dtype_in = np.float64 if precision == "float64" else np.float32
-        feeds = {session.get_inputs()[0].name: rows.astype(dtype_in)}
-    else:
-        native_input = typed.native_input(rows)
-        feeds = typed_feeds(_typed_inputs(session, [name for name, _ in typed.columns]), rows)
+) -> tuple[OnnxVerdict, tuple[int, ...], np.dtype[Any], np.ndarray]:
+    """The graph against the native estimator on ``rows``; also returns the estimator's answers
+    (what ``loader.onnx_record`` keeps, so a restart can re-check the graph without it)."""
+    native_input = _as_native_input(estimator, rows) if typed is None else typed.native_input(rows)
     native = np.asarray(estimator.predict(native_input))
-    outputs = session.run(None, feeds)
-    converted = np.asarray(outputs[0]).reshape(native.shape)
+    outputs = session.run(None, graph_feeds(session, rows, precision, typed.columns if typed else None))
+    classifier = hasattr(estimator, "classes_")
+    verdict, tail, dtype = compare_answers(native, outputs[0], precision, classifier=classifier)
+    if verdict.ok and classifier and hasattr(estimator, "predict_proba") and len(outputs) > 1:
+        expected = np.asarray(estimator.predict_proba(native_input))
+        verdict.max_probability_difference = (
+            float(np.max(np.abs(np.asarray(outputs[1]) - expected))) if len(rows) else 0.0
+        )
+    return verdict, tail, dtype, native
+
+
+def graph_feeds(session: Any, rows: Any, precision: str, typed_columns: TypedInputs | None) -> dict[str, np.ndarray]:
+    """What the graph is fed for check rows: one matrix input, or one [N, 1] input per column."""
+    if typed_columns is None:
+        dtype_in = np.float64 if precision == "float64" else np.float32
+        return {session.get_inputs()[0].name: rows.astype(dtype_in)}
+    return typed_feeds(_typed_inputs(session, [name for name, _ in typed_columns]), rows)
+
+
+def compare_answers(
+    native: np.ndarray, graph_output: Any, precision: str, *, classifier: bool
+) -> tuple[OnnxVerdict, tuple[int, ...], np.dtype[Any]]:
+    """The numeric contract, decided on one set of rows: a classifier's labels must be the
+    native ones exactly; a regressor's values exactly, or within the precision's tolerance."""
+    converted = np.asarray(graph_output).reshape(native.shape)
     tail, dtype = native.shape[1:], native.dtype
-    n = len(rows)
+    n = len(native)
     identical = json.dumps(converted.astype(dtype).tolist()) == json.dumps(native.tolist())
-    if hasattr(estimator, "classes_"):
+    if classifier:
         # Labels are compared as JSON, so 1 vs 1.0 counts as different: they must be the same.
         if not identical:
             differing = int(np.sum(converted.astype(dtype) != native))
             return OnnxVerdict(False, f"{differing} of {n} labels differ from the native estimator", n), tail, dtype
-        diff = None
-        if hasattr(estimator, "predict_proba") and len(outputs) > 1:
-            expected = np.asarray(estimator.predict_proba(native_input))
-            diff = float(np.max(np.abs(np.asarray(outputs[1]) - expected))) if n else 0.0
-        return OnnxVerdict(True, None, n, None, diff, precision=precision, exact=True, tolerance=0.0), tail, dtype
+        return OnnxVerdict(True, None, n, None, None, precision=precision, exact=True, tolerance=0.0), tail, dtype
     if native.dtype.kind not in "fiu":
         return OnnxVerdict(False, f"predictions of dtype {native.dtype} are not numeric", n), tail, dtype
     tolerance = TOLERANCE_FLOAT64 if precision == "float64" else TOLERANCE
@@ -345,7 +362,7 @@ def _try_precision(
                 convert_in_child(model_dir, inputs, graph_file, precision)
                 onnx_bytes = graph_file.read_bytes()
             convert_seconds = time.perf_counter() - started
-        session = _session(onnx_bytes, spinning)
+        session = build_session(onnx_bytes, spinning)
     except Exception as exc:
         reason = (
             f"skl2onnx cannot convert {type(estimator).__name__} to a {precision} graph that onnxruntime runs: "
@@ -353,17 +370,96 @@ def _try_precision(
         )
         return None, OnnxVerdict(False, reason, convert_seconds=convert_seconds)
     try:
-        verdict, tail, dtype = _check(estimator, session, check_rows, precision, typed)
+        verdict, tail, dtype, answers = _check(estimator, session, check_rows, precision, typed)
     except Exception as exc:  # the graph runs but not on these inputs: the native estimator serves
         reason = f"the {precision} graph failed on the check rows: {type(exc).__name__}: {str(exc)[:200]}"
         return None, OnnxVerdict(False, reason, convert_seconds=convert_seconds)
     verdict.convert_seconds, verdict.from_cache = convert_seconds, from_cache
     if not verdict.ok:
         return None, verdict
-    predictor = OnnxPredictor(session, session.get_inputs()[0].name, tail, dtype, precision)
-    if typed is not None:
-        predictor.typed_inputs = _typed_inputs(session, [name for name, _ in typed.columns])
+    predictor = predictor_for(session, tail, dtype, precision, typed.columns if typed else None)
+    # Kept beside the graph: a restart re-checks it against these answers, before the native
+    # estimator is loaded (loader/onnx_record.py).
+    record_check(
+        folder,
+        precision,
+        onnx_bytes,
+        CheckedRows(check_rows, answers),
+        verdict,
+        classifier=hasattr(estimator, "classes_"),
+        probabilities=callable(getattr(estimator, "predict_proba", None)),
+        typed_columns=typed.columns if typed else None,
+    )
     return predictor, verdict
+
+
+def predictor_for(
+    session: Any, tail: tuple[int, ...], dtype: np.dtype[Any], precision: str, typed_columns: TypedInputs | None
+) -> OnnxPredictor:
+    predictor = OnnxPredictor(session, session.get_inputs()[0].name, tail, dtype, precision)
+    if typed_columns is not None:
+        predictor.typed_inputs = _typed_inputs(session, [name for name, _ in typed_columns])
+    return predictor
+
+
+@dataclass
+class RecordedGraph:
+    """A cached graph re-checked against its record: what serves a version before its native
+    estimator is loaded."""
+
+    predictor: OnnxPredictor
+    verdict: OnnxVerdict
+    record: GraphRecord
+
+
+def graph_from_record(
+    folder: Path, check_rows: Any, *, exact: bool, spinning: bool, typed: TypedInputs | None = None
+) -> tuple[RecordedGraph | None, str]:
+    """The version's cached graph, re-checked on ``check_rows`` against the native answers its
+    check recorded (``loader/onnx_record.py``), without the native estimator. The precisions
+    are tried in ``build_onnx_predictor``'s order. Returns None and why when no graph can be
+    served this way: the caller loads the native estimator and checks against it."""
+    if not has_cached_conversion(folder):
+        return None, "the version has not been converted yet"
+    if len(check_rows) == 0:
+        return None, "no rows to check the graph on"
+    digest = rows_digest(check_rows)
+    reasons: list[str] = []
+    for precision in ("float64",) if exact else ("float64", "float32"):
+        record, why_not = read_record(folder, precision)
+        if record is None:
+            reasons.append(why_not)
+            continue
+        if record.typed_columns != (list(typed) if typed is not None else None):
+            reasons.append(f"the {precision} graph was checked for other input columns")
+            continue
+        if record.rows_digest != digest:
+            reasons.append(f"the {precision} graph was checked on other rows")
+            continue
+        try:
+            onnx_bytes = (folder / f"model-{precision}.onnx").read_bytes()
+        except OSError as exc:
+            reasons.append(f"the {precision} graph cannot be read: {exc}")
+            continue
+        if graph_digest(onnx_bytes) != record.graph_digest:
+            reasons.append(f"the cached {precision} graph is not the one that was checked")
+            continue
+        try:
+            session = take_preloaded(folder / f"model-{precision}.onnx", spinning, record.graph_digest)
+            if session is None:
+                session = build_session(onnx_bytes, spinning)
+            outputs = session.run(None, graph_feeds(session, check_rows, precision, typed))
+            verdict, tail, dtype = compare_answers(record.answers, outputs[0], precision, classifier=record.classifier)
+        except Exception as exc:
+            reasons.append(f"the {precision} graph failed on the check rows: {type(exc).__name__}: {exc}")
+            continue
+        if not verdict.ok or (exact and not verdict.exact):
+            reasons.append(verdict.reason or f"the {precision} graph is no longer bit-identical")
+            continue
+        verdict.from_cache = True
+        verdict.max_probability_difference = record.verdict.get("max_probability_difference")
+        return RecordedGraph(predictor_for(session, tail, dtype, precision, typed), verdict, record), ""
+    return None, "; ".join(reasons)
 
 
 def convert_in_child(

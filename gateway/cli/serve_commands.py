@@ -88,9 +88,6 @@ def serve(
     # None of it is garbage worth collecting: the gateway freezes that heap and re-enables the
     # collector when its startup deploys are done (gateway.app's lifespan).
     gc.disable()
-    import uvicorn
-
-    from gateway.app import create_app
     from gateway.config_file import read_config
     from gateway.endpoint_names import check_endpoint_name, default_name
     from gateway.endpoint_spec import EndpointSpec
@@ -123,6 +120,12 @@ def serve(
         specs.append(EndpointSpec(check_endpoint_name(names[index]) if names else default_name(uri), uri))
     if not specs:
         err.print("no endpoints configured yet: deploy with `lockgate deploy MODEL_URI` or POST /admin/endpoints")
+    if settings.warm_start and settings.onnx:
+        _preload_pinned_graphs(settings, specs)
+    import uvicorn
+
+    from gateway.app import create_app
+
     # Hold the port before any model loads or any ledger event is written: a gateway that cannot
     # listen must not record itself as serving.
     listener = bind_listener(settings.host, settings.port)
@@ -131,6 +134,18 @@ def serve(
     err.print(f"lockgate loading {served} on http://{settings.host}:{settings.port} (ready when /ready answers 200)")
     server_config = uvicorn.Config(app, workers=1, log_level="warning")
     uvicorn.Server(server_config).run(sockets=[listener])
+
+
+def _preload_pinned_graphs(settings: Settings, specs: list[Any]) -> None:
+    """A warm restart's head start: the checked graphs the local pins will serve start loading
+    now, in threads, while the gateway imports (``loader/graph_preload.py``)."""
+    from loader.graph_preload import pinned_graphs, preload
+
+    try:
+        graphs = pinned_graphs(Path(settings.cache_dir), [spec.model_uri for spec in specs if spec.model_uri])
+    except OSError:
+        return  # the deploy reports a cache it cannot use
+    preload(graphs, spinning=settings.onnx_spinning)
 
 
 def bind_listener(host: str, port: int) -> socket.socket:
