@@ -387,8 +387,16 @@ class Deployer:
                 endpoint.failed_key = None
                 if from_pin(endpoint.current.resolved.notes):
                     # Served from a local pin since a restart: the registry now vouches
-                    # for the same version, so its lineage replaces the pin's.
-                    endpoint.current.servable.resolved = resolved
+                    # for the same version, so its lineage replaces the pin's. What the loader
+                    # read from the version's files (flavors, signature) stays: the registry's
+                    # answer does not carry it, and the same files say the same.
+                    served = endpoint.current.servable.resolved
+                    endpoint.current.servable.resolved = dataclasses.replace(
+                        resolved,
+                        flavors=served.flavors,
+                        signature=served.signature,
+                        input_example_file=served.input_example_file,
+                    )
                     endpoint.note("reconciled", version=resolved.version)
                 return
             if endpoint.current is None:
