@@ -13,9 +13,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from store.backends.base import Backend
+from store.errors import CorruptChunkError, ObjectNotFoundError
 from store.layout import pack_key
 from store.objects import ChunkRef
 from store.pack import decode_chunk
+from store.relocation import MAX_DEPTH, RELOCATIONS
 
 MAX_GAP = 256 * 1024
 MAX_SPAN = 16 * 1024 * 1024
@@ -57,9 +59,16 @@ def plan_spans(refs: Iterable[ChunkRef], keep_order: bool = True) -> list[Span]:
     return spans
 
 
-def read_span(backend: Backend, span: Span) -> list[bytes]:
-    """Fetch one span and return its chunks' raw bytes, each verified against its id."""
-    data = backend.get_range(pack_key(span.pack_id), span.start, span.length)
+def read_span(backend: Backend, span: Span, _depth: int = 0) -> list[bytes]:
+    """Fetch one span and return its chunks' raw bytes, each verified against its id. A pack
+    that was repacked is followed to where its live chunks went (``store.relocation``)."""
+    try:
+        data = backend.get_range(pack_key(span.pack_id), span.start, span.length)
+    except ObjectNotFoundError:
+        moved = RELOCATIONS.lookup(backend, span.pack_id) if _depth < MAX_DEPTH else None
+        if moved is None:
+            raise
+        return _read_relocated(backend, span, moved, _depth)
     view = memoryview(data)
     out = []
     for ref in span.refs:
@@ -74,6 +83,21 @@ def read_span(backend: Backend, span: Span) -> list[bytes]:
                 length=ref.length,
             )
         )
+    return out
+
+
+def _read_relocated(backend: Backend, span: Span, moved: dict[int, ChunkRef], depth: int) -> list[bytes]:
+    refs = []
+    for ref in span.refs:
+        new = moved.get(ref.offset)
+        if new is None or new.chunk_id != ref.chunk_id or new.length != ref.length:
+            raise CorruptChunkError(
+                ref.chunk_id, ref.pack_id, ref.offset, "the pack was repacked and its relocation lacks this chunk"
+            )
+        refs.append(new)
+    out: list[bytes] = []
+    for relocated in plan_spans(refs):
+        out.extend(read_span(backend, relocated, depth + 1))
     return out
 
 

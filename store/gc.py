@@ -21,8 +21,11 @@ A damaged store (a ref or object that names a missing object) is not swept: what
 object referenced cannot be known, so nothing would be safe to delete. ``lockgate store verify``
 names the damage.
 
-Packs that are only partly dead are kept whole and reported (``partly_dead_packs``): repacking
-them costs a full rewrite and pays only when much of a pack is dead.
+Packs that are only partly dead are reported (``partly_dead_packs``), and rewritten with only
+their live chunks when their dead share reaches ``repack_threshold`` (``store.repack``; default
+0.5, None keeps every pack whole): a rewrite pays only when much of a pack is dead. A repacked
+pack leaves a relocation record that readers follow (``store.relocation``); records are
+reachable while a reachable manifest names their pack, and are swept like anything else after.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import Any
 import orjson
 
 from store.backends.base import Backend, KeyInfo
-from store.errors import IntegrityError, NotFoundError, RefConflictError
+from store.errors import IntegrityError, NotFoundError, RefConflictError, StoreError
 from store.gc_generation import new_generation
 from store.history_retention import KEEP_ALL, HistoryRetention, read_cuts, record_cuts
 from store.ids import is_full_id
@@ -46,11 +49,16 @@ from store.object_store import ObjectStore
 from store.objects import parse_time
 from store.pack import HEADER
 from store.refs import RefStore
+from store.relocation import RELOCATIONS_PREFIX, pack_id_of_relocation_key, relocation_key
+from store.relocation import decode as decode_relocation
+from store.repack import repack
 
 PACKS_PREFIX = "packs/"
 PACK_OVERHEAD = len(HEADER) + 20  # the header and the trailer (store/pack.py)
 PACK_ENTRY_BYTES = 49  # one index entry per chunk
 OBJECTS_PREFIX = "objects/"
+# Repack a live pack once half of it is dead: at most one byte rewritten per byte freed.
+DEFAULT_REPACK_THRESHOLD = 0.5
 Progress = Callable[[int, int], None]  # (keys swept so far, keys to sweep)
 
 
@@ -74,11 +82,16 @@ class GcReport:
     live_packs: int = 0
     live_bytes: int = 0
     freed: dict[str, Swept] = field(
-        default_factory=lambda: {k: Swept() for k in ("packs", "indexes", "objects", "temporary")}
+        default_factory=lambda: {
+            k: Swept() for k in ("packs", "indexes", "objects", "temporary", "relocations", "repacked")
+        }
     )
     kept_young: Swept = field(default_factory=Swept)  # unreachable, but newer than the grace period
     partly_dead_packs: int = 0
     dead_bytes_in_live_packs: int = 0
+    repack_threshold: float | None = None
+    repacked_packs: int = 0  # partly dead packs rewritten with only their live chunks
+    repacked_live_bytes: int = 0  # what those rewrites wrote
     history_cuts: int = 0  # kept commits whose older history the retention policy dropped
     marks: int = 0
     seconds: float = 0.0
@@ -103,6 +116,8 @@ class GcReport:
             "kept_young": {"count": self.kept_young.count, "bytes": self.kept_young.bytes},
             "partly_dead_packs": self.partly_dead_packs,
             "dead_bytes_in_live_packs": self.dead_bytes_in_live_packs,
+            "repack_threshold": self.repack_threshold,
+            "repacked": {"packs": self.repacked_packs, "bytes_written": self.repacked_live_bytes},
             "history_cuts": self.history_cuts,
             "marks": self.marks,
             "seconds": round(self.seconds, 3),
@@ -138,9 +153,11 @@ class GarbageCollector:
         wait_for_writers: float = 600.0,
         progress: Progress | None = None,
         retention: HistoryRetention = KEEP_ALL,
+        repack_threshold: float | None = DEFAULT_REPACK_THRESHOLD,
     ) -> GcReport:
+        """``repack_threshold``: rewrite a live pack whose dead share reaches it (None: never)."""
         started = time.monotonic()
-        report = GcReport(dry_run=dry_run, grace_seconds=grace_seconds)
+        report = GcReport(dry_run=dry_run, grace_seconds=grace_seconds, repack_threshold=repack_threshold)
         with collector_hold(self._backend, wait_for_writers=wait_for_writers):
             # Anything written after this moment, minus the grace period, is never deleted.
             cutoff = time.time() - grace_seconds
@@ -251,6 +268,8 @@ class GarbageCollector:
         backend = self._backend
         doomed: list[tuple[str, KeyInfo]] = []
         pack_sizes: dict[str, int] = {}
+        pack_infos: list[KeyInfo] = []
+        index_keys: dict[str, list[str]] = {}
 
         def consider(kind: str, info: KeyInfo, reachable: bool) -> None:
             if reachable:
@@ -260,16 +279,30 @@ class GarbageCollector:
                 return
             doomed.append((kind, info))
 
-        for info in backend.list_info(INDEX_PREFIX):
-            consider("indexes", info, pack_id_of_index_key(info.key) in mark.packs)
+        object_infos = list(backend.list_info(OBJECTS_PREFIX))
+        # The grace period protects chunks too: a manifest newer than the cutoff that no ref
+        # reaches yet (a writer that took no lease, about to commit) keeps its chunks live, so
+        # neither the sweep nor a repack drops them.
+        self._protect_young_manifests(mark, object_infos, cutoff)
         for info in backend.list_info(PACKS_PREFIX):
-            pack_id = info.key.rsplit("/", 1)[-1].removesuffix(".pack")
-            pack_sizes[pack_id] = info.size
-            consider("packs", info, pack_id in mark.packs)
-        for info in backend.list_info(OBJECTS_PREFIX):
+            pack_sizes[info.key.rsplit("/", 1)[-1].removesuffix(".pack")] = info.size
+            pack_infos.append(info)
+        # Chunks of repacked packs live where their relocation records say: those packs, and
+        # the records, are reachable too. Before anything is judged.
+        needed_records = self._follow_relocations(mark, pack_sizes)
+        for info in backend.list_info(INDEX_PREFIX):
+            pack_id = pack_id_of_index_key(info.key)
+            index_keys.setdefault(pack_id, []).append(info.key)
+            consider("indexes", info, pack_id in mark.packs)
+        for info in pack_infos:
+            consider("packs", info, info.key.rsplit("/", 1)[-1].removesuffix(".pack") in mark.packs)
+        for info in object_infos:
             consider("objects", info, info.key.rsplit("/", 1)[-1] in mark.objects)
+        for info in backend.list_info(RELOCATIONS_PREFIX):
+            consider("relocations", info, pack_id_of_relocation_key(info.key) in needed_records)
         for info in backend.temporaries():
             consider("temporary", info, False)
+        to_repack: list[tuple[str, set[int]]] = []
         for pack_id, chunks in mark.packs.items():
             size = pack_sizes.get(pack_id)
             if size is None:
@@ -281,12 +314,15 @@ class GarbageCollector:
             if size > needed:
                 report.partly_dead_packs += 1
                 report.dead_bytes_in_live_packs += size - needed
+                if report.repack_threshold is not None and size - needed >= report.repack_threshold * size:
+                    to_repack.append((pack_id, {offset for offset, _ in chunks}))
         # Indexes first: a dedup reader must never find an index whose pack is gone.
-        order = {"indexes": 0, "packs": 1, "objects": 2, "temporary": 3}
+        order = {"indexes": 0, "packs": 1, "objects": 2, "relocations": 3, "temporary": 4}
         doomed.sort(key=lambda item: order[item[0]])
-        if doomed and not dry_run:
+        if (doomed or to_repack) and not dry_run:
             # Before the first delete: a writer that refreshes from here on starts its table again.
             new_generation(backend)
+        steps = len(doomed) + len(to_repack)
         for done, (kind, info) in enumerate(doomed, start=1):
             if not dry_run:
                 if kind == "temporary":
@@ -297,7 +333,60 @@ class GarbageCollector:
                     self._objects.forget(info.key.rsplit("/", 1)[-1])
             report.freed[kind].add(info.size)
             if progress is not None:
-                progress(done, len(doomed))
+                progress(done, steps)
+        for done, (pack_id, offsets) in enumerate(to_repack, start=len(doomed) + 1):
+            old_size = pack_sizes[pack_id]
+            if dry_run:
+                chunks = mark.packs[pack_id]
+                new_size = PACK_OVERHEAD + sum(length for _, length in chunks) + PACK_ENTRY_BYTES * len(chunks)
+            else:
+                new_size = repack(backend, pack_id, offsets, index_keys.get(pack_id, [])).new_bytes
+            report.repacked_packs += 1
+            report.repacked_live_bytes += new_size
+            report.freed["repacked"].add(old_size - new_size)
+            if progress is not None:
+                progress(done, steps)
+
+    def _protect_young_manifests(self, mark: _Mark, object_infos: list[KeyInfo], cutoff: float) -> None:
+        for info in object_infos:
+            object_id = info.key.rsplit("/", 1)[-1]
+            if info.modified <= cutoff or object_id in mark.objects:
+                continue
+            try:
+                manifest = self._objects.manifest(object_id)
+            except StoreError:
+                continue  # a young commit or tree (its manifests are objects of their own), or unreadable
+            for chunk in manifest.chunks:
+                mark.packs.setdefault(chunk.pack_id, set()).add((chunk.offset, chunk.stored_length))
+
+    def _follow_relocations(self, mark: _Mark, existing: dict[str, int]) -> set[str]:
+        """Move the live chunks of every repacked pack the mark found (a manifest still names
+        it) to the packs its relocation record names, through chains of repacks; return the
+        packs whose records are needed. A manifest chunk the record does not list is damage."""
+        needed: set[str] = set()
+        pending = deque(p for p in mark.packs if p not in existing)
+        seen: set[str] = set()
+        while pending:
+            pack_id = pending.popleft()
+            if pack_id in seen:
+                continue
+            seen.add(pack_id)
+            try:
+                record = decode_relocation(pack_id, self._backend.get(relocation_key(pack_id)))
+            except NotFoundError:
+                continue  # a pack gone without a record: damage `store verify` names; nothing moves
+            needed.add(pack_id)
+            for offset, _stored in mark.packs[pack_id]:
+                new = record.get(offset)
+                if new is None:
+                    raise IntegrityError(
+                        f"pack {pack_id} was repacked but its relocation record lacks the chunk at offset {offset}; "
+                        "garbage collection deletes nothing until `lockgate store verify` passes"
+                    )
+                mark.packs.setdefault(new.pack_id, set()).add((new.offset, new.stored_length))
+                if new.pack_id not in existing and new.pack_id not in seen:
+                    pending.append(new.pack_id)
+        return needed
 
 
 def _event_time(event: dict[str, Any]) -> float:

@@ -174,3 +174,14 @@ def decode_index(pack_id: str, data: bytes) -> list[PackEntry]:
     for raw_id, offset, stored, length, codec in _ENTRY.iter_unpack(data):
         entries.append(PackEntry(raw_id.hex(), offset, stored, length, codec))
     return entries
+
+
+def read_footer(pack_id: str, data: bytes | memoryview) -> list[PackEntry]:
+    """The entries of a whole pack, from its own footer (what repacking reads: it trusts the
+    pack's bytes, checked against the pack's name, over any separate index object)."""
+    if len(data) < len(HEADER) + _TRAILER.size or bytes(data[: len(HEADER)]) != HEADER:
+        raise CorruptObjectError(pack_id, "not a pack: bad header")
+    index_offset, count, magic = _TRAILER.unpack(bytes(data[-_TRAILER.size :]))
+    if magic != TRAILER_MAGIC or index_offset + count * _ENTRY.size != len(data) - _TRAILER.size:
+        raise CorruptObjectError(pack_id, "not a pack: bad trailer")
+    return decode_index(pack_id, bytes(data[index_offset : len(data) - _TRAILER.size]))

@@ -36,7 +36,7 @@ from store.errors import (
     RefNotFoundError,
     StoreUnreachableError,
 )
-from store.gc import GarbageCollector, GcReport
+from store.gc import DEFAULT_REPACK_THRESHOLD, GarbageCollector, GcReport
 from store.history import History
 from store.history_retention import KEEP_ALL, HistoryRetention
 from store.ingest import Ingest
@@ -565,13 +565,16 @@ class Store:
         wait_for_writers: float = 600.0,
         progress: Callable[[int, int], None] | None = None,
         retention: HistoryRetention = KEEP_ALL,
+        repack_threshold: float | None = DEFAULT_REPACK_THRESHOLD,
     ) -> GcReport:
-        """Delete what no branch, tag or ledger entry reaches, older than the grace period
-        (``store.gc``). Safe with concurrent writers: see ``store.leases``."""
+        """Delete what no branch, tag or ledger entry reaches, older than the grace period, and
+        repack live packs at least ``repack_threshold`` dead (``store.gc``, ``store.repack``).
+        Safe with concurrent writers: see ``store.leases``."""
         collector = GarbageCollector(self.backend, self.refs, self.objects, self.read_file)
         return collector.collect(grace_seconds=grace_seconds, dry_run=dry_run, progress=progress,
                                  ledger_retention_seconds=ledger_retention_seconds,
-                                 wait_for_writers=wait_for_writers, retention=retention)  # fmt: skip
+                                 wait_for_writers=wait_for_writers, retention=retention,
+                                 repack_threshold=repack_threshold)  # fmt: skip
 
     def verify(self, repos: list[str] | None = None) -> VerifyReport:
         names = repos if repos is not None else self.refs.repos()

@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from gateway.cli.console import err, human_bytes, out, print_json
 from gateway.cli.store_commands import JsonOption, StoreOption, open_store
+from store.gc import DEFAULT_REPACK_THRESHOLD
 from store.history_retention import HistoryRetention
 from store.timespec import parse_duration, parse_time
 
@@ -64,6 +65,18 @@ def gc(
     wait: Annotated[
         str, typer.Option("--wait", help="How long to wait for running pushes to commit before giving up.")
     ] = "10m",
+    repack_threshold: Annotated[
+        float,
+        typer.Option(
+            "--repack-threshold",
+            min=0.01,
+            max=1.0,
+            help="Rewrite a pack still in use when at least this share of it is dead, keeping only its live "
+            "chunks (0.5: at most one byte written per byte freed). Commits and manifests never change: "
+            "readers follow a relocation record.",
+        ),
+    ] = DEFAULT_REPACK_THRESHOLD,
+    no_repack: Annotated[bool, typer.Option("--no-repack", help="Keep every pack that is still in use whole.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Delete packs, indexes and objects that no branch, tag or ledger entry reaches, and the
@@ -75,7 +88,8 @@ def gc(
     sweeps what is unreachable and older than --grace. Pushes that start meanwhile wait for it.
     By default history is kept: every ancestor of a branch or tag stays. --keep-last and
     --keep-since drop older history; the cut is recorded, so `lockgate log` ends there and
-    `lockgate store verify` passes.
+    `lockgate store verify` passes. A pack still in use but mostly dead is rewritten with only
+    its live chunks (--repack-threshold, --no-repack).
 
     Examples: lockgate store gc --dry-run; lockgate store gc --grace 0s --json;
     lockgate store gc --keep-last 20 --keep-since 90d --dry-run
@@ -100,7 +114,8 @@ def gc(
             bar.update(task, completed=done, total=total)
 
         report = s.gc(grace_seconds=grace_seconds, dry_run=dry_run, ledger_retention_seconds=ledger_seconds,
-                      wait_for_writers=wait_seconds, progress=advance, retention=retention)  # fmt: skip
+                      wait_for_writers=wait_seconds, progress=advance, retention=retention,
+                      repack_threshold=None if no_repack else repack_threshold)  # fmt: skip
     if as_json:
         print_json(report.as_dict())
         return
@@ -120,8 +135,13 @@ def gc(
         )
     if report.history_cuts:
         out.print(f"  history cut behind {report.history_cuts} commits by the retention policy (recorded)")
-    if report.partly_dead_packs:
+    if report.repacked_packs:
         out.print(
-            f"  {report.partly_dead_packs} packs are partly dead ({human_bytes(report.dead_bytes_in_live_packs)} "
-            "unreferenced inside packs still in use): kept whole, not repacked"
+            f"  {'would repack' if dry_run else 'repacked'} {report.repacked_packs} packs at least "
+            f"{report.repack_threshold:.0%} dead, writing {human_bytes(report.repacked_live_bytes)} of live chunks"
         )
+    kept_whole = report.partly_dead_packs - report.repacked_packs
+    if kept_whole:
+        threshold = report.repack_threshold
+        why = "--no-repack" if threshold is None else f"less dead than --repack-threshold {threshold:g}"
+        out.print(f"  {kept_whole} packs are partly dead and kept whole ({why})")
