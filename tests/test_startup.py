@@ -48,3 +48,11 @@ def test_a_local_store_never_imports_boto3() -> None:
     probe = "import sys, gateway.app, gateway.cli.main; print('boto3' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False", "importing the gateway imported boto3"
+
+
+def test_the_serving_path_imports_neither_sklearn_nor_httpx() -> None:
+    """sklearn (0.45 s with scipy.stats) loads only with a native model, which a graph-first
+    restart defers until after ready; httpx (45 ms) only for the CLI's client commands."""
+    probe = "import sys, gateway.app, gateway.cli.main; print(sorted({'sklearn', 'httpx'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", f"importing the gateway imported {result.stdout.strip()}"
