@@ -171,14 +171,18 @@ def _answers(url: str, frame: pd.DataFrame) -> dict[str, Any]:
         ],
         "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
     }
+    # A request that needs the native model waits for its load (sklearn's import): seconds on a
+    # busy CI machine, more than httpx's default 5 s timeout (seen once in CI).
+    http = httpx.Client(timeout=120)
     answers = {
-        "lean": httpx.post(f"{url}/invocations", json=split).content,
+        "lean": http.post(f"{url}/invocations", json=split).content,
         # CSV is MLflow's code on the native model: a graph-first restart loads it for this.
-        "csv": httpx.post(
+        "csv": http.post(
             f"{url}/invocations", content=rows.to_csv(index=False), headers={"Content-Type": "text/csv"}
         ).content,
-        "v2": httpx.post(f"{url}/v2/models/first/infer", json=v2).json(),
+        "v2": http.post(f"{url}/v2/models/first/infer", json=v2).json(),
     }
+    http.close()
     assert "outputs" in answers["v2"], answers["v2"]
     return answers
 
