@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from store import StoreURI, is_store_uri, parse_uri
 from store.errors import StoreError
@@ -20,8 +19,7 @@ DATASET_TAG = "lockgate.dataset"
 CODE_COMMIT_TAG = "mlflow.source.git.commit"
 
 
-def _source_uri(dataset: Any) -> str | None:
-    raw = getattr(dataset, "source", None)
+def _source_uri(raw: str) -> str | None:
     if not raw:
         return None
     try:
@@ -33,14 +31,14 @@ def _source_uri(dataset: Any) -> str | None:
     return str(parsed)
 
 
-def dataset_uris(run: Any, extra_tags: Iterable[dict[str, str]] = ()) -> list[str]:
+def dataset_uris(dataset_sources: Iterable[str], tag_sets: Iterable[dict[str, str]] = ()) -> list[str]:
+    """The store URIs of a run's dataset inputs (their MLflow source JSON), then the lineage tags."""
     uris: list[str] = []
-    for dataset_input in getattr(getattr(run, "inputs", None), "dataset_inputs", None) or []:
-        uri = _source_uri(dataset_input.dataset)
+    for source in dataset_sources:
+        uri = _source_uri(source)
         if uri and is_store_uri(uri) and uri not in uris:
             uris.append(uri)
-    tags = [getattr(getattr(run, "data", None), "tags", {}) or {}, *extra_tags]
-    for tag_set in tags:
+    for tag_set in tag_sets:
         uri = tag_set.get(DATASET_TAG)
         if uri and uri not in uris:
             uris.append(uri)

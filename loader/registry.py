@@ -2,14 +2,18 @@
 
 Only registry facts are gathered here (name, version, run, weights location, lineage tags);
 nothing is downloaded. That keeps a cached version deployable while the store is down.
+
+Two readers gather them (``loader/registry_facts.py``): a local sqlite registry is read
+directly where that is exactly MLflow's answer (``loader/sqlite_registry.py``, which spares a
+cold start MLflow's SQLAlchemy client); everything else, and every error, is MLflow's client.
 """
 
 from __future__ import annotations
 
-import warnings
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Protocol
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -22,44 +26,45 @@ from loader.errors import (
     NoArtifactsError,
     RegistryUnavailableError,
     StoreUnavailableError,
-    VersionNotFoundError,
 )
 from loader.lineage import CODE_COMMIT_TAG, dataset_uris, pin_dataset_uris
+from loader.mlflow_reads import MlflowReads, is_unreachable
 from loader.model_uri import ModelRef, parse_model_uri
+from loader.registry_facts import LoggedModelFacts, RunFacts, VersionFacts, logged_model_facts
 from loader.resolved import ResolvedModel, WeightsLocation
+from loader.sqlite_registry import Declined, SqliteRegistry
 from store import Store, is_store_uri, parse_uri
 from store.errors import BackendError, IntegrityError, NotFoundError, StoreError
 from store.ids import is_full_id
 
+_log = logging.getLogger(__name__)
+
+
 StoreOpener = Callable[[], Store]
-_UNREACHABLE_HINTS = (
-    "Max retries exceeded",
-    "Connection refused",
-    "Failed to establish",
-    "timed out",
-    "API request to",
-)
+_DIRECT_KINDS = frozenset({"stage", "alias", "latest", "version", "logged"})
 
 
-_UNAVAILABLE_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED"}
-
-
-def _is_unreachable(exc: BaseException) -> bool:
-    """Whether an MLflow client error means the registry is down (not that it said no)."""
-    if isinstance(exc, MlflowException) and exc.error_code in _UNAVAILABLE_CODES:
-        return True  # e.g. a 5xx while the server shuts down or restarts
-    text = str(exc)
-    return any(hint in text for hint in _UNREACHABLE_HINTS) or "ConnectionError" in type(exc).__name__
+class RegistryReads(Protocol):
+    def model_version(self, ref: ModelRef) -> VersionFacts: ...
+    def logged_model(self, model_id: str) -> LoggedModelFacts: ...
+    def run(self, run_id: str) -> RunFacts | None: ...
 
 
 class Resolver:
     def __init__(
-        self, open_store: StoreOpener, tracking_uri: str | None = None, registry_uri: str | None = None
+        self,
+        open_store: StoreOpener,
+        tracking_uri: str | None = None,
+        registry_uri: str | None = None,
+        *,
+        direct_read: bool = True,
     ) -> None:
         self._open_store = open_store
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri or tracking_uri
         self._client: MlflowClient | None = None
+        # None where the registry is not a local sqlite file (or direct reads are turned off).
+        self.direct = SqliteRegistry.for_uris(self.registry_uri, self.tracking_uri) if direct_read else None
 
     @property
     def client(self) -> MlflowClient:
@@ -79,14 +84,8 @@ class Resolver:
             yield
         except LoaderError:
             raise
-        except MlflowException as exc:
-            if _is_unreachable(exc):
-                raise RegistryUnavailableError(
-                    f"MLflow registry at {self._where()} is unreachable while {what}: {exc}"
-                ) from exc
-            raise
         except Exception as exc:
-            if _is_unreachable(exc):
+            if is_unreachable(exc):
                 raise RegistryUnavailableError(
                     f"MLflow registry at {self._where()} is unreachable while {what}: {exc}"
                 ) from exc
@@ -101,111 +100,66 @@ class Resolver:
         ref = parse_model_uri(uri)
         if ref.kind == "store":
             return self._resolve_store(ref)
-        if ref.kind == "logged":
-            with self._registry(f"resolving {uri}"):
-                return self._from_logged_model(ref, self._logged_model(str(ref.selector)), name=None, version=None)
-        if ref.kind == "run":
-            with self._registry(f"resolving {uri}"):
-                return self._resolve_run(ref)
+        if self.direct is not None and ref.kind in _DIRECT_KINDS:
+            try:
+                return self._resolve_registered(ref, self.direct)
+            except Declined as why:
+                # MLflow's client answers instead: its answer, or its error with its listing.
+                _log.debug("lockgate: reading %s through MLflow's client: %s", uri, why)
         with self._registry(f"resolving {uri}"):
-            version = self._model_version(ref)
-            return self._from_version(ref, version)
+            if ref.kind == "run":
+                return self._resolve_run(ref)
+            return self._resolve_registered(ref, MlflowReads(self.client, self._where()))
 
     # -- registry versions ---------------------------------------------------------------
 
-    def _model_version(self, ref: ModelRef) -> Any:
-        name = str(ref.name)
-        client = self.client
-        try:
-            client.get_registered_model(name)
-        except MlflowException as exc:
-            if _is_unreachable(exc) or exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-            known = [m.name for m in client.search_registered_models(max_results=20)]
-            raise ModelNotFoundError(
-                f"no registered model {name!r} in {self._where()} (models: {', '.join(known) or 'none'})"
-            ) from exc
-        if ref.kind == "alias":
-            try:
-                return client.get_model_version_by_alias(name, str(ref.selector))
-            except MlflowException as exc:
-                if _is_unreachable(exc):
-                    raise
-                aliases = sorted(client.get_registered_model(name).aliases or {})
-                raise VersionNotFoundError(
-                    f"model {name!r} has no alias {ref.selector!r} (aliases: {', '.join(aliases) or 'none'})"
-                ) from exc
-        if ref.kind == "stage":
-            with warnings.catch_warnings():
-                # Stages are deprecated by MLflow but still what many teams deploy from.
-                warnings.simplefilter("ignore", FutureWarning)
-                found = client.get_latest_versions(name, stages=[str(ref.selector)])
-            if not found:
-                raise VersionNotFoundError(f"model {name!r} has no version in stage {ref.selector!r}")
-            return max(found, key=lambda v: int(v.version))
-        if ref.kind == "latest":
-            found = client.search_model_versions(f"name='{name}'")
-            if not found:
-                raise VersionNotFoundError(f"model {name!r} has no versions yet")
-            return max(found, key=lambda v: int(v.version))
-        try:
-            return client.get_model_version(name, str(ref.selector))
-        except MlflowException as exc:
-            if _is_unreachable(exc):
-                raise
-            raise VersionNotFoundError(f"model {name!r} has no version {ref.selector}") from exc
-
-    def _logged_model(self, model_id: str) -> Any:
-        try:
-            return self.client.get_logged_model(model_id)
-        except MlflowException as exc:
-            if _is_unreachable(exc):
-                raise
-            raise ModelNotFoundError(f"no logged model {model_id!r} in {self._where()}") from exc
-
-    def _from_version(self, ref: ModelRef, mv: Any) -> ResolvedModel:
-        tags = dict(mv.tags or {})
-        source = str(mv.source or "")
-        if URI_TAG in tags:  # pinned by `lockgate import`
-            weights = self._weights_from_uri(tags[URI_TAG])
-            return self._finish(ref, weights, name=mv.name, version=str(mv.version), run_id=mv.run_id, tag_sets=[tags])
-        if source.startswith("models:/m-"):
-            logged = self._logged_model(source.removeprefix("models:/").strip("/"))
+    def _resolve_registered(self, ref: ModelRef, reads: RegistryReads) -> ResolvedModel:
+        if ref.kind == "logged":
+            return self._from_logged_model(ref, reads.logged_model(str(ref.selector)), reads, name=None, version=None)
+        mv = reads.model_version(ref)
+        if URI_TAG in mv.tags:  # pinned by `lockgate import`
+            weights = self._weights_from_uri(mv.tags[URI_TAG])
+            return self._finish(ref, weights, reads, name=mv.name, version=mv.version, run_id=mv.run_id,
+                                tag_sets=[mv.tags])  # fmt: skip
+        if mv.source.startswith("models:/m-"):
+            logged = reads.logged_model(mv.source.removeprefix("models:/").strip("/"))
             return self._from_logged_model(
-                ref, logged, name=mv.name, version=str(mv.version), extra_tags=[tags], run_id=mv.run_id
+                ref, logged, reads, name=mv.name, version=mv.version, extra_tags=[mv.tags], run_id=mv.run_id
             )
-        artifact_uri = self.client.get_model_version_download_uri(mv.name, mv.version)
-        weights = self._weights_from_uri(artifact_uri)
-        return self._finish(ref, weights, name=mv.name, version=str(mv.version), run_id=mv.run_id, tag_sets=[tags])
+        weights = self._weights_from_uri(mv.download_uri)
+        return self._finish(ref, weights, reads, name=mv.name, version=mv.version, run_id=mv.run_id,
+                            tag_sets=[mv.tags])  # fmt: skip
 
     def _from_logged_model(
         self,
         ref: ModelRef,
-        logged: Any,
+        logged: LoggedModelFacts,
+        reads: RegistryReads,
         *,
         name: str | None,
         version: str | None,
         extra_tags: list[dict[str, str]] | None = None,
         run_id: str | None = None,
     ) -> ResolvedModel:
-        tags = dict(logged.tags or {})
-        pinned = tags.get(URI_TAG)
-        weights = self._weights_from_uri(pinned or str(logged.artifact_location))
+        pinned = logged.tags.get(URI_TAG)
+        weights = self._weights_from_uri(pinned or logged.artifact_location)
         resolved = self._finish(
             ref,
             weights,
+            reads,
             name=name or logged.name,
             version=version,
             run_id=run_id or logged.source_run_id,
-            tag_sets=[tags, *(extra_tags or [])],
+            tag_sets=[logged.tags, *(extra_tags or [])],
         )
         return ResolvedModel(**{**resolved.__dict__, "logged_model_id": logged.model_id})
 
     def _resolve_run(self, ref: ModelRef) -> ResolvedModel:
+        reads = MlflowReads(self.client, self._where())
         try:
             run = self.client.get_run(str(ref.run_id))
         except MlflowException as exc:
-            if _is_unreachable(exc):
+            if is_unreachable(exc):
                 raise
             raise ModelNotFoundError(f"no run {ref.run_id!r} in {self._where()}") from exc
         # MLflow 3 logs models as LoggedModels; runs:/RUN/NAME means the run's model NAME.
@@ -215,10 +169,10 @@ class Resolver:
                 filter_string=f"source_run_id='{ref.run_id}' AND name='{ref.path}'",
             )
             if found:
-                return self._from_logged_model(ref, found[0], name=None, version=None)
+                return self._from_logged_model(ref, logged_model_facts(found[0]), reads, name=None, version=None)
         artifact_uri = run.info.artifact_uri.rstrip("/") + (f"/{ref.path}" if ref.path else "")
         weights = self._weights_from_uri(artifact_uri)
-        return self._finish(ref, weights, run_id=run.info.run_id)
+        return self._finish(ref, weights, reads, run_id=run.info.run_id)
 
     # -- store ---------------------------------------------------------------------------
 
@@ -250,28 +204,21 @@ class Resolver:
         self,
         ref: ModelRef,
         weights: WeightsLocation,
+        reads: RegistryReads | None = None,
         *,
         name: str | None = None,
         version: str | None = None,
         run_id: str | None = None,
         tag_sets: list[dict[str, str]] | None = None,
     ) -> ResolvedModel:
-        run = None
-        if run_id:
-            try:
-                run = self.client.get_run(run_id)
-            except MlflowException as exc:
-                if _is_unreachable(exc):
-                    raise
-        uris = dataset_uris(run, tag_sets or [])
+        run = reads.run(run_id) if reads is not None and run_id else None
+        run_tags = run.tags if run is not None else {}
+        uris = dataset_uris(run.dataset_sources if run is not None else (), [run_tags, *(tag_sets or [])])
         commits: list[str] = []
         pinned: list[str] = []
         notes: list[str] = []
         if uris:
             commits, pinned, notes = pin_dataset_uris(uris, lambda uri: self._store().resolve_uri(uri))
-        code_commit = None
-        if run is not None:
-            code_commit = (run.data.tags or {}).get(CODE_COMMIT_TAG)
         return ResolvedModel(
             uri=ref.uri,
             reference=ref.kind,
@@ -282,6 +229,6 @@ class Resolver:
             weights=weights,
             dataset_commits=tuple(commits),
             dataset_uris=tuple(pinned),
-            code_commit=code_commit,
+            code_commit=run_tags.get(CODE_COMMIT_TAG) if run is not None else None,
             notes=tuple(notes),
         )
