@@ -75,7 +75,7 @@ def main() -> None:
     open_store = store_opener(settings, create=True)
     phase("settings, store, loader")
     resolved = loader.resolve(f"models:/{args.model}/1")
-    phase("resolve in the registry (MLflow client + its store)")
+    phase("resolve in the registry (direct sqlite read, or MLflow's client)")
     servable = loader.load(resolved, prefer_pyfunc=True)
     report = servable.report
     phase(f"fetch {report.fetch.bytes_fetched / 1e6:.0f} MB + load + warm up")
