@@ -31,6 +31,7 @@ from gateway.shadow import ShadowMirror
 from gateway.traffic_policy import PRIMARY, ROUTE_KEY_HEADER, role_headers
 from gateway.v2_inference import infer, shadow_copy
 from gateway.v2_models import V2LookupError, find_route, find_serving, model_metadata
+from gateway.v2_plain import PlainColumns
 from gateway.v2_tensors import (
     FP32_MAX,
     Tensor,
@@ -65,14 +66,16 @@ def read_infer_request(message: Any) -> V2Request:
     raw_contents = list(message.raw_input_contents)
     if raw_contents and len(raw_contents) != len(message.inputs):
         raise V2RequestError(f"{len(raw_contents)} raw_input_contents for {len(message.inputs)} inputs")
+    parameters = {key: _parameter(value) for key, value in message.parameters.items()}
+    outputs = [{"name": o.name} for o in message.outputs]
+    request_id = message.id or None
+    plain = None if raw_contents else _plain_columns(message.inputs)
+    if plain is not None:  # the common request: its columns go to the lean path as they are
+        check_input_names(list(plain.names))
+        return V2Request(None, request_id, parameters, outputs, plain)
     inputs = []
     for index, tensor in enumerate(message.inputs):
         shape = list(tensor.shape)
-        if not raw_contents and len(shape) == 1 and tensor.name and not tensor.parameters:
-            plain = _plain_contents(tensor, shape[0])
-            if plain is not None:
-                inputs.append(plain)
-                continue
         count = element_count(tensor.name, tensor.datatype, shape, f"inputs[{index}]")
         values: list[Any] | np.ndarray
         if raw_contents:
@@ -82,12 +85,25 @@ def read_infer_request(message: Any) -> V2Request:
             if tensor.datatype == "BYTES":
                 items = [_text(item) for item in items]
             values = from_values(tensor.name, tensor.datatype, items, count, 1)
-        parameters = {key: _parameter(value) for key, value in tensor.parameters.items()}
-        inputs.append(Tensor(tensor.name, tensor.datatype, tuple(shape), values, parameters))
-    check_input_names(inputs)
-    parameters = {key: _parameter(value) for key, value in message.parameters.items()}
-    outputs = [{"name": o.name} for o in message.outputs]
-    return V2Request(inputs, message.id or None, parameters, outputs)
+        tensor_parameters = {key: _parameter(value) for key, value in tensor.parameters.items()}
+        inputs.append(Tensor(tensor.name, tensor.datatype, tuple(shape), values, tensor_parameters))
+    check_input_names([t.name for t in inputs])
+    return V2Request(inputs, request_id, parameters, outputs)
+
+
+def _plain_columns(tensors: Any) -> PlainColumns | None:
+    """Every input a rank-1, named, parameter-free tensor of typed contents (``_plain_values``);
+    None sends the request through the per-input checks and their messages."""
+    order = []
+    for tensor in tensors:
+        shape = tensor.shape
+        if len(shape) != 1 or not tensor.name or tensor.parameters:
+            return None
+        values = _plain_values(tensor, shape[0])
+        if values is None:
+            return None
+        order.append((tensor.name, tensor.datatype, values))
+    return PlainColumns.of(order) if order else None
 
 
 # Datatypes whose contents field holds exactly their values: protobuf has typed them already,
@@ -95,8 +111,8 @@ def read_infer_request(message: Any) -> V2Request:
 _EXACT_CONTENTS = frozenset({"BOOL", "INT32", "INT64", "UINT32", "UINT64", "FP32", "FP64"})
 
 
-def _plain_contents(tensor: Any, count: int) -> Tensor | None:
-    """A rank-1 tensor of typed contents, without the per-value checks ``from_values`` makes;
+def _plain_values(tensor: Any, count: int) -> list[Any] | None:
+    """A rank-1 tensor's typed contents, without the per-value checks ``from_values`` makes;
     None sends it through them (and their messages)."""
     datatype = tensor.datatype
     if datatype not in _EXACT_CONTENTS:
@@ -104,7 +120,7 @@ def _plain_contents(tensor: Any, count: int) -> Tensor | None:
     items = list(getattr(tensor.contents, _CONTENTS_FIELD[datatype]))
     if len(items) != count or (datatype == "FP32" and items and max(map(abs, items)) > FP32_MAX):
         return None
-    return Tensor(tensor.name, datatype, (count,), items, {})
+    return items
 
 
 def _text(item: bytes) -> Any:

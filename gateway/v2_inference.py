@@ -48,6 +48,7 @@ from gateway.v2_outputs import (
     tensor_output_names,
     tensor_schema,
 )
+from gateway.v2_plain import PlainColumns
 from gateway.v2_tensors import Tensor, V2Request, V2RequestError
 
 # Request parameters that belong to the protocol (and its binary extension), not to the model.
@@ -147,17 +148,11 @@ def lean_input(deployment: Deployment, given: _Columns) -> Any | None:
             return matrix if np.isfinite(matrix).all() else None
         tensors = given.tensors
         picked = [tensors[n] for n in parser.columns]
+        if all(type(t.values) is list for t in picked):
+            return _numeric_matrix({t.datatype for t in picked}, [t.as_list() for t in picked], rows)
         if not {t.datatype for t in picked} <= _NUMERIC:
             return None  # booleans and strings: MLflow's enforcement names the problem
-        if {type(t.values) for t in picked} == {list}:
-            if rows == 1:  # the latency case: one row of floats, as /invocations builds it
-                matrix = np.array([[t.values[0] for t in picked]], dtype=np.float64)
-                return matrix if np.isfinite(matrix).all() else None
-            # One pass over the whole request, column after column, then turned to rows.
-            flat = np.fromiter(chain.from_iterable(t.values for t in picked), np.float64, rows * len(picked))
-            matrix = flat.reshape(len(picked), rows).T.copy()
-        else:
-            matrix = np.column_stack([t.array().astype(np.float64) for t in picked])
+        matrix = np.column_stack([t.array().astype(np.float64) for t in picked])
         return matrix if np.isfinite(matrix).all() else None
     if isinstance(parser, TypedFrameParser):
         typed = TypedRows([given.tensors[n].as_list() for n in parser.columns], rows)
@@ -165,19 +160,59 @@ def lean_input(deployment: Deployment, given: _Columns) -> Any | None:
     return None
 
 
+def plain_lean_input(deployment: Deployment, plain: PlainColumns) -> Any | None:
+    """``lean_input`` for plain columns that ``matches`` the signature, read as they are: the
+    same input, without a Tensor per column."""
+    parser = deployment.parser
+    rows = plain.rows
+    if parser is None or deployment.batcher is None or not rows:
+        return None
+    if isinstance(parser, NumericFrameParser):
+        return _numeric_matrix(*plain.columns(parser.columns), rows)
+    if isinstance(parser, TypedFrameParser):
+        typed = TypedRows(plain.columns(parser.columns)[1], rows)
+        return typed if parser.accepts(typed) else None
+    return None
+
+
+def _numeric_matrix(datatypes: set[str], columns: list[list[Any]], rows: int) -> np.ndarray | None:
+    """The float64 matrix of numeric columns given as lists (values already checked against
+    their datatypes), or None for booleans, strings or a value float64 cannot hold."""
+    if not datatypes <= _NUMERIC:
+        return None  # booleans and strings: MLflow's enforcement names the problem
+    if rows == 1:  # the latency case: one row of floats, as /invocations builds it
+        matrix = np.array([[values[0] for values in columns]], dtype=np.float64)
+    else:  # one pass over the whole request, column after column, then turned to rows
+        flat = np.fromiter(chain.from_iterable(columns), np.float64, rows * len(columns))
+        matrix = flat.reshape(len(columns), rows).T.copy()
+    return matrix if np.isfinite(matrix).all() else None
+
+
 async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
     wanted = requested_outputs(deployment, request)
     if tensor_schema(deployment):
         return await _infer_tensors(deployment, request, wanted)
     names = list(deployment.input_names)
-    given = _columns(request, names)
-    rows = given.rows
+    plain = request.plain
+    # Plain columns that are exactly the signature's pass every check _columns makes.
+    if plain is not None and names and plain.matches(deployment.input_names):
+        given, rows = None, plain.rows or 0
+    else:
+        plain = None
+        given = _columns(request, names)
+        rows = given.rows
     params = model_parameters(request)
     outputs: dict[str, np.ndarray] = {}
     seconds = 0.0
     frame = None
     if PREDICT in wanted:
-        lean = lean_input(deployment, given) if params is None else None
+        lean = None
+        if params is None:
+            lean = (
+                plain_lean_input(deployment, plain)
+                if plain is not None
+                else lean_input(deployment, given or _columns(request, names))
+            )
         if lean is not None:
             assert deployment.batcher is not None
             try:
@@ -186,12 +221,13 @@ async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
             except Exception:  # as on /invocations: MLflow's code, on the same model, names the problem
                 pass
         if PREDICT not in outputs:
+            given = given or _columns(request, names)
             frame = _frame(given, names)
             predictions, seconds = await _timed(deployment.servable.model.native.predict, frame, params)
             outputs[PREDICT] = _as_array(predictions)
     if PROBABILITIES in wanted:
         if frame is None:
-            frame = _frame(given, names)
+            frame = _frame(given or _columns(request, names), names)
         probabilities, proba_seconds = await _timed(_probabilities, deployment, frame)
         outputs[PROBABILITIES] = probabilities
         seconds += proba_seconds

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import orjson
+
+from gateway.v2_plain import PlainColumns
 
 # V2 datatype -> numpy dtype (BYTES: Python objects; decoded to str where they are UTF-8).
 DATATYPES: dict[str, Any] = {
@@ -69,12 +73,35 @@ class Tensor:
         return self.values if isinstance(self.values, list) else self.values.tolist()
 
 
-@dataclass
 class V2Request:
-    inputs: list[Tensor]
-    request_id: str | None
-    parameters: dict[str, Any]
-    outputs: list[dict[str, Any]]  # requested outputs (name, parameters.binary_data)
+    """A read request. Its ``inputs`` are Tensors; a plain request (``plain``) makes them only
+    when a path other than the lean one asks for them."""
+
+    __slots__ = ("_inputs", "outputs", "parameters", "plain", "request_id")
+
+    def __init__(
+        self,
+        inputs: list[Tensor] | None,
+        request_id: str | None,
+        parameters: dict[str, Any],
+        outputs: list[dict[str, Any]],  # requested outputs (name, parameters.binary_data)
+        plain: PlainColumns | None = None,
+    ) -> None:
+        assert inputs is not None or plain is not None
+        self._inputs = inputs
+        self.request_id = request_id
+        self.parameters = parameters
+        self.outputs = outputs
+        self.plain = plain
+
+    @property
+    def inputs(self) -> list[Tensor]:
+        if self._inputs is None:
+            assert self.plain is not None
+            self._inputs = [
+                Tensor(name, datatype, (len(values),), values, {}) for name, datatype, values in self.plain.order()
+            ]
+        return self._inputs
 
 
 def read_request(body: bytes, header_length: str | None) -> V2Request:
@@ -90,26 +117,28 @@ def read_request(body: bytes, header_length: str | None) -> V2Request:
         raise V2RequestError("the request needs a non-empty 'inputs' list")
     parameters = _parameters(document.get("parameters"), "the request")
     offset = 0
-    inputs = _plain_inputs(raw_inputs) or []  # plain inputs claim no binary data
-    for index, raw in enumerate(raw_inputs if not inputs else ()):
-        tensor, used = _input(raw, index, binary, offset)
-        inputs.append(tensor)
-        offset += used
+    plain = _plain_inputs(raw_inputs)  # plain inputs claim no binary data
+    inputs: list[Tensor] | None = None
+    if plain is None:
+        inputs = []
+        for index, raw in enumerate(raw_inputs):
+            tensor, used = _input(raw, index, binary, offset)
+            inputs.append(tensor)
+            offset += used
     if offset != len(binary):
         raise V2RequestError(f"{len(binary) - offset} bytes of binary data follow the inputs that no input claims")
-    check_input_names(inputs)
+    check_input_names(list(plain.names) if plain is not None else [t.name for t in inputs or ()])
     outputs = document.get("outputs") or []
     if type(outputs) is not list or any(type(o) is not dict or type(o.get("name")) is not str for o in outputs):
         raise V2RequestError("'outputs' must be a list of objects with a 'name'")
     request_id = document.get("id")
-    return V2Request(inputs, None if request_id is None else str(request_id), parameters, outputs)
+    return V2Request(inputs, None if request_id is None else str(request_id), parameters, outputs, plain)
 
 
-def check_input_names(inputs: list[Tensor]) -> None:
+def check_input_names(names: list[str]) -> None:
     """A request has inputs, each named once (REST and gRPC alike)."""
-    if not inputs:
+    if not names:
         raise V2RequestError("the request needs at least one input")
-    names = [t.name for t in inputs]
     if len(set(names)) != len(names):
         raise V2RequestError(f"input names repeat: {names}")
 
@@ -160,29 +189,34 @@ _PLAIN_KINDS: dict[str, frozenset[type]] = {
 }
 
 
-def _plain_inputs(raw_inputs: list[Any]) -> list[Tensor] | None:
+def _plain_inputs(raw_inputs: list[Any]) -> PlainColumns | None:
     """The common request, every input ``{"name", "datatype", "shape": [N], "data": [N values]}``,
-    checked whole in C-level passes that build no message; None for anything else, which
-    ``_input`` reads one input at a time and names what is wrong with. A wide model sent one
-    input per column (tritonclient, MLServer's "pd" convention) pays this per column: a 1-row,
-    40-column ``read_request`` took ~300 us through ``_input`` alone, 90-105 us with this
-    (in process; docs/performance.md, 2026-12-02)."""
+    checked whole in C-level passes (``map``, ``zip``, sets) that build no message; None for
+    anything else, which ``_input`` reads one input at a time and names what is wrong with. A
+    wide model sent one input per column (tritonclient, MLServer's "pd" convention) pays this
+    per column: a 1-row, 40-column ``read_request`` took ~300 us through ``_input`` alone,
+    90-105 us with a per-input Python loop here, and about 15 us plus orjson's parse with
+    these passes (in process; docs/performance.md, 2026-12-02 and 2026-12-03)."""
     try:
-        quads = [(r["name"], r["datatype"], r["shape"], r["data"]) for r in raw_inputs if len(r) == 4]
-        datatypes = {q[1] for q in quads}
-    except (KeyError, TypeError):  # a key missing, an input that is not an object, an unhashable datatype
-        return None
-    if len(quads) != len(raw_inputs) or set(map(type, [q[0] for q in quads])) != {str}:
-        return None
-    if not all(q[0] and type(q[2]) is list and len(q[2]) == 1 and type(q[3]) is list for q in quads):
-        return None
-    if {type(q[2][0]) for q in quads} != {int} or any(q[2][0] != len(q[3]) for q in quads):
-        return None
-    for datatype in datatypes:
-        kinds = _PLAIN_KINDS.get(datatype) if type(datatype) is str else None
-        if kinds is None:
+        if set(map(len, raw_inputs)) != {4}:
             return None
-        values = [v for q in quads if q[1] == datatype for v in q[3]]
+        names, datatypes, shapes, datas = zip(*map(_PLAIN_FIELDS, raw_inputs), strict=True)
+        kinds_by_datatype = {datatype: _PLAIN_KINDS[datatype] for datatype in set(datatypes)}
+    except (KeyError, TypeError):  # a key missing, an input that is not an object, an unknown datatype
+        return None
+    if set(map(type, names)) != {str} or not all(names):
+        return None
+    if set(map(type, shapes)) != {list} or set(map(len, shapes)) != {1} or set(map(type, datas)) != {list}:
+        return None
+    lengths = list(map(len, datas))
+    firsts = [shape[0] for shape in shapes]
+    if set(map(type, firsts)) != {int} or firsts != lengths:
+        return None
+    for datatype, kinds in kinds_by_datatype.items():
+        if len(kinds_by_datatype) == 1:
+            values = list(chain.from_iterable(datas))
+        else:
+            values = list(chain.from_iterable(d for t, d in zip(datatypes, datas, strict=True) if t == datatype))
         if not values:
             continue
         if not set(map(type, values)) <= kinds:
@@ -193,7 +227,10 @@ def _plain_inputs(raw_inputs: list[Any]) -> list[Tensor] | None:
                 return None
         elif datatype == "FP32" and max(map(abs, values)) > FP32_MAX:
             return None
-    return [Tensor(name, datatype, (shape[0],), data, {}) for name, datatype, shape, data in quads]
+    return PlainColumns(names, datatypes, datas, firsts[0] if len(set(firsts)) == 1 else None)
+
+
+_PLAIN_FIELDS = itemgetter("name", "datatype", "shape", "data")
 
 
 def _input(raw: Any, index: int, binary: bytes, offset: int) -> tuple[Tensor, int]:

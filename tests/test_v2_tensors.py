@@ -65,8 +65,10 @@ def test_plain_inputs_read_as_the_full_reader_reads_them() -> None:
     ]
     plain = _plain_inputs(inputs)
     assert plain is not None
-    assert plain == [_input(raw, index, b"", 0)[0] for index, raw in enumerate(inputs)]
-    assert read_request(json.dumps({"inputs": inputs}).encode(), None).inputs == plain
+    full = [_input(raw, index, b"", 0)[0] for index, raw in enumerate(inputs)]
+    assert plain.order() == [(t.name, t.datatype, t.values) for t in full]
+    request = read_request(json.dumps({"inputs": inputs}).encode(), None)
+    assert request.plain is not None and request.inputs == full  # the Tensors, made when asked for
     # Forms it leaves to the full reader: parameters, a nested shape, a matrix.
     assert _plain_inputs([{**inputs[0], "parameters": {}}]) is None
     assert _plain_inputs([{"name": "m", "datatype": "FP64", "shape": [1, 2], "data": [1.0, 2.0]}]) is None
