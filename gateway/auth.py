@@ -92,7 +92,8 @@ class AccessGuard:
         return f"loopback:{host}"
 
     def prediction(self, request: Request) -> None:
-        self.prediction_token(_bearer(request))
+        if self._api_tokens:  # an open gateway reads no header: this runs on every prediction
+            self.prediction_token(_bearer(request))
 
     def prediction_token(self, supplied: str | None) -> None:
         """Refuse a prediction whose bearer token (None: none sent) is not one of the tokens."""

@@ -103,7 +103,7 @@ def _plain_columns(tensors: Any) -> PlainColumns | None:
         if values is None:
             return None
         order.append((tensor.name, tensor.datatype, values))
-    return PlainColumns.of(order) if order else None
+    return PlainColumns.of(order, finite=False) if order else None  # FP contents may hold inf or NaN
 
 
 # Datatypes whose contents field holds exactly their values: protobuf has typed them already,

@@ -149,7 +149,7 @@ def lean_input(deployment: Deployment, given: _Columns) -> Any | None:
         tensors = given.tensors
         picked = [tensors[n] for n in parser.columns]
         if all(type(t.values) is list for t in picked):
-            return _numeric_matrix({t.datatype for t in picked}, [t.as_list() for t in picked], rows)
+            return _numeric_matrix({t.datatype for t in picked}, [t.as_list() for t in picked], rows, finite=False)
         if not {t.datatype for t in picked} <= _NUMERIC:
             return None  # booleans and strings: MLflow's enforcement names the problem
         matrix = np.column_stack([t.array().astype(np.float64) for t in picked])
@@ -168,16 +168,17 @@ def plain_lean_input(deployment: Deployment, plain: PlainColumns) -> Any | None:
     if parser is None or deployment.batcher is None or not rows:
         return None
     if isinstance(parser, NumericFrameParser):
-        return _numeric_matrix(*plain.columns(parser.columns), rows)
+        return _numeric_matrix(*plain.columns(parser.columns), rows, finite=plain.finite)
     if isinstance(parser, TypedFrameParser):
         typed = TypedRows(plain.columns(parser.columns)[1], rows)
         return typed if parser.accepts(typed) else None
     return None
 
 
-def _numeric_matrix(datatypes: set[str], columns: list[list[Any]], rows: int) -> np.ndarray | None:
+def _numeric_matrix(datatypes: set[str], columns: list[list[Any]], rows: int, *, finite: bool) -> np.ndarray | None:
     """The float64 matrix of numeric columns given as lists (values already checked against
-    their datatypes), or None for booleans, strings or a value float64 cannot hold."""
+    their datatypes), or None for booleans, strings or a value float64 cannot hold. ``finite``:
+    the codec guarantees finite values (JSON), so the check is skipped."""
     if not datatypes <= _NUMERIC:
         return None  # booleans and strings: MLflow's enforcement names the problem
     if rows == 1:  # the latency case: one row of floats, as /invocations builds it
@@ -185,7 +186,7 @@ def _numeric_matrix(datatypes: set[str], columns: list[list[Any]], rows: int) ->
     else:  # one pass over the whole request, column after column, then turned to rows
         flat = np.fromiter(chain.from_iterable(columns), np.float64, rows * len(columns))
         matrix = flat.reshape(len(columns), rows).T.copy()
-    return matrix if np.isfinite(matrix).all() else None
+    return matrix if finite or np.isfinite(matrix).all() else None
 
 
 async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:

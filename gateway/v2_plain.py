@@ -16,22 +16,33 @@ from typing import Any
 
 class PlainColumns:
     """Checked rank-1 inputs, as the request listed them: ``names``, ``datatypes`` and each
-    input's ``values``; ``rows`` when every input has the same length (else None)."""
+    input's ``values``; ``rows`` when every input has the same length (else None).
 
-    __slots__ = ("_by_name", "datatypes", "names", "rows", "values")
+    ``finite``: the codec guarantees every number is finite. JSON does (orjson refuses
+    ``NaN``, ``Infinity`` and any number that overflows a double), so the lean path skips its
+    check; gRPC's FP32 and FP64 contents may hold inf or NaN, so they are checked."""
+
+    __slots__ = ("_by_name", "datatypes", "finite", "names", "rows", "values")
 
     def __init__(
-        self, names: tuple[str, ...], datatypes: tuple[str, ...], values: tuple[list[Any], ...], rows: int | None
+        self,
+        names: tuple[str, ...],
+        datatypes: tuple[str, ...],
+        values: tuple[list[Any], ...],
+        rows: int | None,
+        *,
+        finite: bool,
     ) -> None:
         self.names, self.datatypes, self.values, self.rows = names, datatypes, values, rows
+        self.finite = finite
         self._by_name: dict[str, tuple[str, list[Any]]] | None = None
 
     @classmethod
-    def of(cls, order: list[tuple[str, str, list[Any]]]) -> PlainColumns:
+    def of(cls, order: list[tuple[str, str, list[Any]]], *, finite: bool) -> PlainColumns:
         """From (name, datatype, values) triples; ``rows`` from their lengths."""
         names, datatypes, values = (tuple(part) for part in zip(*order, strict=True)) if order else ((), (), ())
         lengths = set(map(len, values))
-        return cls(names, datatypes, values, lengths.pop() if len(lengths) == 1 else None)
+        return cls(names, datatypes, values, lengths.pop() if len(lengths) == 1 else None, finite=finite)
 
     def order(self) -> list[tuple[str, str, list[Any]]]:
         return list(zip(self.names, self.datatypes, self.values, strict=True))

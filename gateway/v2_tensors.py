@@ -227,7 +227,8 @@ def _plain_inputs(raw_inputs: list[Any]) -> PlainColumns | None:
                 return None
         elif datatype == "FP32" and max(map(abs, values)) > FP32_MAX:
             return None
-    return PlainColumns(names, datatypes, datas, firsts[0] if len(set(firsts)) == 1 else None)
+    # JSON numbers are finite: orjson refuses NaN, Infinity and a number past a double's range.
+    return PlainColumns(names, datatypes, datas, firsts[0] if len(set(firsts)) == 1 else None, finite=True)
 
 
 _PLAIN_FIELDS = itemgetter("name", "datatype", "shape", "data")
