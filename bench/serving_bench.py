@@ -20,7 +20,8 @@
    ``bench/results/serving.md`` and ``.json``.
 
 ``--protocols-only`` runs lockgate alone: 1-row /invocations, V2 REST and V2 gRPC, the ratios the
-V2 issue sets, into ``bench/results/protocols.md``. ``--startup-only`` times start-to-ready only.
+V2 issue sets, each the median of ``--pairs`` back-to-back A/B loads of ``--seconds``, into
+``bench/results/protocols.md``. ``--startup-only`` times start-to-ready only.
 
 Before any load, the two servers' predictions on the same 32 rows are compared (ONNX:
 relative 1e-5 for regressors, identical labels for classifiers).
@@ -41,6 +42,7 @@ import urllib.error
 import urllib.request
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +166,7 @@ def grpc_body(frame: pd.DataFrame, rows: int, model: str) -> bytes:
         else:
             tensor.datatype = "BYTES"
             tensor.contents.bytes_contents.extend(str(v).encode() for v in values)
-    message = request.SerializeToString()
+    message: bytes = request.SerializeToString()
     return b"\x00" + len(message).to_bytes(4, "big") + message
 
 
@@ -487,6 +489,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8, help="wrk duration per load (default 8)")
     parser.add_argument("--rounds", type=int, default=2, help="A,B rounds per model (default 2)")
     parser.add_argument("--models", default="iris,diabetes,forest,fraud")
+    parser.add_argument("--pairs", type=int, default=6, help="--protocols-only: paired A/B loads per ratio (default 6)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument(
         "--protocols-only",
@@ -505,7 +508,7 @@ def main() -> None:
     if shutil.which("wrk") is None or shutil.which("h2load") is None:
         raise SystemExit("wrk or h2load is missing: apt-get install wrk nghttp2-client (make bench installs them)")
     if args.protocols_only:
-        protocols_only(args.models.split(","), args.rounds, args.seconds, args.out)
+        protocols_only(args.models.split(","), args.rounds, args.seconds, args.out, args.pairs)
         return
 
     report: dict[str, Any] = {"seconds": args.seconds, "rounds": args.rounds, "models": {}}
@@ -570,18 +573,41 @@ def main() -> None:
         print_report(report, args.out)
 
 
-def protocols_only(selected: list[str], rounds: int, seconds: int, out_dir: Path) -> None:
-    """lockgate alone, 1 row at 16 connections: /invocations with wrk (before and after the V2
-    loads, so a drifting machine weighs on both sides alike), then ``protocol_loads``. Writes
-    bench/results/protocols.md: each protocol's req/s and p99, and the ratios the V2 issue sets."""
-    invocations = "/invocations, 1 row, 16 conns"
+def paired(load_a: Any, load_b: Any, pairs: int) -> dict[str, Any]:
+    """B's req/s over A's, from ``pairs`` short A/B loads back to back (ABBA order), and its
+    median. This machine's speed drifts by 20-40 % within a minute; two loads seconds apart see
+    the same machine, so the ratio of each pair is the measurement, not the ratio of means."""
+    ratios, a_runs, b_runs = [], [], []
+    for index in range(pairs):
+        if index % 2 == 0:
+            a, b = load_a(), load_b()
+        else:
+            b, a = load_b(), load_a()
+        a_runs.append(a)
+        b_runs.append(b)
+        ratios.append(b["req_s"] / a["req_s"])
+    return {
+        "ratio": statistics.median(ratios),
+        "ratios": [round(r, 3) for r in ratios],
+        "a": {k: statistics.median(r[k] for r in a_runs) for k in ("req_s", "p99_ms")},
+        "b": {k: statistics.median(r[k] for r in b_runs) for k in ("req_s", "p99_ms")},
+        "errors": sum(int(r["errors"]) for r in a_runs + b_runs),
+    }
+
+
+def protocols_only(selected: list[str], rounds: int, seconds: int, out_dir: Path, pairs: int = 6) -> None:
+    """lockgate alone, 1 row at 16 connections, the ratios the V2 issue sets, each from paired
+    short loads (``paired``): V2 REST against /invocations with wrk (one input per column, and
+    one [1, columns] matrix for an all-numeric model), V2 REST against /invocations with h2load,
+    and V2 gRPC against V2 REST with h2load (one client for both). Writes bench/results/protocols.md."""
     lines = [
-        f"# lockgate's protocols, 1 row, 16 connections: {seconds} s per load, mean of {rounds} rounds",
+        f"# lockgate's protocols, 1 row, 16 connections: {pairs} paired loads of {seconds} s per ratio, "
+        f"{rounds} server start(s) per model; median ratio (range), median req/s",
         "",
-        "| model | wrk: /invocations req/s | wrk: V2 REST per column (ratio) | wrk: V2 REST one matrix (ratio) "
-        "| h2load: /invocations | h2load: V2 REST (ratio) | h2load: V2 gRPC (vs REST) "
-        "| p99 ms wrk: /invocations / V2 | p99 ms h2load: /invocations / REST / gRPC | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | wrk: V2 REST per column / `/invocations` | wrk: V2 REST one matrix / `/invocations` "
+        "| h2load: V2 REST / `/invocations` | h2load: V2 gRPC / V2 REST | req/s: `/invocations`, V2 REST, gRPC "
+        "| p99 ms: `/invocations`, V2 REST, gRPC | errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="lockgate-protocol-bench-") as tmp:
@@ -593,46 +619,68 @@ def protocols_only(selected: list[str], rounds: int, seconds: int, out_dir: Path
             split_file = work / f"{model.name}-1.json"
             split_file.write_bytes(split_body(model.frame, 1))
             v2_file, v2_matrix_file, grpc_file = write_protocol_bodies(model, work)
-            runs: dict[str, list[dict[str, Any]]] = {}
+            measured: dict[str, list[dict[str, Any]]] = {}
             for run in range(rounds):
                 server = start("lockgate", model.name, work, tracking, run)
                 try:
+                    infer = f"/v2/models/{model.name}/infer"
+                    grpc_url = f"http://127.0.0.1:{server.grpc_port}/inference.GRPCInferenceService/ModelInfer"
+                    log = work / "h2load.log"
                     wrk(server.url, split_file, 16, 3)  # warm-up: the background work after ready has settled
-                    measured = {invocations: wrk(server.url, split_file, 16, seconds)}
-                    measured |= protocol_loads(
-                        server, model.name, split_file=split_file, v2_file=v2_file, grpc_file=grpc_file,
-                        seconds=seconds, work=work, v2_matrix_file=v2_matrix_file,
-                    )  # fmt: skip
-                    after = wrk(server.url, split_file, 16, seconds)
-                    runs.setdefault(invocations, []).append(after)
+                    invocations = partial(wrk, server.url, split_file, 16, seconds)
+                    v2_wrk = partial(wrk, server.url, v2_file, 16, seconds, infer)
+                    h2_invocations = partial(h2load, server.url + "/invocations", split_file, 16, seconds,
+                                             grpc=False, log=log)  # fmt: skip
+                    h2_rest = partial(h2load, server.url + infer, v2_file, 16, seconds, grpc=False, log=log)
+                    h2_grpc = partial(h2load, grpc_url, grpc_file, 16, seconds, grpc=True, log=log)
+                    comparisons = {"wrk_v2": (invocations, v2_wrk), "h2_v2": (h2_invocations, h2_rest),
+                                   "h2_grpc": (h2_rest, h2_grpc)}  # fmt: skip
+                    if v2_matrix_file is not None:
+                        matrix = partial(wrk, server.url, v2_matrix_file, 16, seconds, infer)
+                        comparisons["wrk_v2_matrix"] = (invocations, matrix)
+                    for label, (load_a, load_b) in comparisons.items():
+                        result = paired(load_a, load_b, pairs)
+                        measured.setdefault(label, []).append(result)
+                        print(f"  {model.name} start {run + 1} {label:<14} ratio {result['ratio']:.3f} "
+                              f"{result['ratios']} errors {result['errors']}")  # fmt: skip
                 finally:
                     stop_group(server.proc)
-                for label, result in measured.items():
-                    runs.setdefault(label, []).append(result)
-                    print(f"  {model.name} round {run + 1} {label:<40} {result['req_s']:>8.1f} req/s "
-                          f"p99 {result['p99_ms']:>7.2f} ms errors {result['errors']}")  # fmt: skip
-            mean = {label: {k: mean_of(r, k) for k in ("req_s", "p99_ms")} for label, r in runs.items()}
-            errors = sum(int(r["errors"]) for rs in runs.values() for r in rs)
-            results[model.name] = {"loads": mean, "errors": errors}
-            inv, h2_inv, h2_rest, h2_grpc = (mean[k] for k in (invocations, H2_INVOCATIONS, H2_V2_REST, H2_GRPC))
-            v2 = mean[V2_LOAD]
-            matrix = (
-                f"{mean[V2_MATRIX_LOAD]['req_s']:,.0f} ({mean[V2_MATRIX_LOAD]['req_s'] / inv['req_s']:.2f})"
-                if V2_MATRIX_LOAD in mean
-                else "(typed: no matrix form)"
-            )
+            merged = {label: _merge_paired(runs) for label, runs in measured.items()}
+            results[model.name] = merged
+            errors = sum(m["errors"] for m in merged.values())
+
+            wrk_v2, grpc_vs_rest = merged["wrk_v2"], merged["h2_grpc"]
+            cells = [_ratio_cell(merged, label) for label in ("wrk_v2", "wrk_v2_matrix", "h2_v2", "h2_grpc")]
             lines.append(
-                f"| {model.name} | {inv['req_s']:,.0f} | {v2['req_s']:,.0f} ({v2['req_s'] / inv['req_s']:.2f}) "
-                f"| {matrix} | {h2_inv['req_s']:,.0f} | {h2_rest['req_s']:,.0f} "
-                f"({h2_rest['req_s'] / h2_inv['req_s']:.2f}) | {h2_grpc['req_s']:,.0f} "
-                f"({h2_grpc['req_s'] / h2_rest['req_s']:.2f}) | {inv['p99_ms']:.1f} / {v2['p99_ms']:.1f} "
-                f"| {h2_inv['p99_ms']:.1f} / {h2_rest['p99_ms']:.1f} / {h2_grpc['p99_ms']:.1f} | {errors} |"
+                f"| {model.name} | {' | '.join(cells)} "
+                f"| {wrk_v2['a']['req_s']:,.0f}, {wrk_v2['b']['req_s']:,.0f}, {grpc_vs_rest['b']['req_s']:,.0f} "
+                f"| {wrk_v2['a']['p99_ms']:.1f}, {wrk_v2['b']['p99_ms']:.1f}, {grpc_vs_rest['b']['p99_ms']:.1f} "
+                f"| {errors} |"
             )
     table = "\n".join(lines)
     print("\n" + table)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "protocols.md").write_text(table + "\n")
     (out_dir / "protocols.json").write_text(json.dumps(results, indent=2))
+
+
+def _ratio_cell(merged: dict[str, Any], label: str) -> str:
+    if label not in merged:
+        return "(typed: no matrix form)"
+    ratios = merged[label]["ratios"]
+    return f"**{merged[label]['ratio']:.2f}** ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
+def _merge_paired(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several server starts' paired results as one: the median over all their pairs."""
+    ratios = [r for run in runs for r in run["ratios"]]
+    return {
+        "ratio": statistics.median(ratios),
+        "ratios": ratios,
+        "a": {k: statistics.median(run["a"][k] for run in runs) for k in ("req_s", "p99_ms")},
+        "b": {k: statistics.median(run["b"][k] for run in runs) for k in ("req_s", "p99_ms")},
+        "errors": sum(run["errors"] for run in runs),
+    }
 
 
 def startup_only(selected: list[str], rounds: int, out_dir: Path) -> None:
