@@ -1,0 +1,131 @@
+"""The plain V2 lane (columns read as the codec gave them, no Tensor per input) hands the lean
+path exactly the input the general path (Tensors, ``_columns``, ``lean_input``) hands it, and
+declines whatever the general path would answer differently.
+
+The deployment here is a stand-in with only the three attributes these functions read
+(``parser``, ``batcher``, ``input_names``): the lean input is a pure function of them. The
+served path, through a real uvicorn, is tested in test_v2_protocol.py."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gateway.fast_request import NumericFrameParser
+from gateway.grpc_server import protos, read_infer_request
+from gateway.typed_request import Column, TypedFrameParser
+from gateway.v2_inference import _columns, lean_input, plain_lean_input
+from gateway.v2_tensors import V2Request, V2RequestError, read_request
+
+NAMES = ("a", "b", "c")
+
+
+def numeric_deployment(names: tuple[str, ...] = NAMES) -> Any:
+    return SimpleNamespace(parser=NumericFrameParser(names), batcher=object(), input_names=names)
+
+
+def column(name: str, values: list[Any], datatype: str = "FP64") -> dict[str, Any]:
+    return {"name": name, "datatype": datatype, "shape": [len(values)], "data": values}
+
+
+def general_input(deployment: Any, request: V2Request) -> Any:
+    """What the general path gives: Tensors (made now), the per-column reader, lean_input."""
+    tensors = V2Request(list(request.inputs), request.request_id, request.parameters, request.outputs)
+    return lean_input(deployment, _columns(tensors, list(deployment.input_names)))
+
+
+def both(deployment: Any, inputs: list[dict[str, Any]]) -> tuple[Any, Any, bool]:
+    """(the plain lane's input, the general path's, whether the plain lane took the request)."""
+    request = read_request(json.dumps({"inputs": inputs}).encode(), None)
+    assert request.plain is not None
+    matches = request.plain.matches(deployment.input_names)
+    if not matches:  # then the general path refuses it, and names what is wrong
+        with pytest.raises(V2RequestError, match=r"missing inputs|not in the model's signature|rows"):
+            general_input(deployment, request)
+        return None, None, False
+    return plain_lean_input(deployment, request.plain), general_input(deployment, request), True
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        [column("a", [1.5]), column("b", [-2]), column("c", [1e308])],  # one row, ints among floats
+        [column("c", [3.0, 4.0]), column("a", [1.0, 2.0]), column("b", [5.0, 6.0])],  # not signature order
+        [column("a", [1, 2, 3], "INT64"), column("b", [0.5, 0.25, 2.0]), column("c", [7, 8, 9], "INT32")],
+        [column("a", [2**63 - 1], "INT64"), column("b", [-(2**63)], "INT64"), column("c", [0.0])],
+    ],
+)
+def test_numeric_columns_give_the_general_paths_matrix(inputs: list[dict[str, Any]]) -> None:
+    plain, general, matches = both(numeric_deployment(), inputs)
+    assert matches
+    assert plain is not None and general is not None
+    assert plain.dtype == general.dtype == np.float64
+    np.testing.assert_array_equal(plain, general)
+    assert plain.tobytes() == general.tobytes()  # bit for bit, not within a tolerance
+
+
+@pytest.mark.parametrize(
+    ("inputs", "matches"),
+    [
+        ([column("a", [True], "BOOL"), column("b", [1.0]), column("c", [1.0])], True),  # MLflow names it
+        ([column("a", ["x"], "BYTES"), column("b", [1.0]), column("c", [1.0])], True),
+        ([column("a", [1.0]), column("b", [1.0])], False),  # a column missing
+        ([column("a", [1.0]), column("b", [1.0]), column("c", [1.0]), column("d", [1.0])], False),
+        ([column("a", [1.0]), column("b", [1.0]), column("x", [1.0])], False),  # one not in the signature
+        ([column("a", [1.0, 2.0]), column("b", [1.0]), column("c", [1.0])], False),  # ragged
+        ([column("a", []), column("b", []), column("c", [])], True),  # no rows: MLflow's code answers
+    ],
+)
+def test_what_the_lean_path_does_not_take_the_plain_lane_declines(inputs: list[dict[str, Any]], matches: bool) -> None:
+    plain, general, matched = both(numeric_deployment(), inputs)
+    assert matched is matches
+    assert plain is None and general is None  # the general path declines the same request
+
+
+def test_typed_columns_give_the_general_paths_rows() -> None:
+    columns = (Column("amount", "double"), Column("hour", "long"), Column("city", "string"))
+    parser = TypedFrameParser(columns)
+    deployment = SimpleNamespace(parser=parser, batcher=object(), input_names=tuple(c.name for c in columns))
+    inputs = [column("city", ["Berlin", "Zürich"], "BYTES"), column("amount", [1.5, 2.0]),
+              column("hour", [3, 23], "INT64")]  # fmt: skip
+    plain, general, matches = both(deployment, inputs)
+    assert matches and plain is not None and general is not None
+    assert plain.columns == general.columns == [[1.5, 2.0], [3, 23], ["Berlin", "Zürich"]]
+    assert plain.rows == general.rows == 2
+    wrong = [column("city", [1, 2], "INT64"), column("amount", [1.5, 2.0]), column("hour", [3, 23], "INT64")]
+    plain, general, _ = both(deployment, wrong)
+    assert plain is None and general is None  # an integer city: MLflow's enforcement answers
+
+
+def test_grpc_contents_are_checked_for_inf_and_nan_json_needs_no_check() -> None:
+    """JSON cannot carry a non-finite number (orjson refuses them); gRPC's FP64 contents can,
+    and such a row must go to MLflow's code, as the general path sends it."""
+    deployment = numeric_deployment(("a",))
+    for value in (float("inf"), float("nan")):
+        message = protos.ModelInferRequest(model_name="m")
+        message.inputs.add(name="a", datatype="FP64", shape=[1]).contents.fp64_contents.append(value)
+        request = read_infer_request(message)
+        assert request.plain is not None and not request.plain.finite
+        assert plain_lean_input(deployment, request.plain) is None
+        assert general_input(deployment, request) is None
+    json_request = read_request(json.dumps({"inputs": [column("a", [1e308])]}).encode(), None)
+    assert json_request.plain is not None and json_request.plain.finite
+    with pytest.raises(Exception, match="infinity"):
+        read_request(b'{"inputs": [{"name": "a", "datatype": "FP64", "shape": [1], "data": [1e999]}]}', None)
+
+
+def test_grpc_plain_columns_equal_the_per_input_reader() -> None:
+    message = protos.ModelInferRequest(model_name="m")
+    message.inputs.add(name="b", datatype="INT64", shape=[2]).contents.int64_contents.extend([1, -(2**63)])
+    message.inputs.add(name="a", datatype="FP64", shape=[2]).contents.fp64_contents.extend([0.5, 2.0])
+    request = read_infer_request(message)
+    assert request.plain is not None and request.plain.names == ("b", "a") and request.plain.rows == 2
+    deployment = numeric_deployment(("a", "b"))
+    plain = plain_lean_input(deployment, request.plain)
+    assert plain is not None
+    np.testing.assert_array_equal(plain, general_input(deployment, request))
+    np.testing.assert_array_equal(plain, [[0.5, 1.0], [2.0, float(-(2**63))]])
