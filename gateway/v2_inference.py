@@ -28,7 +28,9 @@ Request ``parameters`` other than the protocol's own go to the model as MLflow p
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain
 from typing import Any
 
@@ -195,25 +197,22 @@ async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
         return await _infer_tensors(deployment, request, wanted)
     names = list(deployment.input_names)
     plain = request.plain
-    # Plain columns that are exactly the signature's pass every check _columns makes.
+    given: _Columns | None
+    # Plain columns that are exactly the signature's pass every check _columns makes: the lean
+    # path reads them as they are, and Tensors are made only if MLflow's code needs a frame.
     if plain is not None and names and plain.matches(deployment.input_names):
         given, rows = None, plain.rows or 0
+        lean_of: Callable[[], Any | None] = partial(plain_lean_input, deployment, plain)
     else:
-        plain = None
         given = _columns(request, names)
         rows = given.rows
+        lean_of = partial(lean_input, deployment, given)
     params = model_parameters(request)
     outputs: dict[str, np.ndarray] = {}
     seconds = 0.0
     frame = None
     if PREDICT in wanted:
-        lean = None
-        if params is None:
-            lean = (
-                plain_lean_input(deployment, plain)
-                if plain is not None
-                else lean_input(deployment, given or _columns(request, names))
-            )
+        lean = lean_of() if params is None else None
         if lean is not None:
             assert deployment.batcher is not None
             try:
@@ -222,8 +221,7 @@ async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
             except Exception:  # as on /invocations: MLflow's code, on the same model, names the problem
                 pass
         if PREDICT not in outputs:
-            given = given or _columns(request, names)
-            frame = _frame(given, names)
+            frame = _frame(given or _columns(request, names), names)
             predictions, seconds = await _timed(deployment.servable.model.native.predict, frame, params)
             outputs[PREDICT] = _as_array(predictions)
     if PROBABILITIES in wanted:

@@ -195,7 +195,7 @@ def _plain_inputs(raw_inputs: list[Any]) -> PlainColumns | None:
     anything else, which ``_input`` reads one input at a time and names what is wrong with. A
     wide model sent one input per column (tritonclient, MLServer's "pd" convention) pays this
     per column: a 1-row, 40-column ``read_request`` took ~300 us through ``_input`` alone,
-    90-105 us with a per-input Python loop here, and about 15 us plus orjson's parse with
+    90-105 us with a per-input Python loop here, and about 18 us plus orjson's parse with
     these passes (in process; docs/performance.md, 2026-12-02 and 2026-12-03)."""
     try:
         if set(map(len, raw_inputs)) != {4}:
