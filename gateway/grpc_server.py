@@ -29,11 +29,11 @@ from gateway.endpoints import Deployment
 from gateway.errors import AuthError, ConfigError
 from gateway.shadow import ShadowMirror
 from gateway.traffic_policy import PRIMARY, ROUTE_KEY_HEADER, role_headers
+from gateway.v2_datatypes import FP32_MAX
 from gateway.v2_inference import infer, shadow_copy
 from gateway.v2_models import V2LookupError, find_route, find_serving, model_metadata
 from gateway.v2_plain import PlainColumns
 from gateway.v2_tensors import (
-    FP32_MAX,
     Tensor,
     V2Request,
     V2RequestError,

@@ -19,31 +19,11 @@ from typing import Any
 import numpy as np
 import orjson
 
+from gateway.v2_datatypes import DATATYPES, FP32_MAX, INTEGER_RANGES
 from gateway.v2_plain import PlainColumns
+from gateway.v2_plain_json import read_plain_json
 
-# V2 datatype -> numpy dtype (BYTES: Python objects; decoded to str where they are UTF-8).
-DATATYPES: dict[str, Any] = {
-    "BOOL": np.bool_,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "BYTES": object,
-}
 _MAX_ELEMENTS = 50_000_000  # a shape past this is refused before any allocation
-_INTEGER_RANGES = {
-    name: (int(np.iinfo(kind).min), int(np.iinfo(kind).max))
-    for name, kind in DATATYPES.items()
-    if name.startswith(("INT", "UINT"))
-}
-FP32_MAX = float(np.finfo(np.float32).max)
 # numpy dtype -> V2 datatype, for outputs.
 _DATATYPE_OF: dict[Any, str] = {np.dtype(kind): name for name, kind in DATATYPES.items() if kind is not object}
 
@@ -105,6 +85,12 @@ class V2Request:
 
 
 def read_request(body: bytes, header_length: str | None) -> V2Request:
+    if header_length is None:  # the plain form, read and checked in one typed decode
+        plain_json = read_plain_json(body)
+        if plain_json is not None:
+            columns, request_id, parameters, outputs = plain_json
+            check_input_names(list(columns.names))
+            return V2Request(None, request_id, parameters, outputs, columns)
     json_part, binary = _split(body, header_length)
     try:
         document = orjson.loads(json_part)
@@ -180,7 +166,7 @@ def element_count(name: Any, datatype: Any, shape: Any, where: str) -> int:
 
 _NUMBERS = frozenset({int, float})
 _PLAIN_KINDS: dict[str, frozenset[type]] = {
-    **{name: frozenset({int}) for name in _INTEGER_RANGES},
+    **{name: frozenset({int}) for name in INTEGER_RANGES},
     "FP16": _NUMBERS,
     "FP32": _NUMBERS,
     "FP64": _NUMBERS,
@@ -221,8 +207,8 @@ def _plain_inputs(raw_inputs: list[Any]) -> PlainColumns | None:
             continue
         if not set(map(type, values)) <= kinds:
             return None
-        if datatype in _INTEGER_RANGES:
-            low, high = _INTEGER_RANGES[datatype]
+        if datatype in INTEGER_RANGES:
+            low, high = INTEGER_RANGES[datatype]
             if min(values) < low or max(values) > high:
                 return None
         elif datatype == "FP32" and max(map(abs, values)) > FP32_MAX:
@@ -295,7 +281,7 @@ def from_values(name: str, datatype: str, data: Any, count: int, rank: int) -> l
         kind = "integers" if integral else "numbers"
         raise V2RequestError(f"input {name!r}: {datatype} data must be {kind}")
     if integral:
-        low, high = _INTEGER_RANGES[datatype]
+        low, high = INTEGER_RANGES[datatype]
         if flat and (min(flat) < low or max(flat) > high):
             raise V2RequestError(f"input {name!r}: a value is outside {datatype}'s range")
     elif datatype == "FP32" and flat and max(abs(v) for v in flat) > FP32_MAX:
