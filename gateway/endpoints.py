@@ -48,6 +48,8 @@ class Deployment:
     batcher: Batcher | None = None
     closed: bool = False
     dependency_warnings: list[str] | None = None  # None: not checked yet (it runs after ready)
+    _lineage_of: tuple[Any, dict[str, str], dict[str, str]] | None = field(default=None, repr=False, compare=False)
+    _tensor_inputs_of: tuple[Any, bool] | None = field(default=None, repr=False, compare=False)
 
     def upgrade_path(self, path: ServingPath) -> None:
         """Adopt the path a background ONNX conversion produced (or its verdict, if it failed)."""
@@ -114,17 +116,37 @@ class Deployment:
         return dataclasses.replace(self.version_ref, reference=reference)
 
     def lineage(self) -> dict[str, str]:
-        """The version and its commits, as every answer carries them."""
-        r = self.resolved
-        return {
-            "model_version": r.version or "none",
-            "weights_commit": r.weights_commit or "none",
-            "dataset_commit": r.dataset_commit or "none",
-        }
+        """The version and its commits, as every answer carries them (a copy: callers add to it)."""
+        return dict(self._lineage_pair()[0])
 
     def headers(self) -> dict[str, str]:
-        """The lineage as response headers: ``X-Lockgate-Model-Version`` and so on."""
-        return {"X-Lockgate-" + key.replace("_", "-").title(): value for key, value in self.lineage().items()}
+        """The lineage as response headers: ``X-Lockgate-Model-Version`` and so on (a copy)."""
+        return dict(self._lineage_pair()[1])
+
+    def tensor_inputs(self) -> bool:
+        """Whether the input signature is a tensor spec (MLflow's check walks every column)."""
+        schema = self.input_schema
+        known = self._tensor_inputs_of
+        if known is None or known[0] is not schema:
+            known = (schema, bool(schema is not None and schema.is_tensor_spec()))
+            self._tensor_inputs_of = known
+        return known[1]
+
+    def _lineage_pair(self) -> tuple[dict[str, str], dict[str, str]]:
+        # Every answer carries these; they are worked out once per resolved model (a swap of
+        # ``servable.resolved``, as a registry alias update does, makes them anew).
+        r = self.resolved
+        cached = self._lineage_of
+        if cached is None or cached[0] is not r:
+            lineage = {
+                "model_version": r.version or "none",
+                "weights_commit": r.weights_commit or "none",
+                "dataset_commit": r.dataset_commit or "none",
+            }
+            headers = {"X-Lockgate-" + key.replace("_", "-").title(): value for key, value in lineage.items()}
+            cached = (r, lineage, headers)
+            self._lineage_of = cached
+        return cached[1], cached[2]
 
     async def drained(self, timeout: float) -> bool:
         """Wait until no request is using this deployment (or ``timeout`` passes)."""

@@ -51,6 +51,8 @@ def output_names(deployment: Deployment) -> tuple[str, ...]:
 
 
 def requested_outputs(deployment: Deployment, request: V2Request) -> list[str]:
+    if not request.outputs:  # the usual request names none: predict (a tensor model: all its outputs)
+        return list(deployment.v2_outputs) if deployment.v2_tensor_outputs else [PREDICT]
     available = output_names(deployment)
     wanted = [str(o.get("name")) for o in request.outputs]
     unknown = sorted(set(wanted) - set(available))
@@ -63,8 +65,7 @@ def requested_outputs(deployment: Deployment, request: V2Request) -> list[str]:
 
 
 def tensor_schema(deployment: Deployment) -> bool:
-    schema = deployment.input_schema
-    return bool(schema is not None and schema.is_tensor_spec())
+    return deployment.tensor_inputs()
 
 
 def tensor_output_names(deployment: Deployment) -> tuple[str, ...]:

@@ -319,16 +319,18 @@ def from_binary(name: str, datatype: str, raw: bytes, count: int) -> np.ndarray:
 
 
 def datatype_of(values: np.ndarray) -> str:
-    return _DATATYPE_OF.get(values.dtype.newbyteorder("="), "BYTES")
+    dtype = values.dtype
+    # A native dtype is found as it is; only a byte-swapped one needs the (costlier) native copy.
+    return _DATATYPE_OF.get(dtype) or _DATATYPE_OF.get(dtype.newbyteorder("="), "BYTES")
 
 
 def output_json(name: str, values: np.ndarray, *, binary: bool) -> tuple[dict[str, Any], bytes]:
     """One response output: JSON data, or (``binary``) its binary data and size."""
-    datatype = datatype_of(values)
     shaped = np.asarray(values)
+    datatype = datatype_of(shaped)
     entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(shaped.shape)}
     if not binary:
-        flat = shaped.reshape(-1)
+        flat = shaped if shaped.ndim == 1 else shaped.reshape(-1)
         entry["data"] = [str(v) for v in flat] if datatype == "BYTES" else flat.tolist()
         return entry, b""
     if datatype == "BYTES":

@@ -190,6 +190,8 @@ def _binary_outputs(request: V2Request) -> Callable[[str], bool]:
     """Whether an output goes back as binary data (the binary extension): its own
     ``parameters.binary_data`` when the request names it, else ``binary_data_output``."""
     default = bool(request.parameters.get("binary_data_output"))
+    if not request.outputs:
+        return lambda output: default
     named = {str(o.get("name")): (o.get("parameters") or {}).get("binary_data") for o in request.outputs}
     return lambda output: default if named.get(output) is None else bool(named[output])
 
