@@ -86,11 +86,15 @@ class V2Request:
 
 def read_request(body: bytes, header_length: str | None) -> V2Request:
     if header_length is None:  # the plain form, read and checked in one typed decode
-        plain_json = read_plain_json(body)
+        plain_json = read_plain_json(body, _MAX_ELEMENTS)
         if plain_json is not None:
-            columns, request_id, parameters, outputs = plain_json
-            check_input_names(list(columns.names))
-            return V2Request(None, request_id, parameters, outputs, columns)
+            read, request_id, parameters, outputs = plain_json
+            if isinstance(read, PlainColumns):
+                check_input_names(list(read.names))
+                return V2Request(None, request_id, parameters, outputs, read)
+            tensors = [Tensor(name, datatype, shape, values, {}) for name, datatype, shape, values in read]
+            check_input_names([t.name for t in tensors])
+            return V2Request(tensors, request_id, parameters, outputs)
     json_part, binary = _split(body, header_length)
     try:
         document = orjson.loads(json_part)
