@@ -130,8 +130,9 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
     app.state.deployer = deployer
     app.state.settings = settings
     install_error_handlers(app)
-    # Order is speed: routes are matched one by one, so the prediction routes come first.
-    app.include_router(mlflow_router(invoker, deployer, guard, configured))
+    # Order is speed: routes are matched one by one, so the prediction routes come first. V2
+    # first: its router rejects any path outside /v2 by its prefix at once, while a /v2 path
+    # tried against each MLflow route cost 27 us a request in process (docs/performance.md).
     app.include_router(
         v2_router(
             deployer,
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
             mirror=mirror,
         )
     )
+    app.include_router(mlflow_router(invoker, deployer, guard, configured))
     app.include_router(meta_router(deployer, registry, configured))
     app.include_router(endpoint_router(deployer, guard))
     app.include_router(admin_router(deployer, guard, default_options))
