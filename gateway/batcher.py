@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from monitoring.predict_sizes import PredictSizes
+
 # ``Any`` input: a float64 matrix or TypedRows; both have len() and a concat.
 Predict = Callable[[Any], np.ndarray]
 AfterBatch = Callable[[Any, np.ndarray, float], None]
@@ -55,6 +57,7 @@ class Batcher:
         inflight: Callable[[], int],
         after_batch: AfterBatch | None = None,
         concat: Concat = np.concatenate,
+        sizes: PredictSizes | None = None,
     ) -> None:
         self._predict = predict
         self._concat = concat
@@ -63,6 +66,7 @@ class Batcher:
         self.max_wait_seconds = max(0.0, max_wait_seconds)
         self._inflight = inflight
         self._after_batch = after_batch
+        self._sizes = sizes  # every predict call's rows, for lockgate_batch_size_rows
         # One predict thread per deployment: batches form while it is busy.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"predict-{name}")
         self._queue: asyncio.Queue[_Pending] | None = None
@@ -95,6 +99,8 @@ class Batcher:
         started = time.perf_counter()
         predictions = np.asarray(self._predict(matrix))
         seconds = time.perf_counter() - started
+        if self._sizes is not None:
+            self._sizes.record(len(matrix))
         if len(predictions) != len(matrix):
             raise ValueError(f"the model returned {len(predictions)} predictions for {len(matrix)} rows")
         if self._after_batch is not None:

@@ -25,6 +25,7 @@ from gateway.traffic_policy import RoleSlot
 from gateway.typed_request import TypedFrameParser
 from loader.model_loader import ServableModel
 from loader.resolved import ResolvedModel
+from monitoring.predict_sizes import PredictSizes
 
 HISTORY = 20
 
@@ -48,6 +49,7 @@ class Deployment:
     batcher: Batcher | None = None
     closed: bool = False
     dependency_warnings: list[str] | None = None  # None: not checked yet (it runs after ready)
+    predict_sizes: PredictSizes = field(default_factory=PredictSizes)  # rows per predict call
     _lineage_of: tuple[Any, dict[str, str], dict[str, str]] | None = field(default=None, repr=False, compare=False)
     _tensor_inputs_of: tuple[Any, bool] | None = field(default=None, repr=False, compare=False)
 

@@ -38,7 +38,10 @@ def _live(name: str, role: str, model_uri: str, deployment: Deployment) -> LiveE
         "numeric_contract": str((deployment.path.check or {}).get("contract", "exact")),
     }
     skew = deployment.skew
-    return LiveEndpoint(name, deployment.version_label, info, skew.inputs, skew.predictions, role=role)
+    return LiveEndpoint(
+        name, deployment.version_label, info, skew.inputs, skew.predictions, role=role,
+        predict_sizes=deployment.predict_sizes,
+    )  # fmt: skip
 
 
 def shadow_of(deployer: Deployer, name: str) -> Deployment | None:

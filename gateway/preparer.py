@@ -109,6 +109,7 @@ class Preparer:
             if typed is None
             else typed_skew_observer(deployment.skew, typed),
             concat=np.concatenate if typed is None else TypedRows.concat,
+            sizes=deployment.predict_sizes,
         )
         if path.onnx_pending:
             self._in_background("onnx-convert", self._convert, deployment, options, data.sample)

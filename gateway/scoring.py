@@ -55,6 +55,7 @@ class _Capturing:
         predictions = self._model.predict(data, params=params)
         self._observed.predict_seconds = time.perf_counter() - started
         self._observed.rows = len(data) if hasattr(data, "__len__") else 0
+        self._deployment.predict_sizes.record(self._observed.rows)
         skew = self._deployment.skew
         if skew.inputs is not None and hasattr(data, "columns"):
             observe_frame(skew.inputs, data)

@@ -223,11 +223,13 @@ async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
         if PREDICT not in outputs:
             frame = _frame(given or _columns(request, names), names)
             predictions, seconds = await _timed(deployment.servable.model.native.predict, frame, params)
+            deployment.predict_sizes.record(len(frame))
             outputs[PREDICT] = _as_array(predictions)
     if PROBABILITIES in wanted:
         if frame is None:
             frame = _frame(given or _columns(request, names), names)
         probabilities, proba_seconds = await _timed(_probabilities, deployment, frame)
+        deployment.predict_sizes.record(len(frame))
         outputs[PROBABILITIES] = probabilities
         seconds += proba_seconds
     return V2Prediction({name: outputs[name] for name in wanted}, rows, seconds)
@@ -282,6 +284,7 @@ async def _infer_tensors(deployment: Deployment, request: V2Request, wanted: lis
         data = {name: _shaped(given[name]) for name in names}
     rows = int(tensors[0].shape[0]) if tensors and tensors[0].shape else 0
     predictions, seconds = await _timed(deployment.servable.model.native.predict, data, model_parameters(request))
+    deployment.predict_sizes.record(rows)
     if isinstance(predictions, dict):
         produced = {str(k): np.asarray(v) for k, v in predictions.items()}
     else:

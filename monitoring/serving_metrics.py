@@ -16,7 +16,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Latency buckets from 0.5 ms: the gateway's own overhead lives below a millisecond.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 
 
 class ServingMetrics:
@@ -40,10 +39,6 @@ class ServingMetrics:
         self.rows = Counter(
             "lockgate_rows_predicted", "Rows predicted.", ["endpoint", "version", "role"], registry=registry
         )
-        self.batch_rows = Histogram(
-            "lockgate_batch_size_rows", "Rows per predict call.",
-            ["endpoint", "version", "role"], buckets=BATCH_BUCKETS, registry=registry,
-        )  # fmt: skip
         self.inflight = Gauge(
             "lockgate_inflight_requests", "Requests being served now.", ["endpoint"], registry=registry
         )
@@ -92,7 +87,6 @@ class ServingMetrics:
     def observe_predict(self, endpoint: str, version: str, rows: int, seconds: float, role: str = "primary") -> None:
         self.predict_seconds.labels(endpoint, version, role).observe(seconds)
         self.rows.labels(endpoint, version, role).inc(rows)
-        self.batch_rows.labels(endpoint, version, role).observe(rows)
         with self._lock:
             self._seen[(endpoint, version, role)].add(("predict",))
 
@@ -107,6 +101,6 @@ class ServingMetrics:
                 self.request_seconds.remove(endpoint, version, entry[1], role)
             elif entry[0] == "errors":
                 self.errors.remove(endpoint, version, entry[1], role)
-        for family in (self.predict_seconds, self.rows, self.batch_rows):
+        for family in (self.predict_seconds, self.rows):
             with contextlib.suppress(KeyError):  # a version that never predicted has no series
                 family.remove(endpoint, version, role)

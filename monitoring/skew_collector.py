@@ -1,7 +1,7 @@
-"""Scrape-time exporter of serving skew and endpoint info.
+"""Scrape-time exporter of serving skew, endpoint info and rows per predict call.
 
-A custom collector: at each scrape it asks the live endpoints for their trackers and lineage,
-so series of unloaded versions disappear by themselves. Skew carries only the bounded labels
+A custom collector: at each scrape it asks the live endpoints for their trackers, lineage and
+predict sizes, so series of unloaded versions disappear by themselves. Skew carries only the bounded labels
 endpoint, version and feature; commits and references appear only in ``lockgate_endpoint_info``.
 """
 
@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from monitoring.predict_sizes import PredictSizes
 from monitoring.skew import SkewTracker
 
 
@@ -25,6 +26,7 @@ class LiveEndpoint:
     prediction_tracker: SkewTracker | None = None
     extra_gauges: dict[str, float] = field(default_factory=dict)
     role: str = "primary"  # primary, canary or shadow: one version may serve in two roles
+    predict_sizes: PredictSizes | None = None
 
 
 INFO_LABELS = (
@@ -92,8 +94,15 @@ class SkewCollector(Collector):
             "JS distance of live vs baseline predictions.",
             labels=["endpoint", "version", "role"],
         )
+        batch_rows = HistogramMetricFamily(
+            "lockgate_batch_size_rows", "Rows per predict call (a merged batch is one call).",
+            labels=["endpoint", "version", "role"],
+        )  # fmt: skip
         for live in self._live():
             info.add_metric([live.info.get(label, "") for label in INFO_LABELS], 1.0)
+            if live.predict_sizes is not None:
+                buckets, rows_sum = live.predict_sizes.buckets()
+                batch_rows.add_metric([live.endpoint, live.version, live.role], buckets, rows_sum)
             if live.tracker is not None:
                 report = live.tracker.report()
                 base = [live.endpoint, live.version, live.role]
@@ -112,7 +121,7 @@ class SkewCollector(Collector):
                     base = [live.endpoint, live.version, live.role]
                     pred_psi.add_metric(base, report.features[0].psi)
                     pred_js.add_metric(base, report.features[0].js_distance)
-        yield from (info, psi, js, oor, missing, unseen, rows, max_psi, pred_psi, pred_js)
+        yield from (info, psi, js, oor, missing, unseen, rows, max_psi, pred_psi, pred_js, batch_rows)
         stats = self._cache_stats()
         for name, help_text in (
             ("lockgate_cache_used_bytes", "Bytes held by the model cache."),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -112,6 +113,54 @@ def test_skew_through_the_gateway_and_series_lifecycle(diabetes_gateway: tuple[S
     assert psi["bmi"] > 0.25
     assert all(v < 0.1 for k, v in psi.items() if k != "bmi")
     assert [v for labels, v in families["lockgate_skew_max_psi"] if labels["version"] == "2"] == [psi["bmi"]]
+
+
+def _batch_sizes(server: Server, endpoint: str) -> tuple[float, float]:
+    """(predict calls, rows) in ``lockgate_batch_size_rows`` for the endpoint's primary."""
+    families = _families(server)
+
+    def one(name: str) -> float:
+        found = [v for labels, v in families[name] if labels["endpoint"] == endpoint and labels["role"] == "primary"]
+        assert len(found) == 1, f"{name}: {found}"
+        return found[0]
+
+    return one("lockgate_batch_size_rows_count"), one("lockgate_batch_size_rows_sum")
+
+
+def test_batch_size_counts_predict_calls_not_requests(diabetes_gateway: tuple[Server, pd.DataFrame]) -> None:
+    """Concurrent 1-row requests merge into batches: the histogram counts the predict calls the
+    batcher made (its own counter, on /endpoints), and its sum the rows, not one "batch" per
+    request (what it counted before)."""
+    server, features = diabetes_gateway
+    calls_before, rows_before = _batch_sizes(server, "diabetes")
+    batches_before = httpx.get(f"{server.url}/endpoints/diabetes").json()["serving"]["batching"]["batches"]
+    bodies = [
+        {"dataframe_split": json.loads(features.iloc[[i]].to_json(orient="split", index=False))} for i in range(400)
+    ]
+    with httpx.Client(timeout=60) as client, ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda body: client.post(f"{server.url}/invocations", json=body).status_code, bodies))
+    assert statuses == [200] * 400
+    calls, rows = _batch_sizes(server, "diabetes")
+    batches = httpx.get(f"{server.url}/endpoints/diabetes").json()["serving"]["batching"]["batches"]
+    print(f"400 concurrent 1-row requests: {calls - calls_before:.0f} predict calls")
+    assert rows - rows_before == 400
+    assert calls - calls_before == batches - batches_before
+
+
+def test_the_mlflow_path_counts_one_predict_call_per_request(registry: Registry) -> None:
+    registry.log_weights_model("plain", weights(3, rows=64, cols=4))
+    server = start_lockgate(registry.workdir, registry.gateway_env(), "models:/plain/1", ready_path="/ready")
+    try:
+        serving = httpx.get(f"{server.url}/endpoints/plain").json()["serving"]
+        assert serving["batching"] is None, serving  # a custom pyfunc: MLflow's own scoring path
+        before = _batch_sizes(server, "plain")
+        body = {"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]}}
+        for _ in range(3):
+            assert httpx.post(f"{server.url}/invocations", json=body).status_code == 200
+        calls, rows = _batch_sizes(server, "plain")
+        assert (calls - before[0], rows - before[1]) == (3, 6)
+    finally:
+        server.stop()
 
 
 def test_endpoint_without_lineage_exports_no_skew(registry: Registry) -> None:
