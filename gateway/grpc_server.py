@@ -94,15 +94,17 @@ def read_infer_request(message: Any) -> V2Request:
 def _plain_columns(tensors: Any) -> PlainColumns | None:
     """Every input a rank-1, named, parameter-free tensor of typed contents (``_plain_values``);
     None sends the request through the per-input checks and their messages."""
+    # Each field is read once: a protobuf accessor costs ~0.1-0.3 us, 40 columns make it add up.
     order = []
     for tensor in tensors:
-        shape = tensor.shape
-        if len(shape) != 1 or not tensor.name or tensor.parameters:
+        shape, name = tensor.shape, tensor.name
+        if len(shape) != 1 or not name or tensor.parameters:
             return None
-        values = _plain_values(tensor, shape[0])
+        datatype = tensor.datatype
+        values = _plain_values(tensor, datatype, shape[0])
         if values is None:
             return None
-        order.append((tensor.name, tensor.datatype, values))
+        order.append((name, datatype, values))
     return PlainColumns.of(order, finite=False) if order else None  # FP contents may hold inf or NaN
 
 
@@ -111,13 +113,12 @@ def _plain_columns(tensors: Any) -> PlainColumns | None:
 _EXACT_CONTENTS = frozenset({"BOOL", "INT32", "INT64", "UINT32", "UINT64", "FP32", "FP64"})
 
 
-def _plain_values(tensor: Any, count: int) -> list[Any] | None:
+def _plain_values(tensor: Any, datatype: str, count: int) -> list[Any] | None:
     """A rank-1 tensor's typed contents, without the per-value checks ``from_values`` makes;
     None sends it through them (and their messages)."""
-    datatype = tensor.datatype
     if datatype not in _EXACT_CONTENTS:
         return None
-    items = list(getattr(tensor.contents, _CONTENTS_FIELD[datatype]))
+    items: list[Any] = getattr(tensor.contents, _CONTENTS_FIELD[datatype])[:]  # a list: 4x faster than list()
     if len(items) != count or (datatype == "FP32" and items and max(map(abs, items)) > FP32_MAX):
         return None
     return items
