@@ -27,6 +27,7 @@ from gateway.auth import AccessGuard, bearer_token
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
 from gateway.errors import AuthError, ConfigError
+from gateway.invocation import LEAN_INLINE_BYTES
 from gateway.shadow import ShadowMirror
 from gateway.traffic_policy import PRIMARY, ROUTE_KEY_HEADER, role_headers
 from gateway.v2_datatypes import FP32_MAX
@@ -201,7 +202,10 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
         self._metrics.inflight.labels(name).inc()
         try:
             try:
-                v2_request = read_infer_request(request)
+                if request.ByteSize() <= LEAN_INLINE_BYTES:  # microseconds: on the loop
+                    v2_request = read_infer_request(request)
+                else:  # a big request would hold the loop (and every other call) while it is read
+                    v2_request = await asyncio.to_thread(read_infer_request, request)
                 async with asyncio.timeout(self._timeout):
                     prediction = await infer(deployment, v2_request)
             except V2RequestError as exc:

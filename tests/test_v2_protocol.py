@@ -156,6 +156,23 @@ def test_iris_as_one_matrix_and_as_columns_equals_invocations(
         assert response["parameters"]["weights_commit"] == expected.headers["X-Lockgate-Weights-Commit"]
 
 
+def test_a_request_past_the_inline_limit_is_read_off_the_loop_and_answers_the_same(
+    client: triton.InferenceServerClient, grpc_client: triton_grpc.InferenceServerClient, gateway: Server
+) -> None:
+    """Bodies past LEAN_INLINE_BYTES are read in a worker thread (REST and gRPC), not on the loop."""
+    from gateway.invocation import LEAN_INLINE_BYTES
+
+    rows = IRIS_X.sample(n=3000, replace=True, random_state=3).reset_index(drop=True)
+    expected = invocations(gateway, "iris", rows).json()["predictions"]
+    output = triton.InferRequestedOutput("predict", binary_data=False)
+    assert len(rows) * 4 * 8 > LEAN_INLINE_BYTES  # both bodies are past the limit
+    result = client.infer("iris", column_inputs(rows, binary=False), outputs=[output])
+    assert result.as_numpy("predict").tolist() == expected
+    matrix = triton_grpc.InferInput("input", [len(rows), 4], "FP64")
+    matrix.set_data_from_numpy(rows.to_numpy(np.float64))
+    assert grpc_client.infer("iris", [matrix]).as_numpy("predict").tolist() == expected
+
+
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
 def test_typed_pipeline_with_bytes_int64_and_fp64_inputs(
     client: triton.InferenceServerClient, gateway: Server, binary: bool

@@ -30,7 +30,7 @@ from gateway.auth import AccessGuard
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
 from gateway.errors import AuthError, RequestTooLargeError
-from gateway.invocation import read_body
+from gateway.invocation import LEAN_INLINE_BYTES, read_body
 from gateway.shadow import ShadowMirror
 from gateway.traffic_policy import PRIMARY, role_headers, route_key_of
 from gateway.v2_inference import V2Prediction, infer, shadow_copy
@@ -145,7 +145,11 @@ def v2_router(
         try:
             try:
                 body = await read_body(request, max_body_bytes)
-                v2_request = read_request(body, request.headers.get(HEADER_LENGTH))
+                header_length = request.headers.get(HEADER_LENGTH)
+                if len(body) <= LEAN_INLINE_BYTES:  # microseconds: on the loop
+                    v2_request = read_request(body, header_length)
+                else:  # a big body would hold the loop (and every other request) while it parses
+                    v2_request = await asyncio.to_thread(read_request, body, header_length)
                 binary = _binary_outputs(v2_request)
                 async with asyncio.timeout(timeout):
                     prediction = await infer(deployment, v2_request)
