@@ -75,7 +75,8 @@ _DATATYPE_OF_STRUCT = {struct: datatype for datatype, struct in _INPUT_STRUCTS.i
 
 class _Output(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     name: str
-    parameters: dict[str, _Scalar] | None = None
+    # UNSET tells an absent "parameters" from a null one, so the dict matches orjson's exactly.
+    parameters: dict[str, _Scalar] | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class _PlainRequest(msgspec.Struct, gc=False):
@@ -148,6 +149,6 @@ def _past_uint64(datatypes: tuple[str, ...], datas: tuple[list[Any], ...]) -> bo
 
 def _output_dict(output: _Output) -> dict[str, Any]:
     """A requested output as the general reader holds it (a dict with ``name``, ``parameters``)."""
-    if output.parameters is None:
+    if output.parameters is msgspec.UNSET:
         return {"name": output.name}
     return {"name": output.name, "parameters": output.parameters}

@@ -82,6 +82,7 @@ def test_a_plain_body_is_read_exactly_as_the_general_reader_reads_it(inputs: lis
         {"parameters": {"binary_data_output": True}},  # what tritonclient sends with no outputs
         {"parameters": {"temperature": 0.5, "mode": "x", "n": 3, "none": None}},
         {"outputs": [{"name": "predict"}, {"name": "predict_proba", "parameters": {"binary_data": False}}]},
+        {"outputs": [{"name": "predict", "parameters": None}]},
         {"outputs": [], "parameters": {}, "unknown_key": {"ignored": [1, 2]}},
     ],
 )
