@@ -36,6 +36,8 @@ class Deployment:
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     inflight: int = 0
     input_schema: Any = None
+    # Whether input_schema is a tensor spec: set with it at deploy (MLflow's check walks every column).
+    tensor_inputs: bool = False
     input_names: tuple[str, ...] = ()  # the signature's named columns (none for tensor signatures)
     max_columns: int = 1024  # the signature's columns plus LOCKGATE_MAX_EXTRA_COLUMNS
     # The V2 outputs the model offers, and its named tensor outputs (gateway.v2_outputs).
@@ -51,7 +53,6 @@ class Deployment:
     dependency_warnings: list[str] | None = None  # None: not checked yet (it runs after ready)
     predict_sizes: PredictSizes = field(default_factory=PredictSizes)  # rows per predict call
     _lineage_of: tuple[Any, dict[str, str], dict[str, str]] | None = field(default=None, repr=False, compare=False)
-    _tensor_inputs_of: tuple[Any, bool] | None = field(default=None, repr=False, compare=False)
 
     def upgrade_path(self, path: ServingPath) -> None:
         """Adopt the path a background ONNX conversion produced (or its verdict, if it failed)."""
@@ -124,15 +125,6 @@ class Deployment:
     def headers(self) -> dict[str, str]:
         """The lineage as response headers: ``X-Lockgate-Model-Version`` and so on (a copy)."""
         return dict(self._lineage_pair()[1])
-
-    def tensor_inputs(self) -> bool:
-        """Whether the input signature is a tensor spec (MLflow's check walks every column)."""
-        schema = self.input_schema
-        known = self._tensor_inputs_of
-        if known is None or known[0] is not schema:
-            known = (schema, bool(schema is not None and schema.is_tensor_spec()))
-            self._tensor_inputs_of = known
-        return known[1]
 
     def _lineage_pair(self) -> tuple[dict[str, str], dict[str, str]]:
         # Every answer carries these; they are worked out once per resolved model (a swap of

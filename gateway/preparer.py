@@ -69,6 +69,7 @@ class Preparer:
         servable = deployment.servable
         schema = input_schema(deployment)
         deployment.input_schema = schema
+        deployment.tensor_inputs = bool(schema is not None and schema.is_tensor_spec())
         names = schema.input_names() if schema is not None and schema.has_input_names() else []
         deployment.input_names = tuple(str(name) for name in names)
         deployment.max_columns = len(deployment.input_names) + self._max_extra_columns

@@ -222,14 +222,14 @@ async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
                 pass
         if PREDICT not in outputs:
             frame = _frame(given or _columns(request, names), names)
-            predictions, seconds = await _timed(deployment.servable.model.native.predict, frame, params)
-            deployment.predict_sizes.record(len(frame))
+            predictions, seconds = await _timed(
+                deployment, len(frame), deployment.servable.model.native.predict, frame, params
+            )
             outputs[PREDICT] = _as_array(predictions)
     if PROBABILITIES in wanted:
         if frame is None:
             frame = _frame(given or _columns(request, names), names)
-        probabilities, proba_seconds = await _timed(_probabilities, deployment, frame)
-        deployment.predict_sizes.record(len(frame))
+        probabilities, proba_seconds = await _timed(deployment, len(frame), _probabilities, deployment, frame)
         outputs[PROBABILITIES] = probabilities
         seconds += proba_seconds
     return V2Prediction({name: outputs[name] for name in wanted}, rows, seconds)
@@ -283,8 +283,8 @@ async def _infer_tensors(deployment: Deployment, request: V2Request, wanted: lis
             )
         data = {name: _shaped(given[name]) for name in names}
     rows = int(tensors[0].shape[0]) if tensors and tensors[0].shape else 0
-    predictions, seconds = await _timed(deployment.servable.model.native.predict, data, model_parameters(request))
-    deployment.predict_sizes.record(rows)
+    native_predict = deployment.servable.model.native.predict
+    predictions, seconds = await _timed(deployment, rows, native_predict, data, model_parameters(request))
     if isinstance(predictions, dict):
         produced = {str(k): np.asarray(v) for k, v in predictions.items()}
     else:
@@ -305,8 +305,9 @@ def _shaped(tensor: Tensor) -> np.ndarray:
         ) from exc
 
 
-async def _timed(function: Any, *args: Any) -> tuple[Any, float]:
-    """Run the model off the event loop; its errors are the request's (400), as on /invocations."""
+async def _timed(deployment: Deployment, rows: int, function: Any, *args: Any) -> tuple[Any, float]:
+    """Run one of ``deployment``'s model calls on ``rows`` rows off the event loop, and count it
+    in its rows per predict call; its errors are the request's (400), as on /invocations."""
     started = asyncio.get_running_loop().time()
     try:
         result = await asyncio.to_thread(function, *args)
@@ -316,6 +317,7 @@ async def _timed(function: Any, *args: Any) -> tuple[Any, float]:
         raise
     except Exception as exc:  # the model failed on this input: a 400, as MLflow's scoring server answers
         raise V2RequestError(f"the model failed on this input: {type(exc).__name__}: {exc}") from exc
+    deployment.predict_sizes.record(rows)
     return result, asyncio.get_running_loop().time() - started
 
 

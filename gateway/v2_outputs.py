@@ -65,7 +65,7 @@ def requested_outputs(deployment: Deployment, request: V2Request) -> list[str]:
 
 
 def tensor_schema(deployment: Deployment) -> bool:
-    return deployment.tensor_inputs()
+    return deployment.tensor_inputs
 
 
 def tensor_output_names(deployment: Deployment) -> tuple[str, ...]:

@@ -39,8 +39,3 @@ class PredictSizes:
             running += count
             out.append((bound, float(running)))
         return out, float(rows)
-
-    @property
-    def calls(self) -> int:
-        with self._lock:
-            return sum(self._counts)
