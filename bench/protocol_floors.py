@@ -87,7 +87,7 @@ def serve(kind: str, port: int) -> None:
     import grpc
 
     sys.path.insert(0, str(ROOT))
-    from gateway.grpc_server import protos, services
+    from gateway.v2_grpc.messages import SERVICE, protos
 
     tensor = protos.ModelInferResponse.InferOutputTensor(name="predict", datatype="INT64", shape=[1])
     response = protos.ModelInferResponse(model_name="m", model_version="1", outputs=[tensor],
@@ -95,7 +95,7 @@ def serve(kind: str, port: int) -> None:
     if kind == "grpc-sync":
         raw = response.SerializeToString()
         handler = grpc.method_handlers_generic_handler(
-            "inference.GRPCInferenceService", {"ModelInfer": grpc.unary_unary_rpc_method_handler(lambda r, c: raw)}
+            SERVICE, {"ModelInfer": grpc.unary_unary_rpc_method_handler(lambda r, c: raw)}
         )
         server = grpc.server(ThreadPoolExecutor(max_workers=4))
         server.add_generic_rpc_handlers((handler,))
@@ -104,15 +104,19 @@ def serve(kind: str, port: int) -> None:
         server.wait_for_termination()
         return
 
-    class Constant(services.GRPCInferenceServiceServicer):  # type: ignore[misc, name-defined]
-        async def ModelInfer(self, request: Any, context: Any) -> Any:
-            if handoff:
-                await asyncio.get_running_loop().run_in_executor(worker, int)
-            return response
+    async def model_infer(request: Any, context: Any) -> Any:
+        if handoff:
+            await asyncio.get_running_loop().run_in_executor(worker, int)
+        return response
 
     async def main() -> None:
         server = grpc.aio.server()
-        services.add_GRPCInferenceServiceServicer_to_server(Constant(), server)
+        method = grpc.unary_unary_rpc_method_handler(
+            model_infer,
+            request_deserializer=protos.ModelInferRequest.FromString,
+            response_serializer=lambda message: message.SerializeToString(),
+        )
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"ModelInfer": method}),))
         server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
         await server.wait_for_termination()

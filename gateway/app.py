@@ -21,7 +21,9 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from gateway import decode_steps
 from gateway.auth import AccessGuard
+from gateway.decode_pool import DecodePool
 from gateway.deploy_events import DeployEvents
 from gateway.deploy_metrics import DeployMetrics
 from gateway.deployer import Deployer
@@ -40,6 +42,7 @@ from gateway.settings import Settings
 from gateway.shadow import ShadowMirror
 from gateway.skew_setup import SkewSettings
 from gateway.wiring import build_loader, store_opener
+from monitoring.decode_metrics import DecodeStepsCollector
 from monitoring.serving_metrics import ServingMetrics
 from monitoring.shadow_metrics import ShadowMetrics
 from monitoring.skew_collector import SkewCollector
@@ -81,8 +84,15 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         timeout=settings.request_timeout,
     )
     events.subscribe(mirror)
+    registry.register(DecodeStepsCollector(decode_steps.total))
+    decode_pool = DecodePool()
     invoker = Invoker(
-        deployer, metrics, max_body_bytes=settings.max_body_bytes, timeout=settings.request_timeout, mirror=mirror
+        deployer,
+        metrics,
+        max_body_bytes=settings.max_body_bytes,
+        timeout=settings.request_timeout,
+        decode_pool=decode_pool,
+        mirror=mirror,
     )
     guard = AccessGuard(settings.admin_token, settings.api_token_list())
 
@@ -90,7 +100,13 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # gRPC listens first: a taken port fails the start before any model loads.
         grpc_server = await _start_grpc(
-            settings, deployer, guard=guard, metrics=metrics, configured=configured, mirror=mirror
+            settings,
+            deployer,
+            guard=guard,
+            metrics=metrics,
+            configured=configured,
+            mirror=mirror,
+            decode_pool=decode_pool,
         )
         for spec in specs:
             # A failed first deploy shows on /endpoints/{name} and /ready; the gateway still starts.
@@ -125,6 +141,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
             await mirror.close()
             if grpc_server is not None:
                 await grpc_server.stop(grace=5)
+            decode_pool.close()
 
     app = FastAPI(title="lockgate", lifespan=lifespan)
     app.state.deployer = deployer
@@ -141,6 +158,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
             configured,
             max_body_bytes=settings.max_body_bytes,
             timeout=settings.request_timeout,
+            decode_pool=decode_pool,
             mirror=mirror,
         )
     )
@@ -159,11 +177,14 @@ async def _start_grpc(
     metrics: ServingMetrics,
     configured: list[str],
     mirror: ShadowMirror,
+    decode_pool: DecodePool,
 ) -> Any:
     """The V2 gRPC service, when LOCKGATE_GRPC_PORT / --grpc-port asks for it (grpc loads only then)."""
     if settings.grpc_port is None:
         return None
     from gateway.grpc_server import InferenceService, start_grpc_server
 
-    service = InferenceService(deployer, guard, metrics, configured, settings.request_timeout, mirror=mirror)
+    service = InferenceService(
+        deployer, guard, metrics, configured, settings.request_timeout, decode_pool=decode_pool, mirror=mirror
+    )
     return await start_grpc_server(service, settings.host, settings.grpc_port)

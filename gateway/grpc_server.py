@@ -9,21 +9,27 @@ route builds (typed ``contents`` or ``raw_input_contents``), goes through ``v2_i
 Errors are gRPC statuses: INVALID_ARGUMENT (a request that does not fit), NOT_FOUND (an unknown
 model or version), UNAVAILABLE (no model loaded yet), DEADLINE_EXCEEDED, UNAUTHENTICATED.
 
-The proto is the specification's (``gateway/v2_grpc/grpc_predict_v2.proto``), compiled here by
-grpcio-tools when this module is imported, so the messages always match the file.
+The proto is the specification's (``gateway/v2_grpc/grpc_predict_v2.proto``), compiled by
+grpcio-tools when the messages module is imported, so the messages always match the file. Each
+method takes its request as bytes and parses it itself: a message that is not valid protobuf
+answers INVALID_ARGUMENT naming the message (grpc's own deserializer answered UNKNOWN), and a
+big ``ModelInferRequest`` is parsed in the decode pool, off the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 import mlflow
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from gateway.auth import AccessGuard, bearer_token
+from gateway.decode_pool import DecodePool
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
 from gateway.errors import AuthError, ConfigError
@@ -31,6 +37,7 @@ from gateway.invocation import LEAN_INLINE_BYTES
 from gateway.shadow import ShadowMirror
 from gateway.traffic_policy import PRIMARY, ROUTE_KEY_HEADER, role_headers
 from gateway.v2_datatypes import FP32_MAX
+from gateway.v2_grpc.messages import SERVICE, protos
 from gateway.v2_inference import infer, shadow_copy
 from gateway.v2_models import V2LookupError, find_route, find_serving, model_metadata
 from gateway.v2_plain import PlainColumns
@@ -45,8 +52,6 @@ from gateway.v2_tensors import (
     output_json,
 )
 from monitoring.serving_metrics import ServingMetrics
-
-protos, services = grpc.protos_and_services("gateway/v2_grpc/grpc_predict_v2.proto")
 
 # Where each datatype's values sit in InferTensorContents.
 _CONTENTS_FIELD = {
@@ -67,6 +72,9 @@ def read_infer_request(message: Any) -> V2Request:
     raw_contents = list(message.raw_input_contents)
     if raw_contents and len(raw_contents) != len(message.inputs):
         raise V2RequestError(f"{len(raw_contents)} raw_input_contents for {len(message.inputs)} inputs")
+    if raw_contents and any(tensor.HasField("contents") for tensor in message.inputs):
+        # The specification forbids both: which would win is a guess, so neither does.
+        raise V2RequestError("a request has either raw_input_contents or inputs with contents, not both")
     parameters = {key: _parameter(value) for key, value in message.parameters.items()}
     outputs = [{"name": o.name} for o in message.outputs]
     request_id = message.id or None
@@ -132,7 +140,7 @@ def _text(item: bytes) -> Any:
         return item
 
 
-class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[misc, name-defined]
+class InferenceService:
     def __init__(
         self,
         deployer: Deployer,
@@ -141,9 +149,11 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
         configured: list[str],
         timeout: float,
         *,
+        decode_pool: DecodePool,
         mirror: ShadowMirror | None = None,
     ) -> None:
         self._deployer = deployer
+        self._decode_pool = decode_pool
         self._guard = guard
         self._metrics = metrics
         self._configured = configured
@@ -182,7 +192,19 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
             outputs=[tensor(name=o["name"], datatype=o["datatype"], shape=o["shape"]) for o in metadata["outputs"]],
         )
 
-    async def ModelInfer(self, request: Any, context: Any) -> Any:
+    async def ModelInfer(self, raw: bytes, context: Any) -> Any:
+        # The routing fields are read from a parse of the whole message, as protobuf has no
+        # partial parse; a big message is parsed in the decode pool, off the loop.
+        try:
+            if len(raw) <= LEAN_INLINE_BYTES:  # microseconds: on the loop
+                parsed, request = _parse_with_message(raw)
+            else:
+                async with asyncio.timeout(self._timeout):
+                    parsed, request = await self._decode_pool.run(_parse_with_message, raw)
+        except V2RequestError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"reading the request exceeded {self._timeout:g} s")
         name = request.model_name
         # The call's metadata is read only when something needs it: a prediction token, or an
         # endpoint with a canary (the route key). Reading it cost ~10 us a call.
@@ -202,10 +224,9 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
         self._metrics.inflight.labels(name).inc()
         try:
             try:
-                if request.ByteSize() <= LEAN_INLINE_BYTES:  # microseconds: on the loop
-                    v2_request = read_infer_request(request)
-                else:  # a big request would hold the loop (and every other call) while it is read
-                    v2_request = await asyncio.to_thread(read_infer_request, request)
+                if isinstance(parsed, V2RequestError):
+                    raise parsed
+                v2_request = parsed
                 async with asyncio.timeout(self._timeout):
                     prediction = await infer(deployment, v2_request)
             except V2RequestError as exc:
@@ -236,7 +257,7 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
         self._metrics.observe_request(name, label, 200, time.perf_counter() - started, None, protocol="v2-grpc",
                                       role=role)  # fmt: skip
         if self._mirror is not None and role == PRIMARY and endpoint is not None and endpoint.shadow is not None:
-            self._mirror.offer(name, shadow_copy(v2_request, prediction, request.ByteSize()))
+            self._mirror.offer(name, shadow_copy(v2_request, prediction, len(raw)))
         return response
 
     def _ready(self) -> bool:
@@ -268,10 +289,59 @@ class InferenceService(services.GRPCInferenceServiceServicer):  # type: ignore[m
             raise  # abort raises; this keeps the type checker informed
 
 
+def _parse_with_message(raw: bytes) -> tuple[V2Request | V2RequestError, Any]:
+    """(the read request, or why it cannot be read; the message). A message that parses but does
+    not read still has a model name: its error is counted against that endpoint, as REST's is."""
+    try:
+        message = protos.ModelInferRequest.FromString(raw)
+    except DecodeError as exc:
+        raise V2RequestError(f"the request is not a valid ModelInferRequest protobuf message: {exc}") from exc
+    try:
+        return read_infer_request(message), message
+    except V2RequestError as exc:
+        return exc, message
+
+
+def _method(call: Callable[[Any, Any], Awaitable[Any]], request_type: Any | None) -> Any:
+    """A unary method that takes its request as bytes and parses it itself (``request_type``;
+    None: the method parses), so a message that is not valid protobuf is INVALID_ARGUMENT."""
+
+    async def handle(raw: bytes, context: Any) -> Any:
+        if request_type is None:
+            return await call(raw, context)
+        try:
+            request = request_type.FromString(raw)
+        except DecodeError as exc:
+            name = request_type.DESCRIPTOR.name
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"not a valid {name} protobuf message: {exc}")
+        return await call(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(handle, response_serializer=_serialize)
+
+
+def _serialize(message: Any) -> bytes:
+    return bytes(message.SerializeToString())
+
+
+def service_handler(service: InferenceService) -> Any:
+    """The GRPCInferenceService's methods, each reading its own request bytes."""
+    return grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "ServerLive": _method(service.ServerLive, protos.ServerLiveRequest),
+            "ServerReady": _method(service.ServerReady, protos.ServerReadyRequest),
+            "ServerMetadata": _method(service.ServerMetadata, protos.ServerMetadataRequest),
+            "ModelReady": _method(service.ModelReady, protos.ModelReadyRequest),
+            "ModelMetadata": _method(service.ModelMetadata, protos.ModelMetadataRequest),
+            "ModelInfer": _method(service.ModelInfer, None),
+        },
+    )
+
+
 async def start_grpc_server(service: InferenceService, host: str, port: int) -> Any:
     """A started ``grpc.aio`` server on host:port, or a ConfigError naming the port."""
     server = grpc.aio.server()
-    services.add_GRPCInferenceServiceServicer_to_server(service, server)
+    server.add_generic_rpc_handlers((service_handler(service),))
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError:

@@ -20,6 +20,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.decode_pool import DecodePool
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
 from gateway.errors import BadRequestError, EndpointNotReadyError, RequestTooLargeError
@@ -47,9 +48,11 @@ class Invoker:
         *,
         max_body_bytes: int,
         timeout: float,
+        decode_pool: DecodePool,
         mirror: ShadowMirror | None = None,
     ) -> None:
         self._deployer = deployer
+        self._decode_pool = decode_pool
         self._metrics = metrics
         self._max_body_bytes = max_body_bytes
         self._timeout = timeout
@@ -69,9 +72,10 @@ class Invoker:
         metrics.inflight.labels(name).inc()
         deployment.inflight += 1
         try:
-            body = await self._read_body(request)
-            content_type = request.headers.get("content-type")
+            # The body is read under the request timeout too: a client that trickles it answers 504.
             async with asyncio.timeout(self._timeout):
+                body = await self._read_body(request)
+                content_type = request.headers.get("content-type")
                 fast = await self._lean(deployment, body, content_type)
                 if fast is not None:
                     predictions, predict_seconds = fast
@@ -136,13 +140,15 @@ class Invoker:
             raise ShadowAnswerError(f"status {status}: {payload[:200]!r}")
         return decoded_predictions(payload)
 
-    @staticmethod
-    async def _lean(deployment: Deployment, body: bytes, content_type: str | None) -> tuple[Any, float] | None:
+    async def _lean(self, deployment: Deployment, body: bytes, content_type: str | None) -> tuple[Any, float] | None:
         """Predictions through the lean path, or None when the request needs MLflow's code."""
         parser, batcher = deployment.parser, deployment.batcher
         if parser is None or batcher is None or not is_plain_json(content_type):
             return None
-        matrix = parser.parse(body) if len(body) <= LEAN_INLINE_BYTES else await asyncio.to_thread(parser.parse, body)
+        if len(body) <= LEAN_INLINE_BYTES:
+            matrix = parser.parse(body)
+        else:
+            matrix = await self._decode_pool.run(parser.parse, body)
         if matrix is None:
             return None
         try:

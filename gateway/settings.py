@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     and verified in the cache) before the registry answers; the registry is asked at once in the
     background, and a move swaps as usual. False: every start waits for the registry."""
     max_body_bytes: int = 16 * 1024 * 1024
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
+    """Bound on a request's head (request line and headers): past it the gateway answers 431 at
+    once and closes the connection, having buffered at most the bound plus one read."""
     request_timeout: float = 60.0
     """Seconds before a prediction answers 504 (MLflow's scoring server default)."""
     shadow_queue_size: int = Field(default=1000, ge=1)

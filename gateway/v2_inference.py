@@ -51,7 +51,7 @@ from gateway.v2_outputs import (
     tensor_schema,
 )
 from gateway.v2_plain import PlainColumns
-from gateway.v2_tensors import Tensor, V2Request, V2RequestError
+from gateway.v2_tensors import Tensor, V2Request, V2RequestError, brief
 
 # Request parameters that belong to the protocol (and its binary extension), not to the model.
 _PROTOCOL_PARAMETERS = frozenset({"content_type", "binary_data_output", "headers", "timeout", "priority"})
@@ -97,7 +97,7 @@ def _columns(request: V2Request, names: list[str]) -> _Columns:
         rows, width = matrix.shape
         if width != len(names):
             raise V2RequestError(
-                f"input {matrix.name!r}: shape {list(matrix.shape)} has {width} columns; the signature has "
+                f"input {brief(matrix.name)}: shape {list(matrix.shape)} has {width} columns; the signature has "
                 f"{len(names)} ({', '.join(names)})"
             )
         return _Columns(None, rows, matrix.array().reshape(rows, width), names, matrix.datatype)
@@ -115,7 +115,7 @@ def _columns(request: V2Request, names: list[str]) -> _Columns:
     for tensor in inputs:
         if _rows_of(tensor) != rows:
             raise V2RequestError(
-                f"input {tensor.name!r} has {_rows_of(tensor)} rows, input {inputs[0].name!r} has {rows}"
+                f"input {brief(tensor.name)} has {_rows_of(tensor)} rows, input {brief(inputs[0].name)} has {rows}"
             )
     return _Columns(by_name, rows)
 
@@ -124,7 +124,7 @@ def _rows_of(tensor: Tensor) -> int:
     shape = tensor.shape
     if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1):
         return shape[0]
-    raise V2RequestError(f"input {tensor.name!r}: a column needs shape [N] or [N, 1], not {list(shape)}")
+    raise V2RequestError(f"input {brief(tensor.name)}: a column needs shape [N] or [N, 1], not {list(shape)}")
 
 
 def model_parameters(request: V2Request) -> dict[str, Any] | None:
@@ -301,7 +301,7 @@ def _shaped(tensor: Tensor) -> np.ndarray:
         return array.reshape(tensor.shape)
     except ValueError as exc:
         raise V2RequestError(
-            f"input {tensor.name!r}: {array.size} values do not fill shape {list(tensor.shape)}"
+            f"input {brief(tensor.name)}: {array.size} values do not fill shape {list(tensor.shape)}"
         ) from exc
 
 

@@ -32,8 +32,13 @@ COPY_NOTE = "served from a materialized copy (lockgate materialize): fixed to th
 
 
 def is_materialized_copy(uri: str) -> bool:
-    path = Path(uri.removeprefix("file://"))
-    return "://" not in uri.removeprefix("file://") and (path / LINEAGE_FILE).is_file()
+    local = uri.removeprefix("file://")
+    if "://" in local:
+        return False
+    try:
+        return (Path(local) / LINEAGE_FILE).is_file()
+    except OSError:  # a name too long to look up, say: not a copy (the URI parser names why)
+        return False
 
 
 def write_copy(source: Path, files: dict[str, dict[str, Any]], resolved: ResolvedModel, destination: Path) -> int:

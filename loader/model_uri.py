@@ -20,6 +20,7 @@ from typing import Literal
 from loader.errors import ModelURIError
 from store import StoreURI, is_store_uri, parse_uri
 from store.errors import InvalidURIError
+from store.paths import MAX_SEGMENT_BYTES
 
 Kind = Literal["stage", "alias", "latest", "version", "logged", "run", "store"]
 STAGES = {"production": "Production", "staging": "Staging", "archived": "Archived", "none": "None"}
@@ -27,6 +28,7 @@ _NAME = r"[^/@]+"
 _MODELS = re.compile(rf"models:/(?P<name>{_NAME})(?:/(?P<selector>[^/@]+)|@(?P<alias>[^/@]+))/?")
 _LOGGED = re.compile(r"models:/(?P<id>m-[0-9a-f]{32})/?")
 _RUNS = re.compile(r"runs:/(?P<run>[0-9a-f]{32})(?:/(?P<path>.*))?")
+_VERSION = re.compile(r"[0-9]{1,18}")  # MLflow's versions are int64 in its SQL store
 MOVING: frozenset[str] = frozenset({"stage", "alias", "latest"})
 
 
@@ -52,6 +54,7 @@ class ModelRef:
 
 def parse_model_uri(uri: str) -> ModelRef:
     uri = uri.strip()
+    check_components(uri)
     if is_store_uri(uri):
         try:
             return ModelRef(uri, "store", store_uri=parse_uri(uri), path=parse_uri(uri).path)
@@ -64,8 +67,10 @@ def parse_model_uri(uri: str) -> ModelRef:
         if alias := match.group("alias"):
             return ModelRef(uri, "alias", name=name, selector=alias)
         selector = match.group("selector") or ""
-        if selector.isdigit():
+        if _VERSION.fullmatch(selector):
             return ModelRef(uri, "version", name=name, selector=selector)
+        if selector.isdigit():  # past int64 (or not ASCII): no registry holds such a version
+            raise ModelURIError(f"cannot read {uri!r}: version {selector!r} is not a version number (1 to 18 digits)")
         if selector.lower() == "latest":
             return ModelRef(uri, "latest", name=name)
         if selector.lower() in STAGES:
@@ -80,3 +85,16 @@ def parse_model_uri(uri: str) -> ModelRef:
         f"unsupported model URI {uri!r}: use models:/NAME/STAGE, models:/NAME@ALIAS, models:/NAME/VERSION, "
         "models:/NAME/latest, models:/m-ID, runs:/RUN_ID/PATH or lockgate://REPO@REF/PATH"
     )
+
+
+def check_components(uri: str) -> None:
+    """Refuse a URI with a path component no file system or registry name can hold (NAME_MAX,
+    255 bytes), naming it, before anything uses it as a path: a local path of such a component
+    used to fail deep in a deploy with ENAMETOOLONG, answered 500."""
+    for component in uri.split("/"):
+        size = len(component.encode("utf-8", "surrogatepass"))
+        if size > MAX_SEGMENT_BYTES:
+            raise ModelURIError(
+                f"model URI {uri[:80]!r}... has a path component of {size:,} bytes: "
+                f"at most {MAX_SEGMENT_BYTES} bytes each"
+            )

@@ -132,7 +132,12 @@ def serve(
     app = create_app(settings, specs)
     served = ", ".join(s.name for s in specs) or "no endpoints"
     err.print(f"lockgate loading {served} on http://{settings.host}:{settings.port} (ready when /ready answers 200)")
-    server_config = uvicorn.Config(app, workers=1, log_level="warning")
+    from gateway.bounded_http import bounded_http_protocol
+
+    # httptools, with the request head bounded (LOCKGATE_MAX_HEADER_BYTES): uvicorn's own
+    # httptools protocol buffers a header of any size.
+    http = bounded_http_protocol(settings.max_header_bytes)
+    server_config = uvicorn.Config(app, workers=1, log_level="warning", http=http)
     uvicorn.Server(server_config).run(sockets=[listener])
 
 

@@ -27,6 +27,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gateway.auth import AccessGuard
+from gateway.decode_pool import DecodePool
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
 from gateway.errors import AuthError, RequestTooLargeError
@@ -62,6 +63,7 @@ def v2_router(
     *,
     max_body_bytes: int,
     timeout: float,
+    decode_pool: DecodePool,
     mirror: ShadowMirror | None = None,
 ) -> APIRouter:
     router = APIRouter(prefix="/v2")
@@ -144,14 +146,16 @@ def v2_router(
         metrics.inflight.labels(name).inc()
         try:
             try:
-                body = await read_body(request, max_body_bytes)
-                header_length = request.headers.get(HEADER_LENGTH)
-                if len(body) <= LEAN_INLINE_BYTES:  # microseconds: on the loop
-                    v2_request = read_request(body, header_length)
-                else:  # a big body would hold the loop (and every other request) while it parses
-                    v2_request = await asyncio.to_thread(read_request, body, header_length)
-                binary = _binary_outputs(v2_request)
+                # Reading and decoding run under the request timeout too: a slow or hostile body
+                # answers 504 like a slow model, instead of holding its client's task forever.
                 async with asyncio.timeout(timeout):
+                    body = await read_body(request, max_body_bytes)
+                    header_length = request.headers.get(HEADER_LENGTH)
+                    if len(body) <= LEAN_INLINE_BYTES:  # microseconds: on the loop
+                        v2_request = read_request(body, header_length)
+                    else:  # a big body would hold the loop (and every other request) while it parses
+                        v2_request = await decode_pool.run(read_request, body, header_length)
+                    binary = _binary_outputs(v2_request)
                     prediction = await infer(deployment, v2_request)
             except V2RequestError as exc:
                 return failed(400, "INVALID_V2_REQUEST", str(exc))
