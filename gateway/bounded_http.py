@@ -46,7 +46,10 @@ def bounded_http_protocol(max_head_bytes: int) -> type[HttpToolsProtocol]:
 class BoundedHeadProtocol(HttpToolsProtocol):
     limit = 32 * 1024
 
-    _head_open = True  # between requests and inside a head; False while a body is read
+    # From a message's first byte to its headers' end. (Between messages it is False: the chunk in
+    # which the next message begins is not counted, the ones after it are; the bound still holds
+    # to within a chunk, and bodies cost no extra call.)
+    _head_open = True
     _head_completed = False  # a head completed during the current chunk
     _pending_bytes = 0  # bytes of chunks that arrived wholly inside the current, incomplete head
     _head_size = 0  # request line and headers as handed over by the parser
@@ -102,13 +105,14 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
+        # After a refusal the parser may still hand over the refused request's body in the same
+        # chunk. No cycle was made for it, so uvicorn would append it to the previous request's,
+        # which may not have read its own body yet (pipelining).
         if not self._refused:
             super().on_body(body)
 
-    def on_message_complete(self) -> None:
-        self._head_open = True
-        if not self._refused:
-            super().on_message_complete()
+    # on_message_complete needs no guard: the previous cycle's body is complete by then, so
+    # uvicorn's handler only re-marks it, or finds no cycle and raises, which data_received drops.
 
     def _refuse_head(self, why: str) -> None:
         message = f"{why} (LOCKGATE_MAX_HEADER_BYTES): send fewer or shorter headers"

@@ -42,9 +42,11 @@ from gateway.v2_inference import infer, shadow_copy
 from gateway.v2_models import V2LookupError, find_route, find_serving, model_metadata
 from gateway.v2_plain import PlainColumns
 from gateway.v2_tensors import (
+    MAX_RANK,
     Tensor,
     V2Request,
     V2RequestError,
+    brief,
     check_input_names,
     element_count,
     from_binary,
@@ -84,6 +86,9 @@ def read_infer_request(message: Any) -> V2Request:
         return V2Request(None, request_id, parameters, outputs, plain)
     inputs = []
     for index, tensor in enumerate(message.inputs):
+        if len(tensor.shape) > MAX_RANK:  # before copying a hostile shape into a Python list
+            name = brief(tensor.name)
+            raise V2RequestError(f"input {name}: 'shape' must be a list of at most {MAX_RANK} dimensions")
         shape = list(tensor.shape)
         count = element_count(tensor.name, tensor.datatype, shape, f"inputs[{index}]")
         values: list[Any] | np.ndarray

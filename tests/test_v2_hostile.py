@@ -23,7 +23,7 @@ import tritonclient.grpc.service_pb2 as pb
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from tests.registry_helpers import PIP_REQUIREMENTS, registry_at
+from tests.registry_helpers import PIP_REQUIREMENTS, Registry, registry_at
 from tests.servers import Server, free_port, start_lockgate
 
 pytestmark = pytest.mark.slow
@@ -48,6 +48,16 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def start_iris_gateway(workdir: Path) -> Server:
     """``lockgate serve`` of an iris LogisticRegression (the lean path), with V2 over gRPC too."""
+    registry = register_iris(workdir)
+    grpc_port = free_port()
+    server = start_lockgate(workdir, registry.gateway_env(), "models:/iris/1", "--grpc-port", str(grpc_port),
+                            ready_path="/ready")  # fmt: skip
+    server.grpc_address = f"127.0.0.1:{grpc_port}"  # type: ignore[attr-defined]
+    return server
+
+
+def register_iris(workdir: Path) -> Registry:
+    """A sqlite registry and store under ``workdir`` with version 1 of ``iris``."""
     with registry_at(workdir) as registry:
         mlflow.set_experiment(experiment_id=registry.experiment())
         with mlflow.start_run():
@@ -59,11 +69,7 @@ def start_iris_gateway(workdir: Path) -> Server:
                 input_example=IRIS_X.head(3),
                 serialization_format="cloudpickle",
             )
-    grpc_port = free_port()
-    server = start_lockgate(workdir, registry.gateway_env(), "models:/iris/1", "--grpc-port", str(grpc_port),
-                            ready_path="/ready")  # fmt: skip
-    server.grpc_address = f"127.0.0.1:{grpc_port}"  # type: ignore[attr-defined]
-    return server
+    return registry
 
 
 def decode_steps(server: Server) -> float:
@@ -86,11 +92,14 @@ def valid_answer(server: Server) -> None:
     assert answer.json()["outputs"][0]["data"] == [0]
 
 
-def nested_body(dimensions: int = 1001, depth: int = 1000, padding: int = 0) -> bytes:
-    """The review's body: 1,001 dimensions, data nested 1,000 deep (about 30 KB, read on the loop);
-    ``padding`` bytes of request id take it past the inline limit, to the decode pool."""
+def nested_body(dimensions: int = 1001, depth: int = 1000, width: int = 5, padding: int = 0) -> bytes:
+    """The review's body: 1,001 dimensions, and data nested 1,000 deep with ``width`` numbers at
+    every level (about 30 KB, read on the loop): the pass-per-level flatten copied every number
+    seen so far on each pass, ~2.5 million copies. ``padding`` bytes of request id take it past
+    the inline limit, to the decode pool."""
     shape = json.dumps([1] * dimensions)
-    data = "[" * depth + "1.0" + "]" * depth
+    level = "1.0, " * width
+    data = ("[" + level) * depth + "1.0" + "]" * depth
     return (
         f'{{"id": "{"p" * padding}", "inputs": [{{"name": "{COLUMNS[0]}", "datatype": "FP64", '
         f'"shape": {shape}, "data": {data}}}]}}'
@@ -131,8 +140,9 @@ def in_threads(count: int, work: object) -> list[BaseException]:
     ("body", "needle"),
     [
         (nested_body(), "at most 32 dimensions"),
-        (nested_body(dimensions=32, depth=1000), "nested deeper than its shape"),
-        (nested_body(dimensions=32, depth=1000, padding=40_000), "nested deeper than its shape"),  # the pool
+        (nested_body(dimensions=32, depth=1000), "'data' has more"),  # more numbers than the shape holds
+        (nested_body(dimensions=32, depth=1000, width=0), "nested deeper than its shape"),
+        (nested_body(dimensions=32, depth=1000, width=0, padding=40_000), "nested deeper than its shape"),  # the pool
         # Within the rank, more elements than the shape declares, nested: stops at the first extra.
         (
             json.dumps(
@@ -148,7 +158,7 @@ def test_nested_data_costs_work_linear_in_its_size(gateway: Server, body: bytes,
     assert answer.status_code == 400, answer.text
     assert needle in answer.json()["error"]
     steps = decode_steps(gateway) - before
-    # The pass-per-level flatten visited ~depth**2 / 2 elements (500,000 for the review's body).
+    # The pass-per-level flatten copied ~width * depth**2 / 2 elements (2.5 million for the review's body).
     assert steps <= len(body), f"{steps:,.0f} steps for a {len(body):,}-byte body"
     valid_answer(gateway)
 
@@ -248,12 +258,12 @@ def send_head(server: Server, head: bytes, chunk: int = 1 << 20) -> bytes:
         return received
 
 
-def request_head(header_value_bytes: int) -> bytes:
+def request_head(header_value_bytes: int, path: str = INFER, body: bytes = VALID) -> bytes:
     return (
-        f"POST {INFER} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Lockgate-Route-Key: ".encode()
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Lockgate-Route-Key: ".encode()
         + b"k" * header_value_bytes
-        + f"\r\nContent-Length: {len(VALID)}\r\n\r\n".encode()
-        + VALID
+        + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
     )
 
 

@@ -9,9 +9,6 @@ served path, through a real uvicorn, is tested in test_v2_protocol.py."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,7 +21,6 @@ from gateway.v2_inference import _columns, lean_input, plain_lean_input
 from gateway.v2_tensors import V2Request, V2RequestError, read_request
 
 NAMES = ("a", "b", "c")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def numeric_deployment(names: tuple[str, ...] = NAMES) -> Any:
@@ -104,51 +100,39 @@ def test_typed_columns_give_the_general_paths_rows() -> None:
     assert plain is None and general is None  # an integer city: MLflow's enforcement answers
 
 
-# gateway.grpc_server compiles the OIP proto into the process's descriptor pool, where
-# tritonclient's copy of the same package ("inference") would collide with it in a worker that
-# also runs the tritonclient tests: the gRPC checks run in a child interpreter of their own.
-GRPC_CHECKS = """
-import numpy as np
-from types import SimpleNamespace
-from gateway.fast_request import NumericFrameParser
-from gateway.grpc_server import protos, read_infer_request
-from gateway.v2_inference import _columns, lean_input, plain_lean_input
-from gateway.v2_tensors import V2Request
-
-def deployment(names):
-    return SimpleNamespace(parser=NumericFrameParser(names), batcher=object(), input_names=names)
-
-def general(dep, request):
-    tensors = V2Request(list(request.inputs), request.request_id, request.parameters, request.outputs)
-    return lean_input(dep, _columns(tensors, list(dep.input_names)))
-
-for value in (float("inf"), float("nan")):  # FP64 contents may hold them: MLflow's code answers
-    message = protos.ModelInferRequest(model_name="m")
-    message.inputs.add(name="a", datatype="FP64", shape=[1]).contents.fp64_contents.append(value)
-    request = read_infer_request(message)
-    assert request.plain is not None and not request.plain.finite
-    assert plain_lean_input(deployment(("a",)), request.plain) is None
-    assert general(deployment(("a",)), request) is None
-
-message = protos.ModelInferRequest(model_name="m")
-message.inputs.add(name="b", datatype="INT64", shape=[2]).contents.int64_contents.extend([1, -(2**63)])
-message.inputs.add(name="a", datatype="FP64", shape=[2]).contents.fp64_contents.extend([0.5, 2.0])
-request = read_infer_request(message)
-assert request.plain is not None and request.plain.names == ("b", "a") and request.plain.rows == 2
-plain = plain_lean_input(deployment(("a", "b")), request.plain)
-assert plain is not None
-assert plain.tobytes() == general(deployment(("a", "b")), request).tobytes()
-np.testing.assert_array_equal(plain, [[0.5, 1.0], [2.0, float(-(2**63))]])
-print("ok")
-"""
-
-
 def test_grpc_contents_are_checked_for_inf_and_nan_and_equal_the_per_input_reader() -> None:
     """gRPC's FP64 contents can hold inf or NaN (such a row goes to MLflow's code, as the general
-    path sends it); typed contents give the general path's matrix, bit for bit."""
-    done = subprocess.run([sys.executable, "-c", GRPC_CHECKS], cwd=ROOT, capture_output=True, text=True, check=False,
-                          timeout=120)  # fmt: skip
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    path sends it); typed contents give the general path's matrix, bit for bit. In this process,
+    beside tritonclient's copy of the same proto package: lockgate's messages live in a descriptor
+    pool of their own (``gateway/v2_grpc/messages.py``), so the two no longer collide."""
+    import tritonclient.grpc.service_pb2  # noqa: F401 - the same "inference" package, loaded first
+
+    from gateway.grpc_server import protos, read_infer_request
+
+    def grpc_deployment(names: tuple[str, ...]) -> SimpleNamespace:
+        return SimpleNamespace(parser=NumericFrameParser(names), batcher=object(), input_names=names)
+
+    def general(dep: SimpleNamespace, request: V2Request) -> Any:
+        tensors = V2Request(list(request.inputs), request.request_id, request.parameters, request.outputs)
+        return lean_input(dep, _columns(tensors, list(dep.input_names)))  # type: ignore[arg-type]
+
+    for value in (float("inf"), float("nan")):  # FP64 contents may hold them: MLflow's code answers
+        message = protos.ModelInferRequest(model_name="m")
+        message.inputs.add(name="a", datatype="FP64", shape=[1]).contents.fp64_contents.append(value)
+        request = read_infer_request(message)
+        assert request.plain is not None and not request.plain.finite
+        assert plain_lean_input(grpc_deployment(("a",)), request.plain) is None  # type: ignore[arg-type]
+        assert general(grpc_deployment(("a",)), request) is None
+
+    message = protos.ModelInferRequest(model_name="m")
+    message.inputs.add(name="b", datatype="INT64", shape=[2]).contents.int64_contents.extend([1, -(2**63)])
+    message.inputs.add(name="a", datatype="FP64", shape=[2]).contents.fp64_contents.extend([0.5, 2.0])
+    request = read_infer_request(message)
+    assert request.plain is not None and request.plain.names == ("b", "a") and request.plain.rows == 2
+    plain = plain_lean_input(grpc_deployment(("a", "b")), request.plain)  # type: ignore[arg-type]
+    assert plain is not None
+    assert plain.tobytes() == general(grpc_deployment(("a", "b")), request).tobytes()
+    np.testing.assert_array_equal(plain, [[0.5, 1.0], [2.0, float(-(2**63))]])
 
 
 def test_json_columns_are_finite_by_construction() -> None:
