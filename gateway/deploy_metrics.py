@@ -13,7 +13,9 @@ class DeployMetrics:
 
     def deployed(self, name: str, action: str, deployment: Deployment | None) -> None:
         metrics = self._metrics
-        metrics.deploys.labels(name, action, "failed" if action == "failed" else "ok").inc()
+        # "failed" for the primary, "canary-failed" or "shadow-failed" for the other roles.
+        failed = action == "failed" or action.endswith("-failed")
+        metrics.deploys.labels(name, action, "failed" if failed else "ok").inc()
         if deployment is not None:
             report = deployment.servable.report
             metrics.load_seconds.labels(name).observe(report.total_seconds)

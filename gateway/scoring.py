@@ -56,12 +56,19 @@ class _Capturing:
         self._observed.predict_seconds = time.perf_counter() - started
         self._observed.rows = len(data) if hasattr(data, "__len__") else 0
         self._deployment.predict_sizes.record(self._observed.rows)
-        skew = self._deployment.skew
-        if skew.inputs is not None and hasattr(data, "columns"):
-            observe_frame(skew.inputs, data)
-        if skew.predictions is not None:
-            observe_predictions(skew.predictions, predictions)
+        observe_pyfunc_call(self._deployment, data, predictions)
         return predictions
+
+
+def observe_pyfunc_call(deployment: Deployment, data: Any, predictions: Any) -> None:
+    """Count one call of the model's pyfunc ``predict`` for skew: its input frame and its
+    predictions. MLflow's scoring path and V2's pyfunc path both call it, so a row is counted the
+    same whichever protocol carried it (the lean path counts its batches in the batcher)."""
+    skew = deployment.skew
+    if skew.inputs is not None and hasattr(data, "columns"):
+        observe_frame(skew.inputs, data)
+    if skew.predictions is not None:
+        observe_predictions(skew.predictions, predictions)
 
 
 def observe_predictions(tracker: SkewTracker, predictions: Any) -> None:

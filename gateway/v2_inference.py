@@ -40,6 +40,7 @@ from mlflow.exceptions import MlflowException
 
 from gateway.endpoints import Deployment
 from gateway.fast_request import NumericFrameParser
+from gateway.scoring import observe_pyfunc_call
 from gateway.shadow import ShadowCopy
 from gateway.typed_request import TypedFrameParser, TypedRows
 from gateway.v2_outputs import (
@@ -222,9 +223,7 @@ async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
                 pass
         if PREDICT not in outputs:
             frame = _frame(given or _columns(request, names), names)
-            predictions, seconds = await _timed(
-                deployment, len(frame), deployment.servable.model.native.predict, frame, params
-            )
+            predictions, seconds = await _timed(deployment, len(frame), _observed_predict, deployment, frame, params)
             outputs[PREDICT] = _as_array(predictions)
     if PROBABILITIES in wanted:
         if frame is None:
@@ -250,6 +249,14 @@ def shadow_copy(request: V2Request, prediction: V2Prediction, size: int = 0) -> 
 def _frame(given: _Columns, names: list[str]) -> pd.DataFrame:
     columns = given.tensors
     return pd.DataFrame({name: columns[name].array() for name in (names or list(columns))})
+
+
+def _observed_predict(deployment: Deployment, data: Any, params: dict[str, Any] | None) -> Any:
+    """The model's pyfunc predict (a frame, or a tensor model's tensors), counted for skew as
+    MLflow's scoring path counts it."""
+    predictions = deployment.servable.model.native.predict(data, params)
+    observe_pyfunc_call(deployment, data, predictions)
+    return predictions
 
 
 def _probabilities(deployment: Deployment, frame: pd.DataFrame) -> np.ndarray:
@@ -283,8 +290,9 @@ async def _infer_tensors(deployment: Deployment, request: V2Request, wanted: lis
             )
         data = {name: _shaped(given[name]) for name in names}
     rows = int(tensors[0].shape[0]) if tensors and tensors[0].shape else 0
-    native_predict = deployment.servable.model.native.predict
-    predictions, seconds = await _timed(deployment, rows, native_predict, data, model_parameters(request))
+    predictions, seconds = await _timed(
+        deployment, rows, _observed_predict, deployment, data, model_parameters(request)
+    )
     if isinstance(predictions, dict):
         produced = {str(k): np.asarray(v) for k, v in predictions.items()}
     else:

@@ -11,7 +11,7 @@ from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
 from gateway.errors import GatewayError
 from gateway.traffic_policy import CANARY, PRIMARY, choose
-from gateway.v2_outputs import PREDICT, PROBABILITIES, output_names
+from gateway.v2_outputs import PREDICT, PROBABILITIES, output_names, tensor_output_names
 from gateway.v2_tensors import datatype_of
 
 
@@ -65,7 +65,7 @@ def model_metadata(name: str, deployment: Deployment) -> dict[str, Any]:
     schema = deployment.input_schema
     inputs = []
     if schema is not None and schema.is_tensor_spec():
-        inputs = [_tensor_metadata(spec, f"input-{i}") for i, spec in enumerate(schema.inputs)]
+        inputs = [_tensor_metadata(spec, spec.name or f"input-{i}") for i, spec in enumerate(schema.inputs)]
     elif schema is not None and schema.has_input_names():
         for spec in schema.inputs:
             kind = getattr(getattr(spec, "type", None), "name", "string")
@@ -80,24 +80,32 @@ def model_metadata(name: str, deployment: Deployment) -> dict[str, Any]:
     }
 
 
-def _tensor_metadata(spec: Any, default_name: str) -> dict[str, Any]:
+def _tensor_metadata(spec: Any, name: str) -> dict[str, Any]:
     return {
-        "name": spec.name or default_name,
+        "name": name,
         "datatype": datatype_of(np.empty(0, dtype=spec.type)),
         "shape": [int(d) for d in spec.shape],
     }
 
 
 def _outputs_metadata(deployment: Deployment) -> list[dict[str, Any]]:
+    """Exactly the outputs infer offers (``output_names``), by the names infer gives them, so a
+    client that requests what the metadata declares gets it. (An unnamed tensor output schema,
+    what MLflow infers for an sklearn classifier's labels, was declared as ``output-0``, which
+    infer answered with 400 "unknown outputs".)"""
     metadata = deployment.servable.model.mlflow_metadata
     schema = metadata.get_output_schema() if metadata is not None else None
-    if schema is not None and schema.is_tensor_spec():
-        names = output_names(deployment)
-        return [_tensor_metadata(spec, names[0] if len(names) == 1 else f"output-{i}")
-                for i, spec in enumerate(schema.inputs)]  # fmt: skip
-    outputs = [{"name": PREDICT, "datatype": _output_datatype(deployment), "shape": [-1]}]
-    if PROBABILITIES in output_names(deployment):
-        outputs.append({"name": PROBABILITIES, "datatype": "FP64", "shape": [-1, -1]})
+    specs = list(schema.inputs) if schema is not None and schema.is_tensor_spec() else []
+    if specs and tensor_output_names(deployment):  # named tensor outputs: one each
+        return [_tensor_metadata(spec, str(spec.name)) for spec in specs]
+    outputs = []
+    for name in output_names(deployment):
+        if name == PROBABILITIES:
+            outputs.append({"name": PROBABILITIES, "datatype": "FP64", "shape": [-1, -1]})
+        elif len(specs) == 1:  # predict, shaped as its tensor spec
+            outputs.append(_tensor_metadata(specs[0], PREDICT))
+        else:
+            outputs.append({"name": PREDICT, "datatype": _output_datatype(deployment), "shape": [-1]})
     return outputs
 
 

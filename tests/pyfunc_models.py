@@ -41,3 +41,13 @@ class AlwaysRaises(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
 
     def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
         raise RuntimeError("this shadow fails on every request")
+
+
+class FailsToLoad(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    """A version that resolves and fetches, then cannot load: a failed deploy after resolve."""
+
+    def load_context(self, context: Any) -> None:
+        raise RuntimeError("this model never loads")
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        return model_input

@@ -30,7 +30,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from tests.load_clients import Answer, hammer, in_background
-from tests.pyfunc_models import AlwaysRaises, ParityLabel
+from tests.pyfunc_models import AlwaysRaises, FailsToLoad, ParityLabel
 from tests.registry_helpers import PIP_REQUIREMENTS, Registry, registry_at
 from tests.servers import Prometheus, Server, free_port, start_lockgate
 
@@ -92,6 +92,7 @@ def policy_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicyG
         _log_pyfunc("labels", ParityLabel(), example)
         _log_pyfunc("labels", ParityLabel(flip=True), example)
         _log_pyfunc("labels", AlwaysRaises(), None)
+        _log_pyfunc("unloadable", FailsToLoad(), None)
         client = registry.client
         # "moving" and "lineage" are fraud again (the same stored files): a test moves the
         # aliases of one and promotes the other, and nothing else changes.
@@ -386,6 +387,15 @@ def test_bad_policies_are_named(policy_gateway: PolicyGateway) -> None:
     assert half.status_code == 404, half.text
     assert "now serves version 1" in half.json()["message"] and "no-such" in half.json()["message"]
     assert policy_gateway.endpoint("halfway")["version"] == "1"
+    # A canary that resolves but cannot load: refused, and counted as failed (it was exported
+    # with result="ok").
+    unloadable = deploy(name="halfway", canary={"model_uri": "models:/unloadable/1", "percent": 5})
+    assert unloadable.status_code >= 400 and "never loads" in unloadable.json()["message"], unloadable.text
+    assert policy_gateway.endpoint("halfway")["version"] == "1"
+    deploys = [line for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines()
+               if line.startswith("lockgate_deploys_total{") and 'endpoint="halfway"' in line
+               and 'action="canary-failed"' in line]  # fmt: skip
+    assert len(deploys) == 1 and 'result="failed"' in deploys[0] and deploys[0].endswith(" 1.0"), deploys
     promote = httpx.post(f"{url}/admin/endpoints/labels/promote", json={}, timeout=30)
     assert promote.status_code == 409 and "no canary" in promote.json()["message"]
     cli = policy_gateway.cli("deploy", "fraud")

@@ -481,3 +481,34 @@ def test_metrics_carry_the_protocol(gateway: Server, grpc_client: triton_grpc.In
         if s.name == "lockgate_requests_total" and s.labels["endpoint"] == "fraud" and s.labels["status"] == "200"
     }
     assert protocols == {"mlflow", "v2-rest", "v2-grpc"}
+
+
+def metadata_inputs(name: str, module: Any) -> list[Any]:
+    """Three rows for model ``name``, as ``module``'s (tritonclient.http or .grpc) InferInputs."""
+    if name == "tensor":
+        tensor = module.InferInput("x", [3, 4], "FP64")
+        tensor.set_data_from_numpy(np.ones((3, 4)))
+        return [tensor]
+    frames = {"iris": IRIS_X.head(3), "fraud": fraud_frame(3, seed=4),
+              "scaled": pd.DataFrame({"x": [1.5, 2.0, 3.0], "n": np.array([1, 2, 3], dtype=np.int64)})}  # fmt: skip
+    return grpc_inputs(frames[name]) if module is triton_grpc else column_inputs(frames[name], binary=False)
+
+
+@pytest.mark.parametrize("name", ["iris", "fraud", "scaled", "tensor"])
+def test_a_client_that_requests_the_declared_outputs_gets_them(
+    client: triton.InferenceServerClient, grpc_client: triton_grpc.InferenceServerClient, name: str
+) -> None:
+    """As a tritonclient user writes it: read the model's metadata, ask for every output it
+    declares, over REST and gRPC. The metadata lists every output infer can give, by infer's names."""
+    declared = [o["name"] for o in client.get_model_metadata(name)["outputs"]]
+    assert declared == [o["name"] for o in grpc_client.get_model_metadata(name, as_json=True)["outputs"]]
+    rest = client.infer(name, metadata_inputs(name, triton),
+                        outputs=[triton.InferRequestedOutput(o) for o in declared])  # fmt: skip
+    assert [o["name"] for o in rest.get_response()["outputs"]] == declared
+    over_grpc = grpc_client.infer(name, metadata_inputs(name, triton_grpc),
+                                  outputs=[triton_grpc.InferRequestedOutput(o) for o in declared])  # fmt: skip
+    assert [o["name"] for o in over_grpc.get_response(as_json=True)["outputs"]] == declared
+    for output in declared:
+        assert rest.as_numpy(output).shape[0] == 3 and over_grpc.as_numpy(output).shape[0] == 3
+    if name in ("iris", "fraud"):  # classifiers: the labels and their probabilities
+        assert declared == ["predict", "predict_proba"]
