@@ -57,7 +57,8 @@ from sklearn.datasets import load_diabetes, load_iris, make_classification  # no
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
-from loader.onnx_fast_path import build_onnx_predictor, build_session, convert_to_bytes  # noqa: E402
+from loader.onnx_fast_path import build_onnx_predictor, convert_to_bytes  # noqa: E402
+from loader.onnx_session import build_session  # noqa: E402
 from tests.servers import free_port, stop_group  # noqa: E402
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")

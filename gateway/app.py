@@ -31,9 +31,11 @@ from gateway.endpoint_spec import EndpointSpec
 from gateway.invocation import Invoker
 from gateway.ledger import Ledger
 from gateway.live_endpoints import gateway_stats, live_endpoints, shadow_of
+from gateway.mlflow_webhooks import WebhookVerifier
 from gateway.preparer import Preparer
 from gateway.routes.admin_routes import admin_router
 from gateway.routes.endpoint_routes import endpoint_router
+from gateway.routes.hook_routes import hook_router
 from gateway.routes.meta_routes import meta_router
 from gateway.routes.mlflow_protocol import mlflow_router
 from gateway.routes.responses import install_error_handlers
@@ -166,6 +168,12 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
     app.include_router(meta_router(deployer, registry, configured))
     app.include_router(endpoint_router(deployer, guard))
     app.include_router(admin_router(deployer, guard, default_options))
+    verifier = (
+        WebhookVerifier(settings.mlflow_webhook_secret, settings.mlflow_webhook_max_age)
+        if settings.mlflow_webhook_secret
+        else None
+    )
+    app.include_router(hook_router(deployer, verifier))
     return app
 
 

@@ -361,11 +361,28 @@ class Deployer:
             if endpoint.lock.locked():
                 continue
             async with endpoint.lock:
-                # Endpoints that never loaded (e.g. the registry was down at startup) are retried
-                # too, and those serving a local pin the registry has not vouched for yet.
-                if endpoint.follow or endpoint.current is None or from_pin(endpoint.current.resolved.notes):
-                    await self._follow_primary(endpoint)
-                await self.roles.follow(endpoint)
+                await self._follow(endpoint)
+
+    async def follow_now(self, names: list[str]) -> None:
+        """Re-resolve these endpoints at once (a registry webhook named their model), through the
+        poll's path. An endpoint busy with a deploy or a poll is waited for, not skipped: the
+        event may be newer than what that poll read."""
+        for name in names:
+            endpoint = self.endpoints.get(name)
+            if endpoint is None:
+                continue
+            try:
+                async with endpoint.lock:
+                    await self._follow(endpoint)
+            except Exception:  # a webhook's follow must never fail the others; the poll retries
+                _log.exception("follow of %s after a webhook", name)
+
+    async def _follow(self, endpoint: Endpoint) -> None:
+        # Endpoints that never loaded (e.g. the registry was down at startup) are retried too,
+        # and those serving a local pin the registry has not vouched for yet.
+        if endpoint.follow or endpoint.current is None or from_pin(endpoint.current.resolved.notes):
+            await self._follow_primary(endpoint)
+        await self.roles.follow(endpoint)
 
     async def _follow_primary(self, endpoint: Endpoint) -> None:
         endpoint.last_checked = datetime.now(UTC).isoformat()

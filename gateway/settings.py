@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     """Comma-separated bearer tokens that /invocations and /endpoints/* require (the admin token
     works too). Unset: prediction routes are open, as in MLflow's server. Health, readiness and
     metrics are always open."""
+    mlflow_webhook_secret: str | None = None
+    """The secret MLflow's registry webhook was created with: ``POST /hooks/mlflow`` believes only
+    deliveries it signed. Unset: the route answers 404 and follow relies on polling alone."""
+    mlflow_webhook_max_age: float = Field(default=300.0, gt=0)
+    """Seconds a webhook delivery's timestamp may be from this clock before it is refused as stale."""
     max_extra_columns: int = Field(default=1024, ge=0)
     """Columns a request may carry beyond the model signature's (for a model without a column
     signature: in all). Wider bodies get a 400 before pandas builds a frame."""

@@ -65,7 +65,7 @@ def preload(graphs: list[Path], spinning: bool) -> None:
 def _build(graph: Path, spinning: bool, future: Future[tuple[str, Any]]) -> None:
     try:
         # Imported here, in this thread: onnxruntime (and numpy) load beside the gateway's imports.
-        from loader.onnx_fast_path import build_session
+        from loader.onnx_session import build_session
 
         onnx_bytes = graph.read_bytes()
         future.set_result((blake3.blake3(onnx_bytes).hexdigest(), build_session(onnx_bytes, spinning)))

@@ -36,6 +36,7 @@ import orjson
 
 from loader.graph_preload import take as take_preloaded
 from loader.onnx_record import CheckedRows, GraphRecord, graph_digest, read_record, record_check, rows_digest
+from loader.onnx_session import build_session
 from loader.parent_watch import child_environment
 
 TOLERANCE = 1e-5  # float32 graphs (tree regressors)
@@ -139,17 +140,6 @@ def _typed_inputs(session: Any, columns: list[str]) -> list[tuple[str, Any]]:
     if missing or len(kinds) != len(columns):
         raise ValueError(f"the graph's inputs {sorted(kinds)} do not match the signature's columns")
     return [(c, _FEED_DTYPES[kinds[c]]) for c in columns]
-
-
-def build_session(onnx_bytes: bytes, spinning: bool = False) -> Any:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    # Spinning intra-op threads burn the core the event loop needs: off by default. On the
-    # 300-tree forest, on gives +17 % rows/s for 1,024-row requests and -3..25 % req/s for
-    # 1-row requests (docs/performance.md); large-batch endpoints may want it.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    return onnxruntime.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
 
 # A typed signature's columns, as (name, MLflow type): one graph input per column.

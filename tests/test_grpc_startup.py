@@ -7,6 +7,7 @@ and every other test sets ``PYTHONPATH``.)"""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,8 +62,17 @@ def test_grpc_serves_from_the_editable_install_in_a_scratch_directory(tmp_path: 
 def test_grpc_serves_from_a_built_wheel(tmp_path: Path) -> None:
     wheels, target, scratch = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
     scratch.mkdir()
+    # Built from a copy: setuptools writes build/ and *.egg-info into the tree it builds.
+    source = tmp_path / "source"
+    shutil.copytree(
+        ROOT_DIR,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", ".lockgate", "build", "__pycache__", ".*_cache", "*.egg-info", "reports", "results"
+        ),
+    )
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
-    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(ROOT_DIR)], check=True, timeout=600)
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(source)], check=True, timeout=600)
     (wheel,) = wheels.glob("lockgate-*.whl")
     subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True, timeout=600)
     # The wheel's packages first on the path (this venv's editable finder comes after the path).
