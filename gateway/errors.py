@@ -9,8 +9,15 @@
     ├── BadRequestError          a request the gateway refuses before any model sees it (400)
     ├── InvalidEndpointNameError a name that breaks the endpoint name rule (422)
     ├── NoRollbackTargetError    rollback asked of an endpoint with no previous version (409)
+    ├── NoCanaryError            promote asked of an endpoint with no live canary (409)
+    ├── InvalidPolicyError       a traffic policy that cannot be applied as given (422)
+    ├── PolicyNotAppliedError    the primary moved, its canary or shadow could not be set (the
+    │                            cause's status; the message says what serves now)
     ├── UnsupportedMediaTypeError an admin POST that is not JSON (415)
     └── ConfigError              a config file that cannot be read (CLI exit 2)
+
+The V2 protocol's own errors (``V2RequestError``, 400; ``V2LookupError``, 404/503) and a refused
+MLflow webhook (``WebhookRefused``) are answered where they are raised, in their protocol's shape.
 
 Loader and store errors raised during a deploy map to statuses by ``status_for``.
 """
