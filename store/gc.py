@@ -44,7 +44,7 @@ from store.gc_generation import new_generation
 from store.history_retention import KEEP_ALL, HistoryRetention, read_cuts, record_cuts
 from store.ids import is_full_id
 from store.layout import INDEX_PREFIX, LEDGER_REPO, pack_id_of_index_key
-from store.leases import collector_hold
+from store.leases import Lease, collector_hold
 from store.object_store import ObjectStore
 from store.objects import parse_time
 from store.pack import HEADER
@@ -154,11 +154,13 @@ class GarbageCollector:
         progress: Progress | None = None,
         retention: HistoryRetention = KEEP_ALL,
         repack_threshold: float | None = DEFAULT_REPACK_THRESHOLD,
+        on_wait: Callable[[list[Lease]], None] | None = None,
     ) -> GcReport:
-        """``repack_threshold``: rewrite a live pack whose dead share reaches it (None: never)."""
+        """``repack_threshold``: rewrite a live pack whose dead share reaches it (None: never).
+        ``on_wait``: told the live writer leases while the collection waits for them."""
         started = time.monotonic()
         report = GcReport(dry_run=dry_run, grace_seconds=grace_seconds, repack_threshold=repack_threshold)
-        with collector_hold(self._backend, wait_for_writers=wait_for_writers):
+        with collector_hold(self._backend, wait_for_writers=wait_for_writers, on_wait=on_wait):
             # Anything written after this moment, minus the grace period, is never deleted.
             cutoff = time.time() - grace_seconds
             mark = self._mark(ledger_retention_seconds, retention)

@@ -21,6 +21,13 @@ Leases expire (a killed holder must not wedge the store forever). A holder refre
 from a background thread every third of its lifetime, so only a holder that is gone, or stalled
 past the lifetime, loses it. Clocks: expiry times are written by the holder's clock and read by
 the other side's, so a lifetime is kept far above any plausible skew (minutes, not seconds).
+
+A holder that is *known* gone does not hold its lease for the rest of its lifetime: as git does
+with ``gc.pid``, a lease written on this machine (same host name, same boot, same process
+namespace) whose process no longer runs (no such pid, or a pid reused by a process that started
+later) is abandoned, and counts as expired at once. A SIGKILLed push used to hold a collection
+off for its whole lifetime (300 s). Anything that cannot be proved gone (another machine,
+another container, a system without ``/proc``) waits for its expiry as before.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 
@@ -52,16 +60,37 @@ class Lease:
     holder: str
     started: float
     expires: float
+    process: dict[str, object] | None = None  # where the holder runs (``_process_identity``)
 
     def live(self, now: float | None = None) -> bool:
-        return self.expires > (time.time() if now is None else now)
+        return self.expires > (time.time() if now is None else now) and not self.abandoned()
+
+    def abandoned(self) -> bool:
+        """The holder ran on this machine and is gone: its lease need not be waited out."""
+        process = self.process
+        if not process:
+            return False
+        here = _process_identity(os.getpid())
+        if here is None or any(process.get(k) != here[k] for k in ("host", "boot", "pid_namespace")):
+            return False  # another machine or container: its processes cannot be seen from here
+        pid = process.get("pid")
+        if type(pid) is not int:
+            return False
+        running = _process_identity(pid)
+        return running is None or running["start"] != process.get("start")
+
+    def describe(self) -> str:
+        left = self.expires - time.time()
+        return f"{self.holder} (expires in {max(left, 0):.0f} s)"
 
     @classmethod
     def read(cls, key: str, data: bytes) -> Lease:
         try:
             fields = orjson.loads(data)
-            return cls(key, str(fields["holder"]), float(fields["started"]), float(fields["expires"]))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            process = fields.get("process")
+            return cls(key, str(fields["holder"]), float(fields["started"]), float(fields["expires"]),
+                       process if type(process) is dict else None)  # fmt: skip
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             return cls(key, "unreadable", 0.0, 0.0)  # damaged: treated as expired
 
 
@@ -69,8 +98,22 @@ def _holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _process_identity(pid: int) -> dict[str, object] | None:
+    """Host name, boot id, process namespace and start time of ``pid`` on this machine, or None
+    when it does not run (or /proc cannot say). The start time tells a reused pid apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        start = int(stat.rsplit(")", 1)[1].split()[19])  # field 22: start time, in clock ticks since boot
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except (OSError, IndexError, ValueError):
+        return None
+    return {"host": socket.gethostname(), "boot": boot, "pid_namespace": namespace, "pid": pid, "start": start}
+
+
 def _payload(started: float, lifetime: float) -> bytes:
-    return orjson.dumps({"holder": _holder(), "started": started, "expires": time.time() + lifetime})
+    return orjson.dumps({"holder": _holder(), "started": started, "expires": time.time() + lifetime,
+                         "process": _process_identity(os.getpid())})  # fmt: skip
 
 
 class _Refresher:
@@ -157,8 +200,8 @@ def collector_hold(
     if current is not None:
         other = Lease.read(COLLECTOR_KEY, current[0])
         if other.live():
-            raise StoreBusyError(f"another garbage collection holds store {backend.root!r} ({other.holder})")
-        # An expired lease of a collector that died: taken over by compare-and-swap.
+            raise StoreBusyError(f"another garbage collection holds store {backend.root!r} ({other.describe()})")
+        # The lease of a collector that died (expired, or abandoned): taken over by compare-and-swap.
         taken = backend.swap_ref(COLLECTOR_KEY, _payload(started, lifetime), current[1])
     else:
         taken = backend.swap_ref(COLLECTOR_KEY, _payload(started, lifetime), None)

@@ -41,7 +41,7 @@ from store.history import History
 from store.history_retention import KEEP_ALL, HistoryRetention
 from store.ingest import Ingest
 from store.layout import FORMAT_KEY, FORMAT_VERSION, LEDGER_REPO
-from store.leases import writer_lease
+from store.leases import Lease, writer_lease
 from store.object_store import ObjectStore
 from store.objects import ChunkRef, Commit, Manifest, Tree, TreeEntry, utc_now_iso
 from store.paths import contained
@@ -566,15 +566,17 @@ class Store:
         progress: Callable[[int, int], None] | None = None,
         retention: HistoryRetention = KEEP_ALL,
         repack_threshold: float | None = DEFAULT_REPACK_THRESHOLD,
+        on_wait: Callable[[list[Lease]], None] | None = None,
     ) -> GcReport:
         """Delete what no branch, tag or ledger entry reaches, older than the grace period, and
         repack live packs at least ``repack_threshold`` dead (``store.gc``, ``store.repack``).
-        Safe with concurrent writers: see ``store.leases``."""
+        Safe with concurrent writers: see ``store.leases``; ``on_wait`` is told the writers the
+        collection waits for."""
         collector = GarbageCollector(self.backend, self.refs, self.objects, self.read_file)
         return collector.collect(grace_seconds=grace_seconds, dry_run=dry_run, progress=progress,
                                  ledger_retention_seconds=ledger_retention_seconds,
                                  wait_for_writers=wait_for_writers, retention=retention,
-                                 repack_threshold=repack_threshold)  # fmt: skip
+                                 repack_threshold=repack_threshold, on_wait=on_wait)  # fmt: skip
 
     def verify(self, repos: list[str] | None = None) -> VerifyReport:
         names = repos if repos is not None else self.refs.repos()

@@ -245,3 +245,62 @@ def test_crafted_ledger_events_and_index_keys_are_ignored(tmp_path: Path) -> Non
     assert report.freed["indexes"].count == 2
     assert store.commit_files("data", "main", [("a", _data(60, 50_000))]).changed
     assert store.verify().ok
+
+
+HOLD_A_WRITER_LEASE = """
+import sys, time
+from store import Store
+from store.leases import writer_lease
+store = Store.open(sys.argv[1])
+with writer_lease(store.backend):
+    print("holding", flush=True)
+    time.sleep(120)
+"""
+
+
+def _lease_holder(root: Path) -> subprocess.Popen[str]:
+    """A real process holding a writer lease on the store at ``root`` (a push in progress)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_A_WRITER_LEASE, str(root)], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "holding"
+    return proc
+
+
+def _gc_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LOCKGATE_STORE": str(root)}
+    return subprocess.run([LOCKGATE, "store", "gc", "--dry-run", "--grace", "0s", *args], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+
+
+def test_gc_says_what_it_waits_for_and_takes_over_the_lease_of_a_killed_push(tmp_path: Path) -> None:
+    """A push SIGKILLed mid-way left its lease for its whole lifetime (300 s), and gc waited for
+    it in silence. A lease whose process ran on this machine and is gone is taken over at once."""
+    root = tmp_path / "store"
+    Store.open(str(root), create=True).commit_files("models", "main", [("a.bin", _data(50))])
+    holder = _lease_holder(root)
+    try:
+        busy = _gc_cli(root, "--wait", "1s")  # a live push: gc waits, says for whom, and gives up
+        assert busy.returncode != 0
+        assert "waiting for 1 push(es) to commit" in busy.stderr and f":{holder.pid} (expires in" in busy.stderr
+        assert "still hold store" in busy.stderr
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    # The same lease, its holder killed: it is still unexpired, and gc goes on at once.
+    (lease,) = Store.open(str(root)).backend.list(WRITERS_PREFIX)
+    assert json.loads(Store.open(str(root)).backend.get(lease))["expires"] > time.time() + 200
+    done = _gc_cli(root, "--wait", "30s", "--json")
+    assert done.returncode == 0, done.stderr
+    assert "waiting for" not in done.stderr
+    assert Store.open(str(root)).commit_files("models", "main", [("b.bin", b"more")]).changed
+
+
+def test_a_lease_from_another_machine_is_waited_out(tmp_path: Path) -> None:
+    """Only a holder provably gone is skipped: a lease written elsewhere (another host, or another
+    process namespace) lives until it expires, whatever pid it names."""
+    backend = Store.open(str(tmp_path / "store"), create=True).backend
+    for process in ({"host": "elsewhere", "boot": "b", "pid_namespace": 1, "pid": 2**22 + 7, "start": 1}, None):
+        lease = {"holder": "elsewhere:99", "started": time.time(), "expires": time.time() + 300, "process": process}
+        backend.put(f"{WRITERS_PREFIX}{uuid.uuid4().hex}.json", json.dumps(lease).encode())
+    with pytest.raises(StoreBusyError, match=r"2 writer\(s\) still hold"):
+        Store.open(str(tmp_path / "store")).gc(grace_seconds=0, wait_for_writers=0.5)

@@ -11,6 +11,7 @@ from gateway.cli.console import err, human_bytes, out, print_json
 from gateway.cli.store_commands import JsonOption, StoreOption, open_store
 from store.gc import DEFAULT_REPACK_THRESHOLD
 from store.history_retention import HistoryRetention
+from store.leases import Lease
 from store.timespec import parse_duration, parse_time
 
 
@@ -113,9 +114,20 @@ def gc(
         def advance(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
+        waiting_for: set[str] = set()
+
+        def waiting(writers: list[Lease]) -> None:
+            # Said once per set of writers, not every poll: what the collection is waiting for.
+            holders = {w.holder for w in writers}
+            if holders != waiting_for:
+                waiting_for.clear()
+                waiting_for.update(holders)
+                err.print(f"waiting for {len(writers)} push(es) to commit (--wait {wait}): "
+                          + ", ".join(w.describe() for w in writers[:5]))  # fmt: skip
+
         report = s.gc(grace_seconds=grace_seconds, dry_run=dry_run, ledger_retention_seconds=ledger_seconds,
                       wait_for_writers=wait_seconds, progress=advance, retention=retention,
-                      repack_threshold=None if no_repack else repack_threshold)  # fmt: skip
+                      repack_threshold=None if no_repack else repack_threshold, on_wait=waiting)  # fmt: skip
     if as_json:
         print_json(report.as_dict())
         return
