@@ -1,7 +1,8 @@
 """The HTTP gateway: ``create_app(settings, endpoints)`` composes it, and does nothing else.
 
     settings -> store opener, loader, ledger, preparer -> deployer (control plane, events)
-             -> invoker (MLflow's protocol pipeline) -> routers: mlflow protocol, V2 (REST),
+             -> the data plane (route once, in-flight, timeout, observe) -> codecs over it:
+                MLflow's protocol (invoker), V2 REST and gRPC -> routers: mlflow protocol, V2 (REST),
                 endpoints, admin, meta; one error shape; one access guard; one metrics registry
              -> the V2 gRPC service on its own port, when LOCKGATE_GRPC_PORT is set
 
@@ -23,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway import decode_steps
 from gateway.auth import AccessGuard
+from gateway.data_plane import DataPlane
 from gateway.decode_pool import DecodePool
 from gateway.deploy_events import DeployEvents
 from gateway.deploy_metrics import DeployMetrics
@@ -88,27 +90,15 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
     events.subscribe(mirror)
     registry.register(DecodeStepsCollector(decode_steps.total))
     decode_pool = DecodePool()
-    invoker = Invoker(
-        deployer,
-        metrics,
-        max_body_bytes=settings.max_body_bytes,
-        timeout=settings.request_timeout,
-        decode_pool=decode_pool,
-        mirror=mirror,
-    )
+    plane = DataPlane(deployer, metrics, timeout=settings.request_timeout, mirror=mirror)
+    invoker = Invoker(plane, max_body_bytes=settings.max_body_bytes, decode_pool=decode_pool)
     guard = AccessGuard(settings.admin_token, settings.api_token_list())
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # gRPC listens first: a taken port fails the start before any model loads.
         grpc_server = await _start_grpc(
-            settings,
-            deployer,
-            guard=guard,
-            metrics=metrics,
-            configured=configured,
-            mirror=mirror,
-            decode_pool=decode_pool,
+            settings, plane, deployer, guard, configured=configured, decode_pool=decode_pool
         )
         for spec in specs:
             # A failed first deploy shows on /endpoints/{name} and /ready; the gateway still starts.
@@ -153,16 +143,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
     # first: its router rejects any path outside /v2 by its prefix at once, while a /v2 path
     # tried against each MLflow route cost 27 us a request in process (docs/performance.md).
     app.include_router(
-        v2_router(
-            deployer,
-            guard,
-            metrics,
-            configured,
-            max_body_bytes=settings.max_body_bytes,
-            timeout=settings.request_timeout,
-            decode_pool=decode_pool,
-            mirror=mirror,
-        )
+        v2_router(plane, deployer, guard, configured, max_body_bytes=settings.max_body_bytes, decode_pool=decode_pool)
     )
     app.include_router(mlflow_router(invoker, deployer, guard, configured))
     app.include_router(meta_router(deployer, registry, configured))
@@ -179,12 +160,11 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
 
 async def _start_grpc(
     settings: Settings,
+    plane: DataPlane,
     deployer: Deployer,
-    *,
     guard: AccessGuard,
-    metrics: ServingMetrics,
+    *,
     configured: list[str],
-    mirror: ShadowMirror,
     decode_pool: DecodePool,
 ) -> Any:
     """The V2 gRPC service, when LOCKGATE_GRPC_PORT / --grpc-port asks for it (grpc loads only then)."""
@@ -192,7 +172,5 @@ async def _start_grpc(
         return None
     from gateway.grpc_server import InferenceService, start_grpc_server
 
-    service = InferenceService(
-        deployer, guard, metrics, configured, settings.request_timeout, decode_pool=decode_pool, mirror=mirror
-    )
+    service = InferenceService(plane, deployer, guard, configured, decode_pool=decode_pool)
     return await start_grpc_server(service, settings.host, settings.grpc_port)

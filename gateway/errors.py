@@ -3,10 +3,13 @@
     GatewayError
     ├── EndpointNotFoundError    no endpoint by that name (404)
     ├── EndpointNotReadyError    the endpoint has no loaded model yet (503)
+    ├── VersionNotServingError   a request names a version no role of the endpoint serves (404)
+    ├── RequestTimeoutError      past LOCKGATE_REQUEST_TIMEOUT (504)
     ├── AuthError                a missing or wrong token, a non-loopback admin client, or a
     │                            cross-site admin request (401/403)
     ├── RequestTooLargeError     body over LOCKGATE_MAX_BODY_BYTES (413)
     ├── BadRequestError          a request the gateway refuses before any model sees it (400)
+    │   └── V2RequestError       a V2 request that cannot be read or does not fit (400, INVALID_V2_REQUEST)
     ├── InvalidEndpointNameError a name that breaks the endpoint name rule (422)
     ├── NoRollbackTargetError    rollback asked of an endpoint with no previous version (409)
     ├── NoCanaryError            promote asked of an endpoint with no live canary (409)
@@ -16,8 +19,10 @@
     ├── UnsupportedMediaTypeError an admin POST that is not JSON (415)
     └── ConfigError              a config file that cannot be read (CLI exit 2)
 
-The V2 protocol's own errors (``V2RequestError``, 400; ``V2LookupError``, 404/503) and a refused
-MLflow webhook (``WebhookRefused``) are answered where they are raised, in their protocol's shape.
+Every protocol raises this one tree, and translates it at its edge: MLflow's
+``{"error_code", "message"}``, V2 REST's ``{"error"}`` with the same status, gRPC's status codes
+(``grpc_server._CODES``). A refused MLflow webhook (``WebhookRefused``) is answered where it is
+raised.
 
 Loader and store errors raised during a deploy map to statuses by ``status_for``.
 """
@@ -66,6 +71,16 @@ class RequestTooLargeError(GatewayError):
 class BadRequestError(GatewayError):
     status = 400
     error_code = "BAD_REQUEST"
+
+
+class VersionNotServingError(GatewayError):
+    status = 404
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+
+
+class RequestTimeoutError(GatewayError):
+    status = 504
+    error_code = "REQUEST_TIMEOUT"
 
 
 class InvalidEndpointNameError(GatewayError):

@@ -19,7 +19,6 @@ big ``ModelInferRequest`` is parsed in the decode pool, off the loop.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,17 +28,17 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from gateway.auth import AccessGuard, bearer_token
+from gateway.data_plane import Answer, DataPlane
 from gateway.decode_pool import DecodePool
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
-from gateway.errors import AuthError, ConfigError
+from gateway.errors import AuthError, ConfigError, GatewayError, RequestTimeoutError
 from gateway.invocation import LEAN_INLINE_BYTES
-from gateway.shadow import ShadowMirror
-from gateway.traffic_policy import PRIMARY, ROUTE_KEY_HEADER, role_headers
+from gateway.traffic_policy import ROUTE_KEY_HEADER
 from gateway.v2_datatypes import FP32_MAX
 from gateway.v2_grpc.messages import SERVICE, protos
 from gateway.v2_inference import infer, shadow_copy
-from gateway.v2_models import V2LookupError, find_route, find_serving, model_metadata
+from gateway.v2_models import model_metadata
 from gateway.v2_plain import PlainColumns
 from gateway.v2_tensors import (
     MAX_RANK,
@@ -53,7 +52,6 @@ from gateway.v2_tensors import (
     from_values,
     output_json,
 )
-from monitoring.serving_metrics import ServingMetrics
 
 # Where each datatype's values sit in InferTensorContents.
 _CONTENTS_FIELD = {
@@ -62,7 +60,7 @@ _CONTENTS_FIELD = {
     "UINT64": "uint64_contents", "FP16": "fp32_contents", "FP32": "fp32_contents", "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }  # fmt: skip
-_STATUS = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND, 503: grpc.StatusCode.UNAVAILABLE}
+V2_GRPC = "v2-grpc"  # the `protocol` label
 
 
 def _parameter(value: Any) -> Any:
@@ -148,22 +146,19 @@ def _text(item: bytes) -> Any:
 class InferenceService:
     def __init__(
         self,
+        plane: DataPlane,
         deployer: Deployer,
         guard: AccessGuard,
-        metrics: ServingMetrics,
         configured: list[str],
-        timeout: float,
         *,
         decode_pool: DecodePool,
-        mirror: ShadowMirror | None = None,
     ) -> None:
+        self._plane = plane
         self._deployer = deployer
         self._decode_pool = decode_pool
         self._guard = guard
-        self._metrics = metrics
         self._configured = configured
-        self._timeout = timeout
-        self._mirror = mirror
+        self._timeout = plane.timeout
 
     async def ServerLive(self, request: Any, context: Any) -> Any:
         return protos.ServerLiveResponse(live=True)
@@ -177,8 +172,8 @@ class InferenceService:
 
     async def ModelReady(self, request: Any, context: Any) -> Any:
         try:
-            find_serving(self._deployer, request.name, request.version or None)
-        except V2LookupError as exc:
+            self._plane.route(request.name, request.version or None, split=False)
+        except GatewayError as exc:
             if exc.status == 404 and not request.version:
                 await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
             return protos.ModelReadyResponse(ready=False)
@@ -222,47 +217,36 @@ class InferenceService:
         if endpoint is not None and endpoint.canary is not None:
             metadata = metadata if metadata is not None else dict(context.invocation_metadata() or ())
             route_key = metadata.get(ROUTE_KEY_HEADER)
-        deployment, role = await self._route(name, request.model_version, route_key, context)
-        label = deployment.version_label
-        started = time.perf_counter()
-        deployment.inflight += 1
-        self._metrics.inflight.labels(name).inc()
         try:
-            try:
-                if isinstance(parsed, V2RequestError):
-                    raise parsed
-                v2_request = parsed
-                async with asyncio.timeout(self._timeout):
-                    prediction = await infer(deployment, v2_request)
-            except V2RequestError as exc:
-                self._metrics.observe_request(name, label, 400, time.perf_counter() - started, "INVALID_V2_REQUEST",
-                                              protocol="v2-grpc", role=role)  # fmt: skip
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            except TimeoutError:
-                self._metrics.observe_request(name, label, 504, time.perf_counter() - started, "REQUEST_TIMEOUT",
-                                              protocol="v2-grpc", role=role)  # fmt: skip
-                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"inference exceeded {self._timeout:g} s")
-        finally:
-            deployment.inflight -= 1
-            self._metrics.inflight.labels(name).dec()
-        self._metrics.observe_predict(name, label, prediction.rows, prediction.predict_seconds, role)
+            route = self._plane.route(name, request.model_version or None, route_key)
+        except GatewayError as exc:
+            await context.abort(_code(exc), str(exc))
+
+        async def work() -> Answer:
+            if isinstance(parsed, V2RequestError):
+                raise parsed  # counted against the endpoint it named, as REST's are
+            prediction = await infer(route.deployment, parsed)
+            shadow = shadow_copy(parsed, prediction, len(raw)) if route.mirrored else None
+            return Answer(prediction, 200, prediction.rows, prediction.predict_seconds, shadow=shadow)
+
+        try:
+            answer = await self._plane.serve(route, V2_GRPC, work)
+        except RequestTimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"inference exceeded {self._timeout:g} s")
+        except GatewayError as exc:
+            await context.abort(_code(exc), str(exc))
+        deployment = route.deployment
         outputs, contents = [], []
-        for output_name, values in prediction.outputs.items():
-            entry, raw = output_json(output_name, values, binary=True)
-            tensor = protos.ModelInferResponse.InferOutputTensor
+        tensor = protos.ModelInferResponse.InferOutputTensor
+        for output_name, values in answer.result.outputs.items():
+            entry, data = output_json(output_name, values, binary=True)
             outputs.append(tensor(name=entry["name"], datatype=entry["datatype"], shape=entry["shape"]))
-            contents.append(raw)
-        response = protos.ModelInferResponse(
-            model_name=name, model_version=label, id=request.id, outputs=outputs, raw_output_contents=contents
-        )
+            contents.append(data)
+        response = protos.ModelInferResponse(model_name=name, model_version=deployment.version_label, id=request.id,
+                                             outputs=outputs, raw_output_contents=contents)  # fmt: skip
         for key, value in deployment.lineage().items():
             response.parameters[key].string_param = value
-        headers = role_headers(deployment, role)
-        context.set_trailing_metadata(tuple((k.lower(), v) for k, v in headers.items()))
-        self._metrics.observe_request(name, label, 200, time.perf_counter() - started, None, protocol="v2-grpc",
-                                      role=role)  # fmt: skip
-        if self._mirror is not None and role == PRIMARY and endpoint is not None and endpoint.shadow is not None:
-            self._mirror.offer(name, shadow_copy(v2_request, prediction, len(raw)))
+        context.set_trailing_metadata(tuple((k.lower(), v) for k, v in route.headers().items()))
         return response
 
     def _ready(self) -> bool:
@@ -279,19 +263,23 @@ class InferenceService:
             code = grpc.StatusCode.UNAUTHENTICATED if exc.status == 401 else grpc.StatusCode.PERMISSION_DENIED
             await context.abort(code, str(exc))
 
-    async def _route(self, name: str, version: str, route_key: str | None, context: Any) -> tuple[Deployment, str]:
-        try:
-            return find_route(self._deployer, name, version or None, route_key)
-        except V2LookupError as exc:
-            await context.abort(_STATUS.get(exc.status, grpc.StatusCode.UNAVAILABLE), str(exc))
-            raise  # abort raises; this keeps the type checker informed
-
     async def _serving(self, name: str, version: str, context: Any) -> Deployment:
         try:
-            return find_serving(self._deployer, name, version or None)
-        except V2LookupError as exc:
-            await context.abort(_STATUS.get(exc.status, grpc.StatusCode.UNAVAILABLE), str(exc))
+            return self._plane.route(name, version or None, split=False).deployment
+        except GatewayError as exc:
+            await context.abort(_code(exc), str(exc))
             raise  # abort raises; this keeps the type checker informed
+
+
+# The one error tree, in gRPC's status codes.
+_CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
+          403: grpc.StatusCode.PERMISSION_DENIED, 404: grpc.StatusCode.NOT_FOUND,
+          413: grpc.StatusCode.RESOURCE_EXHAUSTED, 503: grpc.StatusCode.UNAVAILABLE,
+          504: grpc.StatusCode.DEADLINE_EXCEEDED}  # fmt: skip
+
+
+def _code(exc: GatewayError) -> Any:
+    return _CODES.get(exc.status, grpc.StatusCode.INTERNAL)
 
 
 def _parse_with_message(raw: bytes) -> tuple[V2Request | V2RequestError, Any]:

@@ -1,39 +1,39 @@
-"""A prediction through MLflow's scoring protocol, from body to response, for one endpoint:
+"""A prediction through MLflow's scoring protocol, from body to response, for one endpoint, as a
+codec over the data plane (``gateway/data_plane.py``, which routes, counts, times out and observes):
 
     read the body (bounded) -> lean path: parse -> batch -> predict -> encode MLflow's bytes
                             -> otherwise: refuse hostile bodies -> MLflow's own scoring code
 
 The lean path is taken only for what it covers exactly (plain JSON, the signature's numeric
 columns); everything else, and any error on the lean path, goes through MLflow's code against
-the same model, so answers and errors are MLflow's. Every request is served entirely by the one
-deployment it found when it arrived (its in-flight count keeps that deployment from draining).
+the same model, so answers and errors are MLflow's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
+from functools import partial
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.data_plane import Answer, DataPlane, Route
 from gateway.decode_pool import DecodePool
-from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
-from gateway.errors import BadRequestError, EndpointNotReadyError, RequestTooLargeError
+from gateway.errors import RequestTimeoutError, RequestTooLargeError
 from gateway.fast_request import is_plain_json
 from gateway.prediction_json import predictions_json
 from gateway.request_guard import check_body
 from gateway.scoring import score
-from gateway.shadow import ShadowCopy, ShadowMirror
-from gateway.traffic_policy import PRIMARY, choose, role_headers, route_key_of
-from monitoring.serving_metrics import ServingMetrics
+from gateway.shadow import ShadowCopy
+from gateway.traffic_policy import route_key_of
 
 # Small bodies parse in microseconds on the event loop; a big one would hold it, so it moves.
 LEAN_INLINE_BYTES = 32 * 1024
+MLFLOW_PROTOCOL = "mlflow"  # the `protocol` label of MLflow's scoring protocol
 
 
 class ShadowAnswerError(Exception):
@@ -41,94 +41,53 @@ class ShadowAnswerError(Exception):
 
 
 class Invoker:
-    def __init__(
-        self,
-        deployer: Deployer,
-        metrics: ServingMetrics,
-        *,
-        max_body_bytes: int,
-        timeout: float,
-        decode_pool: DecodePool,
-        mirror: ShadowMirror | None = None,
-    ) -> None:
-        self._deployer = deployer
-        self._decode_pool = decode_pool
-        self._metrics = metrics
+    """MLflow's scoring protocol as a codec over the data plane: the body in, MLflow's exact bytes
+    out. The plane routes, counts, times out and observes; this reads and predicts."""
+
+    def __init__(self, plane: DataPlane, *, max_body_bytes: int, decode_pool: DecodePool) -> None:
+        self._plane = plane
         self._max_body_bytes = max_body_bytes
-        self._timeout = timeout
-        self._mirror = mirror
+        self._decode_pool = decode_pool
 
     async def invoke(self, name: str, request: Request) -> Response:
-        endpoint = self._deployer.get(name)
         # The traffic policy picks the deployment once; the whole request is served by it.
-        deployment, role = choose(endpoint, route_key_of(request.headers))
-        if deployment is None:
-            raise EndpointNotReadyError(
-                f"endpoint {name!r} has no loaded model yet: {endpoint.last_error or endpoint.status}"
-            )
-        metrics = self._metrics
-        started = time.perf_counter()
-        version = deployment.version_label
-        metrics.inflight.labels(name).inc()
-        deployment.inflight += 1
+        route = self._plane.route(name, None, route_key_of(request.headers))
         try:
-            # The body is read under the request timeout too: a client that trickles it answers 504.
-            async with asyncio.timeout(self._timeout):
-                body = await self._read_body(request)
-                content_type = request.headers.get("content-type")
-                fast = await self._lean(deployment, body, content_type)
-                if fast is not None:
-                    predictions, predict_seconds = fast
-                    payload = predictions_json(predictions)
-                    metrics.observe_predict(name, version, len(predictions), predict_seconds, role)
-                    metrics.observe_request(name, version, 200, time.perf_counter() - started, None, role=role)
-                    if endpoint.shadow is not None and role == PRIMARY:
-                        self._mirror_copy(name, body, content_type, lambda: predictions)
-                    return Response(
-                        content=payload,
-                        status_code=200,
-                        media_type="application/json",
-                        headers=role_headers(deployment, role),
-                    )
-                payload, status, media_type, observed = await asyncio.to_thread(
-                    _guarded_score, deployment, body, content_type
-                )
-        except TimeoutError:
-            metrics.observe_request(name, version, 504, time.perf_counter() - started, "REQUEST_TIMEOUT", role=role)
+            answer = await self._plane.serve(route, MLFLOW_PROTOCOL, partial(self._answer, route, request))
+        except RequestTimeoutError:
             return Response(
                 content="Request processing time exceeded limit", status_code=504, media_type="application/json"
             )
-        except (RequestTooLargeError, BadRequestError) as exc:
-            metrics.observe_request(name, version, exc.status, time.perf_counter() - started, exc.error_code, role=role)
-            raise
-        finally:
-            deployment.inflight -= 1
-            metrics.inflight.labels(name).dec()
-        error_code = None
-        if status == 200:
-            metrics.observe_predict(name, version, observed.rows, observed.predict_seconds, role)
-            if endpoint.shadow is not None and role == PRIMARY:
-                self._mirror_copy(name, body, content_type, lambda: decoded_predictions(payload))
-        else:
-            error_code = _error_code_of(payload, media_type, status)
-        metrics.observe_request(name, version, status, time.perf_counter() - started, error_code, role=role)
-        return Response(
-            content=payload, status_code=status, media_type=media_type, headers=role_headers(deployment, role)
-        )
+        payload, media_type = answer.result
+        return Response(content=payload, status_code=answer.status, media_type=media_type, headers=route.headers())
 
-    async def _read_body(self, request: Request) -> bytes:
-        return await read_body(request, self._max_body_bytes)
+    async def _answer(self, route: Route, request: Request) -> Answer:
+        """Read the body, then the lean path, or MLflow's own scoring code (its answer and errors)."""
+        # The body is read under the request timeout too: a client that trickles it answers 504.
+        body = await read_body(request, self._max_body_bytes)
+        content_type = request.headers.get("content-type")
+        deployment = route.deployment
+        fast = await self._lean(deployment, body, content_type)
+        if fast is not None:
+            predictions, predict_seconds = fast
+            shadow = self._copy(body, content_type, lambda: predictions) if route.mirrored else None
+            return Answer((predictions_json(predictions), "application/json"), 200, len(predictions),
+                          predict_seconds, shadow=shadow)  # fmt: skip
+        payload, status, media_type, observed = await asyncio.to_thread(_guarded_score, deployment, body, content_type)
+        if status != 200:
+            return Answer((payload, media_type), status, error_code=_error_code_of(payload, media_type, status))
+        shadow = self._copy(body, content_type, lambda: decoded_predictions(payload)) if route.mirrored else None
+        return Answer((payload, media_type), 200, observed.rows, observed.predict_seconds, shadow=shadow)
 
-    def _mirror_copy(self, name: str, body: bytes, content_type: str | None, primary: Any) -> None:
-        if self._mirror is None:
-            return
+    def _copy(self, body: bytes, content_type: str | None, primary: Any) -> ShadowCopy:
+        """The copy the shadow replays: the same body through the same two paths, on its deployment."""
 
         async def run(shadow: Deployment) -> Any:
-            return await self._answer(shadow, body, content_type)
+            return await self._shadow_answer(shadow, body, content_type)
 
-        self._mirror.offer(name, ShadowCopy(run, primary, len(body)))
+        return ShadowCopy(run, primary, len(body))
 
-    async def _answer(self, deployment: Deployment, body: bytes, content_type: str | None) -> Any:
+    async def _shadow_answer(self, deployment: Deployment, body: bytes, content_type: str | None) -> Any:
         """A copied request's predictions on ``deployment`` (a shadow), through the same two paths."""
         fast = await self._lean(deployment, body, content_type)
         if fast is not None:

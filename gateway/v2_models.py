@@ -1,5 +1,6 @@
-"""V2 models: which deployment answers a V2 model name and version, and the metadata built from
-the MLflow signature. Shared by the REST routes and the gRPC service."""
+"""V2 model metadata, built from the MLflow signature: inputs named and typed, and exactly the
+outputs infer gives. Shared by the REST routes and the gRPC service. (Which deployment answers a
+model name and version is the data plane's ``route``.)"""
 
 from __future__ import annotations
 
@@ -7,55 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
-from gateway.errors import GatewayError
-from gateway.traffic_policy import CANARY, PRIMARY, choose
 from gateway.v2_outputs import PREDICT, PROBABILITIES, output_names, tensor_output_names
 from gateway.v2_tensors import datatype_of
-
-
-class V2LookupError(Exception):
-    """No deployment answers this model (and version): ``status`` is 404 or 503."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def find_route(
-    deployer: Deployer, name: str, version: str | None, route_key: str | None = None, *, split: bool = True
-) -> tuple[Deployment, str]:
-    """(the deployment that answers model ``name``, its role). A request that names a version
-    goes to the role serving that version (primary first); one that does not is routed by the
-    endpoint's traffic policy (``split``), or to the primary (metadata, readiness)."""
-    try:
-        endpoint = deployer.get(name)
-    except GatewayError as exc:
-        raise V2LookupError(exc.status, str(exc)) from exc
-    if endpoint.current is None:
-        raise V2LookupError(503, f"model {name!r} has no loaded version yet: {endpoint.last_error or endpoint.status}")
-    canary = endpoint.canary.current if endpoint.canary is not None else None
-    if version:
-        for deployment, role in ((endpoint.current, PRIMARY), (canary, CANARY)):
-            if deployment is not None and deployment.version_label == version:
-                return deployment, role
-        serving = ", ".join(
-            f"{d.version_label} ({role})" for d, role in ((endpoint.current, PRIMARY), (canary, CANARY)) if d
-        )
-        raise V2LookupError(404, f"version {version!r} of model {name!r} is not serving (serving: {serving})")
-    if not split:
-        return endpoint.current, PRIMARY
-    deployment, role = choose(endpoint, route_key)
-    assert deployment is not None  # the primary is loaded (checked above)
-    return deployment, role
-
-
-def find_serving(deployer: Deployer, name: str, version: str | None) -> Deployment:
-    """The deployment serving model ``name`` (version ``version``, when given): the primary
-    unless the version is the canary's."""
-    return find_route(deployer, name, version, split=False)[0]
-
 
 _MLFLOW_TO_V2 = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32", "boolean": "BOOL",
                  "string": "BYTES", "binary": "BYTES", "datetime": "BYTES"}  # fmt: skip

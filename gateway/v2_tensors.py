@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 
 from gateway import decode_steps as steps
+from gateway.errors import BadRequestError
 from gateway.v2_datatypes import DATATYPES, FP32_MAX, INTEGER_RANGES
 from gateway.v2_plain import PlainColumns
 from gateway.v2_plain_json import read_plain_json
@@ -36,8 +37,10 @@ _HEADER_LENGTH = re.compile(r"[0-9]{1,20}")
 _DATATYPE_OF: dict[Any, str] = {np.dtype(kind): name for name, kind in DATATYPES.items() if kind is not object}
 
 
-class V2RequestError(ValueError):
-    """A V2 request that cannot be read: answered 400 ``{"error": message}``."""
+class V2RequestError(BadRequestError, ValueError):
+    """A V2 request that cannot be read: answered 400 ``{"error": message}`` (gRPC: INVALID_ARGUMENT)."""
+
+    error_code = "INVALID_V2_REQUEST"
 
 
 @dataclass

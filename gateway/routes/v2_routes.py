@@ -16,9 +16,8 @@ answer carries the deployment's lineage: the ``X-Lockgate-*`` headers and, in th
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import mlflow
@@ -27,19 +26,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gateway.auth import AccessGuard
+from gateway.data_plane import Answer, DataPlane, Route
 from gateway.decode_pool import DecodePool
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
-from gateway.errors import AuthError, RequestTooLargeError
+from gateway.errors import AuthError, GatewayError, RequestTimeoutError
 from gateway.invocation import LEAN_INLINE_BYTES, read_body
-from gateway.shadow import ShadowMirror
-from gateway.traffic_policy import PRIMARY, role_headers, route_key_of
+from gateway.traffic_policy import route_key_of
 from gateway.v2_inference import V2Prediction, infer, shadow_copy
-from gateway.v2_models import V2LookupError, find_route, find_serving, model_metadata
-from gateway.v2_tensors import V2Request, V2RequestError, output_json, read_request
-from monitoring.serving_metrics import ServingMetrics
+from gateway.v2_models import model_metadata
+from gateway.v2_tensors import V2Request, output_json, read_request
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+V2_REST = "v2-rest"  # the `protocol` label
 
 
 def v2_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -56,15 +55,13 @@ def _json(body: dict[str, Any], headers: dict[str, str] | None = None) -> Respon
 
 
 def v2_router(
+    plane: DataPlane,
     deployer: Deployer,
     guard: AccessGuard,
-    metrics: ServingMetrics,
     configured: list[str],
     *,
     max_body_bytes: int,
-    timeout: float,
     decode_pool: DecodePool,
-    mirror: ShadowMirror | None = None,
 ) -> APIRouter:
     router = APIRouter(prefix="/v2")
 
@@ -82,9 +79,10 @@ def v2_router(
         return await model_infer(params["name"], params["version"], request)
 
     def serving(name: str, version: str | None) -> Deployment | Response:
+        """The deployment metadata and readiness describe: the primary, unless the version is the canary's."""
         try:
-            return find_serving(deployer, name, version)
-        except V2LookupError as exc:
+            return plane.route(name, version, split=False).deployment
+        except GatewayError as exc:
             return v2_error(exc.status, str(exc))
 
     @router.get("")
@@ -127,53 +125,36 @@ def v2_router(
         return _json({"name": name, "ready": True}, found.headers())
 
     async def model_infer(name: str, version: str | None, request: Request) -> Response:
-        if (answer := refused(request)) is not None:
-            return answer
+        if (refusal := refused(request)) is not None:
+            return refusal
         try:
-            deployment, role = find_route(deployer, name, version, route_key_of(request.headers))
-        except V2LookupError as exc:
+            route = plane.route(name, version, route_key_of(request.headers))
+        except GatewayError as exc:
             return v2_error(exc.status, str(exc))
-        started = time.perf_counter()
-        label = deployment.version_label
-        headers = role_headers(deployment, role)
-
-        def failed(status: int, code: str, message: str, with_lineage: bool = True) -> Response:
-            metrics.observe_request(name, label, status, time.perf_counter() - started, code, protocol="v2-rest",
-                                    role=role)  # fmt: skip
-            return v2_error(status, message, headers if with_lineage else None)
-
-        deployment.inflight += 1
-        metrics.inflight.labels(name).inc()
+        headers = route.headers()
         try:
-            try:
-                # Reading and decoding run under the request timeout too: a slow or hostile body
-                # answers 504 like a slow model, instead of holding its client's task forever.
-                async with asyncio.timeout(timeout):
-                    body = await read_body(request, max_body_bytes)
-                    header_length = request.headers.get(HEADER_LENGTH)
-                    if len(body) <= LEAN_INLINE_BYTES:  # microseconds: on the loop
-                        v2_request = read_request(body, header_length)
-                    else:  # a big body would hold the loop (and every other request) while it parses
-                        v2_request = await decode_pool.run(read_request, body, header_length)
-                    binary = _binary_outputs(v2_request)
-                    prediction = await infer(deployment, v2_request)
-            except V2RequestError as exc:
-                return failed(400, "INVALID_V2_REQUEST", str(exc))
-            except RequestTooLargeError as exc:
-                return failed(413, exc.error_code, str(exc))
-            except TimeoutError:
-                message = f"inference exceeded the {timeout:g}-second limit (LOCKGATE_REQUEST_TIMEOUT)"
-                return failed(504, "REQUEST_TIMEOUT", message, with_lineage=False)
-        finally:
-            deployment.inflight -= 1
-            metrics.inflight.labels(name).dec()
-        metrics.observe_predict(name, label, prediction.rows, prediction.predict_seconds, role)
-        response = _encode(name, deployment, v2_request.request_id, binary, prediction, headers=headers)
-        metrics.observe_request(name, label, 200, time.perf_counter() - started, None, protocol="v2-rest", role=role)
-        endpoint = deployer.endpoints.get(name)
-        if mirror is not None and role == PRIMARY and endpoint is not None and endpoint.shadow is not None:
-            mirror.offer(name, shadow_copy(v2_request, prediction, len(body)))
-        return response
+            answer = await plane.serve(route, V2_REST, partial(read_and_infer, route, request))
+        except RequestTimeoutError as exc:
+            return v2_error(504, str(exc))
+        except GatewayError as exc:  # 400 for a request that does not read or fit, 413 past the body limit
+            return v2_error(exc.status, str(exc), headers)
+        v2_request, binary, prediction = answer.result
+        return _encode(name, route.deployment, v2_request.request_id, binary, prediction, headers=headers)
+
+    async def read_and_infer(route: Route, request: Request) -> Answer:
+        # Reading and decoding run under the request timeout too (the plane's): a slow or hostile
+        # body answers 504 like a slow model, instead of holding its client's task forever.
+        body = await read_body(request, max_body_bytes)
+        header_length = request.headers.get(HEADER_LENGTH)
+        if len(body) <= LEAN_INLINE_BYTES:  # microseconds: on the loop
+            v2_request = read_request(body, header_length)
+        else:  # a big body would hold the loop (and every other request) while it parses
+            v2_request = await decode_pool.run(read_request, body, header_length)
+        binary = _binary_outputs(v2_request)
+        prediction = await infer(route.deployment, v2_request)
+        shadow = shadow_copy(v2_request, prediction, len(body)) if route.mirrored else None
+        return Answer((v2_request, binary, prediction), 200, prediction.rows, prediction.predict_seconds,
+                      shadow=shadow)  # fmt: skip
 
     @router.get("/models/{name}")
     async def get_metadata(name: str, request: Request) -> Response:
