@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
     events.subscribe(mirror)
     registry.register(DecodeStepsCollector(decode_steps.total))
     decode_pool = DecodePool()
-    plane = DataPlane(deployer, metrics, timeout=settings.request_timeout, mirror=mirror)
+    plane = DataPlane(deployer.get, metrics, timeout=settings.request_timeout, mirror=mirror)
     invoker = Invoker(plane, max_body_bytes=settings.max_body_bytes, decode_pool=decode_pool)
     guard = AccessGuard(settings.admin_token, settings.api_token_list())
 

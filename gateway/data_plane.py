@@ -24,11 +24,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.deployer import Deployer
 from gateway.endpoints import Deployment, Endpoint
 from gateway.errors import EndpointNotReadyError, GatewayError, RequestTimeoutError, VersionNotServingError
+from gateway.roles import CANARY, PRIMARY, Role
+from gateway.routing import choose, role_headers
 from gateway.shadow import ShadowCopy, ShadowMirror
-from gateway.traffic_policy import CANARY, PRIMARY, choose, role_headers
 from monitoring.serving_metrics import ServingMetrics
 
 
@@ -39,7 +39,7 @@ class Route:
     name: str
     endpoint: Endpoint
     deployment: Deployment
-    role: str
+    role: Role
 
     def headers(self) -> dict[str, str]:
         """The lineage and role headers of the answer (a fresh dict: codecs add to it)."""
@@ -66,9 +66,16 @@ class Answer:
 
 class DataPlane:
     def __init__(
-        self, deployer: Deployer, metrics: ServingMetrics, *, timeout: float, mirror: ShadowMirror | None = None
+        self,
+        find: Callable[[str], Endpoint],
+        metrics: ServingMetrics,
+        *,
+        timeout: float,
+        mirror: ShadowMirror | None = None,
     ) -> None:
-        self._deployer = deployer
+        # ``find``: the endpoint by name, or EndpointNotFoundError naming the ones there are (the
+        # control plane's ``Deployer.get``: the plane reads endpoints and never changes them).
+        self._find = find
         self._metrics = metrics
         self.timeout = timeout
         self._mirror = mirror
@@ -82,7 +89,7 @@ class DataPlane:
 
         Raises ``EndpointNotFoundError`` (404), ``EndpointNotReadyError`` (503) or
         ``VersionNotServingError`` (404)."""
-        endpoint = self._deployer.get(name)
+        endpoint = self._find(name)
         primary = endpoint.current
         if primary is None:
             raise EndpointNotReadyError(

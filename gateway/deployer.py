@@ -23,10 +23,12 @@ from gateway.errors import (
     PolicyNotAppliedError,
     status_for,
 )
-from gateway.ledger import Ledger, VersionRef
+from gateway.ledger import Ledger
 from gateway.role_control import RoleControl
+from gateway.roles import CANARY, PRIMARY, SHADOW
 from gateway.serving_options import ServingOptions
-from gateway.traffic_policy import CANARY, KEEP, PRIMARY, SHADOW, CanarySpec, Keep, ShadowSpec
+from gateway.traffic_policy import KEEP, CanarySpec, Keep, ShadowSpec
+from gateway.version_ref import VersionRef
 from loader.local_pins import from_pin
 from loader.model_loader import ModelLoader, ServableModel
 from loader.resolved import ResolvedModel

@@ -17,12 +17,12 @@ from typing import Any
 
 from gateway.batcher import Batcher
 from gateway.fast_request import NumericFrameParser
-from gateway.ledger import VersionRef
+from gateway.roles import CANARY, Role
 from gateway.serving_options import ServingOptions
 from gateway.serving_path import ServingPath
 from gateway.skew_setup import SkewSetup
-from gateway.traffic_policy import RoleSlot
 from gateway.typed_request import TypedFrameParser
+from gateway.version_ref import VersionRef
 from loader.model_loader import ServableModel
 from loader.resolved import ResolvedModel
 from monitoring.predict_sizes import PredictSizes
@@ -236,3 +236,37 @@ class Endpoint:
 
     def roles(self) -> list[RoleSlot]:
         return [slot for slot in (self.canary, self.shadow) if slot is not None]
+
+
+@dataclass
+class RoleSlot:
+    """One non-primary role of an endpoint: what it follows and what it serves now."""
+
+    role: Role  # canary | shadow
+    model_uri: str
+    percent: float = 0.0  # the canary's share; a shadow mirrors every request
+    follow: bool = False
+    requested_follow: bool | None = None
+    current: Deployment | None = None
+    status: str = "loading"
+    last_error: str | None = None
+    failed_key: str | None = None  # a version that failed; not retried until the reference moves
+
+    def describe(self) -> dict[str, Any]:
+        current = self.current
+        resolved = current.resolved if current else None
+        out: dict[str, Any] = {
+            "role": self.role,
+            "status": self.status,
+            "model_uri": self.model_uri,
+            "follow": self.follow,
+            "version": resolved.version if resolved else None,
+            "weights_commit": resolved.weights_commit if resolved else None,
+            "dataset_commit": resolved.dataset_commit if resolved else None,
+            "serving_path": current.serving_path if current else None,
+            "loaded_at": current.loaded_at if current else None,
+            "last_error": self.last_error,
+        }
+        if self.role == CANARY:
+            out["percent"] = self.percent
+        return out

@@ -33,8 +33,8 @@ from gateway.decode_pool import DecodePool
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
 from gateway.errors import AuthError, ConfigError, GatewayError, RequestTimeoutError
-from gateway.invocation import LEAN_INLINE_BYTES
-from gateway.traffic_policy import ROUTE_KEY_HEADER
+from gateway.request_body import LEAN_INLINE_BYTES
+from gateway.routing import ROUTE_KEY_HEADER
 from gateway.v2_datatypes import FP32_MAX
 from gateway.v2_grpc.messages import SERVICE, protos
 from gateway.v2_inference import infer, shadow_copy

@@ -23,16 +23,15 @@ from starlette.responses import Response
 from gateway.data_plane import Answer, DataPlane, Route
 from gateway.decode_pool import DecodePool
 from gateway.endpoints import Deployment
-from gateway.errors import RequestTimeoutError, RequestTooLargeError
+from gateway.errors import RequestTimeoutError
 from gateway.fast_request import is_plain_json
 from gateway.prediction_json import predictions_json
+from gateway.request_body import LEAN_INLINE_BYTES, read_body
 from gateway.request_guard import check_body
+from gateway.routing import route_key_of
 from gateway.scoring import score
 from gateway.shadow import ShadowCopy
-from gateway.traffic_policy import route_key_of
 
-# Small bodies parse in microseconds on the event loop; a big one would hold it, so it moves.
-LEAN_INLINE_BYTES = 32 * 1024
 MLFLOW_PROTOCOL = "mlflow"  # the `protocol` label of MLflow's scoring protocol
 
 
@@ -115,21 +114,6 @@ class Invoker:
         except Exception:
             # MLflow's code, on the same model, gives this request MLflow's exact error.
             return None
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) past ``limit`` bytes before it is all read."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLargeError(
-            f"request body of {int(declared):,} bytes exceeds the {limit:,}-byte limit (LOCKGATE_MAX_BODY_BYTES)"
-        )
-    body = bytearray()
-    async for piece in request.stream():
-        body += piece
-        if len(body) > limit:
-            raise RequestTooLargeError(f"request body exceeds the {limit:,}-byte limit (LOCKGATE_MAX_BODY_BYTES)")
-    return bytes(body)
 
 
 def _guarded_score(deployment: Deployment, body: bytes, content_type: str | None) -> Any:

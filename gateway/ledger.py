@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from gateway.version_ref import VersionRef
 from store import Store, StoreError
 from store.errors import BackendError, RefConflictError
 from store.layout import LEDGER_REPO
@@ -30,15 +31,6 @@ from store.objects import format_time, parse_time
 
 LEDGER_BRANCH = "main"
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class VersionRef:
-    version: str | None
-    weights_commit: str | None
-    dataset_commit: str | None
-    model_uri: str | None = None  # where the weights live (a pinned lockgate:// URI)
-    reference: str | None = None  # the registry reference the endpoint follows, e.g. models:/fraud@champion
 
 
 @dataclass(frozen=True)

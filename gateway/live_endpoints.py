@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
-from gateway.traffic_policy import PRIMARY
+from gateway.roles import PRIMARY
 from monitoring.skew_collector import LiveEndpoint
 
 

@@ -10,20 +10,52 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from gateway.endpoints import Deployment, Endpoint
-from gateway.traffic_policy import CANARY, KEEP, CanarySpec, Keep, RoleSlot, ShadowSpec
+from gateway.deploy_events import DeployEvents
+from gateway.endpoints import Deployment, Endpoint, RoleSlot
+from gateway.roles import CANARY, SHADOW, Role
+from gateway.serving_options import ServingOptions
+from gateway.traffic_policy import KEEP, CanarySpec, Keep, ShadowSpec
+from gateway.version_ref import VersionRef
+from loader.model_loader import ModelLoader
 from loader.resolved import ResolvedModel
 
-if TYPE_CHECKING:
-    from gateway.deployer import Deployer
+
+class SlotHost(Protocol):
+    """What the roles use of the deployer that owns them, named here so this module does not
+    import the deployer (which imports it). The one-slot-type rework of the data-plane issue
+    writes switch, retire, follow and fail once, and removes these calls back."""
+
+    loader: ModelLoader
+    events: DeployEvents
+    drain_timeout: float
+
+    async def load(self, resolved: ResolvedModel, options: ServingOptions) -> Deployment: ...
+
+    async def record(
+        self,
+        endpoint: str,
+        action: str,
+        actor: str,
+        to: VersionRef | None,
+        from_: VersionRef | None,
+        *,
+        error: str | None = None,
+        role: str = ...,
+        percent: float | None = None,
+    ) -> None: ...
+
+    async def failed(
+        self, endpoint: Endpoint, exc: BaseException, actor: str, resolved: ResolvedModel | None, *, role: str = ...
+    ) -> None: ...
+
 
 _log = logging.getLogger(__name__)
 
 
 class RoleControl:
-    def __init__(self, deployer: Deployer) -> None:
+    def __init__(self, deployer: SlotHost) -> None:
         self._deployer = deployer
 
     async def apply(
@@ -36,7 +68,8 @@ class RoleControl:
         keep_on_failure: bool = False,
     ) -> None:
         """Set (a spec), drop (None) or keep (KEEP) each role. The caller holds the lock."""
-        for spec, role in ((canary, "canary"), (shadow, "shadow")):
+        roles: tuple[tuple[CanarySpec | ShadowSpec | Keep | None, Role], ...] = ((canary, CANARY), (shadow, SHADOW))
+        for spec, role in roles:
             if isinstance(spec, Keep):
                 continue
             if spec is None:
@@ -45,7 +78,7 @@ class RoleControl:
                 await self._set(endpoint, role, spec, actor, keep_on_failure)
 
     async def _set(
-        self, endpoint: Endpoint, role: str, spec: CanarySpec | ShadowSpec, actor: str, keep_on_failure: bool
+        self, endpoint: Endpoint, role: Role, spec: CanarySpec | ShadowSpec, actor: str, keep_on_failure: bool
     ) -> None:
         deployer = self._deployer
         slot = getattr(endpoint, role)
@@ -94,7 +127,7 @@ class RoleControl:
         if old is not None:
             await self.retire(endpoint, slot.role, old)
 
-    async def drop(self, endpoint: Endpoint, role: str, actor: str, *, record: bool = True) -> None:
+    async def drop(self, endpoint: Endpoint, role: Role, actor: str, *, record: bool = True) -> None:
         slot = getattr(endpoint, role)
         if slot is None:
             return

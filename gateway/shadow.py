@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.classifier import probability_model
 from gateway.endpoints import Deployment
-from gateway.traffic_policy import SHADOW
-from gateway.v2_outputs import probability_model
+from gateway.roles import SHADOW
 from monitoring.errors import ShadowMismatchError
 from monitoring.shadow_comparison import compare
 from monitoring.shadow_metrics import ShadowMetrics

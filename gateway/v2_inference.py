@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from gateway.classifier import probability_model
 from gateway.endpoints import Deployment
 from gateway.fast_request import NumericFrameParser
 from gateway.scoring import observe_pyfunc_call
@@ -46,7 +47,6 @@ from gateway.typed_request import TypedFrameParser, TypedRows
 from gateway.v2_outputs import (
     PREDICT,
     PROBABILITIES,
-    probability_model,
     requested_outputs,
     tensor_output_names,
     tensor_schema,

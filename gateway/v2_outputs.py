@@ -8,24 +8,12 @@ names. As MLServer's sklearn runtime does, a request that names no ``outputs`` g
 
 from __future__ import annotations
 
-from typing import Any
-
+from gateway.classifier import probability_model
 from gateway.endpoints import Deployment
 from gateway.v2_tensors import V2Request, V2RequestError
 
 PREDICT = "predict"
 PROBABILITIES = "predict_proba"
-
-
-def probability_model(deployment: Deployment) -> Any | None:
-    """The sklearn estimator behind ``predict_proba``, when the model is a classifier that has it."""
-    if "sklearn" not in deployment.servable.resolved.flavors or tensor_schema(deployment):
-        return None
-    try:
-        raw = deployment.servable.model.native.get_raw_model()
-    except Exception:
-        return None
-    return raw if callable(getattr(raw, "predict_proba", None)) else None
 
 
 def offered_outputs(deployment: Deployment) -> tuple[tuple[str, ...], tuple[str, ...]]:

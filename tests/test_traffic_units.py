@@ -17,8 +17,9 @@ from gateway.config_file import read_config
 from gateway.errors import ConfigError, InvalidPolicyError
 from gateway.ledger import Ledger, LedgerEvent, VersionRef
 from gateway.routes.admin_routes import DeployRequest
+from gateway.routing import route_point
 from gateway.shadow import ShadowCopy, ShadowMirror
-from gateway.traffic_policy import KEEP, CanarySpec, ShadowSpec, route_point
+from gateway.traffic_policy import KEEP, CanarySpec, ShadowSpec
 from monitoring.errors import ShadowMismatchError
 from monitoring.shadow_comparison import compare
 from monitoring.shadow_metrics import ShadowMetrics

@@ -17,8 +17,8 @@ from fastapi.responses import JSONResponse
 
 from gateway.deployer import Deployer
 from gateway.errors import RequestTooLargeError
-from gateway.invocation import read_body
 from gateway.mlflow_webhooks import WebhookRefused, WebhookVerifier
+from gateway.request_body import read_body
 from gateway.routes.responses import error_response
 from loader.errors import ModelURIError
 from loader.model_uri import parse_model_uri

@@ -31,8 +31,8 @@ from gateway.decode_pool import DecodePool
 from gateway.deployer import Deployer
 from gateway.endpoints import Deployment
 from gateway.errors import AuthError, GatewayError, RequestTimeoutError
-from gateway.invocation import LEAN_INLINE_BYTES, read_body
-from gateway.traffic_policy import route_key_of
+from gateway.request_body import LEAN_INLINE_BYTES, read_body
+from gateway.routing import route_key_of
 from gateway.v2_inference import V2Prediction, infer, shadow_copy
 from gateway.v2_models import model_metadata
 from gateway.v2_tensors import V2Request, output_json, read_request
