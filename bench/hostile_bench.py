@@ -394,7 +394,7 @@ def serve_child(protocol: str, port: int, uri: str) -> None:
 
     from gateway.app import create_app
     from gateway.bounded_http import bounded_http_protocol
-    from gateway.endpoint_spec import EndpointSpec
+    from gateway.control.endpoint_spec import EndpointSpec
     from gateway.settings import Settings
 
     gc.disable()  # as `lockgate serve` does; the app's lifespan re-enables it

@@ -63,10 +63,10 @@ def main() -> None:
 
     gc.disable()  # as `lockgate serve` does until its startup deploys are done
     from gateway.app import create_app  # noqa: F401 - the import is what is measured
-    from gateway.preparer import Preparer
-    from gateway.serving_options import ServingOptions
+    from gateway.control.preparer import Preparer
+    from gateway.serving.serving_options import ServingOptions
+    from gateway.serving.skew_setup import SkewSettings
     from gateway.settings import Settings
-    from gateway.skew_setup import SkewSettings
     from gateway.wiring import build_loader, store_opener
 
     phase("import the gateway (FastAPI, pandas, the routers)")

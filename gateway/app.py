@@ -22,29 +22,30 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from gateway import decode_steps
 from gateway.auth import AccessGuard
-from gateway.data_plane import DataPlane
-from gateway.decode_pool import DecodePool
-from gateway.deploy_events import DeployEvents
-from gateway.deploy_metrics import DeployMetrics
-from gateway.deployer import Deployer
-from gateway.endpoint_spec import EndpointSpec
-from gateway.invocation import Invoker
-from gateway.ledger import Ledger
-from gateway.live_endpoints import gateway_stats, live_endpoints, shadow_of
+from gateway.control.deploy_events import DeployEvents
+from gateway.control.deploy_metrics import DeployMetrics
+from gateway.control.deployer import Deployer
+from gateway.control.endpoint_spec import EndpointSpec
+from gateway.control.ledger import Ledger
+from gateway.control.live_endpoints import gateway_stats, live_endpoints, shadow_of
+from gateway.control.preparer import Preparer
 from gateway.mlflow_webhooks import WebhookVerifier
-from gateway.preparer import Preparer
+from gateway.protocols.mlflow_scoring.invocation import Invoker
+from gateway.protocols.mlflow_scoring.routes import mlflow_router
+from gateway.protocols.v2.outputs import learn_outputs
+from gateway.protocols.v2.rest_routes import v2_router
 from gateway.routes.admin_routes import admin_router
 from gateway.routes.endpoint_routes import endpoint_router
 from gateway.routes.hook_routes import hook_router
 from gateway.routes.meta_routes import meta_router
-from gateway.routes.mlflow_protocol import mlflow_router
 from gateway.routes.responses import install_error_handlers
-from gateway.routes.v2_routes import v2_router
+from gateway.serving import decode_steps
+from gateway.serving.data_plane import DataPlane
+from gateway.serving.decode_pool import DecodePool
+from gateway.serving.shadow import ShadowMirror
+from gateway.serving.skew_setup import SkewSettings
 from gateway.settings import Settings
-from gateway.shadow import ShadowMirror
-from gateway.skew_setup import SkewSettings
 from gateway.wiring import build_loader, store_opener
 from monitoring.decode_metrics import DecodeStepsCollector
 from monitoring.serving_metrics import ServingMetrics
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         loader.cache.find_derived,
         SkewSettings(settings.skew_window_seconds, settings.skew_sub_windows),
         settings.max_extra_columns,
+        protocol_facts=[learn_outputs],
     )
     deployer = Deployer(
         loader,
@@ -170,7 +172,7 @@ async def _start_grpc(
     """The V2 gRPC service, when LOCKGATE_GRPC_PORT / --grpc-port asks for it (grpc loads only then)."""
     if settings.grpc_port is None:
         return None
-    from gateway.grpc_server import InferenceService, start_grpc_server
+    from gateway.protocols.v2.grpc_service import InferenceService, start_grpc_server
 
     service = InferenceService(plane, deployer, guard, configured, decode_pool=decode_pool)
     return await start_grpc_server(service, settings.host, settings.grpc_port)

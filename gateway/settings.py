@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.serving_options import OPTION_FIELDS, ServingOptions
+from gateway.serving.serving_options import OPTION_FIELDS, ServingOptions
 from loader.store_config import DEFAULT_STORE_ROOT
 
 DEFAULT_HOME = ".lockgate"

@@ -33,7 +33,7 @@ class LoadedModel:
     that serves a version's checked ONNX graph need not import sklearn and unpickle the
     estimator before it is ready (about 0.5 s of a 1.8 s restart of the 100-tree forest). The
     first use of ``native`` or ``predict`` then loads it, once, in the caller's thread; the
-    gateway starts that load itself as soon as it serves (``gateway/preparer.py``)."""
+    gateway starts that load itself as soon as it serves (``gateway/control/preparer.py``)."""
 
     def __init__(
         self,

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from gateway.batcher import Batcher
+from gateway.serving.batcher import Batcher
 
 
 class CountingModel:

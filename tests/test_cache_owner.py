@@ -17,7 +17,7 @@ from sklearn.linear_model import LinearRegression
 
 from loader.cache import DERIVED, ModelCache
 from loader.model_loader import ModelLoader
-from loader.onnx_fast_path import write_atomically
+from loader.onnx.fast_path import write_atomically
 from loader.parent_watch import PARENT_PID_ENV
 from loader.registry import Resolver
 from loader.store_config import open_configured_store

@@ -25,8 +25,8 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LogisticRegression
 
 from loader import graph_preload
-from loader.onnx_fast_path import build_onnx_predictor, graph_from_record
-from loader.onnx_record import graph_digest, read_record, record_file
+from loader.onnx.fast_path import build_onnx_predictor, graph_from_record
+from loader.onnx.record import graph_digest, read_record, record_file
 from store import Store
 from tests.registry_helpers import PIP_REQUIREMENTS, Registry
 from tests.servers import start_lockgate
@@ -143,7 +143,7 @@ def test_a_preloaded_session_is_taken_once_and_only_for_the_checked_bytes(tmp_pa
 PROBE = """
 import asyncio, json, sys
 from gateway.app import create_app
-from gateway.endpoint_spec import EndpointSpec
+from gateway.control.endpoint_spec import EndpointSpec
 from gateway.settings import Settings
 
 app = create_app(Settings(), [EndpointSpec("first", "models:/first/1")])

@@ -8,10 +8,11 @@ no circles, and the gateway's layers as ``docs/architecture.md`` draws them.
   (a type-only circle is still two modules that cannot be understood apart).
 - ``from package import name`` is an import of ``package.name`` when that is a module (it is the
   submodule Python loads), else of the package.
-- The serving modules (the data plane, deployments, batcher, serving paths, request decoders)
-  import no protocol and no control-plane module: the plane is given what it needs (the
-  endpoint lookup) by the composition root.
-- No protocol module imports another protocol's.
+- The serving modules (``gateway/serving/``: the data plane, deployments, batcher, serving
+  paths, request decoders) import no protocol and no control-plane module: the plane is given
+  what it needs (the endpoint lookup) by the composition root.
+- The control plane (``gateway/control/``) imports no protocol's module.
+- No protocol (``gateway/protocols/<name>/``) imports another protocol's modules.
 
 The last test shows the checks can fail, on graphs written to break them.
 """
@@ -26,26 +27,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("store", "loader", "monitoring", "gateway")
 
-# The gateway's modules by layer (docs/architecture.md, "The house"). A module not listed is the
-# composition root or shared plumbing (app, settings, wiring, auth, errors, cli, admin routes...).
-SERVING = {
-    "gateway.data_plane", "gateway.endpoints", "gateway.batcher", "gateway.serving_path", "gateway.fast_request",
-    "gateway.typed_request", "gateway.lean_document", "gateway.prediction_json", "gateway.request_guard",
-    "gateway.scoring", "gateway.skew_setup", "gateway.shadow", "gateway.decode_pool", "gateway.decode_steps",
-    "gateway.roles", "gateway.routing", "gateway.serving_options", "gateway.version_ref", "gateway.request_body",
-    "gateway.classifier",
-}  # fmt: skip
-CONTROL = {
-    "gateway.deployer", "gateway.role_control", "gateway.preparer", "gateway.traffic_policy", "gateway.ledger",
-    "gateway.deploy_events", "gateway.deploy_metrics", "gateway.endpoint_spec", "gateway.config_file",
-    "gateway.endpoint_names", "gateway.live_endpoints",
-}  # fmt: skip
-PROTOCOLS = {
-    "mlflow": {"gateway.invocation", "gateway.routes.mlflow_protocol"},
-    "v2": {"gateway.v2_tensors", "gateway.v2_plain", "gateway.v2_plain_json", "gateway.v2_datatypes",
-           "gateway.v2_inference", "gateway.v2_models", "gateway.v2_outputs", "gateway.grpc_server",
-           "gateway.v2_grpc", "gateway.v2_grpc.messages", "gateway.routes.v2_routes"},
-}  # fmt: skip
+# The gateway's layers are its folders (docs/architecture.md, "The house"): gateway/serving/ (the
+# data plane), gateway/control/ (the control plane) and gateway/protocols/<name>/ (one per protocol).
+# What stands beside them (app, settings, wiring, auth, errors, cli, the admin and meta routes) is
+# the composition root and its plumbing.
+SERVING = "gateway.serving"
+CONTROL = "gateway.control"
+PROTOCOLS = "gateway.protocols"
+
+
+def layer_of(module: str) -> str | None:
+    """``serving``, ``control``, ``protocols.<name>``, or None outside the three wings."""
+    for prefix, layer in ((SERVING, "serving"), (CONTROL, "control")):
+        if module == prefix or module.startswith(prefix + "."):
+            return layer
+    if module.startswith(PROTOCOLS + "."):
+        return "protocols." + module.split(".")[2]
+    return None
 
 
 def module_files() -> dict[str, Path]:
@@ -122,14 +120,17 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def layering_violations(graph: dict[str, set[str]]) -> list[str]:
-    protocol_of = {module: name for name, members in PROTOCOLS.items() for module in members}
     problems = []
     for module, targets in sorted(graph.items()):
+        layer = layer_of(module)
         for target in sorted(targets):
-            if module in SERVING and (target in CONTROL or target in protocol_of):
-                problems.append(f"{module} (serving) imports {target}: the data plane is given what it needs")
-            if module in protocol_of and target in protocol_of and protocol_of[module] != protocol_of[target]:
-                problems.append(f"{module} ({protocol_of[module]}) imports {target} ({protocol_of[target]})")
+            other = layer_of(target)
+            if layer == "serving" and other is not None and other != "serving":
+                problems.append(f"{module} (serving) imports {target} ({other}): the data plane is given what it needs")
+            if layer == "control" and other is not None and other.startswith("protocols."):
+                problems.append(f"{module} (control) imports {target} ({other}): the control plane calls no codec")
+            if (layer or "").startswith("protocols.") and (other or "").startswith("protocols.") and layer != other:
+                problems.append(f"{module} ({layer}) imports {target} ({other})")
     return problems
 
 
@@ -138,9 +139,9 @@ def graph() -> dict[str, set[str]]:
     return import_graph({name: path.read_text() for name, path in module_files().items()})
 
 
-def test_every_listed_module_exists(graph: dict[str, set[str]]) -> None:
-    listed = SERVING | CONTROL | set().union(*PROTOCOLS.values())
-    assert not listed - set(graph), f"listed but missing (update the layers): {sorted(listed - set(graph))}"
+def test_the_three_wings_exist(graph: dict[str, set[str]]) -> None:
+    layers = {layer_of(module) for module in graph}
+    assert {"serving", "control", "protocols.mlflow_scoring", "protocols.v2"} <= layers, layers
 
 
 def test_no_module_imports_its_way_back_to_itself(graph: dict[str, set[str]]) -> None:
@@ -162,5 +163,8 @@ def test_the_checks_can_fail() -> None:
         "gateway.e": "from gateway import a\n",  # the submodule, not the package: no false circle
     })  # fmt: skip
     assert circles(looped) == [["gateway.a", "gateway.b"], ["gateway.c", "gateway.d"]]
-    crossed = {"gateway.data_plane": {"gateway.deployer"}, "gateway.v2_tensors": {"gateway.invocation"}}
+    crossed = {
+        "gateway.serving.data_plane": {"gateway.control.deployer"},
+        "gateway.protocols.v2.tensors": {"gateway.protocols.mlflow_scoring.invocation"},
+    }
     assert len(layering_violations(crossed)) == 2

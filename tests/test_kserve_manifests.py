@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from gateway.cli.main import app as cli_app
-from gateway.endpoint_names import check_endpoint_name
+from gateway.control.endpoint_names import check_endpoint_name
 from loader.model_uri import parse_model_uri
 
 ROOT = Path(__file__).resolve().parents[1]

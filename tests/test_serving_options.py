@@ -13,10 +13,10 @@ import yaml
 from typer.testing import CliRunner
 
 from gateway.cli.main import app as cli_app
-from gateway.config_file import read_config
+from gateway.control.config_file import read_config
 from gateway.errors import ConfigError
 from gateway.routes.admin_routes import DeployRequest
-from gateway.serving_options import OPTION_DEFAULTS, OPTION_FIELDS, ServingOptions
+from gateway.serving.serving_options import OPTION_DEFAULTS, OPTION_FIELDS, ServingOptions
 from gateway.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.config_file import read_config
+from gateway.control.config_file import read_config
+from gateway.control.ledger import Ledger, LedgerEvent, VersionRef
+from gateway.control.traffic_policy import KEEP, CanarySpec, ShadowSpec
 from gateway.errors import ConfigError, InvalidPolicyError
-from gateway.ledger import Ledger, LedgerEvent, VersionRef
 from gateway.routes.admin_routes import DeployRequest
-from gateway.routing import route_point
-from gateway.shadow import ShadowCopy, ShadowMirror
-from gateway.traffic_policy import KEEP, CanarySpec, ShadowSpec
+from gateway.serving.routing import route_point
+from gateway.serving.shadow import ShadowCopy, ShadowMirror
 from monitoring.errors import ShadowMismatchError
 from monitoring.shadow_comparison import compare
 from monitoring.shadow_metrics import ShadowMetrics

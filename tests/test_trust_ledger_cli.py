@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.deployer import Deployer
-from gateway.ledger import Ledger, VersionRef
+from gateway.control.deployer import Deployer
+from gateway.control.ledger import Ledger, VersionRef
 from gateway.settings import Settings
 from gateway.wiring import build_loader, store_opener
 from store import Store

@@ -12,7 +12,7 @@ import typer
 
 from gateway.cli.console import err
 from gateway.errors import ConfigError
-from gateway.serving_options import OPTION_HELP, PRECISIONS
+from gateway.serving.serving_options import OPTION_HELP, PRECISIONS
 from gateway.settings import Settings
 
 GatewayOption = Annotated[
@@ -22,7 +22,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the gateway's JS
 
 
 def _help(option: str, extra: str = "") -> str:
-    """A flag's help: the option's one help text (gateway/serving_options.py), its env var."""
+    """A flag's help: the option's one help text (gateway/serving/serving_options.py), its env var."""
     return f"{OPTION_HELP[option]}{extra} Env: LOCKGATE_{option.upper()}."
 
 
@@ -88,9 +88,9 @@ def serve(
     # None of it is garbage worth collecting: the gateway freezes that heap and re-enables the
     # collector when its startup deploys are done (gateway.app's lifespan).
     gc.disable()
-    from gateway.config_file import read_config
-    from gateway.endpoint_names import check_endpoint_name, default_name
-    from gateway.endpoint_spec import EndpointSpec
+    from gateway.control.config_file import read_config
+    from gateway.control.endpoint_names import check_endpoint_name, default_name
+    from gateway.control.endpoint_spec import EndpointSpec
 
     updates: dict[str, Any] = {}
     if host:
@@ -143,8 +143,8 @@ def serve(
 
 def _preload_pinned_graphs(settings: Settings, specs: list[Any]) -> None:
     """A warm restart's head start: the checked graphs the local pins will serve start loading
-    now, in threads, while the gateway imports (``loader/graph_preload.py``)."""
-    from loader.graph_preload import pinned_graphs, preload
+    now, in threads, while the gateway imports (``loader/onnx/graph_preload.py``)."""
+    from loader.onnx.graph_preload import pinned_graphs, preload
 
     try:
         graphs = pinned_graphs(Path(settings.cache_dir), [spec.model_uri for spec in specs if spec.model_uri])

@@ -11,12 +11,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.auth import AccessGuard
-from gateway.deployer import Deployer
-from gateway.endpoint_names import ENDPOINT_NAME_PATTERN, ENDPOINT_NAME_RULE, default_name
+from gateway.control.deployer import Deployer
+from gateway.control.endpoint_names import ENDPOINT_NAME_PATTERN, ENDPOINT_NAME_RULE, default_name
+from gateway.control.traffic_policy import KEEP, CanarySpec, Keep, ShadowSpec
 from gateway.errors import GatewayError, InvalidPolicyError, status_for
 from gateway.routes.responses import error_response
-from gateway.serving_options import OPTION_FIELDS, OptionsPatch, ServingOptions
-from gateway.traffic_policy import KEEP, CanarySpec, Keep, ShadowSpec
+from gateway.serving.serving_options import OPTION_FIELDS, OptionsPatch, ServingOptions
 from loader.errors import ModelURIError
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from gateway.auth import AccessGuard
-from gateway.deployer import Deployer
+from gateway.control.deployer import Deployer
 from gateway.routes.responses import error_response
 from store.timespec import parse_time
 

@@ -15,11 +15,11 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from gateway.deployer import Deployer
+from gateway.control.deployer import Deployer
 from gateway.errors import RequestTooLargeError
 from gateway.mlflow_webhooks import WebhookRefused, WebhookVerifier
-from gateway.request_body import read_body
 from gateway.routes.responses import error_response
+from gateway.serving.request_body import read_body
 from loader.errors import ModelURIError
 from loader.model_uri import parse_model_uri
 

@@ -1,0 +1,161 @@
+"""Turning a loaded model into a complete deployment, once, in the deploy's worker thread: the
+input schema and column bound, the V2 outputs it offers, the skew baseline, the serving path
+(ONNX graph and its check), the lean parser and the batcher. The deployer hands out only deployments this made whole.
+
+Work that need not delay readiness (MLflow's dependency check, a first ONNX conversion) runs in
+the background after the gateway serves (``start_background_work``); at startup it would compete
+with the path to ready for the GIL and the CPU. The one later change it makes to a deployment is
+``Deployment.upgrade_path``: the checked graph replacing the native estimator, in one assignment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gateway.serving.batcher import Batcher
+from gateway.serving.endpoints import Deployment
+from gateway.serving.fast_request import NumericFrameParser
+from gateway.serving.scoring import input_schema, mlflow_frame, skew_observer, typed_skew_observer
+from gateway.serving.serving_options import ServingOptions
+from gateway.serving.serving_path import choose_serving_path, graph_first_path
+from gateway.serving.skew_setup import SkewSettings, setup_skew
+from gateway.serving.typed_request import TypedRows
+from loader.baseline import training_data
+from loader.dependency_check import requirement_mismatches
+from loader.model_loader import ServableModel
+from store import Store
+
+_log = logging.getLogger(__name__)
+
+
+class Preparer:
+    def __init__(
+        self,
+        open_store: Callable[[], Store],
+        derived_dir: Callable[[str], Path],
+        find_derived: Callable[[str], Path | None],
+        skew: SkewSettings,
+        max_extra_columns: int,
+        *,
+        protocol_facts: Sequence[Callable[[Deployment], None]] = (),
+    ) -> None:
+        self._open_store = open_store
+        # What each protocol works out of a version at deploy (V2: its outputs), written by the
+        # protocol's own code into ``deployment.protocol_facts``: the preparer calls no codec by name.
+        self._protocol_facts = tuple(protocol_facts)
+        self._derived_dir = derived_dir  # ModelCache.derived_dir: a version's own artifacts
+        self._find_derived = find_derived  # ModelCache.find_derived: one another version holds
+        self._skew = skew
+        self._max_extra_columns = max_extra_columns
+        self._serving = threading.Event()
+
+    def start_background_work(self) -> None:
+        """Called once the gateway listens: background work of every deploy may now run."""
+        self._serving.set()
+
+    def __call__(self, servable: ServableModel, options: ServingOptions) -> Deployment:
+        deployment = Deployment(servable, options=options)
+        try:
+            self._prepare(deployment, options)
+        except BaseException:
+            deployment.close()
+            raise
+        return deployment
+
+    def _prepare(self, deployment: Deployment, options: ServingOptions) -> None:
+        servable = deployment.servable
+        schema = input_schema(deployment)
+        deployment.input_schema = schema
+        deployment.tensor_inputs = bool(schema is not None and schema.is_tensor_spec())
+        names = schema.input_names() if schema is not None and schema.has_input_names() else []
+        deployment.input_names = tuple(str(name) for name in names)
+        deployment.max_columns = len(deployment.input_names) + self._max_extra_columns
+        data = training_data(self._open_store, servable.resolved)
+        derived = self._derived_dir(deployment.key)
+        reference = mlflow_frame(deployment)
+        path = None
+        if not servable.model.native_loaded:
+            # A version served before (a restart, a rollback) may serve its checked graph at once,
+            # re-checked against the answers its check recorded; the native model loads after ready.
+            path, why_not = graph_first_path(servable, options, data.sample, derived, reference_frame=reference)
+            if path is None:
+                _log.debug("version %s: the native model loads before ready: %s", deployment.version_label, why_not)
+                servable.load_native()  # a model that cannot load or warm up fails its deploy here
+        if path is None:
+            path = choose_serving_path(
+                servable, options, data.sample, derived, convert=False, reference_frame=reference
+            )
+        deployment.path = path
+        for learn in self._protocol_facts:
+            learn(deployment)
+        deployment.skew = setup_skew(data, servable, derived, self._skew, self._find_derived)
+        if not servable.model.native_loaded:
+            self._in_background("native-load", self._load_native, deployment)
+        self._in_background("dependency-check", self._check_dependencies, deployment)
+        if path.predict is None or path.columns is None:
+            return
+        typed = path.typed_parser
+        deployment.parser = typed or NumericFrameParser(path.columns)
+        deployment.batcher = Batcher(
+            path.predict,
+            name=deployment.version_label,
+            enabled=path.row_wise if options.batching is None else options.batching,
+            max_rows=options.max_batch_rows,
+            max_wait_seconds=options.max_batch_wait_ms / 1000,
+            inflight=lambda: deployment.inflight,
+            # Typed rows merge column by column and reach the skew trackers as columns.
+            after_batch=skew_observer(deployment.skew, path.columns)
+            if typed is None
+            else typed_skew_observer(deployment.skew, typed),
+            concat=np.concatenate if typed is None else TypedRows.concat,
+            sizes=deployment.predict_sizes,
+        )
+        if path.onnx_pending:
+            self._in_background("onnx-convert", self._convert, deployment, options, data.sample)
+
+    def _in_background(self, name: str, work: Callable[..., None], *args: Any) -> None:
+        def run() -> None:
+            self._serving.wait()
+            work(*args)
+
+        threading.Thread(target=run, daemon=True, name=name).start()
+
+    @staticmethod
+    def _load_native(deployment: Deployment) -> None:
+        """Once the gateway serves: what MLflow's own path and V2 ``predict_proba`` need. A
+        request that needs it sooner loads it itself (``LoadedModel.load_native``, once)."""
+        if deployment.closed:
+            return
+        try:
+            deployment.servable.model.load_native()
+        except Exception as exc:  # its graph keeps serving; requests that need the native model fail
+            _log.error("version %s: the native model failed to load: %s", deployment.version_label, exc)
+
+    @staticmethod
+    def _check_dependencies(deployment: Deployment) -> None:
+        try:
+            found = requirement_mismatches(deployment.servable.directory)
+        except Exception as exc:
+            found = [f"the dependency check failed: {exc}"]
+        deployment.dependency_warnings = found
+        for message in found:
+            _log.warning("version %s: %s", deployment.version_label, message)
+
+    def _convert(self, deployment: Deployment, options: ServingOptions, sample: Any) -> None:
+        try:
+            derived = self._derived_dir(deployment.key)
+            path = choose_serving_path(
+                deployment.servable, options, sample, derived, convert=True,
+                reference_frame=mlflow_frame(deployment), typed_parser=deployment.path.typed_parser,
+            )  # fmt: skip
+        except Exception as exc:  # the native path keeps serving; say why the fast path did not come
+            path = dataclasses.replace(deployment.path, reason=f"ONNX conversion failed: {exc}", onnx_pending=False)
+        deployment.upgrade_path(path)
+        _log.info("version %s now served by %s (%s)", deployment.version_label, path.name, path.reason or "checked")

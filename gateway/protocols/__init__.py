@@ -1,0 +1,1 @@
+"""The protocols: a codec and a transport each, over the data plane."""

@@ -1,0 +1,1 @@
+"""The data plane: routing, serving, deployments, batching, serving paths, request decoders."""

@@ -1,0 +1,143 @@
+"""The data plane: every prediction, whatever its protocol, passes through here once.
+
+    a protocol's transport  ->  route(name, version, route key)   the deployment and its role, once
+                            ->  serve(route, protocol, work)       in-flight count, timeout, the
+                                                                   protocol's decode + predict,
+                                                                   every observation, the shadow copy
+                            <-  the Answer (or a GatewayError)     for the protocol's codec to encode
+
+MLflow's scoring protocol, V2 over REST and V2 over gRPC each add only a codec (what ``work``
+does, and how an answer or an error is written) and a transport. Whatever one protocol observes,
+every protocol observes: request and predict metrics, rows per predict call, skew (counted where
+the model is called: the batcher, MLflow's scoring path, V2's pyfunc path), the shadow's copy.
+Errors are one tree (``gateway/errors.py``); each protocol translates it at its edge.
+
+The whole request is served by the one deployment ``route`` found when it arrived: its in-flight
+count keeps a swapped-out version from draining under it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import EndpointNotReadyError, GatewayError, RequestTimeoutError, VersionNotServingError
+from gateway.serving.endpoints import Deployment, Endpoint
+from gateway.serving.roles import CANARY, PRIMARY, Role
+from gateway.serving.routing import choose, role_headers
+from gateway.serving.shadow import ShadowCopy, ShadowMirror
+from monitoring.serving_metrics import ServingMetrics
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one request goes: the endpoint, the deployment that answers it, and its role."""
+
+    name: str
+    endpoint: Endpoint
+    deployment: Deployment
+    role: Role
+
+    def headers(self) -> dict[str, str]:
+        """The lineage and role headers of the answer (a fresh dict: codecs add to it)."""
+        return role_headers(self.deployment, self.role)
+
+    @property
+    def mirrored(self) -> bool:
+        """Whether the answer is copied to the endpoint's shadow: a codec builds the copy only then."""
+        return self.role == PRIMARY and self.endpoint.shadow is not None
+
+
+@dataclass(slots=True)
+class Answer:
+    """What a protocol's work produced. ``result`` is the codec's own (MLflow's response bytes,
+    V2's outputs); the rest is what the plane observes."""
+
+    result: Any
+    status: int = 200
+    rows: int = 0
+    predict_seconds: float = 0.0
+    error_code: str | None = None  # of an answer with an error status (MLflow's own 4xx)
+    shadow: ShadowCopy | None = None  # the copy to replay on the shadow, when the primary answered
+
+
+class DataPlane:
+    def __init__(
+        self,
+        find: Callable[[str], Endpoint],
+        metrics: ServingMetrics,
+        *,
+        timeout: float,
+        mirror: ShadowMirror | None = None,
+    ) -> None:
+        # ``find``: the endpoint by name, or EndpointNotFoundError naming the ones there are (the
+        # control plane's ``Deployer.get``: the plane reads endpoints and never changes them).
+        self._find = find
+        self._metrics = metrics
+        self.timeout = timeout
+        self._mirror = mirror
+
+    def route(
+        self, name: str, version: str | None = None, route_key: str | None = None, *, split: bool = True
+    ) -> Route:
+        """The deployment that answers model ``name`` and its role. A request that names a version
+        goes to the role serving that version (primary first); one that does not is routed by the
+        endpoint's traffic policy (``split``), or to the primary (metadata, readiness).
+
+        Raises ``EndpointNotFoundError`` (404), ``EndpointNotReadyError`` (503) or
+        ``VersionNotServingError`` (404)."""
+        endpoint = self._find(name)
+        primary = endpoint.current
+        if primary is None:
+            raise EndpointNotReadyError(
+                f"endpoint {name!r} has no loaded model yet: {endpoint.last_error or endpoint.status}"
+            )
+        if version:
+            canary = endpoint.canary.current if endpoint.canary is not None else None
+            for deployment, role in ((primary, PRIMARY), (canary, CANARY)):
+                if deployment is not None and deployment.version_label == version:
+                    return Route(name, endpoint, deployment, role)
+            roles = ((primary, PRIMARY), (canary, CANARY))
+            serving = ", ".join(f"{d.version_label} ({role})" for d, role in roles if d)
+            raise VersionNotServingError(f"version {version!r} of model {name!r} is not serving (serving: {serving})")
+        if not split:
+            return Route(name, endpoint, primary, PRIMARY)
+        deployment, role = choose(endpoint, route_key)
+        assert deployment is not None  # the primary is loaded (checked above)
+        return Route(name, endpoint, deployment, role)
+
+    async def serve(self, route: Route, protocol: str, work: Callable[[], Awaitable[Answer]]) -> Answer:
+        """Run ``work`` (the protocol's read, decode and predict) for ``route`` under the request
+        timeout, counted in flight, and observe its answer. A ``GatewayError`` is observed with its
+        status and raised on for the protocol to write; a timeout is a ``RequestTimeoutError``."""
+        metrics, name, deployment, role = self._metrics, route.name, route.deployment, route.role
+        version = deployment.version_label
+        started = time.perf_counter()
+        deployment.inflight += 1
+        metrics.inflight.labels(name).inc()
+        try:
+            async with asyncio.timeout(self.timeout):
+                answer = await work()
+        except TimeoutError:
+            metrics.observe_request(name, version, 504, time.perf_counter() - started, "REQUEST_TIMEOUT",
+                                    protocol=protocol, role=role)  # fmt: skip
+            raise RequestTimeoutError(
+                f"inference exceeded the {self.timeout:g}-second limit (LOCKGATE_REQUEST_TIMEOUT)"
+            ) from None
+        except GatewayError as exc:
+            metrics.observe_request(name, version, exc.status, time.perf_counter() - started, exc.error_code,
+                                    protocol=protocol, role=role)  # fmt: skip
+            raise
+        finally:
+            deployment.inflight -= 1
+            metrics.inflight.labels(name).dec()
+        if answer.status == 200:
+            metrics.observe_predict(name, version, answer.rows, answer.predict_seconds, role)
+            if answer.shadow is not None and self._mirror is not None and route.mirrored:
+                self._mirror.offer(name, answer.shadow)
+        metrics.observe_request(name, version, answer.status, time.perf_counter() - started, answer.error_code,
+                                protocol=protocol, role=role)  # fmt: skip
+        return answer

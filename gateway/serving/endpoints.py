@@ -1,0 +1,272 @@
+"""Endpoint state: which deployment serves each endpoint, and the atomic switch between them.
+
+A ``Deployment`` is one loaded, warmed-up version. An ``Endpoint`` points at its current
+deployment; a request reads that pointer once and is served entirely by that deployment
+(its in-flight count keeps it alive while a swap drains it). Switching is a single reference
+assignment on the event loop, so no request ever sees a half-swapped endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.serving.batcher import Batcher
+from gateway.serving.fast_request import NumericFrameParser
+from gateway.serving.roles import CANARY, Role
+from gateway.serving.serving_options import ServingOptions
+from gateway.serving.serving_path import ServingPath
+from gateway.serving.skew_setup import SkewSetup
+from gateway.serving.typed_request import TypedFrameParser
+from gateway.serving.version_ref import VersionRef
+from loader.model_loader import ServableModel
+from loader.resolved import ResolvedModel
+from monitoring.predict_sizes import PredictSizes
+
+HISTORY = 20
+
+
+@dataclass
+class Deployment:
+    servable: ServableModel
+    loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    inflight: int = 0
+    input_schema: Any = None
+    # Whether input_schema is a tensor spec: set with it at deploy (MLflow's check walks every column).
+    tensor_inputs: bool = False
+    input_names: tuple[str, ...] = ()  # the signature's named columns (none for tensor signatures)
+    max_columns: int = 1024  # the signature's columns plus LOCKGATE_MAX_EXTRA_COLUMNS
+    # What each protocol worked out of this version at deploy, by protocol (V2: the outputs it
+    # offers): written by the protocol's own code, through the preparer, before any traffic.
+    protocol_facts: dict[str, Any] = field(default_factory=dict)
+    skew: SkewSetup = field(default_factory=lambda: SkewSetup(None, None, "skew tracking is not set up"))
+    path: ServingPath = field(default_factory=lambda: ServingPath("mlflow", "not prepared"))
+    options: ServingOptions = field(default_factory=ServingOptions)
+    # Set when the lean path applies: requests it can parse skip MLflow's parser.
+    parser: NumericFrameParser | TypedFrameParser | None = None
+    batcher: Batcher | None = None
+    closed: bool = False
+    dependency_warnings: list[str] | None = None  # None: not checked yet (it runs after ready)
+    predict_sizes: PredictSizes = field(default_factory=PredictSizes)  # rows per predict call
+    _lineage_of: tuple[Any, dict[str, str], dict[str, str]] | None = field(default=None, repr=False, compare=False)
+
+    def upgrade_path(self, path: ServingPath) -> None:
+        """Adopt the path a background ONNX conversion produced (or its verdict, if it failed)."""
+        if self.closed:
+            return
+        if path.predict is not None and self.batcher is not None:
+            self.batcher.use(path.predict)
+        self.path = path
+
+    @property
+    def serving_path(self) -> str:
+        return self.path.name
+
+    def close(self) -> None:
+        """Release the predict thread once this version can no longer take traffic."""
+        self.closed = True
+        if self.batcher is not None:
+            self.batcher.close()
+
+    def describe_path(self) -> dict[str, Any]:
+        batcher = self.batcher
+        return {
+            "name": self.path.name,
+            "reason": self.path.reason,
+            "onnx_pending": self.path.onnx_pending,
+            "lean_parsing": self.parser is not None,
+            "typed_columns": None
+            if self.path.typed_parser is None
+            else {spec.name: spec.kind for spec in self.path.typed_parser.specs},
+            "onnx_check": self.path.check or None,
+            "options": self.options.as_dict(),
+            "batching": None
+            if batcher is None
+            else {
+                "enabled": batcher.enabled,
+                "max_rows": batcher.max_rows,
+                "max_wait_ms": batcher.max_wait_seconds * 1000,
+                "batches": batcher.stats.batches,
+                "requests": batcher.stats.requests,
+                "rows": batcher.stats.rows,
+                "largest_batch_rows": batcher.stats.largest_batch_rows,
+            },
+        }
+
+    @property
+    def version_label(self) -> str:
+        return self.resolved.version or "none"
+
+    @property
+    def resolved(self) -> ResolvedModel:
+        return self.servable.resolved
+
+    @property
+    def key(self) -> str:
+        return self.resolved.weights.cache_key
+
+    @property
+    def version_ref(self) -> VersionRef:
+        r = self.resolved
+        return VersionRef(r.version, r.weights_commit, r.dataset_commit, r.weights.uri, r.uri)
+
+    def version_ref_for(self, reference: str) -> VersionRef:
+        """The version, under the reference the role that serves it follows."""
+        return dataclasses.replace(self.version_ref, reference=reference)
+
+    def lineage(self) -> dict[str, str]:
+        """The version and its commits, as every answer carries them (a copy: callers add to it)."""
+        return dict(self._lineage_pair()[0])
+
+    def headers(self) -> dict[str, str]:
+        """The lineage as response headers: ``X-Lockgate-Model-Version`` and so on (a copy)."""
+        return dict(self._lineage_pair()[1])
+
+    def _lineage_pair(self) -> tuple[dict[str, str], dict[str, str]]:
+        # Every answer carries these; they are worked out once per resolved model (a swap of
+        # ``servable.resolved``, as a registry alias update does, makes them anew).
+        r = self.resolved
+        cached = self._lineage_of
+        if cached is None or cached[0] is not r:
+            lineage = {
+                "model_version": r.version or "none",
+                "weights_commit": r.weights_commit or "none",
+                "dataset_commit": r.dataset_commit or "none",
+            }
+            headers = {"X-Lockgate-" + key.replace("_", "-").title(): value for key, value in lineage.items()}
+            cached = (r, lineage, headers)
+            self._lineage_of = cached
+        return cached[1], cached[2]
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no request is using this deployment (or ``timeout`` passes)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.inflight > 0:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+
+@dataclass
+class Endpoint:
+    name: str
+    model_uri: str
+    follow: bool
+    options: ServingOptions = field(default_factory=ServingOptions)
+    current: Deployment | None = None
+    previous: Deployment | None = None  # the rollback target
+    status: str = "loading"
+    last_error: str | None = None
+    last_checked: str | None = None
+    requested_follow: bool | None = None  # None: follow moving references
+    failed_key: str | None = None  # a version that failed; not retried until the reference moves
+    # After a promote: the version the primary's own reference still names. Follow mode swaps
+    # when the reference moves away from it, not back to it (see Deployer.promote).
+    held_key: str | None = None
+    canary: RoleSlot | None = None
+    shadow: RoleSlot | None = None
+    history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def note(self, action: str, **details: Any) -> None:
+        self.history.appendleft({"time": datetime.now(UTC).isoformat(), "action": action, **details})
+
+    def describe(self) -> dict[str, Any]:
+        current = self.current
+        resolved = current.resolved if current else None
+        return {
+            "name": self.name,
+            "status": self.status,
+            "model_uri": self.model_uri,
+            "follow": self.follow,
+            "model_name": resolved.name if resolved else None,
+            "version": resolved.version if resolved else None,
+            "weights_commit": resolved.weights_commit if resolved else None,
+            "weights_uri": resolved.weights.uri if resolved else None,
+            "dataset_commit": resolved.dataset_commit if resolved else None,
+            "dataset_uris": list(resolved.dataset_uris) if resolved else [],
+            "run_id": resolved.run_id if resolved else None,
+            "code_commit": resolved.code_commit if resolved else None,
+            "flavors": list(resolved.flavors) if resolved else [],
+            "serving_path": current.serving_path if current else None,
+            "serving": current.describe_path() if current else None,
+            "loaded_at": current.loaded_at if current else None,
+            "load_report": current.servable.report.as_dict() if current else None,
+            "rollback_version": self.previous.resolved.version if self.previous else None,
+            "skew": {
+                "tracked": bool(current and current.skew.inputs),
+                "features": list(current.skew.inputs.profile.feature_names) if current and current.skew.inputs else [],
+                "predictions_tracked": bool(current and current.skew.predictions),
+                "profile_cached": bool(current and current.skew.profile_cached),
+                "reason": current.skew.reason if current else None,
+            },
+            "last_error": self.last_error,
+            "last_checked": self.last_checked,
+            "notes": list(resolved.notes) if resolved else [],
+            "dependency_warnings": current.dependency_warnings if current else None,
+            "policy": self.describe_policy(),
+            "history": list(self.history),
+        }
+
+    def describe_policy(self) -> dict[str, Any]:
+        """Each role's reference, live version and share of the answers."""
+        current = self.current
+        canary_share = self.canary.percent if self.canary and self.canary.current else 0.0
+        primary = {
+            "role": "primary",
+            "status": self.status,
+            "model_uri": self.model_uri,
+            "follow": self.follow,
+            "version": current.resolved.version if current else None,
+            "weights_commit": current.resolved.weights_commit if current else None,
+            "dataset_commit": current.resolved.dataset_commit if current else None,
+            "serving_path": current.serving_path if current else None,
+            "percent": 100.0 - canary_share,
+        }
+        return {
+            "primary": primary,
+            "canary": self.canary.describe() if self.canary else None,
+            "shadow": self.shadow.describe() if self.shadow else None,
+        }
+
+    def roles(self) -> list[RoleSlot]:
+        return [slot for slot in (self.canary, self.shadow) if slot is not None]
+
+
+@dataclass
+class RoleSlot:
+    """One non-primary role of an endpoint: what it follows and what it serves now."""
+
+    role: Role  # canary | shadow
+    model_uri: str
+    percent: float = 0.0  # the canary's share; a shadow mirrors every request
+    follow: bool = False
+    requested_follow: bool | None = None
+    current: Deployment | None = None
+    status: str = "loading"
+    last_error: str | None = None
+    failed_key: str | None = None  # a version that failed; not retried until the reference moves
+
+    def describe(self) -> dict[str, Any]:
+        current = self.current
+        resolved = current.resolved if current else None
+        out: dict[str, Any] = {
+            "role": self.role,
+            "status": self.status,
+            "model_uri": self.model_uri,
+            "follow": self.follow,
+            "version": resolved.version if resolved else None,
+            "weights_commit": resolved.weights_commit if resolved else None,
+            "dataset_commit": resolved.dataset_commit if resolved else None,
+            "serving_path": current.serving_path if current else None,
+            "loaded_at": current.loaded_at if current else None,
+            "last_error": self.last_error,
+        }
+        if self.role == CANARY:
+            out["percent"] = self.percent
+        return out

@@ -1,0 +1,1 @@
+"""The ONNX fast path: conversion, the equivalence check and its record, sessions, preloading."""
