@@ -64,6 +64,7 @@ def main() -> None:
     gc.disable()  # as `lockgate serve` does until its startup deploys are done
     from gateway.app import create_app  # noqa: F401 - the import is what is measured
     from gateway.control.preparer import Preparer
+    from gateway.protocols.v2.outputs import learn_outputs
     from gateway.serving.serving_options import ServingOptions
     from gateway.serving.skew_setup import SkewSettings
     from gateway.settings import Settings
@@ -80,7 +81,8 @@ def main() -> None:
     report = servable.report
     phase(f"fetch {report.fetch.bytes_fetched / 1e6:.0f} MB + load + warm up")
     cache = loader.cache
-    preparer = Preparer(open_store, cache.derived_dir, cache.find_derived, SkewSettings(), settings.max_extra_columns)
+    preparer = Preparer(open_store, cache.derived_dir, cache.find_derived, SkewSettings(), settings.max_extra_columns,
+                        protocol_facts=[learn_outputs])  # fmt: skip
     deployment = preparer(servable, ServingOptions())
     phase(f"prepare (skew baseline, serving path: {deployment.path.name})")
     gc.freeze()
