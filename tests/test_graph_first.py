@@ -24,7 +24,7 @@ from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LogisticRegression
 
-from loader import graph_preload
+from loader.onnx import graph_preload
 from loader.onnx.fast_path import build_onnx_predictor, graph_from_record
 from loader.onnx.record import graph_digest, read_record, record_file
 from store import Store

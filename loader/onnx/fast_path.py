@@ -455,7 +455,7 @@ def graph_from_record(
 def convert_in_child(
     model_dir: Path, inputs: int | TypedInputs, graph_file: Path, precision: str = "float32", timeout: float = 900
 ) -> None:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # the repository (or site-packages) root, above loader/
     env = child_environment()  # the child exits when this process is gone
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     result = subprocess.run(
