@@ -3,9 +3,9 @@ admin API gives, checked, and ``KEEP`` for a field not given.
 
 An endpoint has a primary and, optionally, a *canary* (a reference plus a percentage of the
 traffic) and a *shadow* (a reference that gets a copy of the primary's requests, off the
-request path; see ``gateway.serving.shadow``). Each role is its own slot (``endpoints.RoleSlot``): its
-own reference, follow mode and loaded deployment, so moving ``@challenger`` swaps the canary
-exactly as moving ``@champion`` swaps the primary. Which role answers a request is
+request path; see ``gateway.serving.shadow``). Each role is its own slot (``endpoints.Slot``,
+the type the primary is too): its own reference, follow mode and loaded deployment, so moving
+``@challenger`` swaps the canary exactly as moving ``@champion`` swaps the primary. Which role answers a request is
 ``gateway.serving.routing``'s.
 """
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway.serving.batcher import Batcher
 from gateway.serving.fast_request import NumericFrameParser
-from gateway.serving.roles import CANARY, Role
+from gateway.serving.roles import CANARY, PRIMARY, Role
 from gateway.serving.serving_options import ServingOptions
 from gateway.serving.serving_path import ServingPath
 from gateway.serving.skew_setup import SkewSetup
@@ -153,25 +153,109 @@ class Deployment:
 
 
 @dataclass
-class Endpoint:
-    name: str
+class Slot:
+    """One role of an endpoint (primary, canary or shadow): the reference it follows and the
+    version it serves now. Every role is this one type, so switching, retiring, following and
+    failing are written once (``gateway.control.slot_control``). A deploy builds a fresh slot and
+    installs it only once its version is live: a failed deploy leaves the old slot as it was."""
+
+    role: Role
     model_uri: str
-    follow: bool
-    options: ServingOptions = field(default_factory=ServingOptions)
+    follow: bool = False
+    percent: float = 0.0  # the canary's share; the primary takes the rest; a shadow mirrors all
+    requested_follow: bool | None = None  # None: follow moving references
     current: Deployment | None = None
-    previous: Deployment | None = None  # the rollback target
     status: str = "loading"
     last_error: str | None = None
-    last_checked: str | None = None
-    requested_follow: bool | None = None  # None: follow moving references
     failed_key: str | None = None  # a version that failed; not retried until the reference moves
     # After a promote: the version the primary's own reference still names. Follow mode swaps
     # when the reference moves away from it, not back to it (see Deployer.promote).
     held_key: str | None = None
-    canary: RoleSlot | None = None
-    shadow: RoleSlot | None = None
+
+    @property
+    def share(self) -> float | None:
+        """The share the ledger records: a canary's percent, nothing for the other roles."""
+        return self.percent if self.role == CANARY else None
+
+    def describe(self) -> dict[str, Any]:
+        current = self.current
+        resolved = current.resolved if current else None
+        out: dict[str, Any] = {
+            "role": self.role,
+            "status": self.status,
+            "model_uri": self.model_uri,
+            "follow": self.follow,
+            "version": resolved.version if resolved else None,
+            "weights_commit": resolved.weights_commit if resolved else None,
+            "dataset_commit": resolved.dataset_commit if resolved else None,
+            "serving_path": current.serving_path if current else None,
+            "loaded_at": current.loaded_at if current else None,
+            "last_error": self.last_error,
+        }
+        if self.role == CANARY:
+            out["percent"] = self.percent
+        return out
+
+
+@dataclass
+class Endpoint:
+    name: str
+    primary: Slot
+    options: ServingOptions = field(default_factory=ServingOptions)
+    previous: Deployment | None = None  # the primary's rollback target
+    canary: Slot | None = None
+    shadow: Slot | None = None
+    last_checked: str | None = None
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY))
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @classmethod
+    def create(cls, name: str, model_uri: str) -> Endpoint:
+        return cls(name, Slot(PRIMARY, model_uri))
+
+    # The primary's state, read as the endpoint's own (the request path reads ``current``).
+    @property
+    def current(self) -> Deployment | None:
+        return self.primary.current
+
+    @property
+    def model_uri(self) -> str:
+        return self.primary.model_uri
+
+    @property
+    def follow(self) -> bool:
+        return self.primary.follow
+
+    @property
+    def status(self) -> str:
+        return self.primary.status
+
+    @property
+    def last_error(self) -> str | None:
+        return self.primary.last_error
+
+    def slot(self, role: Role) -> Slot | None:
+        return self.primary if role == PRIMARY else self.canary if role == CANARY else self.shadow
+
+    def install(self, slot: Slot | None, role: Role) -> None:
+        """Make ``slot`` the endpoint's ``role`` (None drops a canary or shadow): one assignment,
+        so a request sees the old slot or the new one, never a mix."""
+        if role == PRIMARY:
+            if slot is None:
+                raise ValueError("an endpoint always has a primary")
+            self.primary = slot
+        elif role == CANARY:
+            self.canary = slot
+        else:
+            self.shadow = slot
+
+    def roles(self) -> list[Slot]:
+        """The canary and shadow, where set."""
+        return [slot for slot in (self.canary, self.shadow) if slot is not None]
+
+    def slots(self) -> list[Slot]:
+        """Every role, the primary first."""
+        return [self.primary, *self.roles()]
 
     def note(self, action: str, **details: Any) -> None:
         self.history.appendleft({"time": datetime.now(UTC).isoformat(), "action": action, **details})
@@ -233,40 +317,3 @@ class Endpoint:
             "canary": self.canary.describe() if self.canary else None,
             "shadow": self.shadow.describe() if self.shadow else None,
         }
-
-    def roles(self) -> list[RoleSlot]:
-        return [slot for slot in (self.canary, self.shadow) if slot is not None]
-
-
-@dataclass
-class RoleSlot:
-    """One non-primary role of an endpoint: what it follows and what it serves now."""
-
-    role: Role  # canary | shadow
-    model_uri: str
-    percent: float = 0.0  # the canary's share; a shadow mirrors every request
-    follow: bool = False
-    requested_follow: bool | None = None
-    current: Deployment | None = None
-    status: str = "loading"
-    last_error: str | None = None
-    failed_key: str | None = None  # a version that failed; not retried until the reference moves
-
-    def describe(self) -> dict[str, Any]:
-        current = self.current
-        resolved = current.resolved if current else None
-        out: dict[str, Any] = {
-            "role": self.role,
-            "status": self.status,
-            "model_uri": self.model_uri,
-            "follow": self.follow,
-            "version": resolved.version if resolved else None,
-            "weights_commit": resolved.weights_commit if resolved else None,
-            "dataset_commit": resolved.dataset_commit if resolved else None,
-            "serving_path": current.serving_path if current else None,
-            "loaded_at": current.loaded_at if current else None,
-            "last_error": self.last_error,
-        }
-        if self.role == CANARY:
-            out["percent"] = self.percent
-        return out
