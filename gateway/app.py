@@ -33,6 +33,7 @@ from gateway.control.preparer import Preparer
 from gateway.mlflow_webhooks import WebhookVerifier
 from gateway.protocols.mlflow_scoring.invocation import Invoker
 from gateway.protocols.mlflow_scoring.routes import mlflow_router
+from gateway.protocols.v2.outputs import FACTS as V2_FACTS
 from gateway.protocols.v2.outputs import learn_outputs
 from gateway.protocols.v2.rest_routes import v2_router
 from gateway.routes.admin_routes import admin_router
@@ -73,7 +74,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         loader.cache.find_derived,
         SkewSettings(settings.skew_window_seconds, settings.skew_sub_windows),
         settings.max_extra_columns,
-        protocol_facts=[learn_outputs],
+        protocol_facts={V2_FACTS: learn_outputs},
     )
     deployer = Deployer(
         loader,

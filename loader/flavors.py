@@ -124,11 +124,19 @@ def read_metadata(directory: Path) -> ModelMetadata:
     return parse_mlmodel(path.read_bytes(), str(path))
 
 
-def load_model(directory: Path, prefer_pyfunc: bool = False, *, defer_native: bool = False) -> LoadedModel:
+def load_model(
+    directory: Path,
+    prefer_pyfunc: bool = False,
+    *,
+    defer_native: bool = False,
+    metadata: ModelMetadata | None = None,
+) -> LoadedModel:
     """Load with the native flavor, or (``prefer_pyfunc``) through MLflow's pyfunc wrapper,
     which brings MLflow's own signature enforcement: what the scoring protocol needs. With
-    ``defer_native`` the model is only described (flavor, metadata) and loads on first use."""
-    metadata = read_metadata(directory)
+    ``defer_native`` the model is only described (flavor, metadata) and loads on first use.
+    ``metadata``: the ``MLmodel`` the caller read already (else it is read here)."""
+    if metadata is None:
+        metadata = read_metadata(directory)
     flavors = metadata.flavors
     try:
         if prefer_pyfunc and "python_function" in flavors:
@@ -153,9 +161,7 @@ def load_model(directory: Path, prefer_pyfunc: bool = False, *, defer_native: bo
 def _pyfunc(directory: Path, metadata: ModelMetadata, defer: bool) -> LoadedModel:
     mlflow_model = None
     if defer:  # what the pyfunc's ``metadata`` will be, so the schema is known before it loads
-        from mlflow.models import Model
-
-        mlflow_model = Model.load(str(directory / "MLmodel"))
+        mlflow_model = metadata.mlflow_model()
     return LoadedModel(
         "python_function", metadata, directory, partial(_load_pyfunc, directory), defer=defer, mlflow_model=mlflow_model
     )
@@ -202,9 +208,7 @@ def load_input_example(directory: Path, metadata: ModelMetadata) -> Any:
     """The saved input example as the model expects it, or None if there is none."""
     if not metadata.input_example_file:
         return None
-    from mlflow.models import Model
-
     try:
-        return Model.load(str(directory / "MLmodel")).load_input_example(str(directory))
+        return metadata.mlflow_model().load_input_example(str(directory))
     except Exception as exc:
         raise ModelLoadError(f"cannot read the input example of {directory}: {exc}") from exc

@@ -118,7 +118,7 @@ class ModelLoader:
             input_example_file=metadata.input_example_file,
         )
         load_started = time.perf_counter()
-        model = load_model(directory, prefer_pyfunc=prefer_pyfunc, defer_native=True)
+        model = load_model(directory, prefer_pyfunc=prefer_pyfunc, defer_native=True, metadata=metadata)
         model.input_example = load_input_example(directory, metadata)
         if not defer_native:
             model.load_native(warm_up=False)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -15,10 +16,20 @@ class ModelMetadata:
     flavors: dict[str, dict[str, Any]]
     signature: dict[str, Any] | None
     input_example_file: str | None
+    # The whole parsed file: MLflow's own ``Model`` is built from it (``mlflow_model``), so a
+    # deploy reads and parses ``MLmodel`` once, not once per reader.
+    document: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def flavor_names(self) -> tuple[str, ...]:
         return tuple(sorted(self.flavors))
+
+    def mlflow_model(self) -> Any:
+        """MLflow's ``Model`` for this file, as ``Model.load`` makes it (that is ``from_dict``
+        of the parsed YAML), without reading the file again. A copy: MLflow's object may change it."""
+        from mlflow.models import Model
+
+        return Model.from_dict(copy.deepcopy(self.document))
 
 
 def parse_mlmodel(text: str | bytes, where: str) -> ModelMetadata:
@@ -33,4 +44,5 @@ def parse_mlmodel(text: str | bytes, where: str) -> ModelMetadata:
         flavors=data["flavors"],
         signature=data.get("signature"),
         input_example_file=example.get("artifact_path") if isinstance(example, dict) else None,
+        document=data,
     )

@@ -57,7 +57,8 @@ def parse_model_uri(uri: str) -> ModelRef:
     check_components(uri)
     if is_store_uri(uri):
         try:
-            return ModelRef(uri, "store", store_uri=parse_uri(uri), path=parse_uri(uri).path)
+            store_uri = parse_uri(uri)
+            return ModelRef(uri, "store", store_uri=store_uri, path=store_uri.path)
         except InvalidURIError as exc:
             raise ModelURIError(str(exc)) from exc
     if match := _LOGGED.fullmatch(uri):

@@ -133,7 +133,8 @@ def test_admin_policy_fields_keep_set_and_drop() -> None:
 def _stub_shadow() -> Any:
     """Just what the mirror reads of a deployment (the real ones are in test_traffic_policy)."""
     resolved = SimpleNamespace(flavors=("python_function",))
-    return SimpleNamespace(inflight=0, closed=False, version_label="7", servable=SimpleNamespace(resolved=resolved))
+    live = SimpleNamespace(inflight=0, closed=False)
+    return SimpleNamespace(live=live, closed=False, version_label="7", servable=SimpleNamespace(resolved=resolved))
 
 
 def test_the_shadow_queue_drops_past_its_bounds_and_never_blocks() -> None:
@@ -168,7 +169,7 @@ def test_the_shadow_queue_drops_past_its_bounds_and_never_blocks() -> None:
         assert registry.get_sample_value("lockgate_shadow_requests_total", {**labels, "outcome": "ok"}) == 1
         assert registry.get_sample_value("lockgate_shadow_requests_total", {**labels, "outcome": "error"}) == 3
         assert registry.get_sample_value("lockgate_shadow_disagreement_ratio", labels) == 0.5
-        assert shadow.inflight == 0
+        assert shadow.live.inflight == 0
         await mirror.close()
 
     asyncio.run(scenario())

@@ -1,6 +1,8 @@
 """Turning a loaded model into a complete deployment, once, in the deploy's worker thread: the
 input schema and column bound, the V2 outputs it offers, the skew baseline, the serving path
-(ONNX graph and its check), the lean parser and the batcher. The deployer hands out only deployments this made whole.
+(ONNX graph and its check), the lean parser and the batcher. Each is worked out first; the
+``Deployment`` is then built whole, in one call, and frozen. The deployer hands out only
+deployments this made whole.
 
 Work that need not delay readiness (MLflow's dependency check, a first ONNX conversion) runs in
 the background after the gateway serves (``start_background_work``); at startup it would compete
@@ -13,23 +15,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from gateway.serving.batcher import Batcher
-from gateway.serving.endpoints import Deployment
+from gateway.serving.endpoints import Deployment, LiveState
 from gateway.serving.fast_request import NumericFrameParser
 from gateway.serving.scoring import input_schema, mlflow_frame, skew_observer, typed_skew_observer
 from gateway.serving.serving_options import ServingOptions
 from gateway.serving.serving_path import choose_serving_path, graph_first_path
 from gateway.serving.skew_setup import SkewSettings, setup_skew
-from gateway.serving.typed_request import TypedRows
+from gateway.serving.typed_request import TypedFrameParser, TypedRows
 from loader.baseline import training_data
 from loader.dependency_check import requirement_mismatches
 from loader.model_loader import ServableModel
+from monitoring.predict_sizes import PredictSizes
 from store import Store
 
 _log = logging.getLogger(__name__)
@@ -44,12 +48,12 @@ class Preparer:
         skew: SkewSettings,
         max_extra_columns: int,
         *,
-        protocol_facts: Sequence[Callable[[Deployment], None]] = (),
+        protocol_facts: Mapping[str, Callable[[Deployment], object]] | None = None,
     ) -> None:
         self._open_store = open_store
-        # What each protocol works out of a version at deploy (V2: its outputs), written by the
-        # protocol's own code into ``deployment.protocol_facts``: the preparer calls no codec by name.
-        self._protocol_facts = tuple(protocol_facts)
+        # What each protocol works out of a version at deploy (V2: its outputs), by protocol, computed
+        # by the protocol's own code into ``deployment.protocol_facts``: the preparer names no codec.
+        self._protocol_facts = dict(protocol_facts or {})
         self._derived_dir = derived_dir  # ModelCache.derived_dir: a version's own artifacts
         self._find_derived = find_derived  # ModelCache.find_derived: one another version holds
         self._skew = skew
@@ -61,64 +65,70 @@ class Preparer:
         self._serving.set()
 
     def __call__(self, servable: ServableModel, options: ServingOptions) -> Deployment:
-        deployment = Deployment(servable, options=options)
-        try:
-            self._prepare(deployment, options)
-        except BaseException:
-            deployment.close()
-            raise
-        return deployment
-
-    def _prepare(self, deployment: Deployment, options: ServingOptions) -> None:
-        servable = deployment.servable
-        schema = input_schema(deployment)
-        deployment.input_schema = schema
-        deployment.tensor_inputs = bool(schema is not None and schema.is_tensor_spec())
+        schema = input_schema(servable)
         names = schema.input_names() if schema is not None and schema.has_input_names() else []
-        deployment.input_names = tuple(str(name) for name in names)
-        deployment.max_columns = len(deployment.input_names) + self._max_extra_columns
+        input_names = tuple(str(name) for name in names)
         data = training_data(self._open_store, servable.resolved)
-        derived = self._derived_dir(deployment.key)
-        reference = mlflow_frame(deployment)
+        derived = self._derived_dir(servable.resolved.weights.cache_key)
+        reference = mlflow_frame(servable, schema)
         path = None
         if not servable.model.native_loaded:
             # A version served before (a restart, a rollback) may serve its checked graph at once,
             # re-checked against the answers its check recorded; the native model loads after ready.
             path, why_not = graph_first_path(servable, options, data.sample, derived, reference_frame=reference)
             if path is None:
-                _log.debug("version %s: the native model loads before ready: %s", deployment.version_label, why_not)
+                _log.debug("version %s: the native model loads before ready: %s", servable.resolved.version, why_not)
                 servable.load_native()  # a model that cannot load or warm up fails its deploy here
         if path is None:
             path = choose_serving_path(
                 servable, options, data.sample, derived, convert=False, reference_frame=reference
             )
-        deployment.path = path
-        for learn in self._protocol_facts:
-            learn(deployment)
-        deployment.skew = setup_skew(data, servable, derived, self._skew, self._find_derived)
+        skew = setup_skew(data, servable, derived, self._skew, self._find_derived)
+        live = LiveState(path)
+        predict_sizes = PredictSizes()
+        parser: NumericFrameParser | TypedFrameParser | None = None
+        batcher = None
+        if path.predict is not None and path.columns is not None:
+            typed = path.typed_parser
+            parser = typed or NumericFrameParser(path.columns)
+            batcher = Batcher(
+                path.predict,
+                name=servable.resolved.version or "none",
+                enabled=path.row_wise if options.batching is None else options.batching,
+                max_rows=options.max_batch_rows,
+                max_wait_seconds=options.max_batch_wait_ms / 1000,
+                inflight=lambda: live.inflight,
+                # Typed rows merge column by column and reach the skew trackers as columns.
+                after_batch=skew_observer(skew, path.columns) if typed is None else typed_skew_observer(skew, typed),
+                concat=np.concatenate if typed is None else TypedRows.concat,
+                sizes=predict_sizes,
+            )
+        whole = Deployment(
+            servable,
+            options=options,
+            live=live,
+            input_schema=schema,
+            tensor_inputs=bool(schema is not None and schema.is_tensor_spec()),
+            input_names=input_names,
+            max_columns=len(input_names) + self._max_extra_columns,
+            skew=skew,
+            parser=parser,
+            batcher=batcher,
+            predict_sizes=predict_sizes,
+        )
+        try:
+            # Each protocol's facts are worked out of the whole deployment, then frozen into it.
+            facts = {protocol: learn(whole) for protocol, learn in self._protocol_facts.items()}
+        except BaseException:
+            whole.close()
+            raise
+        deployment = dataclasses.replace(whole, protocol_facts=MappingProxyType(facts))
         if not servable.model.native_loaded:
             self._in_background("native-load", self._load_native, deployment)
         self._in_background("dependency-check", self._check_dependencies, deployment)
-        if path.predict is None or path.columns is None:
-            return
-        typed = path.typed_parser
-        deployment.parser = typed or NumericFrameParser(path.columns)
-        deployment.batcher = Batcher(
-            path.predict,
-            name=deployment.version_label,
-            enabled=path.row_wise if options.batching is None else options.batching,
-            max_rows=options.max_batch_rows,
-            max_wait_seconds=options.max_batch_wait_ms / 1000,
-            inflight=lambda: deployment.inflight,
-            # Typed rows merge column by column and reach the skew trackers as columns.
-            after_batch=skew_observer(deployment.skew, path.columns)
-            if typed is None
-            else typed_skew_observer(deployment.skew, typed),
-            concat=np.concatenate if typed is None else TypedRows.concat,
-            sizes=deployment.predict_sizes,
-        )
-        if path.onnx_pending:
-            self._in_background("onnx-convert", self._convert, deployment, options, data.sample)
+        if path.onnx_pending and batcher is not None:
+            self._in_background("onnx-convert", self._convert, deployment, options, data.sample, reference)
+        return deployment
 
     def _in_background(self, name: str, work: Callable[..., None], *args: Any) -> None:
         def run() -> None:
@@ -144,16 +154,18 @@ class Preparer:
             found = requirement_mismatches(deployment.servable.directory)
         except Exception as exc:
             found = [f"the dependency check failed: {exc}"]
-        deployment.dependency_warnings = found
+        deployment.live.dependency_warnings = found
         for message in found:
             _log.warning("version %s: %s", deployment.version_label, message)
 
-    def _convert(self, deployment: Deployment, options: ServingOptions, sample: Any) -> None:
+    def _convert(
+        self, deployment: Deployment, options: ServingOptions, sample: Any, reference: Callable[[bytes], Any]
+    ) -> None:
         try:
             derived = self._derived_dir(deployment.key)
             path = choose_serving_path(
                 deployment.servable, options, sample, derived, convert=True,
-                reference_frame=mlflow_frame(deployment), typed_parser=deployment.path.typed_parser,
+                reference_frame=reference, typed_parser=deployment.path.typed_parser,
             )  # fmt: skip
         except Exception as exc:  # the native path keeps serving; say why the fast path did not come
             path = dataclasses.replace(deployment.path, reason=f"ONNX conversion failed: {exc}", onnx_pending=False)

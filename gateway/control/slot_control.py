@@ -193,8 +193,9 @@ class SlotControl:
         """Served from a local pin since a restart: the registry now vouches for the same version,
         so its lineage replaces the pin's. What the loader read from the version's files (flavors,
         signature) stays: the registry's answer does not carry it, and the same files say the same."""
-        served = current.servable.resolved
-        current.servable.resolved = dataclasses.replace(
+        served = current.resolved
+        vouched = dataclasses.replace(
             resolved, flavors=served.flavors, signature=served.signature, input_example_file=served.input_example_file
         )
+        slot.current = current.with_resolved(vouched)  # one assignment: requests see one lineage or the other
         endpoint.note(action_name(slot.role, "reconciled", " "), version=resolved.version)

@@ -116,7 +116,7 @@ class DataPlane:
         metrics, name, deployment, role = self._metrics, route.name, route.deployment, route.role
         version = deployment.version_label
         started = time.perf_counter()
-        deployment.inflight += 1
+        deployment.live.inflight += 1
         metrics.inflight.labels(name).inc()
         try:
             async with asyncio.timeout(self.timeout):
@@ -132,7 +132,7 @@ class DataPlane:
                                     protocol=protocol, role=role)  # fmt: skip
             raise
         finally:
-            deployment.inflight -= 1
+            deployment.live.inflight -= 1
             metrics.inflight.labels(name).dec()
         if answer.status == 200:
             metrics.observe_predict(name, version, answer.rows, answer.predict_seconds, role)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from gateway.serving.batcher import Batcher
@@ -31,36 +33,83 @@ HISTORY = 20
 
 
 @dataclass
-class Deployment:
-    servable: ServableModel
-    loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+class LiveState:
+    """What changes on a deployment while it serves, and nothing else: the requests using it,
+    whether it was retired, the serving path (a background ONNX conversion upgrades it once) and
+    the dependency check's verdict (it runs after the gateway is ready)."""
+
+    path: ServingPath
     inflight: int = 0
+    closed: bool = False
+    dependency_warnings: list[str] | None = None  # None: not checked yet
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One version made whole by the preparer, and frozen: a request reads every fact of it
+    without a lock, because none of them changes. Its ``live`` state is the one mutable part."""
+
+    servable: ServableModel
+    options: ServingOptions = field(default_factory=ServingOptions)
+    live: LiveState = field(default_factory=lambda: LiveState(ServingPath("mlflow", "not prepared")))
     input_schema: Any = None
-    # Whether input_schema is a tensor spec: set with it at deploy (MLflow's check walks every column).
+    # Whether input_schema is a tensor spec: worked out at deploy (MLflow's check walks every column).
     tensor_inputs: bool = False
     input_names: tuple[str, ...] = ()  # the signature's named columns (none for tensor signatures)
     max_columns: int = 1024  # the signature's columns plus LOCKGATE_MAX_EXTRA_COLUMNS
     # What each protocol worked out of this version at deploy, by protocol (V2: the outputs it
-    # offers): written by the protocol's own code, through the preparer, before any traffic.
-    protocol_facts: dict[str, Any] = field(default_factory=dict)
+    # offers): computed by the protocol's own code, through the preparer, before any traffic.
+    protocol_facts: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     skew: SkewSetup = field(default_factory=lambda: SkewSetup(None, None, "skew tracking is not set up"))
-    path: ServingPath = field(default_factory=lambda: ServingPath("mlflow", "not prepared"))
-    options: ServingOptions = field(default_factory=ServingOptions)
     # Set when the lean path applies: requests it can parse skip MLflow's parser.
     parser: NumericFrameParser | TypedFrameParser | None = None
     batcher: Batcher | None = None
-    closed: bool = False
-    dependency_warnings: list[str] | None = None  # None: not checked yet (it runs after ready)
     predict_sizes: PredictSizes = field(default_factory=PredictSizes)  # rows per predict call
-    _lineage_of: tuple[Any, dict[str, str], dict[str, str]] | None = field(default=None, repr=False, compare=False)
+    loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    # Every answer carries the lineage: worked out once, here (the resolved model never changes
+    # for a deployment; a reconcile makes a new one, ``with_resolved``).
+    _lineage: dict[str, str] = field(init=False, repr=False, compare=False)
+    _headers: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        r = self.servable.resolved
+        lineage = {
+            "model_version": r.version or "none",
+            "weights_commit": r.weights_commit or "none",
+            "dataset_commit": r.dataset_commit or "none",
+        }
+        headers = {"X-Lockgate-" + key.replace("_", "-").title(): value for key, value in lineage.items()}
+        object.__setattr__(self, "_lineage", lineage)
+        object.__setattr__(self, "_headers", headers)
+
+    def with_resolved(self, resolved: ResolvedModel) -> Deployment:
+        """The same loaded version under new lineage (the registry vouching for a local pin):
+        it shares the model, the batcher and the live state with this one."""
+        return dataclasses.replace(self, servable=dataclasses.replace(self.servable, resolved=resolved))
+
+    @property
+    def path(self) -> ServingPath:
+        return self.live.path
+
+    @property
+    def inflight(self) -> int:
+        return self.live.inflight
+
+    @property
+    def closed(self) -> bool:
+        return self.live.closed
+
+    @property
+    def dependency_warnings(self) -> list[str] | None:
+        return self.live.dependency_warnings
 
     def upgrade_path(self, path: ServingPath) -> None:
         """Adopt the path a background ONNX conversion produced (or its verdict, if it failed)."""
-        if self.closed:
+        if self.live.closed:
             return
         if path.predict is not None and self.batcher is not None:
             self.batcher.use(path.predict)
-        self.path = path
+        self.live.path = path
 
     @property
     def serving_path(self) -> str:
@@ -68,21 +117,22 @@ class Deployment:
 
     def close(self) -> None:
         """Release the predict thread once this version can no longer take traffic."""
-        self.closed = True
+        self.live.closed = True
         if self.batcher is not None:
             self.batcher.close()
 
     def describe_path(self) -> dict[str, Any]:
         batcher = self.batcher
+        path = self.path
         return {
-            "name": self.path.name,
-            "reason": self.path.reason,
-            "onnx_pending": self.path.onnx_pending,
+            "name": path.name,
+            "reason": path.reason,
+            "onnx_pending": path.onnx_pending,
             "lean_parsing": self.parser is not None,
             "typed_columns": None
-            if self.path.typed_parser is None
-            else {spec.name: spec.kind for spec in self.path.typed_parser.specs},
-            "onnx_check": self.path.check or None,
+            if path.typed_parser is None
+            else {spec.name: spec.kind for spec in path.typed_parser.specs},
+            "onnx_check": path.check or None,
             "options": self.options.as_dict(),
             "batching": None
             if batcher is None
@@ -120,32 +170,16 @@ class Deployment:
 
     def lineage(self) -> dict[str, str]:
         """The version and its commits, as every answer carries them (a copy: callers add to it)."""
-        return dict(self._lineage_pair()[0])
+        return dict(self._lineage)
 
     def headers(self) -> dict[str, str]:
         """The lineage as response headers: ``X-Lockgate-Model-Version`` and so on (a copy)."""
-        return dict(self._lineage_pair()[1])
-
-    def _lineage_pair(self) -> tuple[dict[str, str], dict[str, str]]:
-        # Every answer carries these; they are worked out once per resolved model (a swap of
-        # ``servable.resolved``, as a registry alias update does, makes them anew).
-        r = self.resolved
-        cached = self._lineage_of
-        if cached is None or cached[0] is not r:
-            lineage = {
-                "model_version": r.version or "none",
-                "weights_commit": r.weights_commit or "none",
-                "dataset_commit": r.dataset_commit or "none",
-            }
-            headers = {"X-Lockgate-" + key.replace("_", "-").title(): value for key, value in lineage.items()}
-            cached = (r, lineage, headers)
-            self._lineage_of = cached
-        return cached[1], cached[2]
+        return dict(self._headers)
 
     async def drained(self, timeout: float) -> bool:
         """Wait until no request is using this deployment (or ``timeout`` passes)."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while self.inflight > 0:
+        while self.live.inflight > 0:
             if asyncio.get_running_loop().time() > deadline:
                 return False
             await asyncio.sleep(0.005)

@@ -22,12 +22,13 @@ from gateway.serving.endpoints import Deployment
 from gateway.serving.skew_setup import SkewSetup
 from gateway.serving.typed_request import TypedFrameParser, TypedRows
 from loader.baseline import prediction_values
+from loader.model_loader import ServableModel
 from monitoring.skew import SkewTracker
 
 
-def input_schema(deployment: Deployment) -> Any:
+def input_schema(servable: ServableModel) -> Any:
     # From the MLmodel file: known before the native model is loaded (a graph-first restart).
-    metadata = deployment.servable.model.mlflow_metadata
+    metadata = servable.model.mlflow_metadata
     return metadata.get_input_schema() if metadata is not None else None
 
 
@@ -141,13 +142,12 @@ def score(deployment: Deployment, body: bytes, content_type: str | None) -> tupl
     return payload, result.status, result.mimetype, observed
 
 
-def mlflow_frame(deployment: Deployment) -> Callable[[bytes], pd.DataFrame]:
-    """What MLflow hands this deployment's model for a JSON body: its parser, then its schema
+def mlflow_frame(servable: ServableModel, schema: Any) -> Callable[[bytes], pd.DataFrame]:
+    """What MLflow hands this version's model for a JSON body: its parser, then its schema
     enforcement (the reference the typed lean parser is checked against at deploy)."""
     from mlflow.models.utils import _enforce_schema
 
-    metadata = deployment.servable.model.mlflow_metadata
-    schema = deployment.input_schema
+    metadata = servable.model.mlflow_metadata
 
     def reference(body: bytes) -> pd.DataFrame:
         parsed = scoring_server._parse_json_data(body, metadata, schema)

@@ -94,7 +94,7 @@ class ShadowMirror:
 
     async def _replay(self, endpoint: str, deployment: Deployment, copy: ShadowCopy) -> None:
         version = deployment.version_label
-        deployment.inflight += 1  # a swap of the shadow drains this copy like a request
+        deployment.live.inflight += 1  # a swap of the shadow drains this copy like a request
         try:
             async with asyncio.timeout(self._timeout):
                 answer = await copy.run(deployment)
@@ -103,7 +103,7 @@ class ShadowMirror:
             _log.debug("shadow %s version %s failed a copy: %s", endpoint, version, exc)
             return
         finally:
-            deployment.inflight -= 1
+            deployment.live.inflight -= 1
         try:
             comparison = compare(copy.primary(), answer, labels=True if probability_model(deployment) else None)
         except ShadowMismatchError as exc:

@@ -46,9 +46,9 @@ FACTS = "v2"  # this protocol's key in ``Deployment.protocol_facts``
 _DEFAULT = OfferedOutputs()
 
 
-def learn_outputs(deployment: Deployment) -> None:
-    """The preparer's hook: the outputs this version offers, before it takes traffic."""
-    deployment.protocol_facts[FACTS] = OfferedOutputs(*offered_outputs(deployment))
+def learn_outputs(deployment: Deployment) -> OfferedOutputs:
+    """The preparer's hook (under ``FACTS``): the outputs this version offers, before it takes traffic."""
+    return OfferedOutputs(*offered_outputs(deployment))
 
 
 def _offered(deployment: Deployment) -> OfferedOutputs:
