@@ -12,6 +12,7 @@ path for the same rows.)
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -148,3 +149,60 @@ def test_every_protocol_observes_what_the_others_do(gateway: Server, name: str) 
             protocol,
             moved,
         )
+
+
+UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+def id_via_invocations(server: Server, name: str, request_id: str | None) -> set[str]:
+    body = {"dataframe_split": json.loads(ROWS.to_json(orient="split", index=False))}
+    headers = {"X-Request-Id": request_id} if request_id is not None else {}
+    answer = httpx.post(f"{server.url}/endpoints/{name}/invocations", json=body, headers=headers, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return {answer.headers["x-lockgate-request-id"]}
+
+
+def id_via_v2_rest(server: Server, name: str, request_id: str | None) -> set[str]:
+    inputs = [{"name": c, "datatype": "FP64", "shape": [len(ROWS)], "data": ROWS[c].tolist()} for c in COLUMNS]
+    body: dict[str, Any] = {"inputs": inputs}
+    if request_id is not None:
+        body["id"] = request_id
+    answer = httpx.post(f"{server.url}/v2/models/{name}/infer", json=body, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return {answer.headers["x-lockgate-request-id"], answer.json()["id"]}
+
+
+def id_via_v2_grpc(server: Server, name: str, request_id: str | None) -> set[str]:
+    message = pb.ModelInferRequest(model_name=name, id=request_id or "")
+    for column in COLUMNS:
+        message.inputs.add(name=column, datatype="FP64", shape=[len(ROWS)]).contents.fp64_contents.extend(
+            ROWS[column].tolist()
+        )
+    with grpc.insecure_channel(server.grpc_address) as channel:  # type: ignore[attr-defined]
+        response, call = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer.with_call(message, timeout=60)
+        metadata = dict(call.trailing_metadata())
+    return {metadata["x-lockgate-request-id"], response.id}
+
+
+ID_PROTOCOLS = {"mlflow": id_via_invocations, "v2-rest": id_via_v2_rest, "v2-grpc": id_via_v2_grpc}
+
+
+@pytest.mark.parametrize("protocol", list(ID_PROTOCOLS))
+@pytest.mark.parametrize("name", ["lean", "pyfunc"])
+def test_every_answer_carries_a_request_id_the_client_gave_or_a_new_time_ordered_one(
+    gateway: Server, name: str, protocol: str
+) -> None:
+    send = ID_PROTOCOLS[protocol]
+    for kept in ("order-42", "0190b7e2-1c0a-7abc-8def-0123456789ab", "a" * 128, "trace:span.1_x-2"):
+        assert send(gateway, name, kept) == {kept}
+    # Not the rule (too long, control characters, spaces, not ASCII): a new id instead, never an echo.
+    for refused in ("a" * 129, "a\tb", "two words", "caf\u00e9", "x" * 100_000):
+        if protocol == "mlflow" and not refused.isascii():
+            continue  # not a header value httpx can send
+        if protocol == "mlflow" and ("\t" in refused or len(refused) > 1000):
+            continue  # a header: tabs are folded whitespace; 100 kB is past the header bound (431)
+        (given,) = send(gateway, name, refused)
+        assert UUID7.fullmatch(given), given
+    first, second = (send(gateway, name, None).pop() for _ in range(2))
+    assert UUID7.fullmatch(first) and UUID7.fullmatch(second) and first != second
+    assert first[:13] <= second[:13]  # the millisecond time leads the id: later ids sort after

@@ -26,6 +26,7 @@ from typing import Any
 
 from gateway.errors import EndpointNotReadyError, GatewayError, RequestTimeoutError, VersionNotServingError
 from gateway.serving.endpoints import Deployment, Endpoint
+from gateway.serving.request_ids import REQUEST_ID_HEADER, request_id_from
 from gateway.serving.roles import CANARY, PRIMARY, Role
 from gateway.serving.routing import choose, role_headers
 from gateway.serving.shadow import ShadowCopy, ShadowMirror
@@ -40,10 +41,13 @@ class Route:
     endpoint: Endpoint
     deployment: Deployment
     role: Role
+    request_id: str  # the client's (when valid) or a new one; a V2 body's id may replace it (Answer)
 
     def headers(self) -> dict[str, str]:
-        """The lineage and role headers of the answer (a fresh dict: codecs add to it)."""
-        return role_headers(self.deployment, self.role)
+        """The lineage, role and request id headers of the answer (a fresh dict: codecs add to it)."""
+        headers = role_headers(self.deployment, self.role)
+        headers[REQUEST_ID_HEADER] = self.request_id
+        return headers
 
     @property
     def mirrored(self) -> bool:
@@ -62,6 +66,7 @@ class Answer:
     predict_seconds: float = 0.0
     error_code: str | None = None  # of an answer with an error status (MLflow's own 4xx)
     shadow: ShadowCopy | None = None  # the copy to replay on the shadow, when the primary answered
+    request_id: str | None = None  # an id the request itself carried (V2's ``id``), read while decoding
 
 
 class DataPlane:
@@ -81,11 +86,18 @@ class DataPlane:
         self._mirror = mirror
 
     def route(
-        self, name: str, version: str | None = None, route_key: str | None = None, *, split: bool = True
+        self,
+        name: str,
+        version: str | None = None,
+        route_key: str | None = None,
+        *,
+        split: bool = True,
+        request_id: str | None = None,
     ) -> Route:
         """The deployment that answers model ``name`` and its role. A request that names a version
         goes to the role serving that version (primary first); one that does not is routed by the
         endpoint's traffic policy (``split``), or to the primary (metadata, readiness).
+        ``request_id``: the id the client sent, kept when it follows the rule (``request_ids``).
 
         Raises ``EndpointNotFoundError`` (404), ``EndpointNotReadyError`` (503) or
         ``VersionNotServingError`` (404)."""
@@ -99,15 +111,15 @@ class DataPlane:
             canary = endpoint.canary.current if endpoint.canary is not None else None
             for deployment, role in ((primary, PRIMARY), (canary, CANARY)):
                 if deployment is not None and deployment.version_label == version:
-                    return Route(name, endpoint, deployment, role)
+                    return Route(name, endpoint, deployment, role, request_id_from(request_id))
             roles = ((primary, PRIMARY), (canary, CANARY))
             serving = ", ".join(f"{d.version_label} ({role})" for d, role in roles if d)
             raise VersionNotServingError(f"version {version!r} of model {name!r} is not serving (serving: {serving})")
         if not split:
-            return Route(name, endpoint, primary, PRIMARY)
+            return Route(name, endpoint, primary, PRIMARY, request_id_from(request_id))
         deployment, role = choose(endpoint, route_key)
         assert deployment is not None  # the primary is loaded (checked above)
-        return Route(name, endpoint, deployment, role)
+        return Route(name, endpoint, deployment, role, request_id_from(request_id))
 
     async def serve(self, route: Route, protocol: str, work: Callable[[], Awaitable[Answer]]) -> Answer:
         """Run ``work`` (the protocol's read, decode and predict) for ``route`` under the request

@@ -28,6 +28,7 @@ from gateway.serving.fast_request import is_plain_json
 from gateway.serving.prediction_json import predictions_json
 from gateway.serving.request_body import LEAN_INLINE_BYTES, read_body
 from gateway.serving.request_guard import check_body
+from gateway.serving.request_ids import INCOMING_REQUEST_ID_HEADER
 from gateway.serving.routing import route_key_of
 from gateway.serving.scoring import score
 from gateway.serving.shadow import ShadowCopy
@@ -50,7 +51,8 @@ class Invoker:
 
     async def invoke(self, name: str, request: Request) -> Response:
         # The traffic policy picks the deployment once; the whole request is served by it.
-        route = self._plane.route(name, None, route_key_of(request.headers))
+        headers = request.headers
+        route = self._plane.route(name, None, route_key_of(headers), request_id=headers.get(INCOMING_REQUEST_ID_HEADER))
         try:
             answer = await self._plane.serve(route, MLFLOW_PROTOCOL, partial(self._answer, route, request))
         except RequestTimeoutError:

@@ -218,7 +218,7 @@ class InferenceService:
             metadata = metadata if metadata is not None else dict(context.invocation_metadata() or ())
             route_key = metadata.get(ROUTE_KEY_HEADER)
         try:
-            route = self._plane.route(name, request.model_version or None, route_key)
+            route = self._plane.route(name, request.model_version or None, route_key, request_id=request.id or None)
         except GatewayError as exc:
             await context.abort(_code(exc), str(exc))
 
@@ -242,8 +242,9 @@ class InferenceService:
             entry, data = output_json(output_name, values, binary=True)
             outputs.append(tensor(name=entry["name"], datatype=entry["datatype"], shape=entry["shape"]))
             contents.append(data)
-        response = protos.ModelInferResponse(model_name=name, model_version=deployment.version_label, id=request.id,
-                                             outputs=outputs, raw_output_contents=contents)  # fmt: skip
+        response = protos.ModelInferResponse(model_name=name, model_version=deployment.version_label,
+                                             id=route.request_id, outputs=outputs,
+                                             raw_output_contents=contents)  # fmt: skip
         for key, value in deployment.lineage().items():
             response.parameters[key].string_param = value
         context.set_trailing_metadata(tuple((k.lower(), v) for k, v in route.headers().items()))

@@ -35,6 +35,7 @@ from gateway.serving.data_plane import Answer, DataPlane, Route
 from gateway.serving.decode_pool import DecodePool
 from gateway.serving.endpoints import Deployment
 from gateway.serving.request_body import LEAN_INLINE_BYTES, read_body
+from gateway.serving.request_ids import INCOMING_REQUEST_ID_HEADER, REQUEST_ID_HEADER, is_valid_request_id
 from gateway.serving.routing import route_key_of
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -128,7 +129,8 @@ def v2_router(
         if (refusal := refused(request)) is not None:
             return refusal
         try:
-            route = plane.route(name, version, route_key_of(request.headers))
+            route = plane.route(name, version, route_key_of(request.headers),
+                                request_id=request.headers.get(INCOMING_REQUEST_ID_HEADER))  # fmt: skip
         except GatewayError as exc:
             return v2_error(exc.status, str(exc))
         headers = route.headers()
@@ -138,8 +140,10 @@ def v2_router(
             return v2_error(504, str(exc))
         except GatewayError as exc:  # 400 for a request that does not read or fit, 413 past the body limit
             return v2_error(exc.status, str(exc), headers)
-        v2_request, binary, prediction = answer.result
-        return _encode(name, route.deployment, v2_request.request_id, binary, prediction, headers=headers)
+        _v2_request, binary, prediction = answer.result
+        request_id = answer.request_id or route.request_id  # the body's id, when it follows the rule
+        headers[REQUEST_ID_HEADER] = request_id
+        return _encode(name, route.deployment, request_id, binary, prediction, headers=headers)
 
     async def read_and_infer(route: Route, request: Request) -> Answer:
         # Reading and decoding run under the request timeout too (the plane's): a slow or hostile
@@ -153,8 +157,9 @@ def v2_router(
         binary = _binary_outputs(v2_request)
         prediction = await infer(route.deployment, v2_request)
         shadow = shadow_copy(v2_request, prediction, len(body)) if route.mirrored else None
+        given = v2_request.request_id
         return Answer((v2_request, binary, prediction), 200, prediction.rows, prediction.predict_seconds,
-                      shadow=shadow)  # fmt: skip
+                      shadow=shadow, request_id=given if is_valid_request_id(given) else None)  # fmt: skip
 
     @router.get("/models/{name}")
     async def get_metadata(name: str, request: Request) -> Response:
@@ -188,7 +193,7 @@ def _binary_outputs(request: V2Request) -> Callable[[str], bool]:
 def _encode(
     name: str,
     deployment: Deployment,
-    request_id: str | None,
+    request_id: str,
     binary: Callable[[str], bool],
     prediction: V2Prediction,
     *,
@@ -204,9 +209,8 @@ def _encode(
         "model_version": deployment.version_label,
         "outputs": entries,
         "parameters": deployment.lineage(),
+        "id": request_id,
     }
-    if request_id is not None:
-        body["id"] = request_id
     raw = b"".join(pieces)
     header = orjson.dumps(body)
     if not raw:
