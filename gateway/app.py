@@ -44,11 +44,13 @@ from gateway.routes.responses import install_error_handlers
 from gateway.serving import decode_steps
 from gateway.serving.data_plane import DataPlane
 from gateway.serving.decode_pool import DecodePool
+from gateway.serving.inference_log import InferenceLog
 from gateway.serving.shadow import ShadowMirror
 from gateway.serving.skew_setup import SkewSettings
 from gateway.settings import Settings
 from gateway.wiring import build_loader, store_opener
 from monitoring.decode_metrics import DecodeStepsCollector
+from monitoring.inference_log_metrics import InferenceLogMetrics
 from monitoring.serving_metrics import ServingMetrics
 from monitoring.shadow_metrics import ShadowMetrics
 from monitoring.skew_collector import SkewCollector
@@ -93,7 +95,8 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
     events.subscribe(mirror)
     registry.register(DecodeStepsCollector(decode_steps.total))
     decode_pool = DecodePool()
-    plane = DataPlane(deployer.get, metrics, timeout=settings.request_timeout, mirror=mirror)
+    inference_log = InferenceLog(open_store, InferenceLogMetrics(registry))
+    plane = DataPlane(deployer.get, metrics, timeout=settings.request_timeout, mirror=mirror, log=inference_log)
     invoker = Invoker(plane, max_body_bytes=settings.max_body_bytes, decode_pool=decode_pool)
     guard = AccessGuard(settings.admin_token, settings.api_token_list())
 
@@ -137,6 +140,8 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
             if grpc_server is not None:
                 await grpc_server.stop(grace=5)
             decode_pool.close()
+            # Last: every answer given above is in a window now; commit them before the exit.
+            await asyncio.to_thread(inference_log.close)
 
     app = FastAPI(title="lockgate", lifespan=lifespan)
     app.state.deployer = deployer

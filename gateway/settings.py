@@ -89,6 +89,10 @@ class Settings(BaseSettings):
 
     onnx_spinning: bool = False
     """Let onnxruntime's intra-op threads spin: faster large batches, slower small requests."""
+    inference_log_sample: float = 0.0
+    """Share of scored rows written to the inference log (0 to 1; 0: off)."""
+    inference_log_window: float = 60.0
+    """Seconds of logged rows per inference-log commit."""
     precision: Literal["auto", "exact"] = "auto"
     """"exact": the fast path only where it is bit-identical to the native model; "auto" also
     allows float32 graphs within 1e-5 for tree regressors (which have no float64 kernel)."""

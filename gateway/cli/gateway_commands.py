@@ -17,6 +17,8 @@ from gateway.cli.serve_commands import (
     BatchWaitOption,
     GatewayOption,
     JsonOption,
+    LogSampleOption,
+    LogWindowOption,
     OnnxOption,
     PrecisionOption,
     SpinningOption,
@@ -111,6 +113,8 @@ def deploy(
     max_batch_wait_ms: BatchWaitOption = None,
     onnx_spinning: SpinningOption = None,
     precision: PrecisionOption = None,
+    inference_log_sample: LogSampleOption = None,
+    inference_log_window: LogWindowOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Deploy (or redeploy) a model to a running gateway: resolve, fetch, warm up, swap in.
@@ -142,6 +146,8 @@ def deploy(
         "max_batch_wait_ms": max_batch_wait_ms,
         "onnx_spinning": onnx_spinning,
         "precision": precision_value(precision),
+        "inference_log_sample": inference_log_sample,
+        "inference_log_window": inference_log_window,
         **policy,
     }
     data = _call(gateway, "POST", "/admin/endpoints", json=body)

@@ -46,6 +46,26 @@ SpinningOption = Annotated[
         "--onnx-spinning/--no-onnx-spinning", help=_help("onnx_spinning", " Default off."), show_default=False
     ),
 ]
+LogSampleOption = Annotated[
+    float | None,
+    typer.Option(
+        "--inference-log-sample",
+        min=0,
+        max=1,
+        help=_help("inference_log_sample", " Default 0 (off)."),
+        show_default=False,
+    ),
+]
+LogWindowOption = Annotated[
+    float | None,
+    typer.Option(
+        "--inference-log-window",
+        min=1,
+        max=86400,
+        help=_help("inference_log_window", " Default 60."),
+        show_default=False,
+    ),
+]
 PrecisionOption = Annotated[
     str | None, typer.Option("--precision", help=_help("precision", " Default auto."), show_default=False)
 ]
@@ -77,6 +97,8 @@ def serve(
     max_batch_wait_ms: BatchWaitOption = None,
     onnx_spinning: SpinningOption = None,
     precision: PrecisionOption = None,
+    inference_log_sample: LogSampleOption = None,
+    inference_log_window: LogWindowOption = None,
 ) -> None:
     """Serve model URIs over HTTP, MLflow-compatible, each pinned to its store commit.
 
@@ -107,6 +129,8 @@ def serve(
         "max_batch_wait_ms": max_batch_wait_ms,
         "onnx_spinning": onnx_spinning,
         "precision": precision_value(precision),
+        "inference_log_sample": inference_log_sample,
+        "inference_log_window": inference_log_window,
     }
     updates.update({k: v for k, v in given.items() if v is not None})
     settings = Settings().model_copy(update=updates)

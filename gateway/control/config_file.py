@@ -10,6 +10,8 @@ endpoints:
     max_batch_wait_ms: 2.0           # optional
     onnx_spinning: false             # optional; spinning ONNX threads for large-batch endpoints
     precision: auto                  # optional; "exact": only answers bit-identical to the native model
+    inference_log_sample: 0.1        # optional; share of scored rows in the inference log (default 0: off)
+    inference_log_window: 60         # optional; seconds of rows per inference-log commit
     canary:                          # optional; a share of the traffic goes to another reference
       model_uri: models:/fraud@challenger
       percent: 10                    # 0-100, decimals allowed

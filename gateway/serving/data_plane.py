@@ -22,10 +22,11 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.errors import EndpointNotReadyError, GatewayError, RequestTimeoutError, VersionNotServingError
 from gateway.serving.endpoints import Deployment, Endpoint
+from gateway.serving.logged_rows import LoggedRows
 from gateway.serving.request_ids import REQUEST_ID_HEADER, request_id_from
 from gateway.serving.roles import CANARY, PRIMARY, Role
 from gateway.serving.routing import choose, role_headers
@@ -50,6 +51,12 @@ class Route:
         return headers
 
     @property
+    def logged(self) -> bool:
+        """Whether this version's answers are sampled for the inference log: a codec hands over
+        its rows (``Answer.logged``) only then."""
+        return self.deployment.options.inference_log_sample > 0
+
+    @property
     def mirrored(self) -> bool:
         """Whether the answer is copied to the endpoint's shadow: a codec builds the copy only then."""
         return self.role == PRIMARY and self.endpoint.shadow is not None
@@ -67,6 +74,14 @@ class Answer:
     error_code: str | None = None  # of an answer with an error status (MLflow's own 4xx)
     shadow: ShadowCopy | None = None  # the copy to replay on the shadow, when the primary answered
     request_id: str | None = None  # an id the request itself carried (V2's ``id``), read while decoding
+    logged: LoggedRows | None = None  # what the inference log keeps, when the route is logged
+
+
+class AnswerLog(Protocol):
+    """Where answered rows go to be kept (``gateway.inference_log.InferenceLog``): ``offer``
+    is called on the event loop and never waits."""
+
+    def offer(self, route: Route, protocol: str, request_id: str, logged: LoggedRows) -> None: ...
 
 
 class DataPlane:
@@ -77,6 +92,7 @@ class DataPlane:
         *,
         timeout: float,
         mirror: ShadowMirror | None = None,
+        log: AnswerLog | None = None,
     ) -> None:
         # ``find``: the endpoint by name, or EndpointNotFoundError naming the ones there are (the
         # control plane's ``Deployer.get``: the plane reads endpoints and never changes them).
@@ -84,6 +100,7 @@ class DataPlane:
         self._metrics = metrics
         self.timeout = timeout
         self._mirror = mirror
+        self._log = log
 
     def route(
         self,
@@ -150,6 +167,8 @@ class DataPlane:
             metrics.observe_predict(name, version, answer.rows, answer.predict_seconds, role)
             if answer.shadow is not None and self._mirror is not None and route.mirrored:
                 self._mirror.offer(name, answer.shadow)
+            if answer.logged is not None and self._log is not None:
+                self._log.offer(route, protocol, answer.request_id or route.request_id, answer.logged)
         metrics.observe_request(name, version, answer.status, time.perf_counter() - started, answer.error_code,
                                 protocol=protocol, role=role)  # fmt: skip
         return answer

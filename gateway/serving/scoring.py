@@ -38,6 +38,8 @@ class Observed:
 
     rows: int = 0
     predict_seconds: float = 0.0
+    data: Any = None  # what MLflow's parser handed the model, and what it answered (for the log)
+    predictions: Any = None
 
 
 class _Capturing:
@@ -56,6 +58,7 @@ class _Capturing:
         predictions = self._model.predict(data, params=params)
         self._observed.predict_seconds = time.perf_counter() - started
         self._observed.rows = len(data) if hasattr(data, "__len__") else 0
+        self._observed.data, self._observed.predictions = data, predictions
         self._deployment.predict_sizes.record(self._observed.rows)
         observe_pyfunc_call(self._deployment, data, predictions)
         return predictions

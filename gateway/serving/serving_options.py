@@ -62,6 +62,20 @@ class ServingOptions:
         ),
     )
 
+    inference_log_sample: float = field(
+        default=0.0,
+        metadata=_about(
+            "Share of scored rows written to the inference log (0 to 1; 0: off), committed to the store's "
+            "'inference' repository, branch named after the endpoint.",
+            ge=0,
+            le=1,
+        ),
+    )
+    inference_log_window: float = field(
+        default=60.0,
+        metadata=_about("Seconds of logged rows per inference-log commit.", ge=1, le=86400),
+    )
+
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -25,6 +25,7 @@ from gateway.serving.data_plane import Answer, DataPlane, Route
 from gateway.serving.decode_pool import DecodePool
 from gateway.serving.endpoints import Deployment
 from gateway.serving.fast_request import is_plain_json
+from gateway.serving.logged_rows import LoggedRows, enforced_inputs, lean_inputs, single_output
 from gateway.serving.prediction_json import predictions_json
 from gateway.serving.request_body import LEAN_INLINE_BYTES, read_body
 from gateway.serving.request_guard import check_body
@@ -70,15 +71,24 @@ class Invoker:
         deployment = route.deployment
         fast = await self._lean(deployment, body, content_type)
         if fast is not None:
-            predictions, predict_seconds = fast
+            predictions, predict_seconds, lean = fast
             shadow = self._copy(body, content_type, lambda: predictions) if route.mirrored else None
+            logged = None
+            if route.logged:
+                assert deployment.parser is not None  # the lean path answered
+                logged = LoggedRows(len(predictions), lean_inputs(deployment.parser, lean), single_output(predictions))
             return Answer((predictions_json(predictions), "application/json"), 200, len(predictions),
-                          predict_seconds, shadow=shadow)  # fmt: skip
+                          predict_seconds, shadow=shadow, logged=logged)  # fmt: skip
         payload, status, media_type, observed = await asyncio.to_thread(_guarded_score, deployment, body, content_type)
         if status != 200:
             return Answer((payload, media_type), status, error_code=_error_code_of(payload, media_type, status))
         shadow = self._copy(body, content_type, lambda: decoded_predictions(payload)) if route.mirrored else None
-        return Answer((payload, media_type), 200, observed.rows, observed.predict_seconds, shadow=shadow)
+        logged = None
+        if route.logged and observed.data is not None:
+            logged = LoggedRows(observed.rows, enforced_inputs(observed.data, deployment.input_schema),
+                                single_output(observed.predictions))  # fmt: skip
+        return Answer((payload, media_type), 200, observed.rows, observed.predict_seconds, shadow=shadow,
+                      logged=logged)  # fmt: skip
 
     def _copy(self, body: bytes, content_type: str | None, primary: Any) -> ShadowCopy:
         """The copy the shadow replays: the same body through the same two paths, on its deployment."""
@@ -100,8 +110,11 @@ class Invoker:
             raise ShadowAnswerError(f"status {status}: {payload[:200]!r}")
         return decoded_predictions(payload)
 
-    async def _lean(self, deployment: Deployment, body: bytes, content_type: str | None) -> tuple[Any, float] | None:
-        """Predictions through the lean path, or None when the request needs MLflow's code."""
+    async def _lean(
+        self, deployment: Deployment, body: bytes, content_type: str | None
+    ) -> tuple[Any, float, Any] | None:
+        """(predictions, predict seconds, the parsed input) through the lean path, or None when the
+        request needs MLflow's code."""
         parser, batcher = deployment.parser, deployment.batcher
         if parser is None or batcher is None or not is_plain_json(content_type):
             return None
@@ -112,7 +125,8 @@ class Invoker:
         if matrix is None:
             return None
         try:
-            return await batcher.predict(matrix)
+            predictions, seconds = await batcher.predict(matrix)
+            return predictions, seconds, matrix
         except Exception:
             # MLflow's code, on the same model, gives this request MLflow's exact error.
             return None

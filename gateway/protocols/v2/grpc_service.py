@@ -227,7 +227,8 @@ class InferenceService:
                 raise parsed  # counted against the endpoint it named, as REST's are
             prediction = await infer(route.deployment, parsed)
             shadow = shadow_copy(parsed, prediction, len(raw)) if route.mirrored else None
-            return Answer(prediction, 200, prediction.rows, prediction.predict_seconds, shadow=shadow)
+            return Answer(prediction, 200, prediction.rows, prediction.predict_seconds, shadow=shadow,
+                          logged=prediction.logged() if route.logged else None)  # fmt: skip
 
         try:
             answer = await self._plane.serve(route, V2_GRPC, work)

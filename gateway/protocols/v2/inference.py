@@ -50,6 +50,7 @@ from gateway.protocols.v2.tensors import Tensor, V2Request, V2RequestError, brie
 from gateway.serving.classifier import probability_model
 from gateway.serving.endpoints import Deployment
 from gateway.serving.fast_request import NumericFrameParser
+from gateway.serving.logged_rows import LoggedRows, enforced_inputs, lean_inputs
 from gateway.serving.scoring import observe_pyfunc_call
 from gateway.serving.shadow import ShadowCopy
 from gateway.serving.typed_request import TypedFrameParser, TypedRows
@@ -63,6 +64,11 @@ class V2Prediction:
     outputs: dict[str, np.ndarray]  # in the order the request asked for them
     rows: int
     predict_seconds: float
+    inputs: Callable[[], Any] | None = None  # what the model saw, by column, for the inference log
+
+    def logged(self) -> LoggedRows | None:
+        inputs = self.inputs
+        return None if inputs is None else LoggedRows(self.rows, inputs, lambda: self.outputs)
 
 
 class _Columns:
@@ -212,13 +218,15 @@ async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
     outputs: dict[str, np.ndarray] = {}
     seconds = 0.0
     frame = None
+    inputs: Callable[[], Any] | None = None
     if PREDICT in wanted:
         lean = lean_of() if params is None else None
         if lean is not None:
-            assert deployment.batcher is not None
+            assert deployment.batcher is not None and deployment.parser is not None
             try:
                 predictions, seconds = await deployment.batcher.predict(lean)
                 outputs[PREDICT] = np.asarray(predictions)
+                inputs = lean_inputs(deployment.parser, lean)
             except Exception:  # as on /invocations: MLflow's code, on the same model, names the problem
                 pass
         if PREDICT not in outputs:
@@ -231,7 +239,9 @@ async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
         probabilities, proba_seconds = await _timed(deployment, len(frame), _probabilities, deployment, frame)
         outputs[PROBABILITIES] = probabilities
         seconds += proba_seconds
-    return V2Prediction({name: outputs[name] for name in wanted}, rows, seconds)
+    if inputs is None and frame is not None:
+        inputs = enforced_inputs(frame, deployment.input_schema)
+    return V2Prediction({name: outputs[name] for name in wanted}, rows, seconds, inputs)
 
 
 def shadow_copy(request: V2Request, prediction: V2Prediction, size: int = 0) -> ShadowCopy:
@@ -300,7 +310,7 @@ async def _infer_tensors(deployment: Deployment, request: V2Request, wanted: lis
     missing_outputs = [n for n in wanted if n not in produced]
     if missing_outputs:
         raise V2RequestError(f"the model did not produce outputs {missing_outputs} (it produced {sorted(produced)})")
-    return V2Prediction({name: produced[name] for name in wanted}, rows, seconds)
+    return V2Prediction({name: produced[name] for name in wanted}, rows, seconds, lambda: data)
 
 
 def _shaped(tensor: Tensor) -> np.ndarray:

@@ -159,7 +159,8 @@ def v2_router(
         shadow = shadow_copy(v2_request, prediction, len(body)) if route.mirrored else None
         given = v2_request.request_id
         return Answer((v2_request, binary, prediction), 200, prediction.rows, prediction.predict_seconds,
-                      shadow=shadow, request_id=given if is_valid_request_id(given) else None)  # fmt: skip
+                      shadow=shadow, request_id=given if is_valid_request_id(given) else None,
+                      logged=prediction.logged() if route.logged else None)  # fmt: skip
 
     @router.get("/models/{name}")
     async def get_metadata(name: str, request: Request) -> Response:

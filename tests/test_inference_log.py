@@ -1,0 +1,211 @@
+"""The inference log against a real ``lockgate serve`` and a real store: every sampled row sent
+through MLflow's ``/invocations``, V2 REST and V2 gRPC is committed once, as Parquet, on branch
+NAME of repository ``inference``, with the features sent and the prediction answered, and reads
+back with ``pandas.read_parquet("lockgate://inference@NAME/...")``. A sample of 0.1 logs about
+a tenth of the rows. A SIGTERM right after a burst commits every answered row before the exit."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import tritonclient.grpc.service_pb2 as pb
+import tritonclient.grpc.service_pb2_grpc as pb_grpc
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.linear_model import LogisticRegression
+
+from store import Store
+from tests.registry_helpers import PIP_REQUIREMENTS, Registry, registry_at, weights
+from tests.servers import Server, free_port, start_lockgate
+
+pytestmark = pytest.mark.slow
+
+COLUMNS = ["a", "b", "c"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A lean-path model (sklearn, batched) and a pyfunc model, registered once for the module."""
+    workdir = tmp_path_factory.mktemp("inference-log")
+    rng = np.random.default_rng(5)
+    train = pd.DataFrame(rng.standard_normal((300, 3)), columns=COLUMNS)
+    train["label"] = (train["a"] + train["b"] > 0).astype(int)
+    with registry_at(workdir) as registry:
+        registry.log_weights_model("pyfunc", weights(2, rows=8, cols=2))
+        mlflow.set_experiment(experiment_id=registry.experiment())
+        with mlflow.start_run():
+            mlflow.sklearn.log_model(
+                LogisticRegression().fit(train[COLUMNS], train["label"]), name="model",
+                pip_requirements=PIP_REQUIREMENTS, registered_model_name="lean", input_example=train[COLUMNS].head(3),
+                serialization_format="cloudpickle",
+            )  # fmt: skip
+    yield registry
+
+
+@pytest.fixture(scope="module")
+def gateway(models: Registry) -> Iterator[Server]:
+    grpc_port = free_port()
+    server = start_lockgate(models.workdir, models.gateway_env(), "models:/lean/1", "models:/pyfunc/1",
+                            "--grpc-port", str(grpc_port), "--inference-log-sample", "1",
+                            "--inference-log-window", "1", ready_path="/ready")  # fmt: skip
+    server.grpc_address = f"127.0.0.1:{grpc_port}"  # type: ignore[attr-defined]
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def read_log(store_root: Path, name: str) -> pd.DataFrame:
+    """Every committed window of endpoint ``name``, through lockgate's own fsspec filesystem."""
+    store = Store.open(str(store_root))
+    head = store.resolve("inference", name)
+    paths = sorted(p for p in store.list_files(head, "windows") if p.endswith(".parquet"))
+    options = {"store": str(store_root)}
+    frames = [pd.read_parquet(f"lockgate://inference@{head}/{path}", storage_options=options) for path in paths]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def wait_for_rows(store_root: Path, name: str, request_ids: set[str], timeout: float = 60.0) -> pd.DataFrame:
+    deadline = time.monotonic() + timeout
+    log = pd.DataFrame()
+    while time.monotonic() < deadline:
+        try:
+            log = read_log(store_root, name)
+        except Exception:  # the branch does not exist before its first commit
+            log = pd.DataFrame()
+        if not log.empty and request_ids <= set(log["lockgate_request_id"]):
+            return log
+        time.sleep(0.5)
+    raise AssertionError(f"not every request reached the log of {name} in {timeout}s: {len(log)} rows")
+
+
+def rows_of(seed: int, count: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(np.round(rng.standard_normal((count, 3)), 6), columns=COLUMNS)
+
+
+def send_invocations(server: Server, name: str, frame: pd.DataFrame, request_id: str) -> list[Any]:
+    body = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
+    answer = httpx.post(f"{server.url}/endpoints/{name}/invocations", json=body,
+                        headers={"X-Request-Id": request_id}, timeout=60)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-lockgate-request-id"] == request_id
+    return list(np.asarray(answer.json()["predictions"]).ravel())
+
+
+def send_v2_rest(server: Server, name: str, frame: pd.DataFrame, request_id: str) -> list[Any]:
+    inputs = [{"name": c, "datatype": "FP64", "shape": [len(frame)], "data": frame[c].tolist()} for c in COLUMNS]
+    answer = httpx.post(f"{server.url}/v2/models/{name}/infer", json={"id": request_id, "inputs": inputs}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["id"] == request_id
+    (output,) = answer.json()["outputs"]
+    return list(np.asarray(output["data"]).ravel())
+
+
+def send_v2_grpc(server: Server, name: str, frame: pd.DataFrame, request_id: str) -> list[Any]:
+    message = pb.ModelInferRequest(model_name=name, id=request_id)
+    for column in COLUMNS:
+        message.inputs.add(name=column, datatype="FP64", shape=[len(frame)]).contents.fp64_contents.extend(
+            frame[column].tolist()
+        )
+    with grpc.insecure_channel(server.grpc_address) as channel:  # type: ignore[attr-defined]
+        response = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(message, timeout=60)
+    assert response.id == request_id
+    (output,) = response.outputs
+    dtype = {"INT64": "<i8", "FP64": "<f8"}[output.datatype]
+    return list(np.frombuffer(response.raw_output_contents[0], dtype))
+
+
+SENDERS = {"mlflow": send_invocations, "v2-rest": send_v2_rest, "v2-grpc": send_v2_grpc}
+
+
+@pytest.mark.parametrize("name", ["lean", "pyfunc"])
+def test_every_row_of_every_protocol_is_logged_once_with_its_features_and_answer(
+    gateway: Server, models: Registry, name: str
+) -> None:
+    sent: dict[str, tuple[str, pd.DataFrame, list[Any]]] = {}
+    for seed, (protocol, send) in enumerate(SENDERS.items()):
+        for count in (1, 7):
+            request_id = f"{protocol}-{count}-{uuid.uuid4().hex[:8]}"
+            frame = rows_of(seed * 10 + count, count)
+            sent[request_id] = (protocol, frame, send(gateway, name, frame, request_id))
+    log = wait_for_rows(models.store_root, name, set(sent))
+    log = log[log["lockgate_request_id"].isin(sent)]
+    assert len(log) == sum(len(frame) for _protocol, frame, _answer in sent.values())  # each row exactly once
+    assert not log.duplicated(["lockgate_request_id", "lockgate_row"]).any()
+    state = httpx.get(f"{gateway.url}/endpoints/{name}", timeout=30).json()
+    for request_id, (protocol, frame, answer) in sent.items():
+        rows = log[log["lockgate_request_id"] == request_id].sort_values("lockgate_row")
+        assert rows["lockgate_row"].tolist() == list(range(len(frame)))
+        assert set(rows["lockgate_protocol"]) == {protocol}
+        assert set(rows["lockgate_role"]) == {"primary"}
+        assert set(rows["lockgate_model_version"]) == {state["version"]}
+        assert set(rows["lockgate_weights_commit"]) == {state["weights_commit"]}
+        # The features under their signature names, as sent; the prediction as answered.
+        pd.testing.assert_frame_equal(rows[COLUMNS].reset_index(drop=True), frame, check_dtype=False)
+        np.testing.assert_array_equal(np.asarray(rows["lockgate_prediction"].tolist()).ravel(), answer)
+    assert str(log["lockgate_time"].dt.tz) == "UTC"
+
+
+def test_a_sample_of_a_tenth_logs_a_tenth_of_the_rows(gateway: Server, models: Registry) -> None:
+    answer = httpx.post(f"{gateway.url}/admin/endpoints", timeout=120, json={
+        "name": "sampled", "model_uri": "models:/lean/1", "inference_log_sample": 0.1,
+        "inference_log_window": 1})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    ids = []
+    for batch in range(10):
+        request_id = f"sample-{batch}-{uuid.uuid4().hex[:8]}"
+        send_invocations(gateway, "sampled", rows_of(100 + batch, 1000), request_id)
+        ids.append(request_id)
+    for _ in range(200):  # 1 row at a time: each is sampled on its own
+        send_invocations(gateway, "sampled", rows_of(7, 1), f"one-{uuid.uuid4().hex[:12]}")
+    time.sleep(3)  # two windows of one second, and the grace
+    log = read_log(models.store_root, "sampled")
+    big = log[log["lockgate_request_id"].isin(ids)]
+    share = len(big) / 10_000
+    assert 0.085 <= share <= 0.115, share
+    moved = metric_values(gateway, "lockgate_inference_log_rows_total", endpoint="sampled")
+    assert moved.get("logged", 0) + moved.get("sampled_out", 0) == 10_200, moved
+    assert moved.get("dropped", 0) == 0, moved
+    assert moved["logged"] == len(log)
+
+
+def metric_values(server: Server, metric: str, **labels: str) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{server.url}/metrics", timeout=30).text):
+        for sample in family.samples:
+            if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()):
+                found[sample.labels["outcome"]] = sample.value
+    return found
+
+
+def test_sigterm_after_a_burst_commits_every_answered_row(models: Registry) -> None:
+    # A long window: only the graceful stop can commit these rows.
+    server = start_lockgate(models.workdir, models.gateway_env(), "models:/lean/1", "--name", "burst",
+                            "--inference-log-sample", "1", "--inference-log-window", "3600",
+                            ready_path="/ready")  # fmt: skip
+    try:
+        ids = set()
+        for i in range(60):
+            request_id = f"burst-{i}-{uuid.uuid4().hex[:8]}"
+            send_invocations(server, "burst", rows_of(i, 1 + i % 3), request_id)
+            ids.add(request_id)
+        server.proc.send_signal(signal.SIGTERM)
+        # uvicorn re-raises the signal once its graceful shutdown is done: the exit status is -15.
+        assert server.proc.wait(timeout=60) in (0, -signal.SIGTERM)
+    finally:
+        server.stop()
+    log = read_log(models.store_root, "burst")
+    assert ids <= set(log["lockgate_request_id"])
+    assert len(log[log["lockgate_request_id"].isin(ids)]) == sum(1 + i % 3 for i in range(60))
