@@ -38,10 +38,12 @@ from gateway.protocols.v2.outputs import learn_outputs
 from gateway.protocols.v2.rest_routes import v2_router
 from gateway.routes.admin_routes import admin_router
 from gateway.routes.endpoint_routes import endpoint_router
+from gateway.routes.feedback_routes import feedback_router
 from gateway.routes.hook_routes import hook_router
 from gateway.routes.meta_routes import meta_router
 from gateway.routes.responses import install_error_handlers
 from gateway.serving import decode_steps
+from gateway.serving.answer_horizon import AnswerHorizon
 from gateway.serving.data_plane import DataPlane
 from gateway.serving.decode_pool import DecodePool
 from gateway.serving.inference_log import InferenceLog
@@ -51,6 +53,7 @@ from gateway.settings import Settings
 from gateway.wiring import build_loader, store_opener
 from monitoring.decode_metrics import DecodeStepsCollector
 from monitoring.inference_log_metrics import InferenceLogMetrics
+from monitoring.live_score import LiveQuality
 from monitoring.serving_metrics import ServingMetrics
 from monitoring.shadow_metrics import ShadowMetrics
 from monitoring.skew_collector import SkewCollector
@@ -95,7 +98,12 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
     events.subscribe(mirror)
     registry.register(DecodeStepsCollector(decode_steps.total))
     decode_pool = DecodePool()
-    inference_log = InferenceLog(open_store, InferenceLogMetrics(registry))
+    inference_log = InferenceLog(
+        open_store,
+        InferenceLogMetrics(registry),
+        quality=LiveQuality(registry, settings.live_score_rows),
+        horizon=AnswerHorizon(settings.feedback_horizon_rows),
+    )
     plane = DataPlane(deployer.get, metrics, timeout=settings.request_timeout, mirror=mirror, log=inference_log)
     invoker = Invoker(plane, max_body_bytes=settings.max_body_bytes, decode_pool=decode_pool)
     guard = AccessGuard(settings.admin_token, settings.api_token_list())
@@ -156,6 +164,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
     app.include_router(mlflow_router(invoker, deployer, guard, configured))
     app.include_router(meta_router(deployer, registry, configured))
     app.include_router(endpoint_router(deployer, guard))
+    app.include_router(feedback_router(deployer, inference_log, guard, max_body_bytes=settings.max_body_bytes))
     app.include_router(admin_router(deployer, guard, default_options))
     verifier = (
         WebhookVerifier(settings.mlflow_webhook_secret, settings.mlflow_webhook_max_age)

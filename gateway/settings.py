@@ -89,6 +89,10 @@ class Settings(BaseSettings):
 
     onnx_spinning: bool = False
     """Let onnxruntime's intra-op threads spin: faster large batches, slower small requests."""
+    live_score_rows: int = Field(default=1000, ge=10, le=1_000_000)
+    """Labelled rows the live score (lockgate_live_score) is taken over, per version and role."""
+    feedback_horizon_rows: int = Field(default=200_000, ge=1000, le=10_000_000)
+    """Logged answers per endpoint kept in memory for joining feedback labels."""
     inference_log_sample: float = 0.0
     """Share of scored rows written to the inference log (0 to 1; 0: off)."""
     inference_log_window: float = 60.0

@@ -209,3 +209,100 @@ def test_sigterm_after_a_burst_commits_every_answered_row(models: Registry) -> N
     log = read_log(models.store_root, "burst")
     assert ids <= set(log["lockgate_request_id"])
     assert len(log[log["lockgate_request_id"].isin(ids)]) == sum(1 + i % 3 for i in range(60))
+
+
+def post_feedback(server: Server, name: str, labels: list[dict[str, Any]]) -> httpx.Response:
+    return httpx.post(f"{server.url}/endpoints/{name}/feedback", json={"labels": labels}, timeout=60)
+
+
+def live_score(server: Server, name: str, metric: str) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{server.url}/metrics", timeout=30).text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "lockgate_live_score" and labels["endpoint"] == name and labels["metric"] == metric:
+                found[labels["role"]] = sample.value
+    return found
+
+
+def test_feedback_scores_the_answers_given_and_counts_unknown_ids_as_unmatched(gateway: Server) -> None:
+    answers: list[tuple[str, int, int]] = []  # (request id, row, the class answered)
+    for i in range(40):
+        request_id = f"fb-{i}-{uuid.uuid4().hex[:8]}"
+        frame = rows_of(1000 + i, 1 + i % 4)
+        predicted = send_invocations(gateway, "lean", frame, request_id)
+        answers += [(request_id, row, int(value)) for row, value in enumerate(predicted)]
+    truth = [1 - answer if row == 0 and i % 3 == 0 else answer for i, (_id, row, answer) in enumerate(answers)]
+    labels = [
+        {"request_id": rid, "row": row, "label": label} for (rid, row, _), label in zip(answers, truth, strict=True)
+    ]
+    reply = post_feedback(gateway, "lean", [*labels, {"request_id": "never-answered", "row": 0, "label": 1}])
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {"matched": len(answers), "unmatched": 1}
+    # The live accuracy is the accuracy of the answers given, against the labels sent.
+    expected = sum(a == t for (_, _, a), t in zip(answers, truth, strict=True)) / len(answers)
+    assert live_score(gateway, "lean", "accuracy")["primary"] == pytest.approx(expected)
+    assert expected < 1.0
+    # A phase of wrong labels lowers it, by exactly what the window now holds.
+    wrong = []
+    for i in range(20):
+        request_id = f"fb-wrong-{i}-{uuid.uuid4().hex[:8]}"
+        (value,) = send_invocations(gateway, "lean", rows_of(2000 + i, 1), request_id)
+        wrong.append({"request_id": request_id, "row": 0, "label": 1 - int(value)})
+    assert post_feedback(gateway, "lean", wrong).json() == {"matched": 20, "unmatched": 0}
+    lowered = sum(a == t for (_, _, a), t in zip(answers, truth, strict=True)) / (len(answers) + 20)
+    assert live_score(gateway, "lean", "accuracy")["primary"] == pytest.approx(lowered)
+    assert lowered < expected
+
+
+def test_feedback_on_a_regressor_gives_rmse_mae_and_r2(gateway: Server) -> None:
+    sent: list[tuple[str, float]] = []
+    for i in range(12):
+        request_id = f"reg-{i}-{uuid.uuid4().hex[:8]}"
+        (value,) = send_invocations(gateway, "pyfunc", rows_of(3000 + i, 1), request_id)
+        sent.append((request_id, float(value)))
+    truth = [answer + (0.5 if i % 2 else -0.25) for i, (_, answer) in enumerate(sent)]
+    labels = [{"request_id": rid, "row": 0, "label": label} for (rid, _), label in zip(sent, truth, strict=True)]
+    assert post_feedback(gateway, "pyfunc", labels).json() == {"matched": 12, "unmatched": 0}
+    errors = np.array([a - t for (_, a), t in zip(sent, truth, strict=True)])
+    assert live_score(gateway, "pyfunc", "rmse")["primary"] == pytest.approx(float(np.sqrt(np.mean(errors**2))))
+    assert live_score(gateway, "pyfunc", "mae")["primary"] == pytest.approx(float(np.mean(np.abs(errors))))
+    assert "primary" in live_score(gateway, "pyfunc", "r2")
+
+
+def _labels(*labels: dict[str, Any], times: int = 1) -> bytes:
+    return json.dumps({"labels": list(labels) * times}).encode()
+
+
+ONE = {"request_id": "a", "row": 0, "label": 1}
+# Bodies are made when a case runs, not when the module is collected (one is 50 MB).
+HOSTILE: dict[str, tuple[Any, int, str]] = {
+    "malformed JSON": (lambda: b"{not json", 400, "labels"),
+    "a 1 MB id": (lambda: _labels({**ONE, "request_id": "x" * 1_000_000}), 400, "request_id"),
+    "a NUL in the id": (lambda: _labels({**ONE, "request_id": "a\u0000b"}), 400, "request_id"),
+    "a newline in the id": (lambda: _labels({**ONE, "request_id": "a\nb"}), 400, "request_id"),
+    "a negative row": (lambda: _labels({**ONE, "row": -1}), 400, "row"),
+    "a row as text": (lambda: _labels({**ONE, "row": "0"}), 400, "row"),
+    "a list label": (lambda: _labels({**ONE, "label": [1, 2]}), 400, "label"),
+    "a null label": (lambda: _labels({**ONE, "label": None}), 400, "label"),
+    "an object label": (lambda: _labels({**ONE, "label": {"x": 1}}), 400, "label"),
+    "no label": (lambda: _labels({"request_id": "a", "row": 0}), 400, "label"),
+    "100,001 labels": (lambda: _labels(ONE, times=100_001), 400, "100,000"),
+    "10^6 labels": (lambda: _labels(ONE, times=1_000_000), 413, "limit"),
+    "labels not a list": (lambda: json.dumps({"labels": ONE}).encode(), 400, "labels"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_feedback_gets_a_4xx_naming_what_is_wrong(gateway: Server, case: str) -> None:
+    make, status, names = HOSTILE[case]
+    reply = httpx.post(f"{gateway.url}/endpoints/lean/feedback", content=make(),
+                       headers={"Content-Type": "application/json"}, timeout=60)  # fmt: skip
+    assert reply.status_code == status, reply.text[:500]
+    assert names in reply.json()["message"], reply.text[:500]
+    assert len(reply.content) < 4096  # the hostile value is not echoed back
+
+
+def test_feedback_for_an_unknown_endpoint_is_a_404(gateway: Server) -> None:
+    reply = post_feedback(gateway, "nope", [{"request_id": "a", "row": 0, "label": 1}])
+    assert reply.status_code == 404 and "nope" in reply.json()["message"]

@@ -34,7 +34,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
@@ -43,8 +43,10 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import pandas as pd
 
-from gateway.serving.logged_rows import LoggedRows, input_columns, output_columns
+from gateway.serving.answer_horizon import AnswerHorizon
+from gateway.serving.logged_rows import PREDICTION, LoggedRows, input_columns, output_columns
 from monitoring.inference_log_metrics import InferenceLogMetrics
+from monitoring.live_score import LiveQuality
 from store import Store
 from store.errors import BackendError, RefConflictError, StoreError
 
@@ -83,9 +85,19 @@ class _Offered:
         return self.logged.rows if self.keep is None else len(self.keep)
 
 
+@dataclass(frozen=True, slots=True)
+class Label:
+    """One piece of ground truth: the answer it is for (request id, row) and its true value."""
+
+    request_id: str
+    row: int
+    label: Any
+
+
 @dataclass
 class _Part:
-    """The rows of one version and role in one window, as columns of the entries that made it."""
+    """The rows of one version and role in one window (or its labels), as columns of the entries
+    that made it."""
 
     pieces: list[tuple[dict[str, Any], int]] = field(default_factory=list)
     rows: int = 0
@@ -120,6 +132,8 @@ class InferenceLog:
         open_store: Callable[[], Store],
         metrics: InferenceLogMetrics,
         *,
+        quality: LiveQuality | None = None,
+        horizon: AnswerHorizon | None = None,
         max_queue_rows: int = 200_000,
         max_buffered_rows: int = 2_000_000,
         tick_seconds: float = 0.25,
@@ -127,6 +141,9 @@ class InferenceLog:
     ) -> None:
         self._open_store = open_store
         self._metrics = metrics
+        self.quality = quality
+        self.horizon = horizon or AnswerHorizon()
+        self._drain_lock = threading.Lock()  # the writer thread and a feedback call both drain
         self._max_queue_rows = max_queue_rows
         # Rows in open and sealed windows not committed yet: what an outage may hold in memory.
         self._max_buffered_rows = max_buffered_rows
@@ -199,7 +216,8 @@ class InferenceLog:
         if thread is not None:
             thread.join()
         self._drain()
-        self._seal(math.inf)
+        with self._drain_lock:
+            self._seal(math.inf)
         deadline = time.monotonic() + timeout
         while self._sealed and time.monotonic() < deadline:
             self._commit_due(force=True)
@@ -215,13 +233,58 @@ class InferenceLog:
         while not self._stop.wait(self._tick):
             try:
                 self._drain()
-                self._seal(self._clock())
+                with self._drain_lock:
+                    self._seal(self._clock())
                 self._commit_due()
                 self._update_gauges()
             except Exception:  # the log must never die; whatever failed is counted where it failed
                 _log.exception("inference log")
 
+    # -- feedback -----------------------------------------------------------------------------
+
+    def feedback(self, endpoint: str, window: float, labels: Sequence[Label]) -> tuple[int, int]:
+        """Join ``labels`` to the answers remembered, score the matched ones, and queue every label
+        for the log. Returns (matched, unmatched). Blocking (call it off the event loop)."""
+        self._drain()  # answers given a moment ago are in the queue still
+        matched = 0
+        now = self._clock()
+        found_rows: list[bool] = []
+        for label in labels:
+            found = self.horizon.find(endpoint, label.request_id, label.row)
+            found_rows.append(found is not None)
+            if found is None:
+                continue
+            matched += 1
+            if self.quality is not None:
+                version, role, answer = found
+                self.quality.add(endpoint, version, role, answer, label.label)
+        unmatched = len(labels) - matched
+        if self.quality is not None:
+            self.quality.labels.labels(endpoint, "matched").inc(matched)
+            self.quality.labels.labels(endpoint, "unmatched").inc(unmatched)
+            self.quality.publish(endpoint)
+        if labels:
+            values = [label.label for label in labels]
+            if len({type(v) for v in values}) > 1:
+                values = [str(v) for v in values]  # one column type: mixed labels are kept as text
+            columns: dict[str, Any] = {
+                "lockgate_request_id": [label.request_id for label in labels],
+                "lockgate_row": np.array([label.row for label in labels], dtype=np.int64),
+                "lockgate_time": np.full(len(labels), np.datetime64(int(now * 1_000_000), "us")),
+                "lockgate_label": values,
+                "lockgate_matched": np.array(found_rows, dtype=bool),
+            }
+            with self._drain_lock:
+                self._add(endpoint, window, now, ("labels", "feedback"), columns=columns, rows=len(labels))
+        if self._thread is None:
+            self.start()
+        return matched, len(labels) - matched
+
     def _drain(self) -> None:
+        with self._drain_lock:
+            self._drain_locked()
+
+    def _drain_locked(self) -> None:
         with self._lock:
             batch, self._queue, self._queued_rows = self._queue, [], 0
         for entry in batch:
@@ -235,16 +298,26 @@ class InferenceLog:
                 _log.warning("inference log: %d row(s) of %s not logged: %s", kept, entry.endpoint, exc)
                 self._metrics.count(entry.endpoint, "dropped", kept)
                 continue
-            start = math.floor(entry.at / entry.window) * entry.window
-            window = self._windows.get((entry.endpoint, start))
-            if window is None:
-                window = self._windows[(entry.endpoint, start)] = _Window(entry.endpoint, start, start + entry.window)
-            part = window.parts.setdefault((entry.version, entry.role), _Part())
-            part.pieces.append((columns, kept))
-            part.rows += kept
-            window.rows += kept
-            window.oldest = min(window.oldest, entry.at)
-            self._buffered_rows += kept
+            answers = columns.get(PREDICTION)
+            if answers is not None:
+                self.horizon.remember(entry.endpoint, entry.request_id, columns["lockgate_row"],
+                                      version=entry.version, role=entry.role, answers=answers)  # fmt: skip
+            self._add(entry.endpoint, entry.window, entry.at, ("windows", f"{_safe(entry.version)}-{entry.role}"),
+                      columns=columns, rows=kept)  # fmt: skip
+
+    def _add(self, endpoint: str, length: float, at: float, part_key: tuple[str, str], *, columns: dict[str, Any],
+             rows: int) -> None:  # fmt: skip
+        """Put ``rows`` rows into the window of ``endpoint`` that holds moment ``at``."""
+        start = math.floor(at / length) * length
+        window = self._windows.get((endpoint, start))
+        if window is None:
+            window = self._windows[(endpoint, start)] = _Window(endpoint, start, start + length)
+        part = window.parts.setdefault(part_key, _Part())
+        part.pieces.append((columns, rows))
+        part.rows += rows
+        window.rows += rows
+        window.oldest = min(window.oldest, at)
+        self._buffered_rows += rows
 
     def _seal(self, now: float) -> None:
         """Make every window that is over a set of Parquet files, ready to commit."""
@@ -255,9 +328,9 @@ class InferenceLog:
             del self._windows[key]
             files, written = [], 0
             stamp = datetime.fromtimestamp(window.start, UTC).strftime("%Y%m%dT%H%M%SZ")
-            for (version, role), part in window.parts.items():
+            for (folder, prefix), part in window.parts.items():
                 self._files += 1
-                path = f"windows/{stamp}/{_safe(version)}-{role}-{self._replica}-{self._files}.parquet"
+                path = f"{folder}/{stamp}/{prefix}-{self._replica}-{self._files}.parquet"
                 try:
                     files.append((path, _parquet(part)))
                     written += part.rows
@@ -266,7 +339,7 @@ class InferenceLog:
                     self._metrics.count(window.endpoint, "dropped", part.rows)
                     self._buffered_rows -= part.rows
             if files:
-                versions = sorted({version for version, _role in window.parts})
+                versions = sorted({prefix.rsplit("-", 1)[0] for folder, prefix in window.parts if folder == "windows"})
                 self._sealed.append(_Sealed(window.endpoint, window.start, window.end, files, written, window.oldest,
                                             versions))  # fmt: skip
 

@@ -20,7 +20,8 @@ from typing import Final
 REQUEST_ID_HEADER: Final = "X-Lockgate-Request-Id"
 INCOMING_REQUEST_ID_HEADER: Final = "x-request-id"
 MAX_REQUEST_ID_LENGTH: Final = 128
-_VALID: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+REQUEST_ID_PATTERN: Final = r"^[A-Za-z0-9._:\-]{1,128}$"
+_VALID: Final = re.compile(REQUEST_ID_PATTERN)
 
 
 def is_valid_request_id(candidate: object) -> bool:
