@@ -7,7 +7,10 @@ a tenth of the rows. A SIGTERM right after a burst commits every answered row be
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -306,3 +309,46 @@ def test_hostile_feedback_gets_a_4xx_naming_what_is_wrong(gateway: Server, case:
 def test_feedback_for_an_unknown_endpoint_is_a_404(gateway: Server) -> None:
     reply = post_feedback(gateway, "nope", [{"request_id": "a", "row": 0, "label": 1}])
     assert reply.status_code == 404 and "nope" in reply.json()["message"]
+
+
+def lockgate_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed ``lockgate`` command, run from a directory that is not the checkout."""
+    command = [str(Path(sys.executable).with_name("lockgate")), *args]
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("PYTHONPATH", None)
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=cwd, env=env, check=False)
+
+
+def test_the_cli_lists_the_windows_and_scores_the_log_itself(gateway: Server, models: Registry, tmp_path: Path) -> None:
+    body = {"name": "scored", "model_uri": "models:/lean/1", "inference_log_sample": 1, "inference_log_window": 1}
+    answer = httpx.post(f"{gateway.url}/admin/endpoints", timeout=120, json=body)
+    assert answer.status_code == 200, answer.text
+    labels, right = [], 0
+    for i in range(30):
+        request_id = f"cli-{i}-{uuid.uuid4().hex[:8]}"
+        (value,) = send_invocations(gateway, "scored", rows_of(4000 + i, 1), request_id)
+        label = int(value) if i % 3 else 1 - int(value)
+        right += int(label == int(value))
+        labels.append({"request_id": request_id, "row": 0, "label": label})
+    assert post_feedback(gateway, "scored", labels).json() == {"matched": 30, "unmatched": 0}
+    root = str(models.store_root)
+    deadline = time.monotonic() + 60
+    while True:  # the labels' window commits a second or two after they arrive
+        done = lockgate_cli("inference", "score", "scored", "--store", root, "--json", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        (entry,) = json.loads(done.stdout)["scores"]
+        if entry["labelled"] == 30 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert entry["answers"] == 30 and entry["labelled"] == 30 and entry["role"] == "primary"
+    assert entry["scores"]["accuracy"] == pytest.approx(right / 30)
+    listed = lockgate_cli("inference", "ls", "scored", "--store", root, "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    files = json.loads(listed.stdout)["files"]
+    assert sum(f["rows"] for f in files) == 30
+    state = httpx.get(f"{gateway.url}/endpoints/scored", timeout=30).json()
+    assert {f["weights_commit"] for f in files} == {state["weights_commit"]}
+    frame = pd.read_parquet(files[0]["uri"], storage_options={"store": root})
+    assert set(COLUMNS) <= set(frame.columns) and len(frame) == files[0]["rows"]
+    missing = lockgate_cli("inference", "ls", "nope", "--store", root, cwd=tmp_path)
+    assert missing.returncode == 1 and "no inference log" in missing.stderr

@@ -13,7 +13,14 @@ from pydantic import ValidationError
 # typer 0.29 vendors click; its usage errors are these classes, not click's own.
 from typer._click import exceptions as click_errors
 
-from gateway.cli import gateway_commands, model_commands, serve_commands, store_commands, store_gc_command
+from gateway.cli import (
+    gateway_commands,
+    inference_commands,
+    model_commands,
+    serve_commands,
+    store_commands,
+    store_gc_command,
+)
 from gateway.cli.console import err
 from gateway.errors import GatewayError
 from loader.errors import LoaderError
@@ -26,6 +33,9 @@ app = typer.Typer(
 )
 store_commands.app.command("gc")(store_gc_command.gc)
 app.add_typer(store_commands.app, name="store")
+inference_commands.app.command("ls")(inference_commands.ls)
+inference_commands.app.command("score")(inference_commands.score)
+app.add_typer(inference_commands.app, name="inference")
 app.command("resolve")(model_commands.resolve)
 app.command("fetch")(model_commands.fetch)
 app.command("materialize")(model_commands.materialize)
