@@ -7,7 +7,9 @@ each push (under its writer lease), and a refresh costs what is new, not what ex
   a refresh lists only the keys after the newest one it has seen (S3's ``StartAfter``), minus a
   margin for writers whose clocks run behind or whose uploads took long;
 - what it has read is kept in a verified local copy (``store.index_cache``), so a new process
-  reads only the indexes written since the last one did;
+  reads only the indexes written since the last one did; the copy is adopted only if the newest
+  pack it names still exists (one HEAD request), so a store made anew at the same root is
+  never deduplicated against packs it does not hold;
 - a garbage collection changes the store's *generation* (``locks/gc-generation.json``); a
   refresh that finds another generation drops everything and reads the indexes again, so no
   chunk is ever deduplicated against a pack a collection deleted.
@@ -27,7 +29,7 @@ from store.backends.base import Backend
 from store.gc_generation import read_generation
 from store.ids import is_full_id
 from store.index_cache import LocalIndexCache
-from store.layout import INDEX_PREFIX, TIMED_INDEX_PREFIX, pack_id_of_index_key
+from store.layout import INDEX_PREFIX, TIMED_INDEX_PREFIX, pack_id_of_index_key, pack_key
 from store.objects import ChunkRef
 from store.pack import PackEntry, decode_index, encode_index
 
@@ -66,6 +68,11 @@ class ChunkIndex:
     def _adopt_local(self, generation: str | None) -> None:
         cached = self._local.load() if self._local is not None else None
         if cached is None or cached.generation != generation:
+            return
+        if cached.records and not self._backend.exists(pack_key(cached.records[-1][0])):
+            # Another store now lives at this root (a bucket or directory deleted and made anew,
+            # a new test server on the same URL): the copy describes packs it does not hold.
+            # Deduplicating against it would commit files whose chunks were never written.
             return
         for pack_id, data in cached.records:
             self._learn(pack_id, decode_index(pack_id, data))

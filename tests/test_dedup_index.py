@@ -89,3 +89,23 @@ def test_a_damaged_local_copy_is_rebuilt(tmp_path: Path) -> None:
     assert index.last_refresh["index_reads"] >= 5, "a damaged copy is discarded, not trusted"
     second, _ = _store(location, None, cache)
     assert second.commit_files("data", "main", [("f0-again.bin", _blob(0))]).bytes_new == 0
+
+
+def test_a_store_made_anew_at_the_same_root_is_not_deduplicated_against_the_old_one(tmp_path: Path) -> None:
+    """A bucket or directory deleted and made again (a fresh test server on the same URL, a
+    wiped bucket) holds none of the packs a local copy names: a push must write every chunk."""
+    import shutil
+
+    location = str(tmp_path / "store")
+    cache = tmp_path / "index-cache"
+    first, _ = _store(location, None, cache)
+    blob = _blob(3)
+    first.commit_files("data", "main", [("a.bin", blob)])
+    first.commit_files("data", "main", [("b", b"refresh")])  # the local copy now names a.bin's pack
+    first.close()
+    shutil.rmtree(location)
+    again, _ = _store(location, None, cache)  # the same root, a new store
+    result = again.commit_files("data", "main", [("a.bin", blob)])
+    assert result.bytes_new == len(blob), "deduplicated against a pack of the store that was deleted"
+    assert again.read_file(result.commit_id, "a.bin") == blob
+    assert again.verify().ok
