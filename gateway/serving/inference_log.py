@@ -124,6 +124,7 @@ class _Sealed:
     versions: list[str]
     attempts: int = 0
     next_try: float = 0.0
+    in_flight: bool = False  # the committer is writing it now
 
 
 class InferenceLog:
@@ -156,12 +157,16 @@ class InferenceLog:
         self._queue: list[_Offered] = []
         self._queued_rows = 0
         self._windows: dict[tuple[str, float], _Window] = {}
+        # The writer thread seals, the committer thread commits: a store that hangs holds up
+        # commits only, never the draining of the queue (or the gauges that show the hang).
+        self._sealed_lock = threading.Lock()
         self._sealed: list[_Sealed] = []
         self._buffered_rows = 0
         self._files = 0
         self._lagging: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._committer: threading.Thread | None = None
 
     # -- the request path ---------------------------------------------------------------------
 
@@ -206,39 +211,53 @@ class InferenceLog:
             if self._thread is not None:
                 return
             self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
+            self._committer = threading.Thread(target=self._commit_loop, name="inference-log-commit", daemon=True)
         self._thread.start()
+        self._committer.start()
 
     def close(self, timeout: float = 15.0) -> None:
         """Seal every open window and commit it (within ``timeout`` seconds while the store is
         down); rows that still cannot be committed are counted as dropped. Blocking."""
-        thread = self._thread
+        deadline = time.monotonic() + timeout
         self._stop.set()
-        if thread is not None:
-            thread.join()
+        if self._thread is not None:
+            self._thread.join()
+        if self._committer is not None:  # it may be inside a commit the store is slow to answer
+            self._committer.join(timeout=max(0.0, deadline - time.monotonic()))
         self._drain()
         with self._drain_lock:
             self._seal(math.inf)
-        deadline = time.monotonic() + timeout
-        while self._sealed and time.monotonic() < deadline:
+        while self._pending() and time.monotonic() < deadline:
             self._commit_due(force=True)
-            if self._sealed:
+            if self._pending():
                 time.sleep(0.2)
-        for sealed in self._sealed:
+        with self._sealed_lock:
+            left, self._sealed = self._sealed, []
+        for sealed in left:
             self._metrics.count(sealed.endpoint, "dropped", sealed.rows)
             _log.error("inference log: %d row(s) of %s not committed at shutdown", sealed.rows, sealed.endpoint)
-        self._sealed.clear()
         self._update_gauges()
+
+    def _pending(self) -> bool:
+        with self._sealed_lock:
+            return bool(self._sealed)
 
     def _run(self) -> None:
         while not self._stop.wait(self._tick):
             try:
                 self._drain()
-                with self._drain_lock:
+                with self._drain_lock:  # a feedback call adds to the windows too
                     self._seal(self._clock())
-                self._commit_due()
-                self._update_gauges()
+                    self._update_gauges()
             except Exception:  # the log must never die; whatever failed is counted where it failed
                 _log.exception("inference log")
+
+    def _commit_loop(self) -> None:
+        while not self._stop.wait(self._tick):
+            try:
+                self._commit_due()
+            except Exception:
+                _log.exception("inference log commit")
 
     # -- feedback -----------------------------------------------------------------------------
 
@@ -289,7 +308,7 @@ class InferenceLog:
             batch, self._queue, self._queued_rows = self._queue, [], 0
         for entry in batch:
             kept = entry.kept
-            if self._buffered_rows + kept > self._max_buffered_rows:
+            if self._buffered_rows + kept > self._max_buffered_rows:  # an outage filled the buffer
                 self._metrics.count(entry.endpoint, "dropped", kept)
                 continue
             try:
@@ -317,7 +336,8 @@ class InferenceLog:
         part.rows += rows
         window.rows += rows
         window.oldest = min(window.oldest, at)
-        self._buffered_rows += rows
+        with self._sealed_lock:
+            self._buffered_rows += rows
 
     def _seal(self, now: float) -> None:
         """Make every window that is over a set of Parquet files, ready to commit."""
@@ -337,17 +357,21 @@ class InferenceLog:
                 except Exception as exc:
                     _log.error("inference log: %d row(s) of %s cannot be written: %s", part.rows, window.endpoint, exc)
                     self._metrics.count(window.endpoint, "dropped", part.rows)
-                    self._buffered_rows -= part.rows
+                    with self._sealed_lock:
+                        self._buffered_rows -= part.rows
             if files:
                 versions = sorted({prefix.rsplit("-", 1)[0] for folder, prefix in window.parts if folder == "windows"})
-                self._sealed.append(_Sealed(window.endpoint, window.start, window.end, files, written, window.oldest,
-                                            versions))  # fmt: skip
+                sealed = _Sealed(window.endpoint, window.start, window.end, files, written, window.oldest, versions)
+                with self._sealed_lock:
+                    self._sealed.append(sealed)
 
     def _commit_due(self, *, force: bool = False) -> None:
         now = time.monotonic()
-        for sealed in list(self._sealed):
-            if not force and sealed.next_try > now:
-                continue
+        with self._sealed_lock:
+            due = [s for s in self._sealed if not s.in_flight and (force or s.next_try <= now)]
+            for sealed in due:
+                sealed.in_flight = True
+        for sealed in due:
             try:
                 self._commit(sealed)
             except _TRANSIENT as exc:
@@ -357,6 +381,7 @@ class InferenceLog:
                 if sealed.attempts in (1, 10) or sealed.attempts % 100 == 0:
                     _log.warning("inference log: %d row(s) of %s wait, the store refused: %s", sealed.rows,
                                  sealed.endpoint, exc)  # fmt: skip
+                sealed.in_flight = False
                 continue
             except StoreError as exc:  # not an outage: these files can never be written
                 _log.error("inference log: %d row(s) of %s cannot be committed: %s", sealed.rows, sealed.endpoint, exc)
@@ -364,8 +389,9 @@ class InferenceLog:
             else:
                 self._metrics.count(sealed.endpoint, "logged", sealed.rows)
                 self._metrics.commits.labels(sealed.endpoint, "ok").inc()
-            self._sealed.remove(sealed)
-            self._buffered_rows -= sealed.rows
+            with self._sealed_lock:
+                self._sealed.remove(sealed)
+                self._buffered_rows -= sealed.rows
 
     def _commit(self, sealed: _Sealed) -> None:
         start = datetime.fromtimestamp(sealed.start, UTC).isoformat()
@@ -386,7 +412,8 @@ class InferenceLog:
     def _update_gauges(self) -> None:
         now = self._clock()
         oldest: dict[str, float] = {}
-        held: list[_Window | _Sealed] = [*self._windows.values(), *self._sealed]
+        with self._sealed_lock:
+            held: list[_Window | _Sealed] = [*self._windows.values(), *self._sealed]
         for item in held:
             oldest[item.endpoint] = min(oldest.get(item.endpoint, math.inf), item.oldest)
         self._lagging |= set(oldest)  # an endpoint whose rows are all committed shows 0, not its last lag
