@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     """Labelled rows the live score (lockgate_live_score) is taken over, per version and role."""
     feedback_horizon_rows: int = Field(default=200_000, ge=1000, le=10_000_000)
     """Logged answers per endpoint kept in memory for joining feedback labels."""
+    target_column: str | None = None
+    """The label column of the dataset the baseline score is taken on (unset: the one non-input column)."""
     inference_log_sample: float = 0.0
     """Share of scored rows written to the inference log (0 to 1; 0: off)."""
     inference_log_window: float = 60.0

@@ -84,6 +84,54 @@ def training_data(open_store: Callable[[], Store], resolved: ResolvedModel) -> T
     return TrainingData(key, {n: table[n].to_numpy() for n in present}, categorical, sample, None)
 
 
+@dataclass
+class EvaluationData:
+    """The rows a version's baseline score is taken on: the signature's columns and the target."""
+
+    dataset: str  # "evaluation" (logged with an evaluation context) or "training" (optimistic)
+    uri: str
+    target: str
+    inputs: pd.DataFrame
+    labels: pd.Series
+
+
+def evaluation_data(
+    open_store: Callable[[], Store], resolved: ResolvedModel, target: str | None = None
+) -> EvaluationData | str:
+    """The rows to score the model on, or why there are none. The dataset the run logged for
+    evaluation, else its training dataset. The target is the one column of the dataset that is not
+    a model input, or ``target`` when an endpoint names it."""
+    if resolved.evaluation_uri:
+        dataset, uri = "evaluation", resolved.evaluation_uri
+    elif resolved.dataset_uris:
+        dataset, uri = "training", resolved.dataset_uris[0]
+    else:
+        return "no evaluation or training dataset in the run's lineage"
+    names = [n for n, _ in signature_columns(resolved.signature)]
+    if not names:
+        return "the model has no signature with named input columns"
+    location = parse_uri(uri)
+    try:
+        table = _read_table(open_store(), location.ref.name, location.path)
+    except (StoreError, ValueError, OSError) as exc:
+        return f"cannot read the {dataset} data {uri}: {exc}"
+    missing = [n for n in names if n not in table.columns]
+    if missing:
+        return f"the {dataset} data lacks the model's inputs {missing}"
+    if target is None:
+        others = [str(c) for c in table.columns if c not in names]
+        if len(others) != 1:
+            listed = ", ".join(others) or "none"
+            return (
+                f"the {dataset} data has {len(others)} columns besides the model's inputs ({listed}): "
+                "name the target with the endpoint option target_column"
+            )
+        target = others[0]
+    elif target not in table.columns:
+        return f"the {dataset} data has no target column {target!r}"
+    return EvaluationData(dataset, uri, target, table[names], table[target])
+
+
 def prediction_values(predictions: Any) -> np.ndarray | None:
     """Numeric predictions as a flat array (first column), or None when they are not numeric."""
     array = np.asarray(predictions.to_numpy() if hasattr(predictions, "to_numpy") else predictions)

@@ -219,6 +219,12 @@ class Resolver:
         notes: list[str] = []
         if uris:
             commits, pinned, notes = pin_dataset_uris(uris, lambda uri: self._store().resolve_uri(uri))
+        evaluation = dataset_uris(run.evaluation_sources) if run is not None else []
+        evaluation_pinned: list[str] = []
+        if evaluation:
+            _commits, evaluation_pinned, _notes = pin_dataset_uris(
+                evaluation[:1], lambda uri: self._store().resolve_uri(uri)
+            )
         return ResolvedModel(
             uri=ref.uri,
             reference=ref.kind,
@@ -231,4 +237,5 @@ class Resolver:
             dataset_uris=tuple(pinned),
             code_commit=run_tags.get(CODE_COMMIT_TAG) if run is not None else None,
             notes=tuple(notes),
+            evaluation_uri=evaluation_pinned[0] if evaluation_pinned else None,
         )

@@ -41,6 +41,13 @@ class RunFacts:
     run_id: str
     tags: dict[str, str] = field(default_factory=dict)
     dataset_sources: tuple[str, ...] = ()
+    # The inputs logged with an evaluation context (``evaluation``, ``eval``, ``validation``,
+    # ``test``): the model's baseline score is taken on the first of them.
+    evaluation_sources: tuple[str, ...] = ()
+
+
+EVALUATION_CONTEXTS = frozenset({"evaluation", "eval", "validation", "test"})
+CONTEXT_TAG = "mlflow.data.context"
 
 
 def version_facts(mv: Any, download_uri: str) -> VersionFacts:
@@ -70,4 +77,10 @@ def run_facts(run: Any) -> RunFacts:
         run_id=str(run.info.run_id),
         tags=dict(run.data.tags or {}),
         dataset_sources=tuple(str(i.dataset.source) for i in inputs if getattr(i.dataset, "source", None)),
+        evaluation_sources=tuple(
+            str(i.dataset.source)
+            for i in inputs
+            if getattr(i.dataset, "source", None)
+            and any(t.key == CONTEXT_TAG and str(t.value).lower() in EVALUATION_CONTEXTS for t in (i.tags or []))
+        ),
     )

@@ -56,6 +56,9 @@ class ResolvedModel:
     logged_model_id: str | None = None
     notes: tuple[str, ...] = field(default=())
     local_copy: str | None = None  # a directory `lockgate materialize` wrote: files come from there
+    # The dataset the run logged for evaluation (context evaluation, eval, validation or test),
+    # pinned to its commit: the model's baseline score is taken on it.
+    evaluation_uri: str | None = None
 
     @property
     def weights_commit(self) -> str | None:

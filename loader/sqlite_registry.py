@@ -31,7 +31,7 @@ from pathlib import Path
 import mlflow
 
 from loader.model_uri import ModelRef
-from loader.registry_facts import LoggedModelFacts, RunFacts, VersionFacts
+from loader.registry_facts import CONTEXT_TAG, EVALUATION_CONTEXTS, LoggedModelFacts, RunFacts, VersionFacts
 
 # The head of each supported MLflow's migration chain (mlflow/store/db_migrations/versions).
 # MLflow itself refuses a database at any other revision, so this reader does too.
@@ -206,7 +206,7 @@ class SqliteRegistry:
                 tags = connection.execute('SELECT "key", value FROM tags WHERE run_uuid = ?', (run_id,)).fetchall()
                 # MLflow's _get_run_inputs query, so the inputs come in MLflow's order.
                 inputs = connection.execute(
-                    "SELECT d.dataset_uuid, d.dataset_source FROM inputs i "
+                    "SELECT d.dataset_uuid, d.dataset_source, t.name, t.value FROM inputs i "
                     "JOIN datasets d ON i.source_id = d.dataset_uuid "
                     "LEFT OUTER JOIN input_tags t ON t.input_uuid = i.input_uuid "
                     "WHERE i.destination_type = 'RUN' AND i.destination_id IN (?) ORDER BY i.destination_id",
@@ -215,12 +215,16 @@ class SqliteRegistry:
             except sqlite3.Error as exc:
                 raise Declined(f"unexpected tracking schema in {self.tracking_db}: {exc}") from exc
         sources: dict[str, str] = {}
-        for dataset_uuid, source in inputs:
+        evaluation: dict[str, str] = {}
+        for dataset_uuid, source, tag, value in inputs:
             sources.setdefault(str(dataset_uuid), str(source or ""))
+            if tag == CONTEXT_TAG and str(value).lower() in EVALUATION_CONTEXTS and source:
+                evaluation.setdefault(str(dataset_uuid), str(source))
         return RunFacts(
             run_id=run_id,
             tags={str(key): str(value) for key, value in tags if value is not None},
             dataset_sources=tuple(source for source in sources.values() if source),
+            evaluation_sources=tuple(evaluation.values()),
         )
 
 

@@ -27,6 +27,9 @@ class LiveEndpoint:
     extra_gauges: dict[str, float] = field(default_factory=dict)
     role: str = "primary"  # primary, canary or shadow: one version may serve in two roles
     predict_sizes: PredictSizes | None = None
+    # The model's own score on its evaluation (or training) data, and which of the two.
+    baseline_scores: dict[str, float] = field(default_factory=dict)
+    baseline_dataset: str = ""
 
 
 INFO_LABELS = (
@@ -98,8 +101,19 @@ class SkewCollector(Collector):
             "lockgate_batch_size_rows", "Rows per predict call (a merged batch is one call).",
             labels=["endpoint", "version", "role"],
         )  # fmt: skip
+        baseline = GaugeMetricFamily(
+            "lockgate_baseline_score",
+            "The model's own score on the dataset its run logged for evaluation (dataset=evaluation), "
+            "else on its training data (dataset=training: optimistic).",
+            labels=["endpoint", "version", "metric", "dataset"],
+        )
+        scored: set[tuple[str, str]] = set()
         for live in self._live():
             info.add_metric([live.info.get(label, "") for label in INFO_LABELS], 1.0)
+            if live.baseline_scores and (live.endpoint, live.version) not in scored:
+                scored.add((live.endpoint, live.version))  # one version in two roles: one series
+                for metric, value in live.baseline_scores.items():
+                    baseline.add_metric([live.endpoint, live.version, metric, live.baseline_dataset], value)
             if live.predict_sizes is not None:
                 buckets, rows_sum = live.predict_sizes.buckets()
                 batch_rows.add_metric([live.endpoint, live.version, live.role], buckets, rows_sum)
@@ -121,7 +135,7 @@ class SkewCollector(Collector):
                     base = [live.endpoint, live.version, live.role]
                     pred_psi.add_metric(base, report.features[0].psi)
                     pred_js.add_metric(base, report.features[0].js_distance)
-        yield from (info, psi, js, oor, missing, unseen, rows, max_psi, pred_psi, pred_js, batch_rows)
+        yield from (info, psi, js, oor, missing, unseen, rows, max_psi, pred_psi, pred_js, batch_rows, baseline)
         stats = self._cache_stats()
         for name, help_text in (
             ("lockgate_cache_used_bytes", "Bytes held by the model cache."),

@@ -170,6 +170,7 @@ def _answers(url: str, frame: pd.DataFrame) -> dict[str, Any]:
             {"name": c, "datatype": "FP64", "shape": [len(rows)], "data": rows[c].tolist()} for c in rows.columns
         ],
         "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
+        "id": "graph-first",  # the answer echoes it: without one, each answer has a new id
     }
     # A request that needs the native model waits for its load (sklearn's import): seconds on a
     # busy CI machine, more than httpx's default 5 s timeout (seen once in CI).

@@ -6,6 +6,8 @@ a tenth of the rows. A SIGTERM right after a burst commits every answered row be
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -30,7 +32,7 @@ from sklearn.linear_model import LogisticRegression
 
 from store import Store
 from tests.registry_helpers import PIP_REQUIREMENTS, Registry, registry_at, weights
-from tests.servers import Server, free_port, start_lockgate
+from tests.servers import Server, free_port, reset_mlflow_uris, start_lockgate
 
 pytestmark = pytest.mark.slow
 
@@ -44,10 +46,20 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     rng = np.random.default_rng(5)
     train = pd.DataFrame(rng.standard_normal((300, 3)), columns=COLUMNS)
     train["label"] = (train["a"] + train["b"] > 0).astype(int)
+    evaluation = pd.DataFrame(rng.standard_normal((200, 3)), columns=COLUMNS)
+    evaluation["label"] = (evaluation["a"] + evaluation["b"] + 0.7 * evaluation["c"] > 0).astype(int)
     with registry_at(workdir) as registry:
-        registry.log_weights_model("pyfunc", weights(2, rows=8, cols=2))
+        store = Store.open(str(registry.store_root), create=True)
+        files = [("train.csv", train.to_csv(index=False).encode()),
+                 ("evaluation.csv", evaluation.to_csv(index=False).encode())]  # fmt: skip
+        store.commit_files("datasets", "main", files)
+        training = mlflow.data.from_pandas(train, source="lockgate://datasets@main/train.csv")
+        registry.log_weights_model("pyfunc", weights(2, rows=8, cols=2), dataset=training)
         mlflow.set_experiment(experiment_id=registry.experiment())
         with mlflow.start_run():
+            mlflow.log_input(training, context="training")
+            mlflow.log_input(mlflow.data.from_pandas(evaluation, source="lockgate://datasets@main/evaluation.csv"),
+                             context="evaluation")  # fmt: skip
             mlflow.sklearn.log_model(
                 LogisticRegression().fit(train[COLUMNS], train["label"]), name="model",
                 pip_requirements=PIP_REQUIREMENTS, registered_model_name="lean", input_example=train[COLUMNS].head(3),
@@ -352,3 +364,64 @@ def test_the_cli_lists_the_windows_and_scores_the_log_itself(gateway: Server, mo
     assert set(COLUMNS) <= set(frame.columns) and len(frame) == files[0]["rows"]
     missing = lockgate_cli("inference", "ls", "nope", "--store", root, cwd=tmp_path)
     assert missing.returncode == 1 and "no inference log" in missing.stderr
+
+
+@contextlib.contextmanager
+def registry_uris(models: Registry) -> Iterator[None]:
+    """MLflow's URIs and the store pointed at this module's registry, for loading its models here."""
+    saved = os.environ.get("LOCKGATE_STORE")
+    os.environ["LOCKGATE_STORE"] = str(models.store_root)
+    mlflow.set_tracking_uri(models.tracking_uri)
+    mlflow.set_registry_uri(models.tracking_uri)
+    try:
+        yield
+    finally:
+        reset_mlflow_uris()
+        if saved is None:
+            os.environ.pop("LOCKGATE_STORE", None)
+        else:
+            os.environ["LOCKGATE_STORE"] = saved
+
+
+def baseline_of(server: Server, name: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:  # worked out in the background once the gateway is ready
+        found = httpx.get(f"{server.url}/endpoints/{name}", timeout=30).json()["baseline_score"]
+        if found is not None or time.monotonic() > deadline:
+            assert found is not None, "no baseline score after 60 s"
+            return dict(found)
+        time.sleep(0.5)
+
+
+def baseline_metrics(server: Server, name: str) -> dict[tuple[str, str], float]:
+    found = {}
+    for family in text_string_to_metric_families(httpx.get(f"{server.url}/metrics", timeout=30).text):
+        for sample in family.samples:
+            if sample.name == "lockgate_baseline_score" and sample.labels["endpoint"] == name:
+                found[(sample.labels["metric"], sample.labels["dataset"])] = sample.value
+    return found
+
+
+def test_the_baseline_is_the_models_own_score_on_its_evaluation_dataset(gateway: Server, models: Registry) -> None:
+    found = baseline_of(gateway, "lean")
+    assert found["dataset"] == "evaluation" and found["target"] == "label" and found["rows"] == 200, found
+    store = Store.open(str(models.store_root))
+    evaluation = pd.read_csv(io.BytesIO(store.read_file(store.resolve("datasets", "main"), "evaluation.csv")))
+    with registry_uris(models):
+        model = mlflow.sklearn.load_model("models:/lean/1")
+    expected = float((model.predict(evaluation[COLUMNS]) == evaluation["label"]).mean())
+    assert found["scores"] == {"accuracy": pytest.approx(expected)}
+    assert baseline_metrics(gateway, "lean") == {("accuracy", "evaluation"): pytest.approx(expected)}
+
+
+def test_without_an_evaluation_dataset_the_baseline_is_on_the_training_data(gateway: Server, models: Registry) -> None:
+    found = baseline_of(gateway, "pyfunc")
+    assert found["dataset"] == "training" and found["target"] == "label", found
+    store = Store.open(str(models.store_root))
+    train = pd.read_csv(io.BytesIO(store.read_file(store.resolve("datasets", "main"), "train.csv")))
+    with registry_uris(models):
+        predicted = np.asarray(mlflow.pyfunc.load_model("models:/pyfunc/1").predict(train[COLUMNS])).ravel()
+    errors = predicted - train["label"].to_numpy()
+    assert found["scores"]["rmse"] == pytest.approx(float(np.sqrt(np.mean(errors**2))))
+    assert found["scores"]["mae"] == pytest.approx(float(np.mean(np.abs(errors))))
+    assert baseline_metrics(gateway, "pyfunc")[("rmse", "training")] == pytest.approx(found["scores"]["rmse"])

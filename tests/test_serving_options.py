@@ -59,7 +59,7 @@ def test_deploy_api_takes_every_option_and_nothing_else() -> None:
 def test_config_file_takes_every_option_and_names_a_bad_one(tmp_path: Path) -> None:
     every = {"onnx": False, "batching": True, "max_batch_rows": 9, "max_batch_wait_ms": 1.5,
              "onnx_spinning": True, "precision": "exact", "inference_log_sample": 0.25,
-             "inference_log_window": 30.0}  # fmt: skip
+             "inference_log_window": 30.0, "target_column": "label"}  # fmt: skip
     assert set(every) == set(OPTION_FIELDS)
     path = tmp_path / "endpoints.yaml"
     path.write_text(yaml.safe_dump({"endpoints": [{"model_uri": "models:/a/1", **every}]}))

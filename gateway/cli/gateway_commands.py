@@ -22,6 +22,7 @@ from gateway.cli.serve_commands import (
     OnnxOption,
     PrecisionOption,
     SpinningOption,
+    TargetOption,
     precision_value,
 )
 
@@ -115,6 +116,7 @@ def deploy(
     precision: PrecisionOption = None,
     inference_log_sample: LogSampleOption = None,
     inference_log_window: LogWindowOption = None,
+    target_column: TargetOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Deploy (or redeploy) a model to a running gateway: resolve, fetch, warm up, swap in.
@@ -148,6 +150,7 @@ def deploy(
         "precision": precision_value(precision),
         "inference_log_sample": inference_log_sample,
         "inference_log_window": inference_log_window,
+        "target_column": target_column,
         **policy,
     }
     data = _call(gateway, "POST", "/admin/endpoints", json=body)

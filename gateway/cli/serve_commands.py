@@ -66,6 +66,10 @@ LogWindowOption = Annotated[
         show_default=False,
     ),
 ]
+TargetOption = Annotated[
+    str | None,
+    typer.Option("--target-column", help=_help("target_column"), show_default=False),
+]
 PrecisionOption = Annotated[
     str | None, typer.Option("--precision", help=_help("precision", " Default auto."), show_default=False)
 ]
@@ -99,6 +103,7 @@ def serve(
     precision: PrecisionOption = None,
     inference_log_sample: LogSampleOption = None,
     inference_log_window: LogWindowOption = None,
+    target_column: TargetOption = None,
 ) -> None:
     """Serve model URIs over HTTP, MLflow-compatible, each pinned to its store commit.
 
@@ -131,6 +136,7 @@ def serve(
         "precision": precision_value(precision),
         "inference_log_sample": inference_log_sample,
         "inference_log_window": inference_log_window,
+        "target_column": target_column,
     }
     updates.update({k: v for k, v in given.items() if v is not None})
     settings = Settings().model_copy(update=updates)

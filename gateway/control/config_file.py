@@ -12,6 +12,7 @@ endpoints:
     precision: auto                  # optional; "exact": only answers bit-identical to the native model
     inference_log_sample: 0.1        # optional; share of scored rows in the inference log (default 0: off)
     inference_log_window: 60         # optional; seconds of rows per inference-log commit
+    target_column: label             # optional; the label column the baseline score is taken on
     canary:                          # optional; a share of the traffic goes to another reference
       model_uri: models:/fraud@challenger
       percent: 10                    # 0-100, decimals allowed

@@ -38,9 +38,12 @@ def _live(name: str, role: str, model_uri: str, deployment: Deployment) -> LiveE
         "numeric_contract": str((deployment.path.check or {}).get("contract", "exact")),
     }
     skew = deployment.skew
+    baseline = deployment.live.baseline
     return LiveEndpoint(
         name, deployment.version_label, info, skew.inputs, skew.predictions, role=role,
         predict_sizes=deployment.predict_sizes,
+        baseline_scores=dict(baseline.scores) if baseline is not None else {},
+        baseline_dataset=baseline.dataset if baseline is not None else "",
     )  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from gateway.serving.baseline_score import BaselineScore, baseline_score
 from gateway.serving.batcher import Batcher
 from gateway.serving.endpoints import Deployment, LiveState
 from gateway.serving.fast_request import NumericFrameParser
@@ -126,6 +127,7 @@ class Preparer:
         if not servable.model.native_loaded:
             self._in_background("native-load", self._load_native, deployment)
         self._in_background("dependency-check", self._check_dependencies, deployment)
+        self._in_background("baseline-score", self._score_baseline, deployment)
         if path.onnx_pending and batcher is not None:
             self._in_background("onnx-convert", self._convert, deployment, options, data.sample, reference)
         return deployment
@@ -147,6 +149,17 @@ class Preparer:
             deployment.servable.model.load_native()
         except Exception as exc:  # its graph keeps serving; requests that need the native model fail
             _log.error("version %s: the native model failed to load: %s", deployment.version_label, exc)
+
+    def _score_baseline(self, deployment: Deployment) -> None:
+        if deployment.closed:
+            return
+        try:
+            found = baseline_score(self._open_store, deployment.servable, deployment.options.target_column)
+        except Exception as exc:  # a baseline is monitoring: it never fails a deploy
+            found = BaselineScore("none", reason=f"the baseline score failed: {type(exc).__name__}: {exc}")
+        deployment.live.baseline = found
+        if found.reason:
+            _log.info("version %s: no baseline score: %s", deployment.version_label, found.reason)
 
     @staticmethod
     def _check_dependencies(deployment: Deployment) -> None:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+from gateway.serving.baseline_score import BaselineScore
 from gateway.serving.batcher import Batcher
 from gateway.serving.fast_request import NumericFrameParser
 from gateway.serving.roles import CANARY, PRIMARY, Role
@@ -42,6 +43,7 @@ class LiveState:
     inflight: int = 0
     closed: bool = False
     dependency_warnings: list[str] | None = None  # None: not checked yet
+    baseline: BaselineScore | None = None  # the model's own score, worked out after ready
 
 
 @dataclass(frozen=True)
@@ -327,6 +329,8 @@ class Endpoint:
             "last_checked": self.last_checked,
             "notes": list(resolved.notes) if resolved else [],
             "dependency_warnings": current.dependency_warnings if current else None,
+            # None: not worked out yet (it runs after the gateway is ready).
+            "baseline_score": current.live.baseline.as_dict() if current and current.live.baseline else None,
             "policy": self.describe_policy(),
             "history": list(self.history),
         }

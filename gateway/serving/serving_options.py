@@ -76,6 +76,14 @@ class ServingOptions:
         metadata=_about("Seconds of logged rows per inference-log commit.", ge=1, le=86400),
     )
 
+    target_column: str | None = field(
+        default=None,
+        metadata=_about(
+            "The label column of the evaluation (or training) dataset the baseline score is taken on; "
+            "unset: the one column that is not a model input."
+        ),
+    )
+
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
