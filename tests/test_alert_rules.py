@@ -22,6 +22,9 @@ EXPORTED = {
     "lockgate_cache_limit_bytes", "lockgate_cache_versions", "lockgate_shadow_requests_total",
     "lockgate_shadow_dropped_total", "lockgate_shadow_compared_rows_total", "lockgate_shadow_disagreeing_rows_total",
     "lockgate_shadow_disagreement_ratio", "lockgate_shadow_relative_difference_bucket", "lockgate_shadow_queue_depth",
+    "lockgate_live_score", "lockgate_live_score_rows", "lockgate_baseline_score", "lockgate_feedback_labels_total",
+    "lockgate_inference_log_rows_total", "lockgate_inference_log_commit_lag_seconds", "lockgate_inference_log_pending_rows",
+    "lockgate_inference_log_commits_total",
 }  # fmt: skip
 
 
@@ -34,7 +37,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_accepts_the_rules() -> None:
     result = promtool("check", "rules", "alerts.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 6 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def test_skew_alert_fires_on_shifted_data_and_not_under_1000_rows() -> None:
@@ -63,5 +66,6 @@ def test_alerts_and_dashboard_query_only_exported_metrics() -> None:
     assert used, "the dashboard queries something"
     assert used <= EXPORTED, f"unknown metrics: {sorted(used - EXPORTED)}"
     titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
-    for topic in ("endpoints", "latency", "error", "psi", "deploys", "role", "shadow disagreement"):
+    for topic in ("endpoints", "latency", "error", "psi", "deploys", "role", "shadow disagreement", "live score",
+                  "inference log"):  # fmt: skip
         assert topic in titles
