@@ -23,8 +23,8 @@ EXPORTED = {
     "lockgate_shadow_dropped_total", "lockgate_shadow_compared_rows_total", "lockgate_shadow_disagreeing_rows_total",
     "lockgate_shadow_disagreement_ratio", "lockgate_shadow_relative_difference_bucket", "lockgate_shadow_queue_depth",
     "lockgate_live_score", "lockgate_live_score_rows", "lockgate_baseline_score", "lockgate_feedback_labels_total",
-    "lockgate_inference_log_rows_total", "lockgate_inference_log_commit_lag_seconds", "lockgate_inference_log_pending_rows",
-    "lockgate_inference_log_commits_total",
+    "lockgate_inference_log_rows_total", "lockgate_inference_log_commit_lag_seconds",
+    "lockgate_inference_log_pending_rows", "lockgate_inference_log_commits_total",
 }  # fmt: skip
 
 

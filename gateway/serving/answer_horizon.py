@@ -10,7 +10,7 @@ join (``lockgate inference score``).
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,27 +19,25 @@ class AnswerHorizon:
     def __init__(self, capacity: int = 200_000) -> None:
         self.capacity = capacity
         self._lock = threading.Lock()
-        self._answers: dict[str, OrderedDict[tuple[str, int], tuple[str, str, Any]]] = {}
+        # Per endpoint: the answers by (request id, row), and their keys oldest first (the ring
+        # that evicts; a dict alone would scan the holes its deletions leave).
+        self._answers: dict[str, dict[tuple[str, int], tuple[str, str, Any]]] = {}
+        self._order: dict[str, deque[tuple[str, int]]] = {}
 
     def remember(
-        self, endpoint: str, request_id: str, rows: Sequence[int], *, version: str, role: str, answers: Sequence[Any]
+        self, endpoint: str, keys: Sequence[tuple[str, int]], answers: Sequence[Any], *, version: str, role: str
     ) -> None:
+        """Remember the answer of each (request id, row) in ``keys``."""
         with self._lock:
-            kept = self._answers.get(endpoint)
-            if kept is None:
-                kept = self._answers[endpoint] = OrderedDict()
-            for row, answer in zip(rows, answers, strict=True):
-                kept[(request_id, int(row))] = (version, role, _plain(answer))
-            while len(kept) > self.capacity:
-                kept.popitem(last=False)
+            kept = self._answers.setdefault(endpoint, {})
+            order = self._order.setdefault(endpoint, deque())
+            kept.update(zip(keys, ((version, role, answer) for answer in answers), strict=True))
+            order.extend(keys)
+            while len(order) > self.capacity:
+                kept.pop(order.popleft(), None)
 
     def find(self, endpoint: str, request_id: str, row: int) -> tuple[str, str, Any] | None:
         """(version, role, answer) of a remembered row, or None."""
         with self._lock:
             kept = self._answers.get(endpoint)
             return None if kept is None else kept.get((request_id, row))
-
-
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python value it holds (labels arrive as JSON values)."""
-    return value.item() if hasattr(value, "item") and not isinstance(value, list) else value

@@ -34,6 +34,7 @@ import random
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from gateway.serving.answer_horizon import AnswerHorizon
-from gateway.serving.logged_rows import PREDICTION, LoggedRows, input_columns, output_columns
+from gateway.serving.logged_rows import PREDICTION, LoggedRows, input_columns, output_columns, row_values
 from monitoring.inference_log_metrics import InferenceLogMetrics
 from monitoring.live_score import LiveQuality
 from store import Store
@@ -69,16 +70,14 @@ _log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class _Offered:
-    endpoint: str
-    window: float
-    at: float
+    """One answered request's sampled rows, as the request path queued them (references only)."""
+
+    route: Route
     protocol: str
-    role: str
-    version: str
-    weights_commit: str
     request_id: str
-    keep: np.ndarray | None  # the sampled rows' indices; None: every row
     logged: LoggedRows
+    keep: np.ndarray | None  # the sampled rows' indices; None: every row
+    at: float
 
     @property
     def kept(self) -> int:
@@ -96,9 +95,10 @@ class Label:
 
 @dataclass
 class _Part:
-    """The rows of one version and role in one window (or its labels), as columns of the entries
-    that made it."""
+    """The rows of one version and role in one window (or its labels): the queued requests, made
+    columns all at once when the window is sealed, and rows that came as columns (labels)."""
 
+    entries: list[_Offered] = field(default_factory=list)
     pieces: list[tuple[dict[str, Any], int]] = field(default_factory=list)
     rows: int = 0
 
@@ -154,8 +154,12 @@ class InferenceLog:
         self._rng = np.random.default_rng()
         self._replica = f"{_safe(socket.gethostname())}-{os.getpid()}"
         self._lock = threading.Lock()
-        self._queue: list[_Offered] = []
-        self._queued_rows = 0
+        # The request path appends, the writer pops (a deque is safe for that without a lock);
+        # each counter has one writer, so their difference is the rows waiting.
+        self._queue: deque[_Offered] = deque()
+        self._offered_rows = 0
+        self._drained_rows = 0
+        self._names: dict[str, str] = {}  # version label -> its file-name form
         self._windows: dict[tuple[str, float], _Window] = {}
         # The writer thread seals, the committer thread commits: a store that hangs holds up
         # commits only, never the draining of the queue (or the gauges that show the hang).
@@ -187,21 +191,13 @@ class InferenceLog:
                 self._metrics.count(name, "sampled_out", rows - len(keep))
                 if not len(keep):
                     return
-        deployment = route.deployment
-        entry = _Offered(name, options.inference_log_window, self._clock(), protocol, str(route.role),
-                         deployment.version_label, deployment.resolved.weights_commit or "none", request_id, keep,
-                         logged)  # fmt: skip
-        kept = entry.kept
-        with self._lock:
-            if self._queued_rows + kept > self._max_queue_rows:
-                full = True
-            else:
-                full = False
-                self._queue.append(entry)
-                self._queued_rows += kept
-        if full:
+        kept = rows if keep is None else len(keep)
+        if self._offered_rows - self._drained_rows + kept > self._max_queue_rows:
             self._metrics.count(name, "dropped", kept)
-        elif self._thread is None:
+            return
+        self._queue.append(_Offered(route, protocol, request_id, logged, keep, self._clock()))
+        self._offered_rows += kept
+        if self._thread is None:
             self.start()
 
     # -- the writer thread --------------------------------------------------------------------
@@ -304,40 +300,57 @@ class InferenceLog:
             self._drain_locked()
 
     def _drain_locked(self) -> None:
-        with self._lock:
-            batch, self._queue, self._queued_rows = self._queue, [], 0
+        """Move the queued requests into their windows (still references: columns are made when a
+        window is sealed, thousands of requests at once) and remember their answers for feedback."""
+        queue, batch = self._queue, []
+        while queue:
+            batch.append(queue.popleft())
+        self._drained_rows += sum(entry.kept for entry in batch)
+        answers: dict[tuple[str, str, str], tuple[list[tuple[str, int]], list[Any]]] = {}
         for entry in batch:
-            kept = entry.kept
+            kept, route = entry.kept, entry.route
             if self._buffered_rows + kept > self._max_buffered_rows:  # an outage filled the buffer
-                self._metrics.count(entry.endpoint, "dropped", kept)
+                self._metrics.count(route.name, "dropped", kept)
                 continue
+            deployment = route.deployment
+            version, role = deployment.version_label, str(route.role)
+            keys, values = answers.setdefault((route.name, version, role), ([], []))
             try:
-                columns = _columns_of(entry)
-            except Exception as exc:  # rows the log cannot read are counted, never raised to anyone
-                _log.warning("inference log: %d row(s) of %s not logged: %s", kept, entry.endpoint, exc)
-                self._metrics.count(entry.endpoint, "dropped", kept)
-                continue
-            answers = columns.get(PREDICTION)
-            if answers is not None:
-                self.horizon.remember(entry.endpoint, entry.request_id, columns["lockgate_row"],
-                                      version=entry.version, role=entry.role, answers=answers)  # fmt: skip
-            self._add(entry.endpoint, entry.window, entry.at, ("windows", f"{_safe(entry.version)}-{entry.role}"),
-                      columns=columns, rows=kept)  # fmt: skip
+                _answers_of(entry, keys, values)
+            except Exception as exc:  # an answer the log cannot read is not remembered; its rows are still logged
+                _log.debug("inference log: answers of %s not remembered: %s", entry.request_id, exc)
+            name = self._names.get(version)
+            if name is None:
+                name = self._names[version] = _safe(version)
+            window = self._window_of(route.name, deployment.options.inference_log_window, entry.at)
+            part = window.parts.setdefault(("windows", f"{name}-{role}"), _Part())
+            part.entries.append(entry)
+            self._count_in(window, part, entry.at, kept)
+        for (endpoint, version, role), (keys, values) in answers.items():
+            if keys:
+                self.horizon.remember(endpoint, keys, values, version=version, role=role)
 
-    def _add(self, endpoint: str, length: float, at: float, part_key: tuple[str, str], *, columns: dict[str, Any],
-             rows: int) -> None:  # fmt: skip
-        """Put ``rows`` rows into the window of ``endpoint`` that holds moment ``at``."""
+    def _window_of(self, endpoint: str, length: float, at: float) -> _Window:
         start = math.floor(at / length) * length
         window = self._windows.get((endpoint, start))
         if window is None:
             window = self._windows[(endpoint, start)] = _Window(endpoint, start, start + length)
-        part = window.parts.setdefault(part_key, _Part())
-        part.pieces.append((columns, rows))
+        return window
+
+    def _count_in(self, window: _Window, part: _Part, at: float, rows: int) -> None:
         part.rows += rows
         window.rows += rows
         window.oldest = min(window.oldest, at)
         with self._sealed_lock:
             self._buffered_rows += rows
+
+    def _add(self, endpoint: str, length: float, at: float, part_key: tuple[str, str], *, columns: dict[str, Any],
+             rows: int) -> None:  # fmt: skip
+        """Put ``rows`` rows, already columns, into the window of ``endpoint`` that holds ``at``."""
+        window = self._window_of(endpoint, length, at)
+        part = window.parts.setdefault(part_key, _Part())
+        part.pieces.append((columns, rows))
+        self._count_in(window, part, at, rows)
 
     def _seal(self, now: float) -> None:
         """Make every window that is over a set of Parquet files, ready to commit."""
@@ -352,13 +365,17 @@ class InferenceLog:
                 self._files += 1
                 path = f"{folder}/{stamp}/{prefix}-{self._replica}-{self._files}.parquet"
                 try:
-                    files.append((path, _parquet(part)))
-                    written += part.rows
+                    data, unreadable = _parquet(part)
                 except Exception as exc:
                     _log.error("inference log: %d row(s) of %s cannot be written: %s", part.rows, window.endpoint, exc)
-                    self._metrics.count(window.endpoint, "dropped", part.rows)
+                    data, unreadable = None, part.rows
+                if unreadable:
+                    self._metrics.count(window.endpoint, "dropped", unreadable)
                     with self._sealed_lock:
-                        self._buffered_rows -= part.rows
+                        self._buffered_rows -= unreadable
+                if data is not None:
+                    files.append((path, data))
+                    written += part.rows - unreadable
             if files:
                 versions = sorted({prefix.rsplit("-", 1)[0] for folder, prefix in window.parts if folder == "windows"})
                 sealed = _Sealed(window.endpoint, window.start, window.end, files, written, window.oldest, versions)
@@ -420,28 +437,66 @@ class InferenceLog:
         for endpoint in self._lagging:
             first = oldest.get(endpoint)
             self._metrics.commit_lag.labels(endpoint).set(0.0 if first is None else max(0.0, now - first))
-        self._metrics.pending_rows.set(self._buffered_rows + self._queued_rows)
+        self._metrics.pending_rows.set(self._buffered_rows + self._offered_rows - self._drained_rows)
+
+
+def _answers_of(entry: _Offered, keys: list[tuple[str, int]], values: list[Any]) -> None:
+    """Add an entry's (request id, row) and answer, per sampled row, for the feedback join."""
+    logged, rid = entry.logged, entry.request_id
+    predictions = logged.predictions
+    if predictions is None:
+        found = logged.output_data().get("predict")
+        if found is None:
+            return
+        predictions = np.asarray(row_values(found, logged.rows, "predict"), dtype=object)
+    rows = range(logged.rows) if entry.keep is None else entry.keep.tolist()
+    answers = predictions.tolist() if entry.keep is None else predictions[entry.keep].tolist()
+    keys.extend((rid, row) for row in rows)
+    values.extend(answers)
+
+
+def _meta(entries: list[_Offered], counts: np.ndarray, rows: np.ndarray) -> dict[str, Any]:
+    """The ``lockgate_`` columns of ``entries``: each value repeated over its entry's rows."""
+
+    def each(values: list[Any]) -> np.ndarray:
+        return np.repeat(np.array(values, dtype=object), counts)
+
+    moments = np.array([entry.at for entry in entries]) * 1_000_000
+    deployments = [entry.route.deployment for entry in entries]
+    return {
+        "lockgate_request_id": each([entry.request_id for entry in entries]),
+        "lockgate_row": rows,
+        "lockgate_time": np.repeat(moments.astype(np.int64), counts).astype("datetime64[us]"),
+        "lockgate_protocol": each([entry.protocol for entry in entries]),
+        "lockgate_role": each([str(entry.route.role) for entry in entries]),
+        "lockgate_model_version": each([d.version_label for d in deployments]),
+        "lockgate_weights_commit": each([d.resolved.weights_commit or "none" for d in deployments]),
+    }
+
+
+def _stacked(entries: list[_Offered], names: tuple[str, ...]) -> pd.DataFrame:
+    """Lean-path requests (every row kept): their matrices stacked and their answers joined in
+    one call each, whatever the number of requests."""
+    counts = np.fromiter((entry.logged.rows for entry in entries), np.int64, len(entries))
+    starts = np.cumsum(counts) - counts
+    rows = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(starts, counts)
+    data = _meta(entries, counts, rows)
+    matrix = np.concatenate([entry.logged.matrix for entry in entries if entry.logged.matrix is not None])
+    data.update({name: matrix[:, j] for j, name in enumerate(names)})
+    data[PREDICTION] = np.concatenate([e.logged.predictions for e in entries if e.logged.predictions is not None])
+    return pd.DataFrame(data, copy=False)
 
 
 def _columns_of(entry: _Offered) -> dict[str, Any]:
-    """An entry's sampled rows as columns: the meta columns, its inputs, its predictions."""
+    """An entry's sampled rows as columns, one request at a time (every path that is not the lean
+    numeric one): the meta columns, its inputs, its predictions."""
     logged, rows = entry.logged, entry.logged.rows
-    data = input_columns(logged.inputs(), rows)
-    data.update(output_columns(logged.outputs(), rows))
+    data = input_columns(logged.input_data(), rows)
+    data.update(output_columns(logged.output_data(), rows))
     index = np.arange(rows, dtype=np.int64) if entry.keep is None else entry.keep.astype(np.int64)
     if entry.keep is not None:
         data = {name: _take(values, entry.keep) for name, values in data.items()}
-    kept = len(index)
-    moment = np.datetime64(int(entry.at * 1_000_000), "us")
-    meta: dict[str, Any] = {
-        "lockgate_request_id": [entry.request_id] * kept,
-        "lockgate_row": index,
-        "lockgate_time": np.full(kept, moment),
-        "lockgate_protocol": [entry.protocol] * kept,
-        "lockgate_role": [entry.role] * kept,
-        "lockgate_model_version": [entry.version] * kept,
-        "lockgate_weights_commit": [entry.weights_commit] * kept,
-    }
+    meta = _meta([entry], np.array([len(index)]), index)
     return {**meta, **data}
 
 
@@ -451,24 +506,48 @@ def _take(values: Any, keep: np.ndarray) -> Any:
     return values[keep]
 
 
-def _parquet(part: _Part) -> bytes:
-    """One Parquet file of a part's rows: each column joined across its entries (a column an
-    entry lacks, say an output only some requests asked for, is null there)."""
+def _joined(pieces: list[tuple[dict[str, Any], int]]) -> pd.DataFrame:
+    """Rows that are columns already, joined (a column a piece lacks is null there)."""
     names: dict[str, None] = {}
-    for columns, _rows in part.pieces:
+    for columns, _rows in pieces:
         names.update(dict.fromkeys(columns))
     data: dict[str, Any] = {}
     for name in names:
-        pieces: list[Any] = [columns[name] if name in columns else [None] * rows for columns, rows in part.pieces]
-        if all(isinstance(p, np.ndarray) and p.dtype != object for p in pieces):
-            data[name] = np.concatenate(pieces)
+        parts: list[Any] = [columns[name] if name in columns else [None] * rows for columns, rows in pieces]
+        if all(isinstance(p, np.ndarray) and p.dtype != object for p in parts):
+            data[name] = np.concatenate(parts)
         else:
-            data[name] = list(chain.from_iterable(_as_list(p) for p in pieces))
-    frame = pd.DataFrame(data, copy=False)
+            data[name] = list(chain.from_iterable(_as_list(p) for p in parts))
+    return pd.DataFrame(data, copy=False)
+
+
+def _parquet(part: _Part) -> tuple[bytes | None, int]:
+    """One Parquet file of a part's rows, and how many rows could not be read (counted as dropped).
+    Lean-path requests are stacked; the others are made columns one by one."""
+    frames = []
+    stacked: dict[tuple[str, ...], list[_Offered]] = {}
+    pieces = list(part.pieces)
+    unreadable = 0
+    for entry in part.entries:
+        logged = entry.logged
+        if entry.keep is None and logged.matrix is not None and logged.predictions is not None:
+            stacked.setdefault(logged.names, []).append(entry)
+            continue
+        try:
+            pieces.append((_columns_of(entry), entry.kept))
+        except Exception as exc:  # rows the log cannot read are counted, never raised to anyone
+            _log.warning("inference log: %d row(s) of %s not logged: %s", entry.kept, entry.route.name, exc)
+            unreadable += entry.kept
+    frames += [_stacked(entries, names) for names, entries in stacked.items()]
+    if pieces:
+        frames.append(_joined(pieces))
+    if not frames:
+        return None, unreadable
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     frame["lockgate_time"] = pd.to_datetime(frame["lockgate_time"]).dt.tz_localize("UTC")
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False, engine="pyarrow")
-    return buffer.getvalue()
+    return buffer.getvalue(), unreadable
 
 
 def _as_list(values: Any) -> list[Any]:

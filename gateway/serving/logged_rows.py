@@ -25,14 +25,45 @@ from gateway.serving.typed_request import TypedFrameParser, TypedRows
 PREDICTION = "lockgate_prediction"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LoggedRows:
-    """``inputs()`` gives a DataFrame (or columns by name) and ``outputs()`` the answer, by output
-    name; neither is called on the request path."""
+    """What one answered request hands the log: ``inputs()`` gives a DataFrame (or columns by
+    name) and ``outputs()`` the answer, by output name; neither is called on the request path.
+    The lean numeric path hands over its float64 ``matrix`` (columns ``names``) and 1-D
+    ``predictions`` as they are instead: the log stacks thousands of those in one call. (Not
+    frozen: a frozen dataclass costs microseconds to make, and this is made per request.)"""
 
     rows: int
-    inputs: Callable[[], pd.DataFrame | Mapping[str, Any]]
-    outputs: Callable[[], Mapping[str, Any]]
+    inputs: Callable[[], pd.DataFrame | Mapping[str, Any]] | None = None
+    outputs: Callable[[], Mapping[str, Any]] | None = None
+    matrix: np.ndarray | None = None
+    names: tuple[str, ...] = ()
+    predictions: np.ndarray | None = None
+
+    def input_data(self) -> Any:
+        if self.inputs is not None:
+            return self.inputs()
+        assert self.matrix is not None
+        return {name: self.matrix[:, j] for j, name in enumerate(self.names)}
+
+    def output_data(self) -> Mapping[str, Any]:
+        if self.outputs is not None:
+            return self.outputs()
+        return {"predict": self.predictions}
+
+
+def lean_logged(parser: NumericFrameParser | TypedFrameParser, lean: Any, predictions: Any) -> LoggedRows:
+    """What the lean path hands the log: its parsed input and its answer."""
+    rows = len(lean)
+    if (
+        type(lean) is np.ndarray
+        and type(predictions) is np.ndarray
+        and predictions.ndim == 1
+        and len(predictions) == rows
+        and isinstance(parser, NumericFrameParser)
+    ):
+        return LoggedRows(rows, None, None, lean, parser.columns, predictions)
+    return LoggedRows(rows, lean_inputs(parser, lean), single_output(predictions))
 
 
 def lean_inputs(parser: NumericFrameParser | TypedFrameParser, lean: Any) -> Callable[[], Any]:

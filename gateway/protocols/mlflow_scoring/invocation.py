@@ -25,7 +25,7 @@ from gateway.serving.data_plane import Answer, DataPlane, Route
 from gateway.serving.decode_pool import DecodePool
 from gateway.serving.endpoints import Deployment
 from gateway.serving.fast_request import is_plain_json
-from gateway.serving.logged_rows import LoggedRows, enforced_inputs, lean_inputs, single_output
+from gateway.serving.logged_rows import LoggedRows, enforced_inputs, lean_logged, single_output
 from gateway.serving.prediction_json import predictions_json
 from gateway.serving.request_body import LEAN_INLINE_BYTES, read_body
 from gateway.serving.request_guard import check_body
@@ -76,7 +76,7 @@ class Invoker:
             logged = None
             if route.logged:
                 assert deployment.parser is not None  # the lean path answered
-                logged = LoggedRows(len(predictions), lean_inputs(deployment.parser, lean), single_output(predictions))
+                logged = lean_logged(deployment.parser, lean, predictions)
             return Answer((predictions_json(predictions), "application/json"), 200, len(predictions),
                           predict_seconds, shadow=shadow, logged=logged)  # fmt: skip
         payload, status, media_type, observed = await asyncio.to_thread(_guarded_score, deployment, body, content_type)

@@ -50,7 +50,7 @@ from gateway.protocols.v2.tensors import Tensor, V2Request, V2RequestError, brie
 from gateway.serving.classifier import probability_model
 from gateway.serving.endpoints import Deployment
 from gateway.serving.fast_request import NumericFrameParser
-from gateway.serving.logged_rows import LoggedRows, enforced_inputs, lean_inputs
+from gateway.serving.logged_rows import LoggedRows, enforced_inputs, lean_inputs, lean_logged
 from gateway.serving.scoring import observe_pyfunc_call
 from gateway.serving.shadow import ShadowCopy
 from gateway.serving.typed_request import TypedFrameParser, TypedRows
@@ -64,11 +64,28 @@ class V2Prediction:
     outputs: dict[str, np.ndarray]  # in the order the request asked for them
     rows: int
     predict_seconds: float
-    inputs: Callable[[], Any] | None = None  # what the model saw, by column, for the inference log
+    # What the model saw, kept for the inference log (read only when the route is logged): the
+    # lean path's input (with its parser), a frame MLflow's pyfunc enforced (with the schema), or
+    # a tensor model's data.
+    model_input: Any = None
+    parser: NumericFrameParser | TypedFrameParser | None = None
+    schema: Any = None
 
     def logged(self) -> LoggedRows | None:
-        inputs = self.inputs
-        return None if inputs is None else LoggedRows(self.rows, inputs, lambda: self.outputs)
+        data = self.model_input
+        if data is None:
+            return None
+        inputs: Callable[[], Any]
+        if self.parser is not None:
+            if list(self.outputs) == [PREDICT]:
+                return lean_logged(self.parser, data, self.outputs[PREDICT])
+            inputs = lean_inputs(self.parser, data)
+        elif self.schema is not None:
+            inputs = enforced_inputs(data, self.schema)
+        else:
+            inputs = lambda: data  # noqa: E731 - a tensor model's data, as it went in
+        outputs = self.outputs
+        return LoggedRows(self.rows, inputs, lambda: outputs)
 
 
 class _Columns:
@@ -218,7 +235,8 @@ async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
     outputs: dict[str, np.ndarray] = {}
     seconds = 0.0
     frame = None
-    inputs: Callable[[], Any] | None = None
+    model_input: Any = None
+    parser: NumericFrameParser | TypedFrameParser | None = None
     if PREDICT in wanted:
         lean = lean_of() if params is None else None
         if lean is not None:
@@ -226,7 +244,7 @@ async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
             try:
                 predictions, seconds = await deployment.batcher.predict(lean)
                 outputs[PREDICT] = np.asarray(predictions)
-                inputs = lean_inputs(deployment.parser, lean)
+                model_input, parser = lean, deployment.parser
             except Exception:  # as on /invocations: MLflow's code, on the same model, names the problem
                 pass
         if PREDICT not in outputs:
@@ -239,9 +257,11 @@ async def infer(deployment: Deployment, request: V2Request) -> V2Prediction:
         probabilities, proba_seconds = await _timed(deployment, len(frame), _probabilities, deployment, frame)
         outputs[PROBABILITIES] = probabilities
         seconds += proba_seconds
-    if inputs is None and frame is not None:
-        inputs = enforced_inputs(frame, deployment.input_schema)
-    return V2Prediction({name: outputs[name] for name in wanted}, rows, seconds, inputs)
+    if model_input is None and frame is not None:
+        return V2Prediction(
+            {name: outputs[name] for name in wanted}, rows, seconds, frame, None, deployment.input_schema
+        )
+    return V2Prediction({name: outputs[name] for name in wanted}, rows, seconds, model_input, parser)
 
 
 def shadow_copy(request: V2Request, prediction: V2Prediction, size: int = 0) -> ShadowCopy:
@@ -310,7 +330,7 @@ async def _infer_tensors(deployment: Deployment, request: V2Request, wanted: lis
     missing_outputs = [n for n in wanted if n not in produced]
     if missing_outputs:
         raise V2RequestError(f"the model did not produce outputs {missing_outputs} (it produced {sorted(produced)})")
-    return V2Prediction({name: produced[name] for name in wanted}, rows, seconds, lambda: data)
+    return V2Prediction({name: produced[name] for name in wanted}, rows, seconds, data)
 
 
 def _shaped(tensor: Tensor) -> np.ndarray:
