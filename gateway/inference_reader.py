@@ -17,7 +17,7 @@ from gateway.serving.inference_log import INFERENCE_REPO
 from gateway.serving.logged_rows import PREDICTION
 from monitoring.live_score import scores
 from store import Store
-from store.errors import NotFoundError
+from store.errors import NotFoundError, PathNotFoundError
 
 KEY = ["lockgate_request_id", "lockgate_row"]
 _FILE_META = ["lockgate_time", "lockgate_role", "lockgate_model_version", "lockgate_weights_commit"]
@@ -56,7 +56,7 @@ def logged_files(store: Store, name: str) -> list[LoggedFile]:
     """Every committed window file of endpoint ``name``, oldest first."""
     head = head_of(store, name)
     out = []
-    for path in sorted(store.list_files(head, "windows")):
+    for path in _files(store, head, "windows"):
         table = pq.read_table(io.BytesIO(store.read_file(head, path)), columns=_FILE_META)
         frame = table.to_pandas()
         times = frame["lockgate_time"]
@@ -75,12 +75,16 @@ def logged_files(store: Store, name: str) -> list[LoggedFile]:
     return out
 
 
+def _files(store: Store, head: str, folder: str) -> list[str]:
+    """The Parquet files under ``folder`` (none before its first commit: labels come later)."""
+    try:
+        return sorted(path for path in store.list_files(head, folder) if path.endswith(".parquet"))
+    except PathNotFoundError:
+        return []
+
+
 def _read_all(store: Store, head: str, folder: str) -> pd.DataFrame:
-    frames = [
-        pd.read_parquet(io.BytesIO(store.read_file(head, path)))
-        for path in sorted(store.list_files(head, folder))
-        if path.endswith(".parquet")
-    ]
+    frames = [pd.read_parquet(io.BytesIO(store.read_file(head, path))) for path in _files(store, head, folder)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
