@@ -34,7 +34,7 @@ from gateway.serving.shadow import ShadowCopy, ShadowMirror
 from monitoring.serving_metrics import ServingMetrics
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen dataclass costs more to make
 class Route:
     """Where one request goes: the endpoint, the deployment that answers it, and its role."""
 

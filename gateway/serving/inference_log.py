@@ -26,7 +26,6 @@ process (host and pid), ``n`` counts its files, so replicas and late rows never 
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import os
@@ -38,14 +37,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import chain
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
-import pandas as pd
 
 from gateway.serving.answer_horizon import AnswerHorizon
-from gateway.serving.logged_rows import PREDICTION, LoggedRows, input_columns, output_columns, row_values
+from gateway.serving.log_window_file import Offered, Part, answers_of, parquet_of
+from gateway.serving.logged_rows import LoggedRows
 from monitoring.inference_log_metrics import InferenceLogMetrics
 from monitoring.live_score import LiveQuality
 from store import Store
@@ -68,22 +66,6 @@ _TRANSIENT = (BackendError, RefConflictError, OSError)  # the store is down or b
 _log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class _Offered:
-    """One answered request's sampled rows, as the request path queued them (references only)."""
-
-    route: Route
-    protocol: str
-    request_id: str
-    logged: LoggedRows
-    keep: np.ndarray | None  # the sampled rows' indices; None: every row
-    at: float
-
-    @property
-    def kept(self) -> int:
-        return self.logged.rows if self.keep is None else len(self.keep)
-
-
 @dataclass(frozen=True, slots=True)
 class Label:
     """One piece of ground truth: the answer it is for (request id, row) and its true value."""
@@ -94,21 +76,11 @@ class Label:
 
 
 @dataclass
-class _Part:
-    """The rows of one version and role in one window (or its labels): the queued requests, made
-    columns all at once when the window is sealed, and rows that came as columns (labels)."""
-
-    entries: list[_Offered] = field(default_factory=list)
-    pieces: list[tuple[dict[str, Any], int]] = field(default_factory=list)
-    rows: int = 0
-
-
-@dataclass
 class _Window:
     endpoint: str
     start: float
     end: float
-    parts: dict[tuple[str, str], _Part] = field(default_factory=dict)
+    parts: dict[tuple[str, str], Part] = field(default_factory=dict)
     rows: int = 0
     oldest: float = math.inf
 
@@ -156,7 +128,7 @@ class InferenceLog:
         self._lock = threading.Lock()
         # The request path appends, the writer pops (a deque is safe for that without a lock);
         # each counter has one writer, so their difference is the rows waiting.
-        self._queue: deque[_Offered] = deque()
+        self._queue: deque[Offered] = deque()
         self._offered_rows = 0
         self._drained_rows = 0
         self._names: dict[str, str] = {}  # version label -> its file-name form
@@ -195,7 +167,7 @@ class InferenceLog:
         if self._offered_rows - self._drained_rows + kept > self._max_queue_rows:
             self._metrics.count(name, "dropped", kept)
             return
-        self._queue.append(_Offered(route, protocol, request_id, logged, keep, self._clock()))
+        self._queue.append(Offered(route, protocol, request_id, logged, keep, self._clock()))
         self._offered_rows += kept
         if self._thread is None:
             self.start()
@@ -316,14 +288,14 @@ class InferenceLog:
             version, role = deployment.version_label, str(route.role)
             keys, values = answers.setdefault((route.name, version, role), ([], []))
             try:
-                _answers_of(entry, keys, values)
+                answers_of(entry, keys, values)
             except Exception as exc:  # an answer the log cannot read is not remembered; its rows are still logged
                 _log.debug("inference log: answers of %s not remembered: %s", entry.request_id, exc)
             name = self._names.get(version)
             if name is None:
                 name = self._names[version] = _safe(version)
             window = self._window_of(route.name, deployment.options.inference_log_window, entry.at)
-            part = window.parts.setdefault(("windows", f"{name}-{role}"), _Part())
+            part = window.parts.setdefault(("windows", f"{name}-{role}"), Part())
             part.entries.append(entry)
             self._count_in(window, part, entry.at, kept)
         for (endpoint, version, role), (keys, values) in answers.items():
@@ -337,7 +309,7 @@ class InferenceLog:
             window = self._windows[(endpoint, start)] = _Window(endpoint, start, start + length)
         return window
 
-    def _count_in(self, window: _Window, part: _Part, at: float, rows: int) -> None:
+    def _count_in(self, window: _Window, part: Part, at: float, rows: int) -> None:
         part.rows += rows
         window.rows += rows
         window.oldest = min(window.oldest, at)
@@ -348,7 +320,7 @@ class InferenceLog:
              rows: int) -> None:  # fmt: skip
         """Put ``rows`` rows, already columns, into the window of ``endpoint`` that holds ``at``."""
         window = self._window_of(endpoint, length, at)
-        part = window.parts.setdefault(part_key, _Part())
+        part = window.parts.setdefault(part_key, Part())
         part.pieces.append((columns, rows))
         self._count_in(window, part, at, rows)
 
@@ -365,7 +337,7 @@ class InferenceLog:
                 self._files += 1
                 path = f"{folder}/{stamp}/{prefix}-{self._replica}-{self._files}.parquet"
                 try:
-                    data, unreadable = _parquet(part)
+                    data, unreadable = parquet_of(part)
                 except Exception as exc:
                     _log.error("inference log: %d row(s) of %s cannot be written: %s", part.rows, window.endpoint, exc)
                     data, unreadable = None, part.rows
@@ -438,124 +410,6 @@ class InferenceLog:
             first = oldest.get(endpoint)
             self._metrics.commit_lag.labels(endpoint).set(0.0 if first is None else max(0.0, now - first))
         self._metrics.pending_rows.set(self._buffered_rows + self._offered_rows - self._drained_rows)
-
-
-def _answers_of(entry: _Offered, keys: list[tuple[str, int]], values: list[Any]) -> None:
-    """Add an entry's (request id, row) and answer, per sampled row, for the feedback join."""
-    logged, rid = entry.logged, entry.request_id
-    predictions = logged.predictions
-    if predictions is None:
-        found = logged.output_data().get("predict")
-        if found is None:
-            return
-        predictions = np.asarray(row_values(found, logged.rows, "predict"), dtype=object)
-    rows = range(logged.rows) if entry.keep is None else entry.keep.tolist()
-    answers = predictions.tolist() if entry.keep is None else predictions[entry.keep].tolist()
-    keys.extend((rid, row) for row in rows)
-    values.extend(answers)
-
-
-def _meta(entries: list[_Offered], counts: np.ndarray, rows: np.ndarray) -> dict[str, Any]:
-    """The ``lockgate_`` columns of ``entries``: each value repeated over its entry's rows."""
-
-    def each(values: list[Any]) -> np.ndarray:
-        return np.repeat(np.array(values, dtype=object), counts)
-
-    moments = np.array([entry.at for entry in entries]) * 1_000_000
-    deployments = [entry.route.deployment for entry in entries]
-    return {
-        "lockgate_request_id": each([entry.request_id for entry in entries]),
-        "lockgate_row": rows,
-        "lockgate_time": np.repeat(moments.astype(np.int64), counts).astype("datetime64[us]"),
-        "lockgate_protocol": each([entry.protocol for entry in entries]),
-        "lockgate_role": each([str(entry.route.role) for entry in entries]),
-        "lockgate_model_version": each([d.version_label for d in deployments]),
-        "lockgate_weights_commit": each([d.resolved.weights_commit or "none" for d in deployments]),
-    }
-
-
-def _stacked(entries: list[_Offered], names: tuple[str, ...]) -> pd.DataFrame:
-    """Lean-path requests (every row kept): their matrices stacked and their answers joined in
-    one call each, whatever the number of requests."""
-    counts = np.fromiter((entry.logged.rows for entry in entries), np.int64, len(entries))
-    starts = np.cumsum(counts) - counts
-    rows = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(starts, counts)
-    data = _meta(entries, counts, rows)
-    matrix = np.concatenate([entry.logged.matrix for entry in entries if entry.logged.matrix is not None])
-    data.update({name: matrix[:, j] for j, name in enumerate(names)})
-    data[PREDICTION] = np.concatenate([e.logged.predictions for e in entries if e.logged.predictions is not None])
-    return pd.DataFrame(data, copy=False)
-
-
-def _columns_of(entry: _Offered) -> dict[str, Any]:
-    """An entry's sampled rows as columns, one request at a time (every path that is not the lean
-    numeric one): the meta columns, its inputs, its predictions."""
-    logged, rows = entry.logged, entry.logged.rows
-    data = input_columns(logged.input_data(), rows)
-    data.update(output_columns(logged.output_data(), rows))
-    index = np.arange(rows, dtype=np.int64) if entry.keep is None else entry.keep.astype(np.int64)
-    if entry.keep is not None:
-        data = {name: _take(values, entry.keep) for name, values in data.items()}
-    meta = _meta([entry], np.array([len(index)]), index)
-    return {**meta, **data}
-
-
-def _take(values: Any, keep: np.ndarray) -> Any:
-    if isinstance(values, list):
-        return [values[i] for i in keep]
-    return values[keep]
-
-
-def _joined(pieces: list[tuple[dict[str, Any], int]]) -> pd.DataFrame:
-    """Rows that are columns already, joined (a column a piece lacks is null there)."""
-    names: dict[str, None] = {}
-    for columns, _rows in pieces:
-        names.update(dict.fromkeys(columns))
-    data: dict[str, Any] = {}
-    for name in names:
-        parts: list[Any] = [columns[name] if name in columns else [None] * rows for columns, rows in pieces]
-        if all(isinstance(p, np.ndarray) and p.dtype != object for p in parts):
-            data[name] = np.concatenate(parts)
-        else:
-            data[name] = list(chain.from_iterable(_as_list(p) for p in parts))
-    return pd.DataFrame(data, copy=False)
-
-
-def _parquet(part: _Part) -> tuple[bytes | None, int]:
-    """One Parquet file of a part's rows, and how many rows could not be read (counted as dropped).
-    Lean-path requests are stacked; the others are made columns one by one."""
-    frames = []
-    stacked: dict[tuple[str, ...], list[_Offered]] = {}
-    pieces = list(part.pieces)
-    unreadable = 0
-    for entry in part.entries:
-        logged = entry.logged
-        if entry.keep is None and logged.matrix is not None and logged.predictions is not None:
-            stacked.setdefault(logged.names, []).append(entry)
-            continue
-        try:
-            pieces.append((_columns_of(entry), entry.kept))
-        except Exception as exc:  # rows the log cannot read are counted, never raised to anyone
-            _log.warning("inference log: %d row(s) of %s not logged: %s", entry.kept, entry.route.name, exc)
-            unreadable += entry.kept
-    frames += [_stacked(entries, names) for names, entries in stacked.items()]
-    if pieces:
-        frames.append(_joined(pieces))
-    if not frames:
-        return None, unreadable
-    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    frame["lockgate_time"] = pd.to_datetime(frame["lockgate_time"]).dt.tz_localize("UTC")
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False, engine="pyarrow")
-    return buffer.getvalue(), unreadable
-
-
-def _as_list(values: Any) -> list[Any]:
-    if isinstance(values, list):
-        return values
-    if isinstance(values, np.ndarray):
-        return list(values.tolist())
-    return list(values)
 
 
 def _safe(text: str) -> str:
