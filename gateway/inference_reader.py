@@ -118,3 +118,24 @@ def live_scores(store: Store, name: str, since: datetime | None = None) -> list[
             }
         )
     return out
+
+
+def served_data(store: Store, name: str) -> dict[str, dict[str, Any]]:
+    """Per model version: the inference-log commits that hold rows it answered, their window span
+    and rows (a commit holding several versions counts its rows once per version: an upper
+    bound). Empty when the endpoint has no log."""
+    try:
+        history = store.log(INFERENCE_REPO, head_of(store, name))
+    except NotFoundError:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for commit_id, commit in reversed(history):  # oldest first
+        meta = commit.metadata
+        versions = [v for v in meta.get("lockgate.versions", "").split(",") if v]
+        for version in versions:
+            entry = out.setdefault(version, {"commits": [], "first": None, "last": None, "rows": 0})
+            entry["commits"].append(commit_id)
+            entry["first"] = entry["first"] or meta.get("lockgate.window_start")
+            entry["last"] = meta.get("lockgate.window_end") or entry["last"]
+            entry["rows"] += int(meta.get("lockgate.rows", "0") or 0)
+    return out

@@ -367,6 +367,12 @@ def test_the_cli_lists_the_windows_and_scores_the_log_itself(gateway: Server, mo
     assert set(COLUMNS) <= set(frame.columns) and len(frame) == files[0]["rows"]
     missing = lockgate_cli("inference", "ls", "nope", "--store", root, cwd=tmp_path)
     assert missing.returncode == 1 and "no inference log" in missing.stderr
+    # The lineage names, per version, the log commits of the data it served.
+    lineage = httpx.get(f"{gateway.url}/endpoints/scored/lineage", timeout=30).json()
+    served = lineage["served_data"][state["version"]]
+    assert served["rows"] >= 30 and set(served["commits"]) >= {f["commit"] for f in files}
+    shown = lockgate_cli("lineage", "scored", "--gateway", gateway.url, cwd=tmp_path)
+    assert shown.returncode == 0 and "served data" in shown.stdout, shown.stderr
 
 
 @contextlib.contextmanager

@@ -254,7 +254,8 @@ def lineage(
     as_json: JsonOption = False,
 ) -> None:
     """Which versions, weights commits and dataset commits served NAME at a time, with each
-    role's share of the traffic (from the ledger). Without --at: every ledger event."""
+    role's share of the traffic (from the ledger). Without --at: every ledger event, then per
+    version the inference-log commits of the data it served (when the endpoint is logged)."""
     data = _call(gateway, "GET", f"/endpoints/{name}/lineage", params={"at": at} if at else None)
     if as_json:
         print_json(data)
@@ -286,5 +287,14 @@ def lineage(
             f"{event['time']}  {role:<7} {event['action']:<9} version {to.get('version') or '-':<4} "
             f"weights {short_id(to.get('weights_commit'))}  dataset {short_id(to.get('dataset_commit'))}{share}  "
             f"{event.get('actor', '')}  {event.get('error') or ''}".rstrip(),
+            highlight=False,
+        )
+    served = data.get("served_data") or {}
+    if served:
+        out.print("served data (the inference log: lockgate://inference@" + name + "/...):")
+    for version, entry in served.items():
+        out.print(
+            f"  version {version:<4} {len(entry['commits'])} commit(s), up to {entry['rows']:,} rows, "
+            f"{entry['first']} to {entry['last']}, latest {short_id(entry['commits'][-1])}",
             highlight=False,
         )

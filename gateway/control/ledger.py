@@ -107,6 +107,7 @@ _TRANSIENT = (BackendError, RefConflictError)
 class Ledger:
     def __init__(self, open_store: Callable[[], Store]) -> None:
         self._open_store = open_store
+        self.open_store = open_store  # the store the ledger is kept in (the lineage route reads it too)
         self._pending: list[LedgerEvent] = []
         self._lock = threading.Lock()
         # Events that can never be written (not an outage): kept for inspection, counted.

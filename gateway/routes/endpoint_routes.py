@@ -13,7 +13,9 @@ from fastapi.responses import JSONResponse, Response
 
 from gateway.auth import AccessGuard
 from gateway.control.deployer import Deployer
+from gateway.inference_reader import served_data
 from gateway.routes.responses import error_response
+from store.errors import StoreError
 from store.timespec import parse_time
 
 
@@ -51,7 +53,15 @@ def endpoint_router(deployer: Deployer, guard: AccessGuard) -> APIRouter:
         ledger = deployer.ledger
         if moment is None:
             events = await asyncio.to_thread(ledger.events, name)
-            return JSONResponse({"endpoint": name, "events": [e.as_dict() for e in events]})
+            return JSONResponse(
+                {
+                    "endpoint": name,
+                    "events": [e.as_dict() for e in events],
+                    # The data each version served, as the inference log committed it (empty
+                    # when the endpoint is not logged): the commits a retraining run can pin.
+                    "served_data": await asyncio.to_thread(_served_data, deployer, name),
+                }
+            )
         policy = await asyncio.to_thread(ledger.policy_at, name, moment)
         primary = policy.primary
         return JSONResponse(
@@ -64,3 +74,10 @@ def endpoint_router(deployer: Deployer, guard: AccessGuard) -> APIRouter:
         )
 
     return router
+
+
+def _served_data(deployer: Deployer, name: str) -> dict[str, Any]:
+    try:
+        return served_data(deployer.ledger.open_store(), name)
+    except StoreError:  # the store is down: the ledger's events still answer
+        return {}

@@ -158,7 +158,7 @@ def parquet_of(part: Part) -> tuple[bytes | None, int]:
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     frame["lockgate_time"] = pd.to_datetime(frame["lockgate_time"]).dt.tz_localize("UTC")
     buffer = io.BytesIO()
-    frame.toparquet_of(buffer, index=False, engine="pyarrow")
+    frame.to_parquet(buffer, index=False, engine="pyarrow")
     return buffer.getvalue(), unreadable
 
 
