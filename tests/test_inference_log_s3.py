@@ -17,7 +17,9 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import mlflow
@@ -143,16 +145,21 @@ def test_two_replicas_log_every_row_and_the_log_scores_all_their_answers(
     try:
         sent: dict[str, int] = {}
         answers: list[tuple[str, int, int, int]] = []  # (id, row, answer, the replica that answered)
-        for i in range(120):
-            which = i % 2
+
+        def send(i: int) -> tuple[str, int, list[Any]]:
             request_id = f"rep-{i}-{uuid.uuid4().hex[:8]}"
             frame = rows_of(500 + i, 1 + i % 5)
-            predicted = send_invocations(replicas[which], "lean", frame, request_id)
-            sent[request_id] = len(frame)
-            answers += [(request_id, row, int(v), which) for row, v in enumerate(predicted)]
+            return request_id, len(frame), send_invocations(replicas[i % 2], "lean", frame, request_id)
+
+        # Under load: 8 clients at once, both replicas answering and committing at the same time
+        # (their windows race for the branch: compare-and-swap, retried).
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for i, (request_id, rows, predicted) in enumerate(pool.map(send, range(400))):
+                sent[request_id] = rows
+                answers += [(request_id, row, int(v), i % 2) for row, v in enumerate(predicted)]
         truth = {(rid, row): (a if (i % 4) else 1 - a) for i, (rid, row, a, _w) in enumerate(answers)}
         # Half the labels go to the replica that did not answer: it commits them, unmatched there.
-        to = [[], []]  # type: list[list[dict[str, Any]]]
+        to: list[list[dict[str, Any]]] = [[], []]
         for i, (rid, row, _a, which) in enumerate(answers):
             target = which if i % 2 else 1 - which
             to[target].append({"request_id": rid, "row": row, "label": truth[(rid, row)]})
