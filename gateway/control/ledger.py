@@ -106,7 +106,6 @@ _TRANSIENT = (BackendError, RefConflictError)
 
 class Ledger:
     def __init__(self, open_store: Callable[[], Store]) -> None:
-        self._open_store = open_store
         self.open_store = open_store  # the store the ledger is kept in (the lineage route reads it too)
         self._pending: list[LedgerEvent] = []
         self._lock = threading.Lock()
@@ -143,7 +142,7 @@ class Ledger:
         if not self._pending:
             return
         try:
-            store = self._open_store()
+            store = self.open_store()
             self._commit(store, self._pending)
         except _TRANSIENT as exc:
             _log.warning("ledger: %d event(s) wait in memory, the store is unreachable: %s", len(self._pending), exc)
@@ -182,7 +181,7 @@ class Ledger:
 
     def events(self, endpoint: str | None = None) -> list[LedgerEvent]:
         """Every event (of one endpoint), oldest first, including ones not yet flushed."""
-        store = self._open_store()
+        store = self.open_store()
         out: list[LedgerEvent] = []
         try:
             commit = store.resolve(LEDGER_REPO, LEDGER_BRANCH)

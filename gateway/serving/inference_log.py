@@ -53,15 +53,6 @@ if TYPE_CHECKING:
     from gateway.serving.data_plane import Route
 
 INFERENCE_REPO: Final = "inference"
-META_COLUMNS: Final = (
-    "lockgate_request_id",
-    "lockgate_row",
-    "lockgate_time",
-    "lockgate_protocol",
-    "lockgate_role",
-    "lockgate_model_version",
-    "lockgate_weights_commit",
-)
 _TRANSIENT = (BackendError, RefConflictError, OSError)  # the store is down or busy: retry later
 _log = logging.getLogger(__name__)
 
