@@ -7,7 +7,7 @@ manifest so that a later change of chunker never silently breaks dedup compariso
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import asdict, dataclass
 
 from pyfastcdc.cy import FastCDC
@@ -28,7 +28,7 @@ class ChunkerParams:
 DEFAULT_CHUNKER = ChunkerParams()
 
 
-def cut(buf: bytes | memoryview, params: ChunkerParams = DEFAULT_CHUNKER) -> Iterator[tuple[int, int]]:
+def cut(buf: bytes | memoryview, params: ChunkerParams = DEFAULT_CHUNKER) -> Generator[tuple[int, int], None, None]:
     """Yield (offset, length) of each chunk of ``buf``; an empty buffer has no chunks."""
     if len(buf) == 0:
         return

@@ -92,11 +92,20 @@ class Ingest:
         # beside the chunk pipeline, instead of before it.
         whole = self._hasher.submit(_whole_digests, view)
         pending = _PendingFile(size=len(view), blake3="", sha256="")
+        cuts = cut(view, self._chunker)
         try:
-            self._pack_chunks(pending, view, cut(view, self._chunker))
+            self._pack_chunks(pending, view, cuts)
         finally:
+            # The chunker holds the view while it runs; after a failure it would still hold it,
+            # and the release below would hide the failure behind a BufferError.
+            cuts.close()
             # Never leave a thread reading a buffer the caller is about to unmap.
             digests = whole.result()
+            # The digest thread's work item still holds this view for a moment after its result
+            # is set; a view left alive keeps the caller's mmap exported, and its close then
+            # fails ("cannot close exported pointers exist"). Releasing it here ends the export
+            # whatever the thread still holds.
+            view.release()
         pending.blake3, pending.sha256 = digests
         self._files.append(pending)
         return len(self._files) - 1
@@ -143,19 +152,26 @@ class Ingest:
         encode = self._encoder.encode
         known = self._index.__contains__
         session, sealed, chunks = self._session, self._sealed_chunks, pending.chunks
-        for offset, length in cuts:
-            piece = view[offset : offset + length]
-            cid = compute_chunk_id(piece)
-            chunks.append((cid, length))
-            stats.chunks_total += 1
-            stats.bytes_total += length
-            if cid in session or cid in sealed or known(cid):
-                stats.bytes_reused += length
-            else:
-                stored, codec = encode(piece)
-                self._store_chunk(cid, stored, length, codec)
-            if self._progress:
-                self._progress(length)
+        piece = view[:0]
+        try:
+            for offset, length in cuts:
+                piece = view[offset : offset + length]
+                cid = compute_chunk_id(piece)
+                chunks.append((cid, length))
+                stats.chunks_total += 1
+                stats.bytes_total += length
+                if cid in session or cid in sealed or known(cid):
+                    stats.bytes_reused += length
+                else:
+                    stored, codec = encode(piece)
+                    self._store_chunk(cid, stored, length, codec)
+                if self._progress:
+                    self._progress(length)
+        finally:
+            # A failure (a full disk while a pack uploads) keeps this frame alive in its
+            # traceback; a live slice would keep the caller's mmap exported and turn the real
+            # error into a BufferError when the mmap closes.
+            piece.release()
 
     def add_file(self, path: Path) -> int:
         size = os.path.getsize(path)
