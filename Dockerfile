@@ -19,6 +19,8 @@ COPY store/ store/
 COPY loader/ loader/
 COPY gateway/ gateway/
 COPY monitoring/ monitoring/
+# lockgate/: the one import namespace; its four folders are links to the packages above.
+COPY lockgate/ lockgate/
 # A plain (not editable) install: the runtime stage gets site-packages and nothing from /src.
 RUN /opt/lockgate/bin/pip install --no-cache-dir . \
  && /opt/lockgate/bin/lockgate --help > /dev/null

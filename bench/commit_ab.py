@@ -65,9 +65,12 @@ def start_at(root: Path, model: str, work: Path, tracking: str, label: str) -> S
            "MLFLOW_TRACKING_URI": tracking, "MLFLOW_REGISTRY_URI": tracking, "LOCKGATE_STORE": str(work / "store"),
            "LOCKGATE_CACHE_DIR": str(work / f"cache-{model}-{label}")}  # fmt: skip
     log = work / f"lockgate-{model}-{label}.log"
+    # A tree from before the one namespace (lockgate/) has its CLI at gateway.cli.main; the venv's
+    # console script imports lockgate.gateway.cli.main, which such a tree does not have.
+    cli = "lockgate.gateway.cli.main" if (root / "lockgate").is_dir() else "gateway.cli.main"
     proc = subprocess.Popen(
-        [str(VENV_BIN / "lockgate"), "serve", f"models:/{model}/1", "--grpc-port", str(grpc_port),
-         "--host", "127.0.0.1", "--port", str(port)],
+        [str(VENV_BIN / "python"), "-c", f"from {cli} import main; main()", "serve", f"models:/{model}/1",
+         "--grpc-port", str(grpc_port), "--host", "127.0.0.1", "--port", str(port)],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=work, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

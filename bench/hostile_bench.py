@@ -392,10 +392,10 @@ def serve_child(protocol: str, port: int, uri: str) -> None:
 
     import uvicorn
 
-    from gateway.app import create_app
-    from gateway.bounded_http import bounded_http_protocol
-    from gateway.control.endpoint_spec import EndpointSpec
-    from gateway.settings import Settings
+    from lockgate.gateway.app import create_app
+    from lockgate.gateway.bounded_http import bounded_http_protocol
+    from lockgate.gateway.control.endpoint_spec import EndpointSpec
+    from lockgate.gateway.settings import Settings
 
     gc.disable()  # as `lockgate serve` does; the app's lifespan re-enables it
     settings = Settings().model_copy(update={"port": port})

@@ -30,11 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from store import Store  # noqa: E402
-from store.backends import open_backend  # noqa: E402
-from store.ids import chunk_id  # noqa: E402
-from store.layout import index_key, pack_key  # noqa: E402
-from store.pack import PackBuilder, buffer_size  # noqa: E402
+from lockgate.store import Store  # noqa: E402
+from lockgate.store.backends import open_backend  # noqa: E402
+from lockgate.store.ids import chunk_id  # noqa: E402
+from lockgate.store.layout import index_key, pack_key  # noqa: E402
+from lockgate.store.pack import PackBuilder, buffer_size  # noqa: E402
 from tests.counting_backend import CountingBackend  # noqa: E402
 from tests.servers import SeaweedFS  # noqa: E402
 

@@ -21,10 +21,10 @@ from prometheus_client import CollectorRegistry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.serving.fast_request import NumericFrameParser
-from gateway.serving.inference_log import InferenceLog
-from gateway.serving.logged_rows import lean_logged
-from monitoring.inference_log_metrics import InferenceLogMetrics
+from lockgate.gateway.serving.fast_request import NumericFrameParser
+from lockgate.gateway.serving.inference_log import InferenceLog
+from lockgate.gateway.serving.logged_rows import lean_logged
+from lockgate.monitoring.inference_log_metrics import InferenceLogMetrics
 
 REQUESTS = 50_000
 

@@ -28,10 +28,10 @@ import mlflow  # noqa: E402
 from sklearn.datasets import make_classification  # noqa: E402
 from sklearn.ensemble import RandomForestClassifier  # noqa: E402
 
-from loader.cache import ModelCache  # noqa: E402
-from loader.model_loader import ModelLoader  # noqa: E402
-from loader.registry import Resolver  # noqa: E402
-from store import Store  # noqa: E402
+from lockgate.loader.cache import ModelCache  # noqa: E402
+from lockgate.loader.model_loader import ModelLoader  # noqa: E402
+from lockgate.loader.registry import Resolver  # noqa: E402
+from lockgate.store import Store  # noqa: E402
 from tests.servers import SeaweedFS  # noqa: E402
 
 

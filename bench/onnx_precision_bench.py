@@ -25,8 +25,8 @@ from sklearn.datasets import load_iris, make_classification  # noqa: E402
 from sklearn.ensemble import RandomForestClassifier  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
-from loader.onnx.fast_path import convert_to_bytes  # noqa: E402
-from loader.onnx.session import build_session  # noqa: E402
+from lockgate.loader.onnx.fast_path import convert_to_bytes  # noqa: E402
+from lockgate.loader.onnx.session import build_session  # noqa: E402
 
 
 def timed(session: object, rows: np.ndarray, repeat: int) -> float:

@@ -87,7 +87,7 @@ def serve(kind: str, port: int) -> None:
     import grpc
 
     sys.path.insert(0, str(ROOT))
-    from gateway.protocols.v2.grpc_proto.messages import SERVICE, protos
+    from lockgate.gateway.protocols.v2.grpc_proto.messages import SERVICE, protos
 
     tensor = protos.ModelInferResponse.InferOutputTensor(name="predict", datatype="INT64", shape=[1])
     response = protos.ModelInferResponse(model_name="m", model_version="1", outputs=[tensor],

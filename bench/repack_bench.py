@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from store import Store
+from lockgate.store import Store
 from tests.servers import SeaweedFS
 
 MIB = 1024 * 1024

@@ -24,10 +24,10 @@ warnings.filterwarnings("ignore")
 import numpy as np  # noqa: E402
 
 from bench.serving_bench import build_models, split_body  # noqa: E402
-from gateway.serving.fast_request import NumericFrameParser  # noqa: E402
-from loader.onnx.fast_path import build_onnx_predictor  # noqa: E402
-from monitoring.profile import build_profile  # noqa: E402
-from monitoring.skew import SkewTracker  # noqa: E402
+from lockgate.gateway.serving.fast_request import NumericFrameParser  # noqa: E402
+from lockgate.loader.onnx.fast_path import build_onnx_predictor  # noqa: E402
+from lockgate.monitoring.profile import build_profile  # noqa: E402
+from lockgate.monitoring.skew import SkewTracker  # noqa: E402
 
 
 def median_ms(call: Callable[[], object], repeat: int = 20) -> float:

@@ -57,8 +57,8 @@ from sklearn.datasets import load_diabetes, load_iris, make_classification  # no
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
-from loader.onnx.fast_path import build_onnx_predictor, convert_to_bytes  # noqa: E402
-from loader.onnx.session import build_session  # noqa: E402
+from lockgate.loader.onnx.fast_path import build_onnx_predictor, convert_to_bytes  # noqa: E402
+from lockgate.loader.onnx.session import build_session  # noqa: E402
 from tests.servers import free_port, stop_group  # noqa: E402
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
@@ -151,7 +151,7 @@ def register(models: list[BenchModel], work: Path, tracking: str) -> None:
 def grpc_body(frame: pd.DataFrame, rows: int, model: str) -> bytes:
     """The same rows as a gRPC ``ModelInferRequest`` in its HTTP/2 framing (a 0 compression flag
     and a 4-byte big-endian length before the message), for h2load to post."""
-    from gateway.protocols.v2.grpc_service import protos
+    from lockgate.gateway.protocols.v2.grpc_service import protos
 
     sample = frame.sample(n=rows, replace=rows > len(frame), random_state=rows)
     request = protos.ModelInferRequest(model_name=model)

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/skew_bench.py [--repeat 2000]
 
-Measures exactly the request-path work the gateway does (``gateway.serving.scoring._Capturing``):
+Measures exactly the request-path work the gateway does (``lockgate.gateway.serving.scoring._Capturing``):
 ``observe_frame`` on the DataFrame MLflow parsed, ``SkewTracker.observe`` for the inputs, and the
 prediction tracker. Median over many calls, and the per-row cost.
 """
@@ -20,9 +20,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.serving.scoring import observe_frame
-from monitoring.profile import build_profile
-from monitoring.skew import SkewTracker
+from lockgate.gateway.serving.scoring import observe_frame
+from lockgate.monitoring.profile import build_profile
+from lockgate.monitoring.skew import SkewTracker
 
 FEATURES = 50
 

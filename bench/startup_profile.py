@@ -62,13 +62,13 @@ def main() -> None:
     import gc
 
     gc.disable()  # as `lockgate serve` does until its startup deploys are done
-    from gateway.app import create_app  # noqa: F401 - the import is what is measured
-    from gateway.control.preparer import Preparer
-    from gateway.protocols.v2.outputs import learn_outputs
-    from gateway.serving.serving_options import ServingOptions
-    from gateway.serving.skew_setup import SkewSettings
-    from gateway.settings import Settings
-    from gateway.wiring import build_loader, store_opener
+    from lockgate.gateway.app import create_app  # noqa: F401 - the import is what is measured
+    from lockgate.gateway.control.preparer import Preparer
+    from lockgate.gateway.protocols.v2.outputs import learn_outputs
+    from lockgate.gateway.serving.serving_options import ServingOptions
+    from lockgate.gateway.serving.skew_setup import SkewSettings
+    from lockgate.gateway.settings import Settings
+    from lockgate.gateway.wiring import build_loader, store_opener
 
     phase("import the gateway (FastAPI, pandas, the routers)")
     settings = Settings()

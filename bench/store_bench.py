@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from store import Store
-from store.pack import MAX_PACK_BYTES
+from lockgate.store import Store
+from lockgate.store.pack import MAX_PACK_BYTES
 from tests.servers import SeaweedFS
 
 

@@ -37,7 +37,7 @@ from rich.table import Table  # noqa: E402
 from sklearn.datasets import load_diabetes  # noqa: E402
 from sklearn.ensemble import RandomForestRegressor  # noqa: E402
 
-from store import Store, StoreError  # noqa: E402
+from lockgate.store import Store, StoreError  # noqa: E402
 
 MODEL = "diabetes"
 LEGACY_MODEL = "legacy"

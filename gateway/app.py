@@ -22,41 +22,41 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from gateway.auth import AccessGuard
-from gateway.control.deploy_events import DeployEvents
-from gateway.control.deploy_metrics import DeployMetrics
-from gateway.control.deployer import Deployer
-from gateway.control.endpoint_spec import EndpointSpec
-from gateway.control.ledger import Ledger
-from gateway.control.live_endpoints import gateway_stats, live_endpoints, shadow_of
-from gateway.control.preparer import Preparer
-from gateway.mlflow_webhooks import WebhookVerifier
-from gateway.protocols.mlflow_scoring.invocation import Invoker
-from gateway.protocols.mlflow_scoring.routes import mlflow_router
-from gateway.protocols.v2.outputs import FACTS as V2_FACTS
-from gateway.protocols.v2.outputs import learn_outputs
-from gateway.protocols.v2.rest_routes import v2_router
-from gateway.routes.admin_routes import admin_router
-from gateway.routes.endpoint_routes import endpoint_router
-from gateway.routes.feedback_routes import feedback_router
-from gateway.routes.hook_routes import hook_router
-from gateway.routes.meta_routes import meta_router
-from gateway.routes.responses import install_error_handlers
-from gateway.serving import decode_steps
-from gateway.serving.answer_horizon import AnswerHorizon
-from gateway.serving.data_plane import DataPlane
-from gateway.serving.decode_pool import DecodePool
-from gateway.serving.inference_log import InferenceLog
-from gateway.serving.shadow import ShadowMirror
-from gateway.serving.skew_setup import SkewSettings
-from gateway.settings import Settings
-from gateway.wiring import build_loader, store_opener
-from monitoring.decode_metrics import DecodeStepsCollector
-from monitoring.inference_log_metrics import InferenceLogMetrics
-from monitoring.live_score import LiveQuality
-from monitoring.serving_metrics import ServingMetrics
-from monitoring.shadow_metrics import ShadowMetrics
-from monitoring.skew_collector import SkewCollector
+from lockgate.gateway.auth import AccessGuard
+from lockgate.gateway.control.deploy_events import DeployEvents
+from lockgate.gateway.control.deploy_metrics import DeployMetrics
+from lockgate.gateway.control.deployer import Deployer
+from lockgate.gateway.control.endpoint_spec import EndpointSpec
+from lockgate.gateway.control.ledger import Ledger
+from lockgate.gateway.control.live_endpoints import gateway_stats, live_endpoints, shadow_of
+from lockgate.gateway.control.preparer import Preparer
+from lockgate.gateway.mlflow_webhooks import WebhookVerifier
+from lockgate.gateway.protocols.mlflow_scoring.invocation import Invoker
+from lockgate.gateway.protocols.mlflow_scoring.routes import mlflow_router
+from lockgate.gateway.protocols.v2.outputs import FACTS as V2_FACTS
+from lockgate.gateway.protocols.v2.outputs import learn_outputs
+from lockgate.gateway.protocols.v2.rest_routes import v2_router
+from lockgate.gateway.routes.admin_routes import admin_router
+from lockgate.gateway.routes.endpoint_routes import endpoint_router
+from lockgate.gateway.routes.feedback_routes import feedback_router
+from lockgate.gateway.routes.hook_routes import hook_router
+from lockgate.gateway.routes.meta_routes import meta_router
+from lockgate.gateway.routes.responses import install_error_handlers
+from lockgate.gateway.serving import decode_steps
+from lockgate.gateway.serving.answer_horizon import AnswerHorizon
+from lockgate.gateway.serving.data_plane import DataPlane
+from lockgate.gateway.serving.decode_pool import DecodePool
+from lockgate.gateway.serving.inference_log import InferenceLog
+from lockgate.gateway.serving.shadow import ShadowMirror
+from lockgate.gateway.serving.skew_setup import SkewSettings
+from lockgate.gateway.settings import Settings
+from lockgate.gateway.wiring import build_loader, store_opener
+from lockgate.monitoring.decode_metrics import DecodeStepsCollector
+from lockgate.monitoring.inference_log_metrics import InferenceLogMetrics
+from lockgate.monitoring.live_score import LiveQuality
+from lockgate.monitoring.serving_metrics import ServingMetrics
+from lockgate.monitoring.shadow_metrics import ShadowMetrics
+from lockgate.monitoring.skew_collector import SkewCollector
 
 __all__ = ["EndpointSpec", "create_app"]
 
@@ -187,7 +187,7 @@ async def _start_grpc(
     """The V2 gRPC service, when LOCKGATE_GRPC_PORT / --grpc-port asks for it (grpc loads only then)."""
     if settings.grpc_port is None:
         return None
-    from gateway.protocols.v2.grpc_service import InferenceService, start_grpc_server
+    from lockgate.gateway.protocols.v2.grpc_service import InferenceService, start_grpc_server
 
     service = InferenceService(plane, deployer, guard, configured, decode_pool=decode_pool)
     return await start_grpc_server(service, settings.host, settings.grpc_port)

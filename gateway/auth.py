@@ -21,7 +21,7 @@ import ipaddress
 
 from starlette.requests import Request
 
-from gateway.errors import AuthError, UnsupportedMediaTypeError
+from lockgate.gateway.errors import AuthError, UnsupportedMediaTypeError
 
 _SAFE_FETCH_SITES = frozenset({"same-origin", "none"})
 

@@ -29,7 +29,7 @@ Loader and store errors raised during a deploy map to statuses by ``status_for``
 
 from __future__ import annotations
 
-from loader.errors import (
+from lockgate.loader.errors import (
     ArtifactIntegrityError,
     FetchError,
     LoaderError,
@@ -38,7 +38,7 @@ from loader.errors import (
     RegistryUnavailableError,
     ResolveError,
 )
-from store.errors import BackendError, IntegrityError, InvalidURIError, NotFoundError, StoreError
+from lockgate.store.errors import BackendError, IntegrityError, InvalidURIError, NotFoundError, StoreError
 
 
 class GatewayError(Exception):

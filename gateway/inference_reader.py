@@ -13,11 +13,11 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from gateway.serving.inference_log import INFERENCE_REPO
-from gateway.serving.logged_rows import PREDICTION
-from monitoring.live_score import scores
-from store import Store
-from store.errors import NotFoundError, PathNotFoundError
+from lockgate.gateway.serving.inference_log import INFERENCE_REPO
+from lockgate.gateway.serving.logged_rows import PREDICTION
+from lockgate.monitoring.live_score import scores
+from lockgate.store import Store
+from lockgate.store.errors import NotFoundError, PathNotFoundError
 
 KEY = ["lockgate_request_id", "lockgate_row"]
 _FILE_META = ["lockgate_time", "lockgate_role", "lockgate_model_version", "lockgate_weights_commit"]

@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.serving.serving_options import OPTION_FIELDS, ServingOptions
-from loader.store_config import DEFAULT_STORE_ROOT
+from lockgate.gateway.serving.serving_options import OPTION_FIELDS, ServingOptions
+from lockgate.loader.store_config import DEFAULT_STORE_ROOT
 
 DEFAULT_HOME = ".lockgate"
 

@@ -9,11 +9,11 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.settings import Settings
-from store import Store
+from lockgate.gateway.settings import Settings
+from lockgate.store import Store
 
 if TYPE_CHECKING:
-    from loader.model_loader import ModelLoader
+    from lockgate.loader.model_loader import ModelLoader
 
 
 def export_store_settings(settings: Settings) -> None:
@@ -36,9 +36,9 @@ def store_opener(settings: Settings, create: bool = False) -> Callable[[], Store
 
 def build_loader(settings: Settings) -> ModelLoader:
     # Imported here: MLflow takes ~1.5 s to import, and `lockgate store ...` never needs it.
-    from loader.cache import ModelCache
-    from loader.model_loader import ModelLoader
-    from loader.registry import Resolver
+    from lockgate.loader.cache import ModelCache
+    from lockgate.loader.model_loader import ModelLoader
+    from lockgate.loader.registry import Resolver
 
     export_store_settings(settings)
     # MLflow's HTTP client retries 7 times with exponential backoff (minutes) by default. A

@@ -18,10 +18,10 @@ from mlflow.entities.file_info import FileInfo
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
-from loader.store_config import open_configured_store
-from store import Store, StoreError, collect_files, parse_uri
-from store.errors import PathNotFoundError
-from store.uri import normalize_path
+from lockgate.loader.store_config import open_configured_store
+from lockgate.store import Store, StoreError, collect_files, parse_uri
+from lockgate.store.errors import PathNotFoundError
+from lockgate.store.uri import normalize_path
 
 _log = logging.getLogger(__name__)
 

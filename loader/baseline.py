@@ -18,8 +18,8 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from loader.resolved import ResolvedModel
-from store import Store, StoreError, parse_uri
+from lockgate.loader.resolved import ResolvedModel
+from lockgate.store import Store, StoreError, parse_uri
 
 SAMPLE_ROWS = 1000
 _TABULAR = (".csv", ".parquet", ".pq")

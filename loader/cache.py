@@ -38,14 +38,20 @@ import blake3
 import orjson
 from filelock import FileLock
 
-from loader.cache_leases import CacheLeases
-from loader.errors import ArtifactIntegrityError, CacheFullError, DiskFullError, NoArtifactsError, StoreUnavailableError
-from loader.resolved import WeightsLocation
-from store import Store
-from store.errors import BackendError, IntegrityError, InvalidPathError, NotFoundError, StoreError
-from store.ids import chunk_id as compute_chunk_id
-from store.objects import ChunkRef, Manifest
-from store.paths import contained
+from lockgate.loader.cache_leases import CacheLeases
+from lockgate.loader.errors import (
+    ArtifactIntegrityError,
+    CacheFullError,
+    DiskFullError,
+    NoArtifactsError,
+    StoreUnavailableError,
+)
+from lockgate.loader.resolved import WeightsLocation
+from lockgate.store import Store
+from lockgate.store.errors import BackendError, IntegrityError, InvalidPathError, NotFoundError, StoreError
+from lockgate.store.ids import chunk_id as compute_chunk_id
+from lockgate.store.objects import ChunkRef, Manifest
+from lockgate.store.paths import contained
 
 META = ".lockgate-version.json"
 DERIVED = ".lockgate-derived"

@@ -15,9 +15,9 @@ from typing import Any
 from mlflow.data.dataset_source import DatasetSource
 from mlflow.exceptions import MlflowException
 
-from loader.store_config import open_configured_store
-from loader.store_reader import StoreReader
-from store import StoreError, is_store_uri
+from lockgate.loader.store_config import open_configured_store
+from lockgate.loader.store_reader import StoreReader
+from lockgate.store import StoreError, is_store_uri
 
 
 class LockgateDatasetSource(DatasetSource):

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from loader.errors import ModelLoadError, UnsupportedFlavorError
-from loader.model_metadata import ModelMetadata, parse_mlmodel
+from lockgate.loader.errors import ModelLoadError, UnsupportedFlavorError
+from lockgate.loader.model_metadata import ModelMetadata, parse_mlmodel
 
 SUPPORTED = ("sklearn", "onnx", "python_function")
 

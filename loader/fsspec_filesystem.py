@@ -21,10 +21,10 @@ from typing import Any
 
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
-from loader.store_config import open_configured_store, open_store_at
-from loader.store_reader import Pinned, StoreReader
-from store.errors import InvalidURIError, NotFoundError
-from store.uri import SCHEME
+from lockgate.loader.store_config import open_configured_store, open_store_at
+from lockgate.loader.store_reader import Pinned, StoreReader
+from lockgate.store.errors import InvalidURIError, NotFoundError
+from lockgate.store.uri import SCHEME
 
 
 class LockgateFileSystem(AbstractFileSystem):  # type: ignore[misc]

@@ -10,10 +10,10 @@ from pathlib import Path
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from loader.artifact_repository import COMMIT_TAG, URI_TAG
-from loader.errors import StoreUnavailableError
-from loader.registry import Resolver
-from store import PushResult, Store, StoreError, StoreURI
+from lockgate.loader.artifact_repository import COMMIT_TAG, URI_TAG
+from lockgate.loader.errors import StoreUnavailableError
+from lockgate.loader.registry import Resolver
+from lockgate.store import PushResult, Store, StoreError, StoreURI
 
 
 @dataclass(frozen=True)

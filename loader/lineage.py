@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 
-from store import StoreURI, is_store_uri, parse_uri
-from store.errors import StoreError
-from store.ids import is_full_id
+from lockgate.store import StoreURI, is_store_uri, parse_uri
+from lockgate.store.errors import StoreError
+from lockgate.store.ids import is_full_id
 
 DATASET_TAG = "lockgate.dataset"
 CODE_COMMIT_TAG = "mlflow.source.git.commit"

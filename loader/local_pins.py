@@ -18,7 +18,7 @@ from pathlib import Path
 import blake3
 import orjson
 
-from loader.resolved import ResolvedModel
+from lockgate.loader.resolved import ResolvedModel
 
 PIN_NOTE = "resolved from local pin: the registry is unreachable, so this is the version last resolved for the URI"
 # A warm restart: served from the pin at once, before the registry was asked (it is, in the background).

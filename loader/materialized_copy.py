@@ -22,10 +22,10 @@ from typing import Any
 
 import orjson
 
-from loader.errors import ModelLoadError
-from loader.resolved import ResolvedModel
-from store.ids import is_full_id
-from store.paths import contained
+from lockgate.loader.errors import ModelLoadError
+from lockgate.loader.resolved import ResolvedModel
+from lockgate.store.ids import is_full_id
+from lockgate.store.paths import contained
 
 LINEAGE_FILE = "lockgate-lineage.json"
 COPY_NOTE = "served from a materialized copy (lockgate materialize): fixed to the version it holds"

@@ -8,9 +8,9 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from loader.errors import ModelNotFoundError, VersionNotFoundError
-from loader.model_uri import ModelRef
-from loader.registry_facts import (
+from lockgate.loader.errors import ModelNotFoundError, VersionNotFoundError
+from lockgate.loader.model_uri import ModelRef
+from lockgate.loader.registry_facts import (
     LoggedModelFacts,
     RunFacts,
     VersionFacts,

@@ -11,9 +11,9 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 
-from loader.errors import ArtifactSourceError
-from store.paths import check_path
-from store.repository import Stream
+from lockgate.loader.errors import ArtifactSourceError
+from lockgate.store.paths import check_path
+from lockgate.store.repository import Stream
 
 MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
 

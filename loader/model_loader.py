@@ -8,14 +8,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from loader.cache import FetchReport, ModelCache
-from loader.errors import ModelLoadError, RegistryUnavailableError
-from loader.flavors import LoadedModel, load_input_example, load_model, read_metadata
-from loader.local_pins import PIN_FIRST_NOTE, LocalPins
-from loader.materialized_copy import is_materialized_copy, read_copy
-from loader.registry import Resolver
-from loader.resolved import ResolvedModel
-from store import Store
+from lockgate.loader.cache import FetchReport, ModelCache
+from lockgate.loader.errors import ModelLoadError, RegistryUnavailableError
+from lockgate.loader.flavors import LoadedModel, load_input_example, load_model, read_metadata
+from lockgate.loader.local_pins import PIN_FIRST_NOTE, LocalPins
+from lockgate.loader.materialized_copy import is_materialized_copy, read_copy
+from lockgate.loader.registry import Resolver
+from lockgate.loader.resolved import ResolvedModel
+from lockgate.store import Store
 
 ProgressCallback = Callable[[int], None]
 

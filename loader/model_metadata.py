@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from loader.errors import ModelLoadError
+from lockgate.loader.errors import ModelLoadError
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from loader.errors import ModelURIError
-from store import StoreURI, is_store_uri, parse_uri
-from store.errors import InvalidURIError
-from store.paths import MAX_SEGMENT_BYTES
+from lockgate.loader.errors import ModelURIError
+from lockgate.store import StoreURI, is_store_uri, parse_uri
+from lockgate.store.errors import InvalidURIError
+from lockgate.store.paths import MAX_SEGMENT_BYTES
 
 Kind = Literal["stage", "alias", "latest", "version", "logged", "run", "store"]
 STAGES = {"production": "Production", "staging": "Staging", "archived": "Archived", "none": "None"}

@@ -18,8 +18,8 @@ from typing import Protocol
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from loader.artifact_repository import URI_TAG
-from loader.errors import (
+from lockgate.loader.artifact_repository import URI_TAG
+from lockgate.loader.errors import (
     ArtifactIntegrityError,
     LoaderError,
     ModelNotFoundError,
@@ -27,15 +27,15 @@ from loader.errors import (
     RegistryUnavailableError,
     StoreUnavailableError,
 )
-from loader.lineage import CODE_COMMIT_TAG, dataset_uris, pin_dataset_uris
-from loader.mlflow_reads import MlflowReads, is_unreachable
-from loader.model_uri import ModelRef, parse_model_uri
-from loader.registry_facts import LoggedModelFacts, RunFacts, VersionFacts, logged_model_facts
-from loader.resolved import ResolvedModel, WeightsLocation
-from loader.sqlite_registry import Declined, SqliteRegistry
-from store import Store, is_store_uri, parse_uri
-from store.errors import BackendError, IntegrityError, NotFoundError, StoreError
-from store.ids import is_full_id
+from lockgate.loader.lineage import CODE_COMMIT_TAG, dataset_uris, pin_dataset_uris
+from lockgate.loader.mlflow_reads import MlflowReads, is_unreachable
+from lockgate.loader.model_uri import ModelRef, parse_model_uri
+from lockgate.loader.registry_facts import LoggedModelFacts, RunFacts, VersionFacts, logged_model_facts
+from lockgate.loader.resolved import ResolvedModel, WeightsLocation
+from lockgate.loader.sqlite_registry import Declined, SqliteRegistry
+from lockgate.store import Store, is_store_uri, parse_uri
+from lockgate.store.errors import BackendError, IntegrityError, NotFoundError, StoreError
+from lockgate.store.ids import is_full_id
 
 _log = logging.getLogger(__name__)
 

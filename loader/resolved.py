@@ -7,7 +7,7 @@ from typing import Any
 
 import blake3
 
-from store.ids import is_full_id
+from lockgate.store.ids import is_full_id
 
 
 @dataclass(frozen=True)

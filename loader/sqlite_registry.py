@@ -30,8 +30,8 @@ from pathlib import Path
 
 import mlflow
 
-from loader.model_uri import ModelRef
-from loader.registry_facts import CONTEXT_TAG, EVALUATION_CONTEXTS, LoggedModelFacts, RunFacts, VersionFacts
+from lockgate.loader.model_uri import ModelRef
+from lockgate.loader.registry_facts import CONTEXT_TAG, EVALUATION_CONTEXTS, LoggedModelFacts, RunFacts, VersionFacts
 
 # The head of each supported MLflow's migration chain (mlflow/store/db_migrations/versions).
 # MLflow itself refuses a database at any other revision, so this reader does too.

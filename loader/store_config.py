@@ -13,7 +13,7 @@ import os
 import threading
 from pathlib import Path
 
-from store import Store
+from lockgate.store import Store
 
 DEFAULT_STORE_ROOT = ".lockgate/store"
 _cache: dict[tuple[str, str | None], Store] = {}

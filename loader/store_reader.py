@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from store import CheckoutReport, Store, StoreURI, parse_uri
-from store.errors import PathNotFoundError
-from store.objects import TreeEntry
-from store.repository import DirEntry
+from lockgate.store import CheckoutReport, Store, StoreURI, parse_uri
+from lockgate.store.errors import PathNotFoundError
+from lockgate.store.objects import TreeEntry
+from lockgate.store.repository import DirEntry
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from monitoring.errors import ProfileError
+from lockgate.monitoring.errors import ProfileError
 
 TOP_K = 20
 MAX_KNOWN_CATEGORIES = 10_000

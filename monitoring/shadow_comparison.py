@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from monitoring.errors import ShadowMismatchError
+from lockgate.monitoring.errors import ShadowMismatchError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from monitoring.shadow_comparison import Comparison
+from lockgate.monitoring.shadow_comparison import Comparison
 
 RELATIVE_BUCKETS = (0.0, 1e-9, 1e-6, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 10.0)
 OUTCOMES = ("ok", "error", "mismatch")

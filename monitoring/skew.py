@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from monitoring.divergence import js_distance, psi
-from monitoring.profile import BaselineProfile, CategoricalProfile, NumericProfile, edge_tolerance
+from lockgate.monitoring.divergence import js_distance, psi
+from lockgate.monitoring.profile import BaselineProfile, CategoricalProfile, NumericProfile, edge_tolerance
 
 WARN_PSI = 0.1
 _BROADCAST_MAX_ROWS = 64

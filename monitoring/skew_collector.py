@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from monitoring.predict_sizes import PredictSizes
-from monitoring.skew import SkewTracker
+from lockgate.monitoring.predict_sizes import PredictSizes
+from lockgate.monitoring.skew import SkewTracker
 
 
 @dataclass

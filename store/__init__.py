@@ -3,9 +3,9 @@
 Knows bytes, objects and refs; nothing of MLflow, HTTP or metrics. Start with ``Store.open``.
 """
 
-from store.errors import StoreError
-from store.repository import CheckoutReport, DirEntry, PushResult, Store, collect_files
-from store.uri import StoreURI, is_store_uri, parse_uri
+from lockgate.store.errors import StoreError
+from lockgate.store.repository import CheckoutReport, DirEntry, PushResult, Store, collect_files
+from lockgate.store.uri import StoreURI, is_store_uri, parse_uri
 
 __all__ = [
     "CheckoutReport",

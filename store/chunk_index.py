@@ -25,13 +25,13 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from store.backends.base import Backend
-from store.gc_generation import read_generation
-from store.ids import is_full_id
-from store.index_cache import LocalIndexCache
-from store.layout import INDEX_PREFIX, TIMED_INDEX_PREFIX, pack_id_of_index_key, pack_key
-from store.objects import ChunkRef
-from store.pack import PackEntry, decode_index, encode_index
+from lockgate.store.backends.base import Backend
+from lockgate.store.gc_generation import read_generation
+from lockgate.store.ids import is_full_id
+from lockgate.store.index_cache import LocalIndexCache
+from lockgate.store.layout import INDEX_PREFIX, TIMED_INDEX_PREFIX, pack_id_of_index_key, pack_key
+from lockgate.store.objects import ChunkRef
+from lockgate.store.pack import PackEntry, decode_index, encode_index
 
 # Keys timestamped up to this long before the newest one seen are listed again.
 LISTING_MARGIN = timedelta(minutes=15)

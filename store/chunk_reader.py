@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from store.backends.base import Backend
-from store.errors import CorruptChunkError, ObjectNotFoundError
-from store.layout import pack_key
-from store.objects import ChunkRef
-from store.pack import decode_chunk
-from store.relocation import MAX_DEPTH, RELOCATIONS
+from lockgate.store.backends.base import Backend
+from lockgate.store.errors import CorruptChunkError, ObjectNotFoundError
+from lockgate.store.layout import pack_key
+from lockgate.store.objects import ChunkRef
+from lockgate.store.pack import decode_chunk
+from lockgate.store.relocation import MAX_DEPTH, RELOCATIONS
 
 MAX_GAP = 256 * 1024
 MAX_SPAN = 16 * 1024 * 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from store.objects import Tree, TreeEntry
+from lockgate.store.objects import Tree, TreeEntry
 
 Status = Literal["added", "removed", "modified"]
 

@@ -38,20 +38,20 @@ from typing import Any
 
 import orjson
 
-from store.backends.base import Backend, KeyInfo
-from store.errors import IntegrityError, NotFoundError, RefConflictError, StoreError
-from store.gc_generation import new_generation
-from store.history_retention import KEEP_ALL, HistoryRetention, read_cuts, record_cuts
-from store.ids import is_full_id
-from store.layout import INDEX_PREFIX, LEDGER_REPO, pack_id_of_index_key
-from store.leases import Lease, collector_hold
-from store.object_store import ObjectStore
-from store.objects import parse_time
-from store.pack import HEADER
-from store.refs import RefStore
-from store.relocation import RELOCATIONS_PREFIX, pack_id_of_relocation_key, relocation_key
-from store.relocation import decode as decode_relocation
-from store.repack import repack
+from lockgate.store.backends.base import Backend, KeyInfo
+from lockgate.store.errors import IntegrityError, NotFoundError, RefConflictError, StoreError
+from lockgate.store.gc_generation import new_generation
+from lockgate.store.history_retention import KEEP_ALL, HistoryRetention, read_cuts, record_cuts
+from lockgate.store.ids import is_full_id
+from lockgate.store.layout import INDEX_PREFIX, LEDGER_REPO, pack_id_of_index_key
+from lockgate.store.leases import Lease, collector_hold
+from lockgate.store.object_store import ObjectStore
+from lockgate.store.objects import parse_time
+from lockgate.store.pack import HEADER
+from lockgate.store.refs import RefStore
+from lockgate.store.relocation import RELOCATIONS_PREFIX, pack_id_of_relocation_key, relocation_key
+from lockgate.store.relocation import decode as decode_relocation
+from lockgate.store.repack import repack
 
 PACKS_PREFIX = "packs/"
 PACK_OVERHEAD = len(HEADER) + 20  # the header and the trailer (store/pack.py)

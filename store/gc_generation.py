@@ -7,10 +7,10 @@ import uuid
 
 import orjson
 
-from store.backends.base import Backend
-from store.errors import ObjectNotFoundError
-from store.layout import GC_GENERATION_KEY
-from store.objects import utc_now_iso
+from lockgate.store.backends.base import Backend
+from lockgate.store.errors import ObjectNotFoundError
+from lockgate.store.layout import GC_GENERATION_KEY
+from lockgate.store.objects import utc_now_iso
 
 
 def read_generation(backend: Backend) -> str | None:

@@ -10,14 +10,14 @@ import re
 from collections.abc import Iterator
 from datetime import datetime
 
-from store.backends.base import Backend
-from store.errors import CorruptObjectError, EmptyRepoError, ObjectNotFoundError, RefNotFoundError
-from store.history_retention import is_cut
-from store.ids import is_full_id
-from store.object_store import ObjectStore
-from store.objects import Commit, format_time
-from store.refs import RefStore
-from store.uri import RefSpec, parse_ref
+from lockgate.store.backends.base import Backend
+from lockgate.store.errors import CorruptObjectError, EmptyRepoError, ObjectNotFoundError, RefNotFoundError
+from lockgate.store.history_retention import is_cut
+from lockgate.store.ids import is_full_id
+from lockgate.store.object_store import ObjectStore
+from lockgate.store.objects import Commit, format_time
+from lockgate.store.refs import RefStore
+from lockgate.store.uri import RefSpec, parse_ref
 
 # A commit may be named by any unique prefix of at least 8 hex characters, as in git.
 _SHORT_ID = re.compile(r"[0-9a-f]{8,63}")

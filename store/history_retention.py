@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import orjson
 
-from store.backends.base import Backend
-from store.errors import ObjectNotFoundError
-from store.ids import is_full_id
-from store.layout import HISTORY_CUTS_KEY
-from store.objects import utc_now_iso
+from lockgate.store.backends.base import Backend
+from lockgate.store.errors import ObjectNotFoundError
+from lockgate.store.ids import is_full_id
+from lockgate.store.layout import HISTORY_CUTS_KEY
+from lockgate.store.objects import utc_now_iso
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import blake3
 
-from store.backends.base import Backend
-from store.chunk_index import ChunkIndex
-from store.chunking import DEFAULT_CHUNKER, ChunkerParams, cut
-from store.ids import chunk_id as compute_chunk_id
-from store.layout import index_key, pack_key
-from store.objects import ChunkRef, Manifest
-from store.pack import MAX_PACK_BYTES, ChunkEncoder, PackBuilder, PackEntry, buffer_size
+from lockgate.store.backends.base import Backend
+from lockgate.store.chunk_index import ChunkIndex
+from lockgate.store.chunking import DEFAULT_CHUNKER, ChunkerParams, cut
+from lockgate.store.ids import chunk_id as compute_chunk_id
+from lockgate.store.layout import index_key, pack_key
+from lockgate.store.objects import ChunkRef, Manifest
+from lockgate.store.pack import MAX_PACK_BYTES, ChunkEncoder, PackBuilder, PackEntry, buffer_size
 
 ProgressCallback = Callable[[int], None]
 # Two packs in flight bound ingest memory to about 3 x 64 MiB, and keep a disk or an S3

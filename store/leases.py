@@ -45,8 +45,8 @@ from pathlib import Path
 
 import orjson
 
-from store.backends.base import Backend
-from store.errors import ObjectNotFoundError, StoreBusyError
+from lockgate.store.backends.base import Backend
+from lockgate.store.errors import ObjectNotFoundError, StoreBusyError
 
 LOCKS_PREFIX = "locks/"
 COLLECTOR_KEY = "locks/gc.json"

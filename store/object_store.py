@@ -9,11 +9,11 @@ import threading
 from collections import OrderedDict
 from typing import TypeVar, cast
 
-from store import objects
-from store.backends.base import Backend
-from store.errors import CorruptObjectError, ObjectNotFoundError
-from store.layout import object_key
-from store.objects import Commit, Manifest, Object, Tree
+from lockgate.store import objects
+from lockgate.store.backends.base import Backend
+from lockgate.store.errors import CorruptObjectError, ObjectNotFoundError
+from lockgate.store.layout import object_key
+from lockgate.store.objects import Commit, Manifest, Object, Tree
 
 T = TypeVar("T", Manifest, Tree, Commit)
 _CACHE_ENTRIES = 4096

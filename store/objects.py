@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 import zstandard
 
-from store.errors import CorruptObjectError, InvalidPathError
-from store.ids import object_id
-from store.paths import check_tree_paths
+from lockgate.store.errors import CorruptObjectError, InvalidPathError
+from lockgate.store.ids import object_id
+from lockgate.store.paths import check_tree_paths
 
 MANIFEST = "manifest"
 TREE = "tree"

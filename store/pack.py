@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import blake3
 import zstandard
 
-from store.errors import CorruptChunkError, CorruptObjectError
-from store.ids import chunk_id as compute_chunk_id
+from lockgate.store.errors import CorruptChunkError, CorruptObjectError
+from lockgate.store.ids import chunk_id as compute_chunk_id
 
 HEADER = b"LGPACK1\n"
 TRAILER_MAGIC = b"LGPKEND\n"

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from store.errors import InvalidPathError
+from lockgate.store.errors import InvalidPathError
 
 MAX_SEGMENT_BYTES = 255  # NAME_MAX on Linux, macOS and Windows
 MAX_PATH_BYTES = 4096  # PATH_MAX on Linux

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import orjson
 
-from store.backends.base import Backend
-from store.errors import BranchExistsError, RepoNotFoundError, TagExistsError
-from store.layout import REPOS_PREFIX, branch_key, branch_prefix, repo_key, tag_key, tag_prefix
-from store.objects import utc_now_iso
-from store.uri import check_name
+from lockgate.store.backends.base import Backend
+from lockgate.store.errors import BranchExistsError, RepoNotFoundError, TagExistsError
+from lockgate.store.layout import REPOS_PREFIX, branch_key, branch_prefix, repo_key, tag_key, tag_prefix
+from lockgate.store.objects import utc_now_iso
+from lockgate.store.uri import check_name
 
 
 class RefStore:

@@ -24,9 +24,9 @@ import struct
 import threading
 from collections import OrderedDict
 
-from store.backends.base import Backend
-from store.errors import CorruptObjectError, ObjectNotFoundError
-from store.objects import ChunkRef
+from lockgate.store.backends.base import Backend
+from lockgate.store.errors import CorruptObjectError, ObjectNotFoundError
+from lockgate.store.objects import ChunkRef
 
 MAGIC = b"LGRELOC1"
 _ENTRY = struct.Struct("<Q32s32sQIIB")

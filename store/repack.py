@@ -32,12 +32,12 @@ from dataclasses import dataclass
 
 import blake3
 
-from store.backends.base import Backend
-from store.errors import CorruptObjectError, IntegrityError
-from store.layout import index_key, pack_key
-from store.objects import ChunkRef
-from store.pack import PackBuilder, PackEntry, buffer_size, decode_chunk, read_footer
-from store.relocation import encode, relocation_key
+from lockgate.store.backends.base import Backend
+from lockgate.store.errors import CorruptObjectError, IntegrityError
+from lockgate.store.layout import index_key, pack_key
+from lockgate.store.objects import ChunkRef
+from lockgate.store.pack import PackBuilder, PackEntry, buffer_size, decode_chunk, read_footer
+from lockgate.store.relocation import encode, relocation_key
 
 
 @dataclass(frozen=True)

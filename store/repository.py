@@ -23,11 +23,11 @@ from typing import Any
 import blake3
 import orjson
 
-from store.backends import Backend, open_backend
-from store.chunk_index import ChunkIndex
-from store.chunk_reader import DEFAULT_PARALLELISM, stream_chunks
-from store.diff import Change, diff_entries, subtree
-from store.errors import (
+from lockgate.store.backends import Backend, open_backend
+from lockgate.store.chunk_index import ChunkIndex
+from lockgate.store.chunk_reader import DEFAULT_PARALLELISM, stream_chunks
+from lockgate.store.diff import Change, diff_entries, subtree
+from lockgate.store.errors import (
     IntegrityError,
     InvalidRangeError,
     PathNotFoundError,
@@ -36,18 +36,18 @@ from store.errors import (
     RefNotFoundError,
     StoreUnreachableError,
 )
-from store.gc import DEFAULT_REPACK_THRESHOLD, GarbageCollector, GcReport
-from store.history import History
-from store.history_retention import KEEP_ALL, HistoryRetention
-from store.ingest import Ingest
-from store.layout import FORMAT_KEY, FORMAT_VERSION, LEDGER_REPO
-from store.leases import Lease, writer_lease
-from store.object_store import ObjectStore
-from store.objects import ChunkRef, Commit, Manifest, Tree, TreeEntry, utc_now_iso
-from store.paths import contained
-from store.refs import RefStore
-from store.uri import DEFAULT_BRANCH, RefSpec, StoreURI, check_name, normalize_path
-from store.verify import VerifyReport, verify
+from lockgate.store.gc import DEFAULT_REPACK_THRESHOLD, GarbageCollector, GcReport
+from lockgate.store.history import History
+from lockgate.store.history_retention import KEEP_ALL, HistoryRetention
+from lockgate.store.ingest import Ingest
+from lockgate.store.layout import FORMAT_KEY, FORMAT_VERSION, LEDGER_REPO
+from lockgate.store.leases import Lease, writer_lease
+from lockgate.store.object_store import ObjectStore
+from lockgate.store.objects import ChunkRef, Commit, Manifest, Tree, TreeEntry, utc_now_iso
+from lockgate.store.paths import contained
+from lockgate.store.refs import RefStore
+from lockgate.store.uri import DEFAULT_BRANCH, RefSpec, StoreURI, check_name, normalize_path
+from lockgate.store.verify import VerifyReport, verify
 
 ProgressCallback = Callable[[int], None]
 _MAX_CAS_ATTEMPTS = 64

@@ -7,10 +7,10 @@ Endpoint and credentials are those of the store: ``LOCKGATE_S3_ENDPOINT_URL`` an
 
 from __future__ import annotations
 
-from store.backends.s3 import S3Backend, split_s3_root
-from store.errors import InvalidURIError, PathNotFoundError
-from store.paths import check_path
-from store.repository import Stream
+from lockgate.store.backends.s3 import S3Backend, split_s3_root
+from lockgate.store.errors import InvalidURIError, PathNotFoundError
+from lockgate.store.paths import check_path
+from lockgate.store.repository import Stream
 
 
 def s3_sources(uri: str, dest: str, *, recursive: bool, endpoint_url: str | None) -> list[tuple[str, Stream]]:

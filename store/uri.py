@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from store.errors import InvalidURIError
-from store.paths import check_path
-from store.timespec import parse_time
+from lockgate.store.errors import InvalidURIError
+from lockgate.store.paths import check_path
+from lockgate.store.timespec import parse_time
 
 SCHEME = "lockgate://"
 DEFAULT_BRANCH = "main"

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from store.backends.base import Backend
-from store.chunk_reader import plan_spans, read_span
-from store.errors import IntegrityError, NotFoundError, StoreError
-from store.history import History
-from store.object_store import ObjectStore
-from store.objects import ChunkRef
-from store.refs import RefStore
+from lockgate.store.backends.base import Backend
+from lockgate.store.chunk_reader import plan_spans, read_span
+from lockgate.store.errors import IntegrityError, NotFoundError, StoreError
+from lockgate.store.history import History
+from lockgate.store.object_store import ObjectStore
+from lockgate.store.objects import ChunkRef
+from lockgate.store.refs import RefStore
 
 
 @dataclass

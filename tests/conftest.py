@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from store import Store
+from lockgate.store import Store
 from tests.registry_helpers import Registry
 from tests.servers import SeaweedFS, env_with, free_port, reset_mlflow_uris, stop_pid, wait_http
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import orjson
 import zstandard
 
-from store import Store
-from store.ids import object_id
-from store.layout import object_key
-from store.objects import Commit, utc_now_iso
+from lockgate.store import Store
+from lockgate.store.ids import object_id
+from lockgate.store.layout import object_key
+from lockgate.store.objects import Commit, utc_now_iso
 
 
 def write_raw_tree(store: Store, entries: dict[str, tuple[str, int]]) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from store import Store
-from store.errors import ObjectNotFoundError, TagExistsError
+from lockgate.store import Store
+from lockgate.store.errors import ObjectNotFoundError, TagExistsError
 
 
 def test_put_get_range_list(store: Store) -> None:

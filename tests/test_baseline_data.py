@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loader.baseline import training_data
-from loader.resolved import ResolvedModel, WeightsLocation
-from store import Store
+from lockgate.loader.baseline import training_data
+from lockgate.loader.resolved import ResolvedModel, WeightsLocation
+from lockgate.store import Store
 
 SIGNATURE = {
     "inputs": '[{"type": "double", "name": "x", "required": true}, '

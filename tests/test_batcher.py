@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from gateway.serving.batcher import Batcher
+from lockgate.gateway.serving.batcher import Batcher
 
 
 class CountingModel:

@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
 
-from loader.cache import DERIVED, ModelCache
-from loader.model_loader import ModelLoader
-from loader.onnx.fast_path import write_atomically
-from loader.parent_watch import PARENT_PID_ENV
-from loader.registry import Resolver
-from loader.store_config import open_configured_store
-from store import Store
+from lockgate.loader.cache import DERIVED, ModelCache
+from lockgate.loader.model_loader import ModelLoader
+from lockgate.loader.onnx.fast_path import write_atomically
+from lockgate.loader.parent_watch import PARENT_PID_ENV
+from lockgate.loader.registry import Resolver
+from lockgate.loader.store_config import open_configured_store
+from lockgate.store import Store
 from tests.registry_helpers import PIP_REQUIREMENTS, Registry, weights
 from tests.servers import start_lockgate
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from store import Store
+from lockgate.store import Store
 
 WRITERS = 8
 ROOT_DIR = Path(__file__).resolve().parents[1]

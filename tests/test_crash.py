@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from store import Store
+from lockgate.store import Store
 
 ROOT_DIR = Path(__file__).resolve().parents[1]
 

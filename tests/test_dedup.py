@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from store import Store
+from lockgate.store import Store
 
 ROWS, COLS = 262_144, 64  # 64 MiB of float32
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from store import Store
-from store.backends import open_backend
-from store.chunk_index import ChunkIndex
+from lockgate.store import Store
+from lockgate.store.backends import open_backend
+from lockgate.store.chunk_index import ChunkIndex
 from tests.counting_backend import CountingBackend
 
 

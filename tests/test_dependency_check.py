@@ -6,7 +6,7 @@ from pathlib import Path
 
 import sklearn
 
-from loader.dependency_check import requirement_mismatches
+from lockgate.loader.dependency_check import requirement_mismatches
 
 
 def test_a_mismatched_requirement_is_reported(tmp_path: Path) -> None:

@@ -14,14 +14,14 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-import loader.flavors
-import loader.registry
-from gateway.control.preparer import Preparer
-from gateway.protocols.v2.outputs import FACTS, OfferedOutputs, learn_outputs
-from gateway.serving.serving_options import ServingOptions
-from gateway.serving.skew_setup import SkewSettings
-from loader.model_loader import ModelLoader
-from loader.store_config import open_configured_store
+import lockgate.loader.flavors
+import lockgate.loader.registry
+from lockgate.gateway.control.preparer import Preparer
+from lockgate.gateway.protocols.v2.outputs import FACTS, OfferedOutputs, learn_outputs
+from lockgate.gateway.serving.serving_options import ServingOptions
+from lockgate.gateway.serving.skew_setup import SkewSettings
+from lockgate.loader.model_loader import ModelLoader
+from lockgate.loader.store_config import open_configured_store
 from tests.registry_helpers import PIP_REQUIREMENTS, Registry, weights
 from tests.test_loader_flavors import make_loader
 
@@ -72,8 +72,8 @@ def test_a_deploy_parses_the_uri_and_mlmodel_once_and_freezes_the_deployment(
         registry.log_weights_model("once", weights(3, rows=8, cols=3))
     model_loader = make_loader(registry, tmp_path)
     prepare = _preparer(model_loader)
-    uri_parses = _counting(monkeypatch, loader.registry, "parse_model_uri")
-    mlmodel_parses = _counting(monkeypatch, loader.flavors, "parse_mlmodel")
+    uri_parses = _counting(monkeypatch, lockgate.loader.registry, "parse_model_uri")
+    mlmodel_parses = _counting(monkeypatch, lockgate.loader.flavors, "parse_mlmodel")
     mlflow_reads = _counting(monkeypatch, mlflow.models.Model, "load")
 
     resolved = model_loader.resolve("models:/once/1")

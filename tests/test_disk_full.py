@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from loader.cache import ModelCache
-from loader.errors import DiskFullError
-from loader.model_loader import ModelLoader
-from loader.registry import Resolver
-from loader.store_config import open_configured_store
-from store import Store
-from store.errors import StoreFullError
+from lockgate.loader.cache import ModelCache
+from lockgate.loader.errors import DiskFullError
+from lockgate.loader.model_loader import ModelLoader
+from lockgate.loader.registry import Resolver
+from lockgate.loader.store_config import open_configured_store
+from lockgate.store import Store
+from lockgate.store.errors import StoreFullError
 from tests.registry_helpers import Registry, weights
 
 

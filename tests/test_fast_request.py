@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from gateway.serving.fast_request import NumericFrameParser, is_plain_json
-from gateway.serving.serving_path import numeric_columns
+from lockgate.gateway.serving.fast_request import NumericFrameParser, is_plain_json
+from lockgate.gateway.serving.serving_path import numeric_columns
 
 COLUMNS = ("a", "b", "c")
 parser = NumericFrameParser(COLUMNS)

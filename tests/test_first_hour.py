@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from store import Store
-from store.errors import RefNotFoundError
+from lockgate.store import Store
+from lockgate.store.errors import RefNotFoundError
 from tests.registry_helpers import Registry, weights
 from tests.servers import ROOT_DIR, start_lockgate
 
@@ -124,7 +124,7 @@ def test_unknown_routes_and_methods_answer_in_lockgates_error_shape(registry: Re
 # -- 8. one dataset source for one scheme ----------------------------------------------------
 
 
-@pytest.mark.parametrize("first_import", ["mlflow", "loader.dataset_source"])
+@pytest.mark.parametrize("first_import", ["mlflow", "lockgate.loader.dataset_source"])
 def test_a_lockgate_dataset_source_does_not_warn(tmp_path: Path, first_import: str) -> None:
     store = Store.open(tmp_path / "store", create=True)
     store.commit_files("datasets", "main", [("t.csv", b"a\n1\n")])

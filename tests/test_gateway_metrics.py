@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_diabetes
 from sklearn.ensemble import RandomForestRegressor
 
-from store import Store
+from lockgate.store import Store
 from tests.registry_helpers import PIP_REQUIREMENTS, AmountModel, Registry, weights
 from tests.servers import Prometheus, Server, start_lockgate
 

@@ -15,8 +15,8 @@ import mlflow
 import pandas as pd
 import pytest
 
-from gateway.control.config_file import read_config
-from gateway.errors import ConfigError
+from lockgate.gateway.control.config_file import read_config
+from lockgate.gateway.errors import ConfigError
 from tests.registry_helpers import PIP_REQUIREMENTS, Registry, SlowModel, weights
 from tests.servers import env_with, free_port, reset_mlflow_uris, start_lockgate, stop_pid, wait_http
 
@@ -114,7 +114,7 @@ def test_config_file(tmp_path: Path) -> None:
 
 
 def test_config_file_serving_options(tmp_path: Path) -> None:
-    from gateway.serving.serving_options import ServingOptions
+    from lockgate.gateway.serving.serving_options import ServingOptions
 
     path = tmp_path / "endpoints.yaml"
     path.write_text(

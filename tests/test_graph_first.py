@@ -24,10 +24,10 @@ from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LogisticRegression
 
-from loader.onnx import graph_preload
-from loader.onnx.fast_path import build_onnx_predictor, graph_from_record
-from loader.onnx.record import graph_digest, read_record, record_file
-from store import Store
+from lockgate.loader.onnx import graph_preload
+from lockgate.loader.onnx.fast_path import build_onnx_predictor, graph_from_record
+from lockgate.loader.onnx.record import graph_digest, read_record, record_file
+from lockgate.store import Store
 from tests.registry_helpers import PIP_REQUIREMENTS, Registry
 from tests.servers import start_lockgate
 
@@ -142,9 +142,9 @@ def test_a_preloaded_session_is_taken_once_and_only_for_the_checked_bytes(tmp_pa
 
 PROBE = """
 import asyncio, json, sys
-from gateway.app import create_app
-from gateway.control.endpoint_spec import EndpointSpec
-from gateway.settings import Settings
+from lockgate.gateway.app import create_app
+from lockgate.gateway.control.endpoint_spec import EndpointSpec
+from lockgate.gateway.settings import Settings
 
 app = create_app(Settings(), [EndpointSpec("first", "models:/first/1")])
 

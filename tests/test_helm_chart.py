@@ -185,8 +185,8 @@ def test_secrets_are_references_only() -> None:
 
 
 def test_endpoints_configmap_is_what_lockgate_serve_reads(tmp_path: Path) -> None:
-    from gateway.control.config_file import read_config
-    from gateway.control.traffic_policy import CanarySpec, ShadowSpec
+    from lockgate.gateway.control.config_file import read_config
+    from lockgate.gateway.control.traffic_policy import CanarySpec, ShadowSpec
 
     objects = render(VALUE_SETS["s3 and external mlflow"])
     configmap = next(o for o in objects if o["kind"] == "ConfigMap" and "endpoints.yaml" in o["data"])

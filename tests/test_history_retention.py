@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store import Store
-from store.errors import IntegrityError, RefNotFoundError
-from store.history_retention import HistoryRetention, read_cuts
-from store.layout import object_key
+from lockgate.store import Store
+from lockgate.store.errors import IntegrityError, RefNotFoundError
+from lockgate.store.history_retention import HistoryRetention, read_cuts
+from lockgate.store.layout import object_key
 
 LOCKGATE = str(Path(sys.executable).with_name("lockgate"))
 

@@ -5,6 +5,8 @@
     store, monitoring -> no other project package
 
 Nothing imports ``gateway``; inside ``gateway`` no module outside ``gateway/cli`` imports the CLI.
+Every import of a project module goes through the one namespace, ``lockgate.`` (issue 37): a bare
+``import store`` would find a user's ``store.py`` first, or a package of that name on the index.
 A test that reads the source can fail: the last test shows it does, on a module written to break
 a rule.
 """
@@ -18,6 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("store", "loader", "monitoring", "gateway")
+NAMESPACE = "lockgate."
 ALLOWED = {
     "store": {"store"},
     "monitoring": {"monitoring"},
@@ -37,6 +40,7 @@ def project_imports(source: str) -> set[str]:
         else:
             continue
         found.update(name for name in names if name.split(".")[0] in PACKAGES)
+        found.update(name for name in names if name.startswith(NAMESPACE) and name.split(".")[1] in PACKAGES)
     return found
 
 
@@ -44,7 +48,11 @@ def violations(package: str, module: Path, source: str) -> list[str]:
     problems = []
     rel = module.relative_to(ROOT).as_posix()
     in_cli = rel.startswith("gateway/cli/")
-    for name in sorted(project_imports(source)):
+    for imported in sorted(project_imports(source)):
+        if not imported.startswith(NAMESPACE):
+            problems.append(f"{rel} imports {imported}: import it as {NAMESPACE}{imported}, through the one namespace")
+            continue
+        name = imported.removeprefix(NAMESPACE)
         top = name.split(".")[0]
         if top not in ALLOWED[package]:
             problems.append(f"{rel} imports {name}: {package} may import only {sorted(ALLOWED[package])}")
@@ -62,7 +70,12 @@ def test_every_module_keeps_the_house_rules(package: str) -> None:
 
 
 def test_the_rules_can_fail() -> None:
-    bad = "import gateway.app\nfrom loader.registry import Resolver\n\ndef f():\n    from monitoring import skew\n"
+    bad = (
+        "import lockgate.gateway.app\nfrom lockgate.loader.registry import Resolver\n\n"
+        "def f():\n    from lockgate.monitoring import skew\n"
+    )
     found = violations("store", ROOT / "store" / "imaginary.py", bad)
     assert len(found) == 3 and all("store may import only" in p for p in found)
-    assert violations("gateway", ROOT / "gateway" / "app.py", "from gateway.cli.console import out\n")
+    assert violations("gateway", ROOT / "gateway" / "app.py", "from lockgate.gateway.cli.console import out\n")
+    bare = violations("gateway", ROOT / "gateway" / "app.py", "from store import Store\nimport loader.registry\n")
+    assert len(bare) == 2 and all("through the one namespace" in p for p in bare), bare

@@ -31,9 +31,9 @@ PACKAGES = ("store", "loader", "monitoring", "gateway")
 # data plane), gateway/control/ (the control plane) and gateway/protocols/<name>/ (one per protocol).
 # What stands beside them (app, settings, wiring, auth, errors, cli, the admin and meta routes) is
 # the composition root and its plumbing.
-SERVING = "gateway.serving"
-CONTROL = "gateway.control"
-PROTOCOLS = "gateway.protocols"
+SERVING = "lockgate.gateway.serving"
+CONTROL = "lockgate.gateway.control"
+PROTOCOLS = "lockgate.gateway.protocols"
 
 
 def layer_of(module: str) -> str | None:
@@ -42,7 +42,7 @@ def layer_of(module: str) -> str | None:
         if module == prefix or module.startswith(prefix + "."):
             return layer
     if module.startswith(PROTOCOLS + "."):
-        return "protocols." + module.split(".")[2]
+        return "protocols." + module[len(PROTOCOLS) + 1 :].split(".", maxsplit=1)[0]
     return None
 
 
@@ -51,7 +51,8 @@ def module_files() -> dict[str, Path]:
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
             parts = path.relative_to(ROOT).with_suffix("").parts
-            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            # Installed and imported only as lockgate.<package> (lockgate/__init__.py).
+            name = ".".join(["lockgate", *(parts[:-1] if parts[-1] == "__init__" else parts)])
             found[name] = path
     return found
 
@@ -155,16 +156,20 @@ def test_the_gateway_keeps_its_layers(graph: dict[str, set[str]]) -> None:
 
 def test_the_checks_can_fail() -> None:
     looped = import_graph({
-        "gateway.a": "from gateway.b import x\n",
-        "gateway.b": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from gateway.a import y\n",
-        "gateway.c": "def f():\n    import gateway.d\n",
-        "gateway.d": "from gateway import c\n",
-        "gateway": "",
-        "gateway.e": "from gateway import a\n",  # the submodule, not the package: no false circle
+        "lockgate.gateway.a": "from lockgate.gateway.b import x\n",
+        "lockgate.gateway.b": "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from lockgate.gateway.a import y\n",
+        "lockgate.gateway.c": "def f():\n    import lockgate.gateway.d\n",
+        "lockgate.gateway.d": "from lockgate.gateway import c\n",
+        "lockgate.gateway": "",
+        "lockgate.gateway.e": "from lockgate.gateway import a\n",  # the submodule, not the package: no false circle
     })  # fmt: skip
-    assert circles(looped) == [["gateway.a", "gateway.b"], ["gateway.c", "gateway.d"]]
+    assert circles(looped) == [
+        ["lockgate.gateway.a", "lockgate.gateway.b"],
+        ["lockgate.gateway.c", "lockgate.gateway.d"],
+    ]
     crossed = {
-        "gateway.serving.data_plane": {"gateway.control.deployer"},
-        "gateway.protocols.v2.tensors": {"gateway.protocols.mlflow_scoring.invocation"},
+        "lockgate.gateway.serving.data_plane": {"lockgate.gateway.control.deployer"},
+        "lockgate.gateway.protocols.v2.tensors": {"lockgate.gateway.protocols.mlflow_scoring.invocation"},
     }
     assert len(layering_violations(crossed)) == 2

@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from store import Store
+from lockgate.store import Store
 from tests.registry_helpers import PIP_REQUIREMENTS, Registry, registry_at
 from tests.servers import SeaweedFS, Server, start_lockgate
 from tests.test_inference_log import COLUMNS, post_feedback, rows_of, send_invocations

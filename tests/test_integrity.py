@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gateway.cli.main import app
-from store import Store
-from store.errors import CorruptChunkError
-from store.layout import pack_key
+from lockgate.gateway.cli.main import app
+from lockgate.store import Store
+from lockgate.store.errors import CorruptChunkError
+from lockgate.store.layout import pack_key
 
 
 def _flip(store_dir: Path, pack_id: str, offset: int) -> None:

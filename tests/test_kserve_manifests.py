@@ -16,9 +16,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gateway.cli.main import app as cli_app
-from gateway.control.endpoint_names import check_endpoint_name
-from loader.model_uri import parse_model_uri
+from lockgate.gateway.cli.main import app as cli_app
+from lockgate.gateway.control.endpoint_names import check_endpoint_name
+from lockgate.loader.model_uri import parse_model_uri
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = yaml.safe_load((ROOT / "kserve/cluster-serving-runtime.yaml").read_text())

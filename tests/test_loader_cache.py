@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loader.cache import ModelCache
-from loader.errors import ArtifactIntegrityError, CacheFullError, StoreUnavailableError
-from loader.model_loader import ModelLoader
-from loader.registry import Resolver
-from loader.store_config import open_configured_store
-from store import Store
-from store.layout import pack_key
+from lockgate.loader.cache import ModelCache
+from lockgate.loader.errors import ArtifactIntegrityError, CacheFullError, StoreUnavailableError
+from lockgate.loader.model_loader import ModelLoader
+from lockgate.loader.registry import Resolver
+from lockgate.loader.store_config import open_configured_store
+from lockgate.store import Store
+from lockgate.store.layout import pack_key
 from tests.registry_helpers import Registry, edit_rows, weights
 
 ROOT_DIR = Path(__file__).resolve().parents[1]

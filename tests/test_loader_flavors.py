@@ -12,13 +12,13 @@ from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LogisticRegression
 
-from loader.cache import ModelCache
-from loader.errors import ModelLoadError, NoArtifactsError, RegistryUnavailableError, UnsupportedFlavorError
-from loader.importer import import_model
-from loader.model_loader import ModelLoader
-from loader.registry import Resolver
-from loader.store_config import open_configured_store
-from store import Store, parse_uri
+from lockgate.loader.cache import ModelCache
+from lockgate.loader.errors import ModelLoadError, NoArtifactsError, RegistryUnavailableError, UnsupportedFlavorError
+from lockgate.loader.importer import import_model
+from lockgate.loader.model_loader import ModelLoader
+from lockgate.loader.registry import Resolver
+from lockgate.loader.store_config import open_configured_store
+from lockgate.store import Store, parse_uri
 from tests.registry_helpers import PIP_REQUIREMENTS, BrokenModel, Registry, weights
 from tests.servers import free_port
 

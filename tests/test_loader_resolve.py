@@ -7,11 +7,11 @@ import mlflow
 import pandas as pd
 import pytest
 
-from loader.errors import ModelNotFoundError, ModelURIError, VersionNotFoundError
-from loader.model_uri import parse_model_uri
-from loader.registry import Resolver
-from loader.store_config import open_configured_store
-from store import Store
+from lockgate.loader.errors import ModelNotFoundError, ModelURIError, VersionNotFoundError
+from lockgate.loader.model_uri import parse_model_uri
+from lockgate.loader.registry import Resolver
+from lockgate.loader.store_config import open_configured_store
+from lockgate.store import Store
 from tests.registry_helpers import Registry, weights
 
 

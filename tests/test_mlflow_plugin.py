@@ -11,8 +11,8 @@ import pytest
 from mlflow import MlflowClient
 from sklearn.ensemble import RandomForestRegressor
 
-from loader.artifact_repository import COMMIT_TAG, LockgateArtifactRepository
-from store import Store
+from lockgate.loader.artifact_repository import COMMIT_TAG, LockgateArtifactRepository
+from lockgate.store import Store
 from tests.registry_helpers import PIP_REQUIREMENTS
 from tests.servers import reset_mlflow_uris
 

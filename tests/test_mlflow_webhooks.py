@@ -23,7 +23,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
-from gateway.mlflow_webhooks import WebhookRefused, WebhookVerifier
+from lockgate.gateway.mlflow_webhooks import WebhookRefused, WebhookVerifier
 from tests.registry_helpers import Registry, weights
 from tests.servers import Server, env_with, free_port, reset_mlflow_uris, start_lockgate, stop_pid, wait_http
 

@@ -11,7 +11,7 @@ from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from loader.onnx.fast_path import _try_precision, build_onnx_predictor, has_cached_conversion
+from lockgate.loader.onnx.fast_path import _try_precision, build_onnx_predictor, has_cached_conversion
 
 
 def test_classifier_converts_and_predicts_the_same_labels(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ import tritonclient.grpc.service_pb2_grpc as pb_grpc
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.linear_model import LogisticRegression
 
-from store import Store
+from lockgate.store import Store
 from tests.registry_helpers import PIP_REQUIREMENTS, registry_at, weights
 from tests.servers import Server, free_port, start_lockgate
 

@@ -12,12 +12,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gateway.cli.main import app as cli_app
-from gateway.control.config_file import read_config
-from gateway.errors import ConfigError
-from gateway.routes.admin_routes import DeployRequest
-from gateway.serving.serving_options import OPTION_DEFAULTS, OPTION_FIELDS, ServingOptions
-from gateway.settings import Settings
+from lockgate.gateway.cli.main import app as cli_app
+from lockgate.gateway.control.config_file import read_config
+from lockgate.gateway.errors import ConfigError
+from lockgate.gateway.routes.admin_routes import DeployRequest
+from lockgate.gateway.serving.serving_options import OPTION_DEFAULTS, OPTION_FIELDS, ServingOptions
+from lockgate.gateway.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loader.cache_leases import CacheLeases
+from lockgate.loader.cache_leases import CacheLeases
 from tests.load_clients import hammer, in_background
 from tests.registry_helpers import Registry, weights
 from tests.servers import start_lockgate

@@ -8,9 +8,9 @@ import json
 import numpy as np
 from sklearn.datasets import load_diabetes
 
-from monitoring.divergence import js_distance, psi
-from monitoring.profile import build_profile
-from monitoring.skew import SkewTracker
+from lockgate.monitoring.divergence import js_distance, psi
+from lockgate.monitoring.profile import build_profile
+from lockgate.monitoring.skew import SkewTracker
 
 
 def _diabetes() -> dict[str, np.ndarray]:
@@ -98,7 +98,7 @@ def test_values_rounded_by_json_stay_in_their_bins() -> None:
 
 
 def test_profile_round_trips_through_json() -> None:
-    from monitoring.profile import profile_from_dict, profile_to_dict
+    from lockgate.monitoring.profile import profile_from_dict, profile_to_dict
 
     rng = np.random.default_rng(6)
     profile = build_profile({"x": rng.normal(size=500), "c": rng.choice(["a", "b"], 500).astype(object)})

@@ -17,13 +17,13 @@ import mlflow
 import pandas as pd
 import pytest
 
-from loader.artifact_repository import URI_TAG
-from loader.errors import ModelNotFoundError, VersionNotFoundError
-from loader.model_uri import parse_model_uri
-from loader.registry import Resolver
-from loader.sqlite_registry import KNOWN_SCHEMA_HEADS, Declined, SqliteRegistry, sqlite_path
-from loader.store_config import open_configured_store
-from store import Store
+from lockgate.loader.artifact_repository import URI_TAG
+from lockgate.loader.errors import ModelNotFoundError, VersionNotFoundError
+from lockgate.loader.model_uri import parse_model_uri
+from lockgate.loader.registry import Resolver
+from lockgate.loader.sqlite_registry import KNOWN_SCHEMA_HEADS, Declined, SqliteRegistry, sqlite_path
+from lockgate.loader.store_config import open_configured_store
+from lockgate.store import Store
 from tests.registry_helpers import Registry, weights
 
 
@@ -178,8 +178,8 @@ def test_a_cold_resolve_does_not_import_sqlalchemy(registry: Registry) -> None:
     script = textwrap.dedent(
         f"""
         import sys
-        from loader.registry import Resolver
-        from loader.store_config import open_configured_store
+        from lockgate.loader.registry import Resolver
+        from lockgate.loader.store_config import open_configured_store
         resolved = Resolver(open_configured_store, tracking_uri={registry.tracking_uri!r}).resolve("models:/cold/1")
         assert resolved.version == "1" and resolved.weights_commit, resolved
         print("sqlalchemy" in sys.modules, "alembic" in sys.modules)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import create_app
-from gateway.settings import Settings
+from lockgate.gateway.app import create_app
+from lockgate.gateway.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

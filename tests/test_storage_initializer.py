@@ -13,12 +13,12 @@ import httpx
 import numpy as np
 import pytest
 
-from loader.cache import ModelCache
-from loader.errors import ArtifactIntegrityError, ModelLoadError
-from loader.materialized_copy import LINEAGE_FILE
-from loader.model_loader import ModelLoader
-from loader.registry import Resolver
-from loader.store_config import open_configured_store
+from lockgate.loader.cache import ModelCache
+from lockgate.loader.errors import ArtifactIntegrityError, ModelLoadError
+from lockgate.loader.materialized_copy import LINEAGE_FILE
+from lockgate.loader.model_loader import ModelLoader
+from lockgate.loader.registry import Resolver
+from lockgate.loader.store_config import open_configured_store
 from tests.registry_helpers import Registry, weights
 from tests.servers import env_with, start_lockgate
 

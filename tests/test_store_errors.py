@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from store import Store, parse_uri
-from store.errors import (
+from lockgate.store import Store, parse_uri
+from lockgate.store.errors import (
     AccessDeniedError,
     EmptyRepoError,
     InvalidURIError,

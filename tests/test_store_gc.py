@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store import Store
-from store.chunk_index import ChunkIndex
-from store.errors import StoreBusyError
-from store.ingest import Ingest
-from store.layout import LEDGER_REPO
-from store.leases import COLLECTOR_KEY, WRITERS_PREFIX, collector_hold, writer_lease
+from lockgate.store import Store
+from lockgate.store.chunk_index import ChunkIndex
+from lockgate.store.errors import StoreBusyError
+from lockgate.store.ingest import Ingest
+from lockgate.store.layout import LEDGER_REPO
+from lockgate.store.leases import COLLECTOR_KEY, WRITERS_PREFIX, collector_hold, writer_lease
 
 LOCKGATE = str(Path(sys.executable).with_name("lockgate"))
 PREFIXES = ("packs/", "index/", "objects/")
@@ -249,8 +249,8 @@ def test_crafted_ledger_events_and_index_keys_are_ignored(tmp_path: Path) -> Non
 
 HOLD_A_WRITER_LEASE = """
 import sys, time
-from store import Store
-from store.leases import writer_lease
+from lockgate.store import Store
+from lockgate.store.leases import writer_lease
 store = Store.open(sys.argv[1])
 with writer_lease(store.backend):
     print("holding", flush=True)

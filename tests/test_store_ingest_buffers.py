@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from store.backends.memory import MemoryBackend
-from store.chunk_index import ChunkIndex
-from store.ingest import Ingest
+from lockgate.store.backends.memory import MemoryBackend
+from lockgate.store.chunk_index import ChunkIndex
+from lockgate.store.ingest import Ingest
 
 
 class _LingeringExecutor:

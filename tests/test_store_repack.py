@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store import Store
-from store.errors import IntegrityError
-from store.layout import pack_key
-from store.objects import ChunkRef
-from store.relocation import RELOCATIONS, RELOCATIONS_PREFIX, decode, encode, relocation_key
+from lockgate.store import Store
+from lockgate.store.errors import IntegrityError
+from lockgate.store.layout import pack_key
+from lockgate.store.objects import ChunkRef
+from lockgate.store.relocation import RELOCATIONS, RELOCATIONS_PREFIX, decode, encode, relocation_key
 
 LOCKGATE = str(Path(sys.executable).with_name("lockgate"))
 

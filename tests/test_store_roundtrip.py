@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from store import Store, parse_uri
+from lockgate.store import Store, parse_uri
 
 SIZES = [0, 1, 4096, 5 * 1024 * 1024, pytest.param(100 * 1024 * 1024, marks=pytest.mark.slow)]
 

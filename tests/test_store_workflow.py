@@ -21,17 +21,17 @@ import pandas as pd
 import pyarrow.dataset as pa_dataset
 import pytest
 
-from store import Store
-from store.errors import (
+from lockgate.store import Store
+from lockgate.store.errors import (
     BranchExistsError,
     IntegrityError,
     InvalidURIError,
     ProtectedRefError,
     RefNotFoundError,
 )
-from store.layout import pack_key
-from store.objects import format_time
-from store.uri import parse_uri
+from lockgate.store.layout import pack_key
+from lockgate.store.objects import format_time
+from lockgate.store.uri import parse_uri
 from tests.registry_helpers import Registry, weights
 from tests.servers import SeaweedFS, start_lockgate
 

@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.control.config_file import read_config
-from gateway.control.ledger import Ledger, LedgerEvent, VersionRef
-from gateway.control.traffic_policy import KEEP, CanarySpec, ShadowSpec
-from gateway.errors import ConfigError, InvalidPolicyError
-from gateway.routes.admin_routes import DeployRequest
-from gateway.serving.routing import route_point
-from gateway.serving.shadow import ShadowCopy, ShadowMirror
-from monitoring.errors import ShadowMismatchError
-from monitoring.shadow_comparison import compare
-from monitoring.shadow_metrics import ShadowMetrics
-from store import Store
+from lockgate.gateway.control.config_file import read_config
+from lockgate.gateway.control.ledger import Ledger, LedgerEvent, VersionRef
+from lockgate.gateway.control.traffic_policy import KEEP, CanarySpec, ShadowSpec
+from lockgate.gateway.errors import ConfigError, InvalidPolicyError
+from lockgate.gateway.routes.admin_routes import DeployRequest
+from lockgate.gateway.serving.routing import route_point
+from lockgate.gateway.serving.shadow import ShadowCopy, ShadowMirror
+from lockgate.monitoring.errors import ShadowMismatchError
+from lockgate.monitoring.shadow_comparison import compare
+from lockgate.monitoring.shadow_metrics import ShadowMetrics
+from lockgate.store import Store
 
 
 def test_route_points_are_stable_uniform_and_per_endpoint() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from store import Store
+from lockgate.store import Store
 from tests.registry_helpers import Registry, registry_at, weights
 from tests.servers import Server, free_port, start_lockgate
 
@@ -96,7 +96,7 @@ def test_hostile_names_through_the_cli_and_the_config_file(trust_registry: Regis
 
 
 def test_default_names_are_fitted_to_the_rule() -> None:
-    from gateway.control.endpoint_names import default_name
+    from lockgate.gateway.control.endpoint_names import default_name
 
     assert default_name("models:/fraud/Production") == "fraud"
     assert default_name("models:/My Fraud Model@champion") == "My-Fraud-Model"

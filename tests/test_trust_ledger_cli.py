@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.control.deployer import Deployer
-from gateway.control.ledger import Ledger, VersionRef
-from gateway.settings import Settings
-from gateway.wiring import build_loader, store_opener
-from store import Store
+from lockgate.gateway.control.deployer import Deployer
+from lockgate.gateway.control.ledger import Ledger, VersionRef
+from lockgate.gateway.settings import Settings
+from lockgate.gateway.wiring import build_loader, store_opener
+from lockgate.store import Store
 from tests.registry_helpers import Registry, weights
 
 LOCKGATE = str(Path(sys.executable).with_name("lockgate"))

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from store import Store
-from store.errors import CorruptObjectError, InvalidPathError, InvalidURIError
-from store.paths import check_path, contained
+from lockgate.store import Store
+from lockgate.store.errors import CorruptObjectError, InvalidPathError, InvalidURIError
+from lockgate.store.paths import check_path, contained
 from tests.crafted_store import craft_branch, write_raw_tree
 from tests.servers import start_lockgate
 

@@ -13,7 +13,7 @@ from mlflow.models import infer_signature
 from mlflow.models.utils import _enforce_schema
 from mlflow.pyfunc import scoring_server
 
-from gateway.serving.typed_request import Column, TypedFrameParser, TypedRows
+from lockgate.gateway.serving.typed_request import Column, TypedFrameParser, TypedRows
 
 EXAMPLE = pd.DataFrame(
     {

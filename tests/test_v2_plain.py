@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.protocols.v2.inference import _columns, lean_input, plain_lean_input
-from gateway.protocols.v2.tensors import V2Request, V2RequestError, read_request
-from gateway.serving.fast_request import NumericFrameParser
-from gateway.serving.typed_request import Column, TypedFrameParser
+from lockgate.gateway.protocols.v2.inference import _columns, lean_input, plain_lean_input
+from lockgate.gateway.protocols.v2.tensors import V2Request, V2RequestError, read_request
+from lockgate.gateway.serving.fast_request import NumericFrameParser
+from lockgate.gateway.serving.typed_request import Column, TypedFrameParser
 
 NAMES = ("a", "b", "c")
 
@@ -107,7 +107,7 @@ def test_grpc_contents_are_checked_for_inf_and_nan_and_equal_the_per_input_reade
     pool of their own (``gateway/protocols/v2/grpc_proto/messages.py``), so the two no longer collide."""
     import tritonclient.grpc.service_pb2  # noqa: F401 - the same "inference" package, loaded first
 
-    from gateway.protocols.v2.grpc_service import protos, read_infer_request
+    from lockgate.gateway.protocols.v2.grpc_service import protos, read_infer_request
 
     def grpc_deployment(names: tuple[str, ...]) -> SimpleNamespace:
         return SimpleNamespace(parser=NumericFrameParser(names), batcher=object(), input_names=names)

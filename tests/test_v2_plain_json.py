@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from gateway.protocols.v2.plain_json import read_plain_json
-from gateway.protocols.v2.tensors import V2RequestError, read_request
+from lockgate.gateway.protocols.v2.plain_json import read_plain_json
+from lockgate.gateway.protocols.v2.tensors import V2RequestError, read_request
 
 
 def column(name: str, values: list[Any], datatype: str = "FP64", shape: Any = None) -> dict[str, Any]:

@@ -160,7 +160,7 @@ def test_a_request_past_the_inline_limit_is_read_off_the_loop_and_answers_the_sa
     client: triton.InferenceServerClient, grpc_client: triton_grpc.InferenceServerClient, gateway: Server
 ) -> None:
     """Bodies past LEAN_INLINE_BYTES are read in a worker thread (REST and gRPC), not on the loop."""
-    from gateway.serving.request_body import LEAN_INLINE_BYTES
+    from lockgate.gateway.serving.request_body import LEAN_INLINE_BYTES
 
     rows = IRIS_X.sample(n=3000, replace=True, random_state=3).reset_index(drop=True)
     expected = invocations(gateway, "iris", rows).json()["predictions"]

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from gateway.protocols.v2.tensors import V2RequestError, _input, _plain_inputs, output_json, read_request
+from lockgate.gateway.protocols.v2.tensors import V2RequestError, _input, _plain_inputs, output_json, read_request
 
 
 def binary_request(inputs: list[tuple[str, str, list[int], bytes]]) -> tuple[bytes, str]:

@@ -107,9 +107,9 @@ def test_a_restart_with_the_registry_down_serves_the_pinned_version(
 
 
 def test_without_a_pin_or_a_cached_version_the_outage_is_still_an_error(tmp_path: Path) -> None:
-    from loader.cache import ModelCache
-    from loader.local_pins import LocalPins
-    from loader.resolved import ResolvedModel, WeightsLocation
+    from lockgate.loader.cache import ModelCache
+    from lockgate.loader.local_pins import LocalPins
+    from lockgate.loader.resolved import ResolvedModel, WeightsLocation
 
     pins = LocalPins(tmp_path / "pins")
     assert pins.recall("models:/x@y") is None
@@ -129,10 +129,10 @@ def test_without_a_pin_or_a_cached_version_the_outage_is_still_an_error(tmp_path
 def test_prefer_pin_serves_a_complete_pin_without_asking_the_registry(tmp_path: Path) -> None:
     """The loader's side of LOCKGATE_WARM_START: with prefer_pin a complete pin is taken and the
     registry is not asked; without it (LOCKGATE_WARM_START=false) the registry is asked first."""
-    from loader.cache import ModelCache
-    from loader.local_pins import PIN_FIRST_NOTE
-    from loader.model_loader import ModelLoader
-    from loader.resolved import ResolvedModel, WeightsLocation
+    from lockgate.loader.cache import ModelCache
+    from lockgate.loader.local_pins import PIN_FIRST_NOTE
+    from lockgate.loader.model_loader import ModelLoader
+    from lockgate.loader.resolved import ResolvedModel, WeightsLocation
 
     resolved = ResolvedModel(
         uri="models:/x/3", reference="version", moves=False, name="x", version="3", run_id="r",

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from store import Store
+from lockgate.store import Store
 
 
 def commit_one(root: str, endpoint: str, index: int) -> None:
@@ -43,10 +43,10 @@ def load_model(cache_dir: str, tracking_uri: str, uri: str, die_at: str = "") ->
     of the fetch is done."""
     import json
 
-    from loader.cache import ModelCache
-    from loader.model_loader import ModelLoader
-    from loader.registry import Resolver
-    from loader.store_config import open_configured_store
+    from lockgate.loader.cache import ModelCache
+    from lockgate.loader.model_loader import ModelLoader
+    from lockgate.loader.registry import Resolver
+    from lockgate.loader.store_config import open_configured_store
 
     loader = ModelLoader(Resolver(open_configured_store, tracking_uri), ModelCache(cache_dir), open_configured_store)
     resolved = loader.resolve(uri)

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from gateway.cli.console import err, human_bytes, out, print_json, short_id
-from gateway.cli.serve_commands import (
+from lockgate.gateway.cli.console import err, human_bytes, out, print_json, short_id
+from lockgate.gateway.cli.serve_commands import (
     DEFAULT_GATEWAY,
     BatchingOption,
     BatchRowsOption,

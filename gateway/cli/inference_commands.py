@@ -7,11 +7,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gateway.cli.console import out, print_json, short_id
-from gateway.cli.store_commands import JsonOption, StoreOption, open_store
-from gateway.inference_reader import live_scores, logged_files
-from store.errors import InvalidURIError
-from store.timespec import parse_time
+from lockgate.gateway.cli.console import out, print_json, short_id
+from lockgate.gateway.cli.store_commands import JsonOption, StoreOption, open_store
+from lockgate.gateway.inference_reader import live_scores, logged_files
+from lockgate.store.errors import InvalidURIError
+from lockgate.store.timespec import parse_time
 
 app = typer.Typer(
     help=(

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 # typer 0.29 vendors click; its usage errors are these classes, not click's own.
 from typer._click import exceptions as click_errors
 
-from gateway.cli import (
+from lockgate.gateway.cli import (
     gateway_commands,
     inference_commands,
     model_commands,
@@ -21,10 +21,10 @@ from gateway.cli import (
     store_commands,
     store_gc_command,
 )
-from gateway.cli.console import err
-from gateway.errors import GatewayError
-from loader.errors import LoaderError
-from store.errors import StoreError
+from lockgate.gateway.cli.console import err
+from lockgate.gateway.errors import GatewayError
+from lockgate.loader.errors import LoaderError
+from lockgate.store.errors import StoreError
 
 app = typer.Typer(
     help="lockgate: deploy MLflow registry versions from a versioned, content-addressed store.",

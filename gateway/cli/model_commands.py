@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from gateway.cli.console import byte_progress, human_bytes, out, print_json
-from gateway.settings import Settings
-from gateway.wiring import build_loader, store_opener
-from store import parse_uri
+from lockgate.gateway.cli.console import byte_progress, human_bytes, out, print_json
+from lockgate.gateway.settings import Settings
+from lockgate.gateway.wiring import build_loader, store_opener
+from lockgate.store import parse_uri
 
 if TYPE_CHECKING:
-    from loader.model_loader import ModelLoader
-    from loader.resolved import ResolvedModel
+    from lockgate.loader.model_loader import ModelLoader
+    from lockgate.loader.resolved import ResolvedModel
 
 StoreOption = Annotated[str | None, typer.Option("--store", help="Store root. Env: LOCKGATE_STORE.")]
 TrackingOption = Annotated[
@@ -132,7 +132,7 @@ def materialize(
     """
     from pathlib import Path
 
-    from loader.materialized_copy import write_copy
+    from lockgate.loader.materialized_copy import write_copy
 
     settings = _settings(store, tracking_uri)
     loader = build_loader(settings)
@@ -161,7 +161,7 @@ def import_(
 ) -> None:
     """Copy a version stored in MLflow's own artifact store into the lockgate store, and pin
     the registry version to that commit (tag lockgate.uri), so later deploys of it dedup."""
-    from loader.importer import import_model
+    from lockgate.loader.importer import import_model
 
     settings = _settings(store, tracking_uri)
     loader = build_loader(settings)

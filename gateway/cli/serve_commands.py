@@ -10,10 +10,10 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli.console import err
-from gateway.errors import ConfigError
-from gateway.serving.serving_options import OPTION_HELP, PRECISIONS
-from gateway.settings import Settings
+from lockgate.gateway.cli.console import err
+from lockgate.gateway.errors import ConfigError
+from lockgate.gateway.serving.serving_options import OPTION_HELP, PRECISIONS
+from lockgate.gateway.settings import Settings
 
 GatewayOption = Annotated[
     str, typer.Option("--gateway", help="Gateway URL. Env: LOCKGATE_GATEWAY.", envvar="LOCKGATE_GATEWAY")
@@ -115,9 +115,9 @@ def serve(
     # None of it is garbage worth collecting: the gateway freezes that heap and re-enables the
     # collector when its startup deploys are done (gateway.app's lifespan).
     gc.disable()
-    from gateway.control.config_file import read_config
-    from gateway.control.endpoint_names import check_endpoint_name, default_name
-    from gateway.control.endpoint_spec import EndpointSpec
+    from lockgate.gateway.control.config_file import read_config
+    from lockgate.gateway.control.endpoint_names import check_endpoint_name, default_name
+    from lockgate.gateway.control.endpoint_spec import EndpointSpec
 
     updates: dict[str, Any] = {}
     if host:
@@ -154,7 +154,7 @@ def serve(
         _preload_pinned_graphs(settings, specs)
     import uvicorn
 
-    from gateway.app import create_app
+    from lockgate.gateway.app import create_app
 
     # Hold the port before any model loads or any ledger event is written: a gateway that cannot
     # listen must not record itself as serving.
@@ -162,7 +162,7 @@ def serve(
     app = create_app(settings, specs)
     served = ", ".join(s.name for s in specs) or "no endpoints"
     err.print(f"lockgate loading {served} on http://{settings.host}:{settings.port} (ready when /ready answers 200)")
-    from gateway.bounded_http import bounded_http_protocol
+    from lockgate.gateway.bounded_http import bounded_http_protocol
 
     # httptools, with the request head bounded (LOCKGATE_MAX_HEADER_BYTES): uvicorn's own
     # httptools protocol buffers a header of any size.
@@ -174,7 +174,7 @@ def serve(
 def _preload_pinned_graphs(settings: Settings, specs: list[Any]) -> None:
     """A warm restart's head start: the checked graphs the local pins will serve start loading
     now, in threads, while the gateway imports (``loader/onnx/graph_preload.py``)."""
-    from loader.onnx.graph_preload import pinned_graphs, preload
+    from lockgate.loader.onnx.graph_preload import pinned_graphs, preload
 
     try:
         graphs = pinned_graphs(Path(settings.cache_dir), [spec.model_uri for spec in specs if spec.model_uri])

@@ -10,14 +10,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gateway.cli.console import byte_progress, err, human_bytes, human_rate, out, print_json, short_id
-from gateway.settings import Settings
-from gateway.wiring import store_opener
-from store import PushResult, Store, StoreURI, collect_files, parse_uri
-from store.errors import InvalidURIError, RefNotFoundError
-from store.repository import FileSource, size_of
-from store.timespec import parse_time
-from store.uri import DEFAULT_BRANCH
+from lockgate.gateway.cli.console import byte_progress, err, human_bytes, human_rate, out, print_json, short_id
+from lockgate.gateway.settings import Settings
+from lockgate.gateway.wiring import store_opener
+from lockgate.store import PushResult, Store, StoreURI, collect_files, parse_uri
+from lockgate.store.errors import InvalidURIError, RefNotFoundError
+from lockgate.store.repository import FileSource, size_of
+from lockgate.store.timespec import parse_time
+from lockgate.store.uri import DEFAULT_BRANCH
 
 app = typer.Typer(
     help=(
@@ -396,11 +396,11 @@ def copy(
 
 def _copy_sources(source: str, dest: str, recursive: bool) -> list[tuple[str, FileSource]]:
     if source.startswith("s3://"):
-        from store.s3_source import s3_sources
+        from lockgate.store.s3_source import s3_sources
 
         return list(s3_sources(source, dest, recursive=recursive, endpoint_url=Settings().s3_endpoint_url))
     if source.startswith(("runs:/", "models:/", "mlflow-artifacts:/")):
-        from loader.mlflow_source import mlflow_sources
+        from lockgate.loader.mlflow_source import mlflow_sources
 
         return list(mlflow_sources(source, dest))
     if source.startswith("lockgate://"):

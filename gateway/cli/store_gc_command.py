@@ -7,12 +7,12 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from gateway.cli.console import err, human_bytes, out, print_json
-from gateway.cli.store_commands import JsonOption, StoreOption, open_store
-from store.gc import DEFAULT_REPACK_THRESHOLD
-from store.history_retention import HistoryRetention
-from store.leases import Lease
-from store.timespec import parse_duration, parse_time
+from lockgate.gateway.cli.console import err, human_bytes, out, print_json
+from lockgate.gateway.cli.store_commands import JsonOption, StoreOption, open_store
+from lockgate.store.gc import DEFAULT_REPACK_THRESHOLD
+from lockgate.store.history_retention import HistoryRetention
+from lockgate.store.leases import Lease
+from lockgate.store.timespec import parse_duration, parse_time
 
 
 def _seconds(value: str | None, option: str) -> float | None:

@@ -30,12 +30,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from gateway.control.endpoint_names import check_endpoint_name, default_name
-from gateway.control.endpoint_spec import EndpointSpec
-from gateway.control.traffic_policy import CanarySpec, ShadowSpec
-from gateway.errors import ConfigError, InvalidEndpointNameError, InvalidPolicyError
-from gateway.serving.serving_options import OPTION_FIELDS, OptionsPatch, ServingOptions
-from loader.errors import ModelURIError
+from lockgate.gateway.control.endpoint_names import check_endpoint_name, default_name
+from lockgate.gateway.control.endpoint_spec import EndpointSpec
+from lockgate.gateway.control.traffic_policy import CanarySpec, ShadowSpec
+from lockgate.gateway.errors import ConfigError, InvalidEndpointNameError, InvalidPolicyError
+from lockgate.gateway.serving.serving_options import OPTION_FIELDS, OptionsPatch, ServingOptions
+from lockgate.loader.errors import ModelURIError
 
 
 def read_config(path: Path, defaults: ServingOptions | None = None) -> list[EndpointSpec]:

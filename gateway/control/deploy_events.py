@@ -15,7 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from gateway.serving.endpoints import Deployment
+    from lockgate.gateway.serving.endpoints import Deployment
 
 _log = logging.getLogger(__name__)
 

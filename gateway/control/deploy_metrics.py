@@ -3,8 +3,8 @@ outcome, load time, bytes fetched and reused; and the series of a retired versio
 
 from __future__ import annotations
 
-from gateway.serving.endpoints import Deployment
-from monitoring.serving_metrics import ServingMetrics
+from lockgate.gateway.serving.endpoints import Deployment
+from lockgate.monitoring.serving_metrics import ServingMetrics
 
 
 class DeployMetrics:

@@ -14,23 +14,23 @@ import dataclasses
 import logging
 from datetime import UTC, datetime
 
-from gateway.control.deploy_events import DeployEvents
-from gateway.control.endpoint_names import check_endpoint_name
-from gateway.control.ledger import Ledger
-from gateway.control.role_control import RoleControl
-from gateway.control.slot_control import Preparer, SlotControl
-from gateway.control.traffic_policy import KEEP, CanarySpec, Keep, ShadowSpec
-from gateway.errors import (
+from lockgate.gateway.control.deploy_events import DeployEvents
+from lockgate.gateway.control.endpoint_names import check_endpoint_name
+from lockgate.gateway.control.ledger import Ledger
+from lockgate.gateway.control.role_control import RoleControl
+from lockgate.gateway.control.slot_control import Preparer, SlotControl
+from lockgate.gateway.control.traffic_policy import KEEP, CanarySpec, Keep, ShadowSpec
+from lockgate.gateway.errors import (
     EndpointNotFoundError,
     NoCanaryError,
     NoRollbackTargetError,
     PolicyNotAppliedError,
     status_for,
 )
-from gateway.serving.endpoints import Deployment, Endpoint, Slot
-from gateway.serving.roles import CANARY, PRIMARY, SHADOW
-from gateway.serving.serving_options import ServingOptions
-from loader.model_loader import ModelLoader
+from lockgate.gateway.serving.endpoints import Deployment, Endpoint, Slot
+from lockgate.gateway.serving.roles import CANARY, PRIMARY, SHADOW
+from lockgate.gateway.serving.serving_options import ServingOptions
+from lockgate.loader.model_loader import ModelLoader
 
 _log = logging.getLogger(__name__)
 

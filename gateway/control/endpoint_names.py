@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gateway.errors import InvalidEndpointNameError
-from loader.materialized_copy import is_materialized_copy, read_copy
-from loader.model_uri import parse_model_uri
+from lockgate.gateway.errors import InvalidEndpointNameError
+from lockgate.loader.materialized_copy import is_materialized_copy, read_copy
+from lockgate.loader.model_uri import parse_model_uri
 
 ENDPOINT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 ENDPOINT_NAME_RULE = "1 to 63 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.control.traffic_policy import CanarySpec, ShadowSpec
-from gateway.serving.serving_options import ServingOptions
+from lockgate.gateway.control.traffic_policy import CanarySpec, ShadowSpec
+from lockgate.gateway.serving.serving_options import ServingOptions
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ from typing import Any
 
 import orjson
 
-from gateway.serving.version_ref import VersionRef
-from store import Store, StoreError
-from store.errors import BackendError, RefConflictError
-from store.layout import LEDGER_REPO
-from store.objects import format_time, parse_time
+from lockgate.gateway.serving.version_ref import VersionRef
+from lockgate.store import Store, StoreError
+from lockgate.store.errors import BackendError, RefConflictError
+from lockgate.store.layout import LEDGER_REPO
+from lockgate.store.objects import format_time, parse_time
 
 LEDGER_BRANCH = "main"
 _log = logging.getLogger(__name__)

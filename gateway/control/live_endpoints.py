@@ -3,10 +3,10 @@ trackers, and the gateway's own gauges (cache, ledger)."""
 
 from __future__ import annotations
 
-from gateway.control.deployer import Deployer
-from gateway.serving.endpoints import Deployment
-from gateway.serving.roles import PRIMARY
-from monitoring.skew_collector import LiveEndpoint
+from lockgate.gateway.control.deployer import Deployer
+from lockgate.gateway.serving.endpoints import Deployment
+from lockgate.gateway.serving.roles import PRIMARY
+from lockgate.monitoring.skew_collector import LiveEndpoint
 
 
 def live_endpoints(deployer: Deployer) -> list[LiveEndpoint]:

@@ -22,20 +22,20 @@ from typing import Any
 
 import numpy as np
 
-from gateway.serving.baseline_score import BaselineScore, baseline_score
-from gateway.serving.batcher import Batcher
-from gateway.serving.endpoints import Deployment, LiveState
-from gateway.serving.fast_request import NumericFrameParser
-from gateway.serving.scoring import input_schema, mlflow_frame, skew_observer, typed_skew_observer
-from gateway.serving.serving_options import ServingOptions
-from gateway.serving.serving_path import choose_serving_path, graph_first_path
-from gateway.serving.skew_setup import SkewSettings, setup_skew
-from gateway.serving.typed_request import TypedFrameParser, TypedRows
-from loader.baseline import training_data
-from loader.dependency_check import requirement_mismatches
-from loader.model_loader import ServableModel
-from monitoring.predict_sizes import PredictSizes
-from store import Store
+from lockgate.gateway.serving.baseline_score import BaselineScore, baseline_score
+from lockgate.gateway.serving.batcher import Batcher
+from lockgate.gateway.serving.endpoints import Deployment, LiveState
+from lockgate.gateway.serving.fast_request import NumericFrameParser
+from lockgate.gateway.serving.scoring import input_schema, mlflow_frame, skew_observer, typed_skew_observer
+from lockgate.gateway.serving.serving_options import ServingOptions
+from lockgate.gateway.serving.serving_path import choose_serving_path, graph_first_path
+from lockgate.gateway.serving.skew_setup import SkewSettings, setup_skew
+from lockgate.gateway.serving.typed_request import TypedFrameParser, TypedRows
+from lockgate.loader.baseline import training_data
+from lockgate.loader.dependency_check import requirement_mismatches
+from lockgate.loader.model_loader import ServableModel
+from lockgate.monitoring.predict_sizes import PredictSizes
+from lockgate.store import Store
 
 _log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.control.slot_control import SlotControl, action_name
-from gateway.control.traffic_policy import KEEP, CanarySpec, Keep, ShadowSpec
-from gateway.serving.endpoints import Endpoint, Slot
-from gateway.serving.roles import CANARY, SHADOW, Role
+from lockgate.gateway.control.slot_control import SlotControl, action_name
+from lockgate.gateway.control.traffic_policy import KEEP, CanarySpec, Keep, ShadowSpec
+from lockgate.gateway.serving.endpoints import Endpoint, Slot
+from lockgate.gateway.serving.roles import CANARY, SHADOW, Role
 
 
 class RoleControl:

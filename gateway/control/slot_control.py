@@ -17,15 +17,15 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from gateway.control.deploy_events import DeployEvents
-from gateway.control.ledger import Ledger
-from gateway.serving.endpoints import Deployment, Endpoint, Slot
-from gateway.serving.roles import PRIMARY, Role
-from gateway.serving.serving_options import ServingOptions
-from gateway.serving.version_ref import VersionRef
-from loader.local_pins import from_pin
-from loader.model_loader import ModelLoader, ServableModel
-from loader.resolved import ResolvedModel
+from lockgate.gateway.control.deploy_events import DeployEvents
+from lockgate.gateway.control.ledger import Ledger
+from lockgate.gateway.serving.endpoints import Deployment, Endpoint, Slot
+from lockgate.gateway.serving.roles import PRIMARY, Role
+from lockgate.gateway.serving.serving_options import ServingOptions
+from lockgate.gateway.serving.version_ref import VersionRef
+from lockgate.loader.local_pins import from_pin
+from lockgate.loader.model_loader import ModelLoader, ServableModel
+from lockgate.loader.resolved import ResolvedModel
 
 _log = logging.getLogger(__name__)
 # Makes a loaded model a complete deployment: gateway.control.preparer.Preparer, or anything alike.

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
-from gateway.errors import InvalidPolicyError
+from lockgate.gateway.errors import InvalidPolicyError
 
 
 class Keep:

@@ -10,14 +10,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.auth import AccessGuard
-from gateway.control.deployer import Deployer
-from gateway.control.endpoint_names import ENDPOINT_NAME_PATTERN, ENDPOINT_NAME_RULE, default_name
-from gateway.control.traffic_policy import KEEP, CanarySpec, Keep, ShadowSpec
-from gateway.errors import GatewayError, InvalidPolicyError, status_for
-from gateway.routes.responses import error_response
-from gateway.serving.serving_options import OPTION_FIELDS, OptionsPatch, ServingOptions
-from loader.errors import ModelURIError
+from lockgate.gateway.auth import AccessGuard
+from lockgate.gateway.control.deployer import Deployer
+from lockgate.gateway.control.endpoint_names import ENDPOINT_NAME_PATTERN, ENDPOINT_NAME_RULE, default_name
+from lockgate.gateway.control.traffic_policy import KEEP, CanarySpec, Keep, ShadowSpec
+from lockgate.gateway.errors import GatewayError, InvalidPolicyError, status_for
+from lockgate.gateway.routes.responses import error_response
+from lockgate.gateway.serving.serving_options import OPTION_FIELDS, OptionsPatch, ServingOptions
+from lockgate.loader.errors import ModelURIError
 
 if TYPE_CHECKING:
     _WithOptions = BaseModel

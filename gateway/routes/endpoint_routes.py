@@ -11,12 +11,12 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from gateway.auth import AccessGuard
-from gateway.control.deployer import Deployer
-from gateway.inference_reader import served_data
-from gateway.routes.responses import error_response
-from store.errors import StoreError
-from store.timespec import parse_time
+from lockgate.gateway.auth import AccessGuard
+from lockgate.gateway.control.deployer import Deployer
+from lockgate.gateway.inference_reader import served_data
+from lockgate.gateway.routes.responses import error_response
+from lockgate.store.errors import StoreError
+from lockgate.store.timespec import parse_time
 
 
 def endpoint_router(deployer: Deployer, guard: AccessGuard) -> APIRouter:

@@ -28,12 +28,12 @@ from pydantic import (
     field_validator,
 )
 
-from gateway.auth import AccessGuard
-from gateway.control.deployer import Deployer
-from gateway.errors import BadRequestError
-from gateway.serving.inference_log import InferenceLog, Label
-from gateway.serving.request_body import read_body
-from gateway.serving.request_ids import MAX_REQUEST_ID_LENGTH, REQUEST_ID_PATTERN
+from lockgate.gateway.auth import AccessGuard
+from lockgate.gateway.control.deployer import Deployer
+from lockgate.gateway.errors import BadRequestError
+from lockgate.gateway.serving.inference_log import InferenceLog, Label
+from lockgate.gateway.serving.request_body import read_body
+from lockgate.gateway.serving.request_ids import MAX_REQUEST_ID_LENGTH, REQUEST_ID_PATTERN
 
 MAX_LABELS: Final = 100_000  # per request: send more in several
 MAX_LABEL_TEXT: Final = 1024

@@ -15,13 +15,13 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from gateway.control.deployer import Deployer
-from gateway.errors import RequestTooLargeError
-from gateway.mlflow_webhooks import WebhookRefused, WebhookVerifier
-from gateway.routes.responses import error_response
-from gateway.serving.request_body import read_body
-from loader.errors import ModelURIError
-from loader.model_uri import parse_model_uri
+from lockgate.gateway.control.deployer import Deployer
+from lockgate.gateway.errors import RequestTooLargeError
+from lockgate.gateway.mlflow_webhooks import WebhookRefused, WebhookVerifier
+from lockgate.gateway.routes.responses import error_response
+from lockgate.gateway.serving.request_body import read_body
+from lockgate.loader.errors import ModelURIError
+from lockgate.loader.model_uri import parse_model_uri
 
 _log = logging.getLogger(__name__)
 MAX_DELIVERY_BYTES = 1024 * 1024  # MLflow's payloads are a few hundred bytes

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from gateway.control.deployer import Deployer
+from lockgate.gateway.control.deployer import Deployer
 
 
 def meta_router(deployer: Deployer, registry: CollectorRegistry, configured: list[str]) -> APIRouter:

@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.errors import GatewayError
+from lockgate.gateway.errors import GatewayError
 
 
 def error_response(status: int, error_code: str, message: str) -> JSONResponse:

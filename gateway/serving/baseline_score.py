@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from loader.baseline import EvaluationData, evaluation_data
-from loader.model_loader import ServableModel
-from monitoring.live_score import scores
-from store import Store
+from lockgate.loader.baseline import EvaluationData, evaluation_data
+from lockgate.loader.model_loader import ServableModel
+from lockgate.monitoring.live_score import scores
+from lockgate.store import Store
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from monitoring.predict_sizes import PredictSizes
+from lockgate.monitoring.predict_sizes import PredictSizes
 
 # ``Any`` input: a float64 matrix or TypedRows; both have len() and a concat.
 Predict = Callable[[Any], np.ndarray]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.serving.endpoints import Deployment
+from lockgate.gateway.serving.endpoints import Deployment
 
 
 def probability_model(deployment: Deployment) -> Any | None:

@@ -24,14 +24,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.errors import EndpointNotReadyError, GatewayError, RequestTimeoutError, VersionNotServingError
-from gateway.serving.endpoints import Deployment, Endpoint
-from gateway.serving.logged_rows import LoggedRows
-from gateway.serving.request_ids import REQUEST_ID_HEADER, request_id_from
-from gateway.serving.roles import CANARY, PRIMARY, Role
-from gateway.serving.routing import choose, role_headers
-from gateway.serving.shadow import ShadowCopy, ShadowMirror
-from monitoring.serving_metrics import ServingMetrics
+from lockgate.gateway.errors import EndpointNotReadyError, GatewayError, RequestTimeoutError, VersionNotServingError
+from lockgate.gateway.serving.endpoints import Deployment, Endpoint
+from lockgate.gateway.serving.logged_rows import LoggedRows
+from lockgate.gateway.serving.request_ids import REQUEST_ID_HEADER, request_id_from
+from lockgate.gateway.serving.roles import CANARY, PRIMARY, Role
+from lockgate.gateway.serving.routing import choose, role_headers
+from lockgate.gateway.serving.shadow import ShadowCopy, ShadowMirror
+from lockgate.monitoring.serving_metrics import ServingMetrics
 
 
 @dataclass(slots=True)  # not frozen: made per request, and a frozen dataclass costs more to make

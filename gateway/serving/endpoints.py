@@ -17,18 +17,18 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from gateway.serving.baseline_score import BaselineScore
-from gateway.serving.batcher import Batcher
-from gateway.serving.fast_request import NumericFrameParser
-from gateway.serving.roles import CANARY, PRIMARY, Role
-from gateway.serving.serving_options import ServingOptions
-from gateway.serving.serving_path import ServingPath
-from gateway.serving.skew_setup import SkewSetup
-from gateway.serving.typed_request import TypedFrameParser
-from gateway.serving.version_ref import VersionRef
-from loader.model_loader import ServableModel
-from loader.resolved import ResolvedModel
-from monitoring.predict_sizes import PredictSizes
+from lockgate.gateway.serving.baseline_score import BaselineScore
+from lockgate.gateway.serving.batcher import Batcher
+from lockgate.gateway.serving.fast_request import NumericFrameParser
+from lockgate.gateway.serving.roles import CANARY, PRIMARY, Role
+from lockgate.gateway.serving.serving_options import ServingOptions
+from lockgate.gateway.serving.serving_path import ServingPath
+from lockgate.gateway.serving.skew_setup import SkewSetup
+from lockgate.gateway.serving.typed_request import TypedFrameParser
+from lockgate.gateway.serving.version_ref import VersionRef
+from lockgate.loader.model_loader import ServableModel
+from lockgate.loader.resolved import ResolvedModel
+from lockgate.monitoring.predict_sizes import PredictSizes
 
 HISTORY = 20
 

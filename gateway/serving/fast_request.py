@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.serving.lean_document import SignatureRows, is_plain_json
+from lockgate.gateway.serving.lean_document import SignatureRows, is_plain_json
 
 __all__ = ["NumericFrameParser", "is_plain_json"]
 

@@ -41,16 +41,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from gateway.serving.answer_horizon import AnswerHorizon
-from gateway.serving.log_window_file import Offered, Part, answers_of, parquet_of
-from gateway.serving.logged_rows import LoggedRows
-from monitoring.inference_log_metrics import InferenceLogMetrics
-from monitoring.live_score import LiveQuality
-from store import Store
-from store.errors import BackendError, RefConflictError, StoreError
+from lockgate.gateway.serving.answer_horizon import AnswerHorizon
+from lockgate.gateway.serving.log_window_file import Offered, Part, answers_of, parquet_of
+from lockgate.gateway.serving.logged_rows import LoggedRows
+from lockgate.monitoring.inference_log_metrics import InferenceLogMetrics
+from lockgate.monitoring.live_score import LiveQuality
+from lockgate.store import Store
+from lockgate.store.errors import BackendError, RefConflictError, StoreError
 
 if TYPE_CHECKING:
-    from gateway.serving.data_plane import Route
+    from lockgate.gateway.serving.data_plane import Route
 
 INFERENCE_REPO: Final = "inference"
 _TRANSIENT = (BackendError, RefConflictError, OSError)  # the store is down or busy: retry later

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from gateway.serving.logged_rows import PREDICTION, LoggedRows, input_columns, output_columns, row_values
+from lockgate.gateway.serving.logged_rows import PREDICTION, LoggedRows, input_columns, output_columns, row_values
 
 if TYPE_CHECKING:
-    from gateway.serving.data_plane import Route
+    from lockgate.gateway.serving.data_plane import Route
 
 _log = logging.getLogger(__name__)
 

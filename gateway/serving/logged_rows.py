@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gateway.serving.fast_request import NumericFrameParser
-from gateway.serving.typed_request import TypedFrameParser, TypedRows
+from lockgate.gateway.serving.fast_request import NumericFrameParser
+from lockgate.gateway.serving.typed_request import TypedFrameParser, TypedRows
 
 PREDICTION = "lockgate_prediction"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from gateway.errors import RequestTooLargeError
+from lockgate.gateway.errors import RequestTooLargeError
 
 # Small bodies parse in microseconds on the event loop; a big one would hold it, so it moves.
 LEAN_INLINE_BYTES = 32 * 1024

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import BadRequestError
+from lockgate.gateway.errors import BadRequestError
 
 _NAMED_KEYS = ("instances", "inputs")
 

@@ -14,10 +14,10 @@ import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
-from gateway.serving.roles import CANARY, PRIMARY, Role
+from lockgate.gateway.serving.roles import CANARY, PRIMARY, Role
 
 if TYPE_CHECKING:
-    from gateway.serving.endpoints import Deployment, Endpoint
+    from lockgate.gateway.serving.endpoints import Deployment, Endpoint
 
 ROUTE_KEY_HEADER: Final = "x-lockgate-route-key"
 _POINTS = float(1 << 64)

@@ -18,12 +18,12 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import scoring_server
 
-from gateway.serving.endpoints import Deployment
-from gateway.serving.skew_setup import SkewSetup
-from gateway.serving.typed_request import TypedFrameParser, TypedRows
-from loader.baseline import prediction_values
-from loader.model_loader import ServableModel
-from monitoring.skew import SkewTracker
+from lockgate.gateway.serving.endpoints import Deployment
+from lockgate.gateway.serving.skew_setup import SkewSetup
+from lockgate.gateway.serving.typed_request import TypedFrameParser, TypedRows
+from lockgate.loader.baseline import prediction_values
+from lockgate.loader.model_loader import ServableModel
+from lockgate.monitoring.skew import SkewTracker
 
 
 def input_schema(servable: ServableModel) -> Any:

@@ -25,11 +25,11 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from gateway.serving.serving_options import ServingOptions
-from gateway.serving.typed_request import TYPED_KINDS, Column, TypedFrameParser, TypedRows
-from loader.baseline import signature_columns
-from loader.model_loader import ServableModel
-from loader.onnx.fast_path import build_onnx_predictor, graph_from_record, has_cached_conversion
+from lockgate.gateway.serving.serving_options import ServingOptions
+from lockgate.gateway.serving.typed_request import TYPED_KINDS, Column, TypedFrameParser, TypedRows
+from lockgate.loader.baseline import signature_columns
+from lockgate.loader.model_loader import ServableModel
+from lockgate.loader.onnx.fast_path import build_onnx_predictor, graph_from_record, has_cached_conversion
 
 # Flavors whose predict treats rows independently, so merging requests cannot change an answer.
 ROW_WISE_PATHS = frozenset({"onnx", "sklearn"})

@@ -19,12 +19,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.serving.classifier import probability_model
-from gateway.serving.endpoints import Deployment
-from gateway.serving.roles import SHADOW
-from monitoring.errors import ShadowMismatchError
-from monitoring.shadow_comparison import compare
-from monitoring.shadow_metrics import ShadowMetrics
+from lockgate.gateway.serving.classifier import probability_model
+from lockgate.gateway.serving.endpoints import Deployment
+from lockgate.gateway.serving.roles import SHADOW
+from lockgate.monitoring.errors import ShadowMismatchError
+from lockgate.monitoring.shadow_comparison import compare
+from lockgate.monitoring.shadow_metrics import ShadowMetrics
 
 _log = logging.getLogger(__name__)
 

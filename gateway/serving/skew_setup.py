@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from loader.baseline import TrainingData, prediction_values
-from loader.model_loader import ServableModel
-from monitoring.errors import ProfileError
-from monitoring.profile import BaselineProfile, build_profile, profile_from_dict, profile_to_dict
-from monitoring.skew import SkewTracker
+from lockgate.loader.baseline import TrainingData, prediction_values
+from lockgate.loader.model_loader import ServableModel
+from lockgate.monitoring.errors import ProfileError
+from lockgate.monitoring.profile import BaselineProfile, build_profile, profile_from_dict, profile_to_dict
+from lockgate.monitoring.skew import SkewTracker
 
 
 @dataclass

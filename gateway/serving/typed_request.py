@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from gateway.serving.lean_document import SignatureRows
+from lockgate.gateway.serving.lean_document import SignatureRows
 
 _INT64 = (-(2**63), 2**63 - 1)
 _INT32 = (-(2**31), 2**31 - 1)

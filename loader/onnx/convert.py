@@ -18,7 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from loader.parent_watch import exit_with_parent
+from lockgate.loader.parent_watch import exit_with_parent
 
 
 def main(argv: list[str]) -> int:
@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
     warnings.filterwarnings("ignore")
     import mlflow.sklearn
 
-    from loader.onnx.fast_path import convert_to_bytes, write_atomically
+    from lockgate.loader.onnx.fast_path import convert_to_bytes, write_atomically
 
     estimator = mlflow.sklearn.load_model(str(model_dir))
     typed = inputs if isinstance(inputs, int) else [(str(name), str(kind)) for name, kind in inputs]

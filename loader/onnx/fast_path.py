@@ -34,10 +34,10 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
-from loader.onnx.graph_preload import take as take_preloaded
-from loader.onnx.record import CheckedRows, GraphRecord, graph_digest, read_record, record_check, rows_digest
-from loader.onnx.session import build_session
-from loader.parent_watch import child_environment
+from lockgate.loader.onnx.graph_preload import take as take_preloaded
+from lockgate.loader.onnx.record import CheckedRows, GraphRecord, graph_digest, read_record, record_check, rows_digest
+from lockgate.loader.onnx.session import build_session
+from lockgate.loader.parent_watch import child_environment
 
 TOLERANCE = 1e-5  # float32 graphs (tree regressors)
 TOLERANCE_FLOAT64 = 1e-12  # float64 graphs of regressors: only the order of a sum differs
@@ -455,11 +455,16 @@ def graph_from_record(
 def convert_in_child(
     model_dir: Path, inputs: int | TypedInputs, graph_file: Path, precision: str = "float32", timeout: float = 900
 ) -> None:
-    root = Path(__file__).resolve().parents[2]  # the repository (or site-packages) root, above loader/
+    # The folder that holds this ``lockgate`` package (a checkout, or site-packages), first on the
+    # child's path: the child runs this very code, whatever its working directory holds. Not
+    # resolved: in a checkout lockgate/loader is a link to loader/, and its target's parent is
+    # not where ``lockgate`` lives.
+    root = Path(__file__).parents[3]
     env = child_environment()  # the child exits when this process is gone
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "lockgate.loader.onnx.convert", str(model_dir), json.dumps(inputs)]
     result = subprocess.run(
-        [sys.executable, "-m", "loader.onnx.convert", str(model_dir), json.dumps(inputs), str(graph_file), precision],
+        [*command, str(graph_file), precision],
         capture_output=True, text=True, timeout=timeout, env=env, check=False,
     )  # fmt: skip
     if result.returncode != 0:

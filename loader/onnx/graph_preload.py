@@ -21,9 +21,9 @@ from typing import Any
 
 import blake3
 
-from loader.cache import DERIVED, ModelCache
-from loader.local_pins import LocalPins
-from loader.onnx.record import record_file
+from lockgate.loader.cache import DERIVED, ModelCache
+from lockgate.loader.local_pins import LocalPins
+from lockgate.loader.onnx.record import record_file
 
 PRECISIONS = ("float64", "float32")  # the order graph_from_record tries them in
 
@@ -65,7 +65,7 @@ def preload(graphs: list[Path], spinning: bool) -> None:
 def _build(graph: Path, spinning: bool, future: Future[tuple[str, Any]]) -> None:
     try:
         # Imported here, in this thread: onnxruntime (and numpy) load beside the gateway's imports.
-        from loader.onnx.session import build_session
+        from lockgate.loader.onnx.session import build_session
 
         onnx_bytes = graph.read_bytes()
         future.set_result((blake3.blake3(onnx_bytes).hexdigest(), build_session(onnx_bytes, spinning)))

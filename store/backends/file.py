@@ -17,8 +17,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from store.backends.base import KeyInfo
-from store.errors import ObjectNotFoundError, StoreFullError, StoreUnreachableError
+from lockgate.store.backends.base import KeyInfo
+from lockgate.store.errors import ObjectNotFoundError, StoreFullError, StoreUnreachableError
 
 _TMP = ".tmp"
 _LOCKS = ".locks"

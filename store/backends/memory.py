@@ -6,8 +6,8 @@ import threading
 import time
 from collections.abc import Iterator
 
-from store.backends.base import KeyInfo
-from store.errors import ObjectNotFoundError
+from lockgate.store.backends.base import KeyInfo
+from lockgate.store.errors import ObjectNotFoundError
 
 
 class MemoryBackend:

@@ -14,8 +14,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from store.backends.base import KeyInfo
-from store.errors import (
+from lockgate.store.backends.base import KeyInfo
+from lockgate.store.errors import (
     AccessDeniedError,
     BackendError,
     InvalidURIError,

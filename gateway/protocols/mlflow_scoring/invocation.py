@@ -20,19 +20,19 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.errors import RequestTimeoutError
-from gateway.serving.data_plane import Answer, DataPlane, Route
-from gateway.serving.decode_pool import DecodePool
-from gateway.serving.endpoints import Deployment
-from gateway.serving.fast_request import is_plain_json
-from gateway.serving.logged_rows import LoggedRows, enforced_inputs, lean_logged, single_output
-from gateway.serving.prediction_json import predictions_json
-from gateway.serving.request_body import LEAN_INLINE_BYTES, read_body
-from gateway.serving.request_guard import check_body
-from gateway.serving.request_ids import INCOMING_REQUEST_ID_HEADER
-from gateway.serving.routing import route_key_of
-from gateway.serving.scoring import score
-from gateway.serving.shadow import ShadowCopy
+from lockgate.gateway.errors import RequestTimeoutError
+from lockgate.gateway.serving.data_plane import Answer, DataPlane, Route
+from lockgate.gateway.serving.decode_pool import DecodePool
+from lockgate.gateway.serving.endpoints import Deployment
+from lockgate.gateway.serving.fast_request import is_plain_json
+from lockgate.gateway.serving.logged_rows import LoggedRows, enforced_inputs, lean_logged, single_output
+from lockgate.gateway.serving.prediction_json import predictions_json
+from lockgate.gateway.serving.request_body import LEAN_INLINE_BYTES, read_body
+from lockgate.gateway.serving.request_guard import check_body
+from lockgate.gateway.serving.request_ids import INCOMING_REQUEST_ID_HEADER
+from lockgate.gateway.serving.routing import route_key_of
+from lockgate.gateway.serving.scoring import score
+from lockgate.gateway.serving.shadow import ShadowCopy
 
 MLFLOW_PROTOCOL = "mlflow"  # the `protocol` label of MLflow's scoring protocol
 

@@ -9,10 +9,10 @@ import mlflow
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.auth import AccessGuard
-from gateway.control.deployer import Deployer
-from gateway.errors import EndpointNotReadyError
-from gateway.protocols.mlflow_scoring.invocation import Invoker
+from lockgate.gateway.auth import AccessGuard
+from lockgate.gateway.control.deployer import Deployer
+from lockgate.gateway.errors import EndpointNotReadyError
+from lockgate.gateway.protocols.mlflow_scoring.invocation import Invoker
 
 # The MLflow scoring protocol, described for OpenAPI clients and fuzzers: the routes read the raw
 # body themselves (MLflow's parser gives the exact answers), so FastAPI cannot infer this.

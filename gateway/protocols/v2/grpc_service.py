@@ -27,15 +27,15 @@ import mlflow
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from gateway.auth import AccessGuard, bearer_token
-from gateway.control.deployer import Deployer
-from gateway.errors import AuthError, ConfigError, GatewayError, RequestTimeoutError
-from gateway.protocols.v2.datatypes import FP32_MAX
-from gateway.protocols.v2.grpc_proto.messages import SERVICE, protos
-from gateway.protocols.v2.inference import infer, shadow_copy
-from gateway.protocols.v2.metadata import model_metadata
-from gateway.protocols.v2.plain import PlainColumns
-from gateway.protocols.v2.tensors import (
+from lockgate.gateway.auth import AccessGuard, bearer_token
+from lockgate.gateway.control.deployer import Deployer
+from lockgate.gateway.errors import AuthError, ConfigError, GatewayError, RequestTimeoutError
+from lockgate.gateway.protocols.v2.datatypes import FP32_MAX
+from lockgate.gateway.protocols.v2.grpc_proto.messages import SERVICE, protos
+from lockgate.gateway.protocols.v2.inference import infer, shadow_copy
+from lockgate.gateway.protocols.v2.metadata import model_metadata
+from lockgate.gateway.protocols.v2.plain import PlainColumns
+from lockgate.gateway.protocols.v2.tensors import (
     MAX_RANK,
     Tensor,
     V2Request,
@@ -47,11 +47,11 @@ from gateway.protocols.v2.tensors import (
     from_values,
     output_json,
 )
-from gateway.serving.data_plane import Answer, DataPlane
-from gateway.serving.decode_pool import DecodePool
-from gateway.serving.endpoints import Deployment
-from gateway.serving.request_body import LEAN_INLINE_BYTES
-from gateway.serving.routing import ROUTE_KEY_HEADER
+from lockgate.gateway.serving.data_plane import Answer, DataPlane
+from lockgate.gateway.serving.decode_pool import DecodePool
+from lockgate.gateway.serving.endpoints import Deployment
+from lockgate.gateway.serving.request_body import LEAN_INLINE_BYTES
+from lockgate.gateway.serving.routing import ROUTE_KEY_HEADER
 
 # Where each datatype's values sit in InferTensorContents.
 _CONTENTS_FIELD = {

@@ -38,22 +38,22 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from gateway.protocols.v2.outputs import (
+from lockgate.gateway.protocols.v2.outputs import (
     PREDICT,
     PROBABILITIES,
     requested_outputs,
     tensor_output_names,
     tensor_schema,
 )
-from gateway.protocols.v2.plain import PlainColumns
-from gateway.protocols.v2.tensors import Tensor, V2Request, V2RequestError, brief
-from gateway.serving.classifier import probability_model
-from gateway.serving.endpoints import Deployment
-from gateway.serving.fast_request import NumericFrameParser
-from gateway.serving.logged_rows import LoggedRows, enforced_inputs, lean_inputs, lean_logged
-from gateway.serving.scoring import observe_pyfunc_call
-from gateway.serving.shadow import ShadowCopy
-from gateway.serving.typed_request import TypedFrameParser, TypedRows
+from lockgate.gateway.protocols.v2.plain import PlainColumns
+from lockgate.gateway.protocols.v2.tensors import Tensor, V2Request, V2RequestError, brief
+from lockgate.gateway.serving.classifier import probability_model
+from lockgate.gateway.serving.endpoints import Deployment
+from lockgate.gateway.serving.fast_request import NumericFrameParser
+from lockgate.gateway.serving.logged_rows import LoggedRows, enforced_inputs, lean_inputs, lean_logged
+from lockgate.gateway.serving.scoring import observe_pyfunc_call
+from lockgate.gateway.serving.shadow import ShadowCopy
+from lockgate.gateway.serving.typed_request import TypedFrameParser, TypedRows
 
 # Request parameters that belong to the protocol (and its binary extension), not to the model.
 _PROTOCOL_PARAMETERS = frozenset({"content_type", "binary_data_output", "headers", "timeout", "priority"})

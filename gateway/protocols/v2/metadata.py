@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from gateway.protocols.v2.outputs import PREDICT, PROBABILITIES, output_names, tensor_output_names
-from gateway.protocols.v2.tensors import datatype_of
-from gateway.serving.endpoints import Deployment
+from lockgate.gateway.protocols.v2.outputs import PREDICT, PROBABILITIES, output_names, tensor_output_names
+from lockgate.gateway.protocols.v2.tensors import datatype_of
+from lockgate.gateway.serving.endpoints import Deployment
 
 _MLFLOW_TO_V2 = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32", "boolean": "BOOL",
                  "string": "BYTES", "binary": "BYTES", "datetime": "BYTES"}  # fmt: skip

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.protocols.v2.tensors import V2Request, V2RequestError
-from gateway.serving.classifier import probability_model
-from gateway.serving.endpoints import Deployment
+from lockgate.gateway.protocols.v2.tensors import V2Request, V2RequestError
+from lockgate.gateway.serving.classifier import probability_model
+from lockgate.gateway.serving.endpoints import Deployment
 
 PREDICT = "predict"
 PROBABILITIES = "predict_proba"

@@ -30,8 +30,8 @@ from typing import Annotated, Any, Union
 import msgspec
 from msgspec import Meta
 
-from gateway.protocols.v2.datatypes import FP32_MAX, INTEGER_RANGES
-from gateway.protocols.v2.plain import PlainColumns
+from lockgate.gateway.protocols.v2.datatypes import FP32_MAX, INTEGER_RANGES
+from lockgate.gateway.protocols.v2.plain import PlainColumns
 
 _INT64_MIN, _INT64_MAX = INTEGER_RANGES["INT64"]
 _UINT64_MAX = INTEGER_RANGES["UINT64"][1]

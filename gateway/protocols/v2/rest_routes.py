@@ -25,18 +25,18 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.auth import AccessGuard
-from gateway.control.deployer import Deployer
-from gateway.errors import AuthError, GatewayError, RequestTimeoutError
-from gateway.protocols.v2.inference import V2Prediction, infer, shadow_copy
-from gateway.protocols.v2.metadata import model_metadata
-from gateway.protocols.v2.tensors import V2Request, output_json, read_request
-from gateway.serving.data_plane import Answer, DataPlane, Route
-from gateway.serving.decode_pool import DecodePool
-from gateway.serving.endpoints import Deployment
-from gateway.serving.request_body import LEAN_INLINE_BYTES, read_body
-from gateway.serving.request_ids import INCOMING_REQUEST_ID_HEADER, REQUEST_ID_HEADER, is_valid_request_id
-from gateway.serving.routing import route_key_of
+from lockgate.gateway.auth import AccessGuard
+from lockgate.gateway.control.deployer import Deployer
+from lockgate.gateway.errors import AuthError, GatewayError, RequestTimeoutError
+from lockgate.gateway.protocols.v2.inference import V2Prediction, infer, shadow_copy
+from lockgate.gateway.protocols.v2.metadata import model_metadata
+from lockgate.gateway.protocols.v2.tensors import V2Request, output_json, read_request
+from lockgate.gateway.serving.data_plane import Answer, DataPlane, Route
+from lockgate.gateway.serving.decode_pool import DecodePool
+from lockgate.gateway.serving.endpoints import Deployment
+from lockgate.gateway.serving.request_body import LEAN_INLINE_BYTES, read_body
+from lockgate.gateway.serving.request_ids import INCOMING_REQUEST_ID_HEADER, REQUEST_ID_HEADER, is_valid_request_id
+from lockgate.gateway.serving.routing import route_key_of
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 V2_REST = "v2-rest"  # the `protocol` label

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import orjson
 
-from gateway.errors import BadRequestError
-from gateway.protocols.v2.datatypes import DATATYPES, FP32_MAX, INTEGER_RANGES
-from gateway.protocols.v2.plain import PlainColumns
-from gateway.protocols.v2.plain_json import read_plain_json
-from gateway.serving import decode_steps as steps
+from lockgate.gateway.errors import BadRequestError
+from lockgate.gateway.protocols.v2.datatypes import DATATYPES, FP32_MAX, INTEGER_RANGES
+from lockgate.gateway.protocols.v2.plain import PlainColumns
+from lockgate.gateway.protocols.v2.plain_json import read_plain_json
+from lockgate.gateway.serving import decode_steps as steps
 
 _MAX_ELEMENTS = 50_000_000  # a shape past this is refused before any allocation
 # numpy's own limit is 64 dimensions; no model input has more than a handful. A rank bound keeps
