@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     deliveries it signed. Unset: the route answers 404 and follow relies on polling alone."""
     mlflow_webhook_max_age: float = Field(default=300.0, gt=0)
     """Seconds a webhook delivery's timestamp may be from this clock before it is refused as stale."""
+    allow_model_code_execution: bool | None = None
+    """False: safe load. A version whose flavors would run the model's own code (a pickled
+    sklearn estimator, a custom PythonModel, a pyfunc shipping code) is refused, naming this
+    setting; skops and ONNX versions load. Unset: MLflow's ``MLFLOW_ALLOW_MODEL_CODE_EXECUTION``
+    decides, and when that is unset too, code may run (MLflow's default)."""
+    mlflow_allow_model_code_execution: bool | None = Field(
+        default=None, validation_alias="MLFLOW_ALLOW_MODEL_CODE_EXECUTION"
+    )
+    """MLflow 3.18's variable of the same meaning, read when lockgate's own is unset."""
     max_extra_columns: int = Field(default=1024, ge=0)
     """Columns a request may carry beyond the model signature's (for a model without a column
     signature: in all). Wider bodies get a 400 before pandas builds a frame."""

@@ -36,6 +36,7 @@ def store_opener(settings: Settings, create: bool = False) -> Callable[[], Store
 
 def build_loader(settings: Settings) -> ModelLoader:
     # Imported here: MLflow takes ~1.5 s to import, and `lockgate store ...` never needs it.
+    from lockgate.gateway.model_code_policy import load_policy
     from lockgate.loader.cache import ModelCache
     from lockgate.loader.model_loader import ModelLoader
     from lockgate.loader.registry import Resolver
@@ -49,4 +50,5 @@ def build_loader(settings: Settings) -> ModelLoader:
         Path(settings.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     open_store = store_opener(settings)
     resolver = Resolver(open_store, tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
-    return ModelLoader(resolver, ModelCache(settings.cache_dir, settings.cache_max_bytes), open_store)
+    cache = ModelCache(settings.cache_dir, settings.cache_max_bytes)
+    return ModelLoader(resolver, cache, open_store, policy=load_policy(settings))

@@ -14,7 +14,8 @@
     │   └── DiskFullError            the cache's disk ran out of space
     ├── ArtifactSourceError        an MLflow artifact URI to copy from cannot be listed or read
     └── ModelLoadError             the files are there but the model will not load or warm up
-        └── UnsupportedFlavorError   none of the flavors present can be served
+        ├── UnsupportedFlavorError   none of the flavors present can be served
+        └── ModelCodeRefusedError    safe load is on and every servable flavor would run code
 
 Store errors are translated at this boundary with ``raise ... from``; callers above the
 loader never see ``store`` exceptions.
@@ -80,4 +81,8 @@ class ModelLoadError(LoaderError):
 
 
 class UnsupportedFlavorError(ModelLoadError):
+    pass
+
+
+class ModelCodeRefusedError(ModelLoadError):
     pass

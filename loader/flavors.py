@@ -3,6 +3,10 @@
 Preference: ``sklearn`` (the native estimator: fastest, and what the ONNX fast path will
 convert), then ``onnx`` (an onnxruntime session directly), then ``python_function`` (any
 custom PythonModel). Anything else is refused with the flavors that are present.
+
+Under safe load (``LoadPolicy(allow_code=False)``, see ``loader/load_policy.py``) a flavor whose
+load would run the model's own code is passed over: a version with a pickled sklearn estimator
+and an ONNX flavor serves the ONNX graph; one with nothing else is refused, naming the setting.
 """
 
 from __future__ import annotations
@@ -10,13 +14,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lockgate.loader.errors import ModelLoadError, UnsupportedFlavorError
+from lockgate.loader.errors import ModelCodeRefusedError, ModelLoadError, UnsupportedFlavorError
+from lockgate.loader.load_policy import ALLOW_CODE, LoadPolicy, code_run_by_flavor
 from lockgate.loader.model_metadata import ModelMetadata, parse_mlmodel
 
 SUPPORTED = ("sklearn", "onnx", "python_function")
@@ -50,6 +56,8 @@ class LoadedModel:
         self.directory = directory
         self.input_example: Any = None
         self.native_seconds = 0.0  # how long the native load took, once it ran
+        self.policy = ALLOW_CODE
+        self.passed_over: dict[str, str] = {}  # flavor -> why safe load did not load it
         self._load = load
         self._mlflow_model = mlflow_model
         self._lock = threading.Lock()
@@ -130,32 +138,65 @@ def load_model(
     *,
     defer_native: bool = False,
     metadata: ModelMetadata | None = None,
+    policy: LoadPolicy = ALLOW_CODE,
 ) -> LoadedModel:
     """Load with the native flavor, or (``prefer_pyfunc``) through MLflow's pyfunc wrapper,
     which brings MLflow's own signature enforcement: what the scoring protocol needs. With
     ``defer_native`` the model is only described (flavor, metadata) and loads on first use.
-    ``metadata``: the ``MLmodel`` the caller read already (else it is read here)."""
+    ``metadata``: the ``MLmodel`` the caller read already (else it is read here). ``policy``:
+    whether a flavor that runs the model's own code may be loaded."""
     if metadata is None:
         metadata = read_metadata(directory)
-    flavors = metadata.flavors
+    runs_code = {} if policy.allow_code else code_run_by_flavor(metadata)
+    if runs_code:
+        # What the model is, as far as anything above may use it: a flavor passed over is gone,
+        # so no later step (the ONNX fast path's conversion, a raw-model probe) reaches for it.
+        allowed = {name: conf for name, conf in metadata.flavors.items() if name not in runs_code}
+        metadata = replace(metadata, flavors=allowed)
     try:
-        if prefer_pyfunc and "python_function" in flavors:
-            return _pyfunc(directory, metadata, defer_native)
-        if "sklearn" in flavors:
-            return LoadedModel("sklearn", metadata, directory, partial(_load_sklearn, directory), defer=defer_native)
-        if "onnx" in flavors:
-            load_onnx = partial(_load_onnx, directory, metadata)
-            return LoadedModel("onnx", metadata, directory, load_onnx, defer=defer_native)
-        if "python_function" in flavors:
-            return _pyfunc(directory, metadata, defer_native)
+        model = _load_first(directory, metadata, prefer_pyfunc, defer_native)
     except ModelLoadError:
         raise
     except Exception as exc:
         raise ModelLoadError(f"cannot load the model in {directory}: {type(exc).__name__}: {exc}") from exc
-    raise UnsupportedFlavorError(
-        f"cannot serve this model: its flavors are {', '.join(metadata.flavor_names) or 'none'}; "
-        f"lockgate serves {', '.join(SUPPORTED)}"
-    )
+    if model is None and runs_code and any(name in SUPPORTED for name in runs_code):
+        reasons = "; ".join(f"{name}: {why}" for name, why in sorted(runs_code.items()))
+        raise ModelCodeRefusedError(
+            f"not loaded: {policy.set_by}=false forbids loading a model that runs its own code, and every "
+            f"flavor this version can be served with would ({reasons}). Log it with "
+            f"serialization_format='skops' or as ONNX, or allow model code execution"
+        )
+    if model is None:
+        raise UnsupportedFlavorError(
+            f"cannot serve this model: its flavors are {', '.join(metadata.flavor_names) or 'none'}; "
+            f"lockgate serves {', '.join(SUPPORTED)}"
+        )
+    model.policy = policy
+    model.passed_over = runs_code
+    return model
+
+
+def _load_first(
+    directory: Path, metadata: ModelMetadata, prefer_pyfunc: bool, defer_native: bool
+) -> LoadedModel | None:
+    """The first flavor of the preference order among the metadata's flavors, or None."""
+    flavors = metadata.flavors
+    if prefer_pyfunc and "python_function" in flavors:
+        return _pyfunc(directory, metadata, defer_native)
+    if prefer_pyfunc and "onnx" in flavors:
+        # Only under safe load: the version's python_function was passed over (MLflow's sklearn
+        # loader on a pickle), so its ONNX graph is served as MLflow serves an ONNX model.
+        mlflow_model = metadata.mlflow_model() if defer_native else None
+        load = partial(_load_onnx_pyfunc, directory, metadata)
+        return LoadedModel("onnx", metadata, directory, load, defer=defer_native, mlflow_model=mlflow_model)
+    if "sklearn" in flavors:
+        return LoadedModel("sklearn", metadata, directory, partial(_load_sklearn, directory), defer=defer_native)
+    if "onnx" in flavors:
+        load_onnx = partial(_load_onnx, directory, metadata)
+        return LoadedModel("onnx", metadata, directory, load_onnx, defer=defer_native)
+    if "python_function" in flavors:
+        return _pyfunc(directory, metadata, defer_native)
+    return None
 
 
 def _pyfunc(directory: Path, metadata: ModelMetadata, defer: bool) -> LoadedModel:
@@ -180,6 +221,18 @@ def _load_pyfunc(directory: Path) -> tuple[Any, Callable[..., Any]]:
     # The dependency check (~0.7 s of scanning installed packages) runs after ready instead:
     # see loader/dependency_check.py.
     model = mlflow.pyfunc.load_model(str(directory), suppress_warnings=True)
+    return model, model.predict
+
+
+def _load_onnx_pyfunc(directory: Path, metadata: ModelMetadata) -> tuple[Any, Callable[..., Any]]:
+    import mlflow.onnx
+    import mlflow.pyfunc
+
+    # ``_load_pyfunc`` is the loader-module hook MLflow's pyfunc itself calls for the onnx flavor.
+    data = directory / str(metadata.flavors["onnx"].get("data", "model.onnx"))
+    model = mlflow.pyfunc.PyFuncModel(
+        model_meta=metadata.mlflow_model(), model_impl=mlflow.onnx._load_pyfunc(str(data))
+    )
     return model, model.predict
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.loader.cache import FetchReport, ModelCache
-from lockgate.loader.errors import ModelLoadError, RegistryUnavailableError
+from lockgate.loader.errors import ModelCodeRefusedError, ModelLoadError, RegistryUnavailableError
 from lockgate.loader.flavors import LoadedModel, load_input_example, load_model, read_metadata
+from lockgate.loader.load_policy import ALLOW_CODE, LoadPolicy
 from lockgate.loader.local_pins import PIN_FIRST_NOTE, LocalPins
 from lockgate.loader.materialized_copy import is_materialized_copy, read_copy
 from lockgate.loader.registry import Resolver
@@ -58,9 +59,16 @@ class ServableModel:
 
 
 class ModelLoader:
-    def __init__(self, resolver: Resolver, cache: ModelCache, open_store: Callable[[], Store]) -> None:
+    def __init__(
+        self,
+        resolver: Resolver,
+        cache: ModelCache,
+        open_store: Callable[[], Store],
+        policy: LoadPolicy = ALLOW_CODE,
+    ) -> None:
         self.resolver = resolver
         self.cache = cache
+        self.policy = policy
         self._open_store = open_store
         self.pins = LocalPins(cache.directory / "pins")
 
@@ -118,7 +126,13 @@ class ModelLoader:
             input_example_file=metadata.input_example_file,
         )
         load_started = time.perf_counter()
-        model = load_model(directory, prefer_pyfunc=prefer_pyfunc, defer_native=True, metadata=metadata)
+        try:
+            model = load_model(
+                directory, prefer_pyfunc=prefer_pyfunc, defer_native=True, metadata=metadata, policy=self.policy
+            )
+        except ModelCodeRefusedError as exc:
+            where = f"{resolved.name} version {resolved.version}" if resolved.version else resolved.uri
+            raise ModelCodeRefusedError(f"{where} {exc}") from None
         model.input_example = load_input_example(directory, metadata)
         if not defer_native:
             model.load_native(warm_up=False)

@@ -152,8 +152,8 @@ def run_training_script(scratch: Path, env: dict[str, str]) -> dict[str, str]:
 
 
 def run_cli(command: list[str], scratch: Path, env: dict[str, str]) -> str:
-    proc = subprocess.run([*command, "store", "ls", "lockgate://datasets@main/"], cwd=scratch, env=env, capture_output=True,
-                          text=True, timeout=300, check=False)  # fmt: skip
+    proc = subprocess.run([*command, "store", "ls", "lockgate://datasets@main/"], cwd=scratch, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc.stdout
 

@@ -11,7 +11,7 @@ from lockgate.gateway.serving.endpoints import Deployment
 
 def probability_model(deployment: Deployment) -> Any | None:
     """The sklearn estimator behind ``predict_proba``, when the model is a classifier that has it."""
-    if "sklearn" not in deployment.servable.resolved.flavors or deployment.tensor_inputs:
+    if "sklearn" not in deployment.servable.model.metadata.flavors or deployment.tensor_inputs:
         return None
     try:
         raw = deployment.servable.model.native.get_raw_model()

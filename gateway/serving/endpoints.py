@@ -123,6 +123,11 @@ class Deployment:
         if self.batcher is not None:
             self.batcher.close()
 
+    def describe_load_policy(self) -> dict[str, Any]:
+        """Which safe-load rule applied, the flavor it loaded, and the flavors it passed over."""
+        model = self.servable.model
+        return {**model.policy.as_dict(), "loaded_flavor": model.flavor, "passed_over": dict(model.passed_over)}
+
     def describe_path(self) -> dict[str, Any]:
         batcher = self.batcher
         path = self.path
@@ -313,6 +318,7 @@ class Endpoint:
             "run_id": resolved.run_id if resolved else None,
             "code_commit": resolved.code_commit if resolved else None,
             "flavors": list(resolved.flavors) if resolved else [],
+            "load_policy": current.describe_load_policy() if current else None,
             "serving_path": current.serving_path if current else None,
             "serving": current.describe_path() if current else None,
             "loaded_at": current.loaded_at if current else None,

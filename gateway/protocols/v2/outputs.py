@@ -30,7 +30,7 @@ def offered_outputs(deployment: Deployment) -> tuple[tuple[str, ...], tuple[str,
 def _offers_probabilities(deployment: Deployment) -> bool:
     known = deployment.path.probabilities  # a graph served before the native model loads knows
     if known is not None:
-        return known and "sklearn" in deployment.servable.resolved.flavors and not tensor_schema(deployment)
+        return known and "sklearn" in deployment.servable.model.metadata.flavors and not tensor_schema(deployment)
     return probability_model(deployment) is not None
 
 
