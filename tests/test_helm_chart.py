@@ -277,3 +277,24 @@ def test_grpc_port_opens_the_v2_grpc_service() -> None:
     policy = render({"serving": {"grpcPort": 8081}, "networkPolicy": {"enabled": True}})
     ingress = next(o for o in policy if o["kind"] == "NetworkPolicy")["spec"]["ingress"][0]["ports"]
     assert {"port": "grpc", "protocol": "TCP"} in ingress
+
+
+def test_safe_load_is_a_value() -> None:
+    """serving.allowModelCodeExecution: unset leaves the decision to MLflow's variable; false and
+    true reach lockgate as LOCKGATE_ALLOW_MODEL_CODE_EXECUTION; anything else is refused."""
+
+    def env_of(values: dict[str, Any]) -> dict[str, Any]:
+        objects = render(values)
+        container = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    assert "LOCKGATE_ALLOW_MODEL_CODE_EXECUTION" not in env_of({})
+    assert env_of({"serving": {"allowModelCodeExecution": False}})["LOCKGATE_ALLOW_MODEL_CODE_EXECUTION"] == "false"
+    assert env_of({"serving": {"allowModelCodeExecution": True}})["LOCKGATE_ALLOW_MODEL_CODE_EXECUTION"] == "true"
+    chart = helm_python.Chart.load(CHART)
+    try:
+        with pytest.raises(helm_python.HelmError, match="allowModelCodeExecution"):
+            bad = {"serving": {"allowModelCodeExecution": "no"}}
+            chart.render(bad, name="lg", namespace="serving", is_install=True)
+    finally:
+        chart.close()
