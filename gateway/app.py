@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from lockgate.gateway import tracing
 from lockgate.gateway.auth import AccessGuard
 from lockgate.gateway.control.deploy_events import DeployEvents
 from lockgate.gateway.control.deploy_metrics import DeployMetrics
@@ -63,6 +64,8 @@ __all__ = ["EndpointSpec", "create_app"]
 
 def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] | None = None) -> FastAPI:
     settings = settings or Settings()
+    # OTEL_* decide (gateway/tracing.py); a bad setting fails here, before anything listens.
+    tracing.configure()
     specs = list(endpoints or [])
     configured = [s.name for s in specs]
     default_options = settings.serving_options()
@@ -150,6 +153,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
             decode_pool.close()
             # Last: every answer given above is in a window now; commit them before the exit.
             await asyncio.to_thread(inference_log.close)
+            await asyncio.to_thread(tracing.shutdown)  # the spans still queued leave now
 
     app = FastAPI(title="lockgate", lifespan=lifespan)
     app.state.deployer = deployer

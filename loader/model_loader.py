@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,10 @@ from lockgate.loader.resolved import ResolvedModel
 from lockgate.store import Store
 
 ProgressCallback = Callable[[int], None]
+
+
+def _untimed(_name: str) -> AbstractContextManager[Any]:
+    return nullcontext()
 
 
 @dataclass
@@ -105,19 +110,46 @@ class ModelLoader:
         warm_up: bool = True,
         prefer_pyfunc: bool = False,
         defer_native: bool = False,
+        phase: Callable[[str], AbstractContextManager[Any]] = _untimed,
     ) -> ServableModel:
         """Fetch (only what is missing), load with the right flavor and warm up on the input
         example. Blocking: call it off the event loop. Nothing is returned half-ready: with
         ``defer_native`` the files are fetched and verified, the metadata and input example
-        read, and the native model loads (and warms up) on first use (``LoadedModel``)."""
+        read, and the native model loads (and warms up) on first use (``LoadedModel``).
+        ``phase(name)`` wraps each phase, ``fetch`` and ``load`` (the gateway's trace spans)."""
         started = time.perf_counter()
+        with phase("fetch"):
+            directory, fetch = self._fetch(resolved, progress)
+        with phase("load"):
+            return self._load(
+                resolved,
+                directory,
+                fetch,
+                started,
+                warm_up=warm_up,
+                prefer_pyfunc=prefer_pyfunc,
+                defer_native=defer_native,
+            )
+
+    def _fetch(self, resolved: ResolvedModel, progress: ProgressCallback | None) -> tuple[Path, FetchReport]:
         if resolved.local_copy is not None:
             copied, files = read_copy(resolved.uri)
             if copied.weights != resolved.weights:  # re-materialized since it was resolved
                 raise ModelLoadError(f"{resolved.uri} now holds another version than it did when it was resolved")
-            directory, fetch = self.cache.adopt(resolved.weights, Path(resolved.local_copy), files)
-        else:
-            directory, fetch = self.cache.materialize(self._open_store, resolved.weights, progress=progress)
+            return self.cache.adopt(resolved.weights, Path(resolved.local_copy), files)
+        return self.cache.materialize(self._open_store, resolved.weights, progress=progress)
+
+    def _load(
+        self,
+        resolved: ResolvedModel,
+        directory: Path,
+        fetch: FetchReport,
+        started: float,
+        *,
+        warm_up: bool,
+        prefer_pyfunc: bool,
+        defer_native: bool,
+    ) -> ServableModel:
         metadata = read_metadata(directory)
         resolved = replace(
             resolved,

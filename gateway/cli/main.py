@@ -23,6 +23,7 @@ from lockgate.gateway.cli import (
 )
 from lockgate.gateway.cli.console import err
 from lockgate.gateway.errors import GatewayError
+from lockgate.gateway.tracing import TracingSettingError
 from lockgate.loader.errors import LoaderError
 from lockgate.store.errors import StoreError
 
@@ -83,6 +84,9 @@ def main() -> None:
     except (StoreError, LoaderError, GatewayError) as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(1)
+    except TracingSettingError as exc:  # an OTEL_* variable lockgate cannot honour
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)

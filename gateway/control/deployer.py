@@ -14,6 +14,7 @@ import dataclasses
 import logging
 from datetime import UTC, datetime
 
+from lockgate.gateway import tracing
 from lockgate.gateway.control.deploy_events import DeployEvents
 from lockgate.gateway.control.endpoint_names import check_endpoint_name
 from lockgate.gateway.control.ledger import Ledger
@@ -138,14 +139,13 @@ class Deployer:
             endpoint.options = options
         resolved = None
         try:
-            # A deploy may fall back to the version this URI last resolved to when the
-            # registry is down (a restart during an outage): the note on it says so.
-            resolved = await asyncio.to_thread(
-                self.loader.resolve, model_uri, allow_pin=True, prefer_pin=prefer_pin and created
-            )
-            # An explicit deploy ends the hold a promote set (a fresh slot has none).
-            fresh = Slot(PRIMARY, model_uri, resolved.moves if follow is None else follow, requested_follow=follow)
-            await self.slots.switch(endpoint, fresh, resolved, actor)
+            with tracing.deploy_span(endpoint.name, str(PRIMARY), model_uri, actor):
+                # A deploy may fall back to the version this URI last resolved to when the
+                # registry is down (a restart during an outage): the note on it says so.
+                resolved = await self.slots.resolve(model_uri, allow_pin=True, prefer_pin=prefer_pin and created)
+                # An explicit deploy ends the hold a promote set (a fresh slot has none).
+                fresh = Slot(PRIMARY, model_uri, resolved.moves if follow is None else follow, requested_follow=follow)
+                await self.slots.switch(endpoint, fresh, resolved, actor)
         except Exception as exc:
             endpoint.options = previous_options
             await self.slots.fail(endpoint, PRIMARY, exc, actor, resolved)

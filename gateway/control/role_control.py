@@ -10,8 +10,7 @@ only what a spec asks for; following a moved reference is the slot control's, as
 
 from __future__ import annotations
 
-import asyncio
-
+from lockgate.gateway import tracing
 from lockgate.gateway.control.slot_control import SlotControl, action_name
 from lockgate.gateway.control.traffic_policy import KEEP, CanarySpec, Keep, ShadowSpec
 from lockgate.gateway.serving.endpoints import Endpoint, Slot
@@ -49,8 +48,9 @@ class RoleControl:
         percent = spec.percent if isinstance(spec, CanarySpec) else 0.0
         resolved = None
         try:
-            resolved = await asyncio.to_thread(slots.loader.resolve, spec.model_uri, allow_pin=True)
-            await slots.switch(endpoint, Slot(role, spec.model_uri, resolved.moves, percent), resolved, actor)
+            with tracing.deploy_span(endpoint.name, str(role), spec.model_uri, actor):
+                resolved = await slots.resolve(spec.model_uri, allow_pin=True)
+                await slots.switch(endpoint, Slot(role, spec.model_uri, resolved.moves, percent), resolved, actor)
         except Exception as exc:
             await slots.fail(endpoint, role, exc, actor, resolved)
             if keep_on_failure and not had_slot:

@@ -17,6 +17,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
+from lockgate.gateway import tracing
 from lockgate.gateway.control.deploy_events import DeployEvents
 from lockgate.gateway.control.ledger import Ledger
 from lockgate.gateway.serving.endpoints import Deployment, Endpoint, Slot
@@ -60,11 +61,24 @@ class SlotControl:
         self.drain_timeout = drain_timeout
         self._prepare = prepare
 
+    async def resolve(self, model_uri: str, **options: bool) -> ResolvedModel:
+        """What ``model_uri`` names now (``ModelLoader.resolve``), off the event loop; a deploy's
+        ``resolve`` phase when traced."""
+        with tracing.child("resolve"):
+            resolved = await asyncio.to_thread(self.loader.resolve, model_uri, **options)
+        # On the deploy's own span (current again, now ``resolve`` has ended).
+        tracing.annotate(model_version=resolved.version, weights_commit=resolved.weights_commit,
+                         dataset_commit=resolved.dataset_commit)  # fmt: skip
+        return resolved
+
     async def load(self, resolved: ResolvedModel, options: ServingOptions) -> Deployment:
         def load() -> Deployment:
             # The preparer loads the native model, unless a checked graph can serve before it does.
-            return self._prepare(self.loader.load(resolved, prefer_pyfunc=True, defer_native=True), options)
+            servable = self.loader.load(resolved, prefer_pyfunc=True, defer_native=True, phase=tracing.child)
+            with tracing.child("prepare"):
+                return self._prepare(servable, options)
 
+        # to_thread carries the context along: the phases are children of the deploy's span.
         return await asyncio.to_thread(load)
 
     async def record(
@@ -181,7 +195,10 @@ class SlotControl:
                 slot.follow = resolved.moves if slot.requested_follow is None else slot.requested_follow
             if slot.failed_key == key:
                 return  # this exact version already failed; wait for the reference to move
-            await self.switch(endpoint, dataclasses.replace(slot), resolved, "follow")
+            with tracing.deploy_span(endpoint.name, str(slot.role), slot.model_uri, "follow"):
+                tracing.annotate(model_version=resolved.version, weights_commit=resolved.weights_commit,
+                                 dataset_commit=resolved.dataset_commit)  # fmt: skip
+                await self.switch(endpoint, dataclasses.replace(slot), resolved, "follow")
         except Exception as exc:
             await self.fail(endpoint, slot.role, exc, "follow", resolved)
             installed = endpoint.slot(slot.role)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from lockgate.gateway import tracing
 from lockgate.monitoring.predict_sizes import PredictSizes
 
 # ``Any`` input: a float64 matrix or TypedRows; both have len() and a concat.
@@ -35,6 +36,7 @@ Concat = Callable[[list[Any]], Any]
 class _Pending:
     matrix: Any
     future: asyncio.Future[tuple[np.ndarray, float]]
+    batch: Any = None  # the span context of the batch that answered it (tracing on)
 
 
 @dataclass
@@ -80,6 +82,13 @@ class Batcher:
 
     async def predict(self, matrix: Any) -> tuple[np.ndarray, float]:
         """Predictions for ``matrix`` and the predict seconds of the call that made them."""
+        if tracing.tracer() is None:
+            return await self._answer(matrix)
+        with tracing.child("predict") as span:
+            span.set_attribute("lockgate.rows", len(matrix))
+            return await self._answer(matrix)
+
+    async def _answer(self, matrix: Any) -> tuple[np.ndarray, float]:
         loop = asyncio.get_running_loop()
         if not self.enabled:
             return await loop.run_in_executor(self._executor, self._timed, matrix)
@@ -87,8 +96,12 @@ class Batcher:
             self._queue = asyncio.Queue()
             self._worker = loop.create_task(self._run())
         future: asyncio.Future[tuple[np.ndarray, float]] = loop.create_future()
-        self._queue.put_nowait(_Pending(matrix, future))
-        return await future
+        pending = _Pending(matrix, future)
+        self._queue.put_nowait(pending)
+        try:
+            return await future
+        finally:
+            tracing.link_to(pending.batch)  # nothing to link when tracing is off
 
     def close(self) -> None:
         if self._worker is not None:
@@ -141,7 +154,13 @@ class Batcher:
             matrix = batch[0].matrix if len(batch) == 1 else self._concat([p.matrix for p in batch])
             self._record(batch, len(matrix))
             try:
-                predictions, seconds = await loop.run_in_executor(self._executor, self._timed, matrix)
+                if tracing.tracer() is None:
+                    predictions, seconds = await loop.run_in_executor(self._executor, self._timed, matrix)
+                else:
+                    with tracing.batch_span(len(matrix), len(batch)) as span:
+                        for pending in batch:
+                            pending.batch = span.get_span_context()
+                        predictions, seconds = await loop.run_in_executor(self._executor, self._timed, matrix)
             except Exception as exc:
                 if len(batch) == 1:
                     _settle(batch[0], exc)

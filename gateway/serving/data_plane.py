@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from lockgate.gateway import tracing
 from lockgate.gateway.errors import EndpointNotReadyError, GatewayError, RequestTimeoutError, VersionNotServingError
 from lockgate.gateway.serving.endpoints import Deployment, Endpoint
 from lockgate.gateway.serving.logged_rows import LoggedRows
@@ -43,6 +44,7 @@ class Route:
     deployment: Deployment
     role: Role
     request_id: str  # the client's (when valid) or a new one; a V2 body's id may replace it (Answer)
+    carrier: Any = None  # where the caller's W3C traceparent is (headers, gRPC metadata), for tracing
 
     def headers(self) -> dict[str, str]:
         """The lineage, role and request id headers of the answer (a fresh dict: codecs add to it)."""
@@ -110,11 +112,13 @@ class DataPlane:
         *,
         split: bool = True,
         request_id: str | None = None,
+        carrier: Any = None,
     ) -> Route:
         """The deployment that answers model ``name`` and its role. A request that names a version
         goes to the role serving that version (primary first); one that does not is routed by the
         endpoint's traffic policy (``split``), or to the primary (metadata, readiness).
         ``request_id``: the id the client sent, kept when it follows the rule (``request_ids``).
+        ``carrier``: the request's headers or gRPC metadata, where a ``traceparent`` may be.
 
         Raises ``EndpointNotFoundError`` (404), ``EndpointNotReadyError`` (503) or
         ``VersionNotServingError`` (404)."""
@@ -128,20 +132,52 @@ class DataPlane:
             canary = endpoint.canary.current if endpoint.canary is not None else None
             for deployment, role in ((primary, PRIMARY), (canary, CANARY)):
                 if deployment is not None and deployment.version_label == version:
-                    return Route(name, endpoint, deployment, role, request_id_from(request_id))
+                    return Route(name, endpoint, deployment, role, request_id_from(request_id), carrier)
             roles = ((primary, PRIMARY), (canary, CANARY))
             serving = ", ".join(f"{d.version_label} ({role})" for d, role in roles if d)
             raise VersionNotServingError(f"version {version!r} of model {name!r} is not serving (serving: {serving})")
         if not split:
-            return Route(name, endpoint, primary, PRIMARY, request_id_from(request_id))
+            return Route(name, endpoint, primary, PRIMARY, request_id_from(request_id), carrier)
         deployment, role = choose(endpoint, route_key)
         assert deployment is not None  # the primary is loaded (checked above)
-        return Route(name, endpoint, deployment, role, request_id_from(request_id))
+        return Route(name, endpoint, deployment, role, request_id_from(request_id), carrier)
 
     async def serve(self, route: Route, protocol: str, work: Callable[[], Awaitable[Answer]]) -> Answer:
         """Run ``work`` (the protocol's read, decode and predict) for ``route`` under the request
         timeout, counted in flight, and observe its answer. A ``GatewayError`` is observed with its
         status and raised on for the protocol to write; a timeout is a ``RequestTimeoutError``."""
+        if tracing.tracer() is None:
+            return await self._serve(route, protocol, work)
+        return await self._serve_traced(route, protocol, work)
+
+    async def _serve_traced(self, route: Route, protocol: str, work: Callable[[], Awaitable[Answer]]) -> Answer:
+        """``_serve`` inside the request's span: every span the work opens is its child."""
+        deployment = route.deployment
+        resolved = deployment.resolved
+        attributes = {
+            "lockgate.endpoint": route.name,
+            "lockgate.role": str(route.role),
+            "lockgate.protocol": protocol,
+            "lockgate.request_id": route.request_id,
+            "lockgate.serving_path": deployment.serving_path,
+            "lockgate.model.name": resolved.name or "",
+            "lockgate.model.version": deployment.version_label,
+            "lockgate.weights_commit": resolved.weights_commit or "",
+            "lockgate.dataset_commit": resolved.dataset_commit or "",
+        }
+        with tracing.request_span(f"{protocol} {route.name}", route.carrier, attributes) as span:
+            try:
+                answer = await self._serve(route, protocol, work)
+            except GatewayError as exc:
+                tracing.fail(span, exc.status, str(exc))
+                raise
+            span.set_attribute("lockgate.rows", answer.rows)
+            span.set_attribute("http.response.status_code", answer.status)
+            if answer.status != 200:
+                tracing.fail(span, answer.status, answer.error_code or "error")
+            return answer
+
+    async def _serve(self, route: Route, protocol: str, work: Callable[[], Awaitable[Answer]]) -> Answer:
         metrics, name, deployment, role = self._metrics, route.name, route.deployment, route.role
         version = deployment.version_label
         started = time.perf_counter()

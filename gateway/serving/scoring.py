@@ -18,6 +18,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import scoring_server
 
+from lockgate.gateway import tracing
 from lockgate.gateway.serving.endpoints import Deployment
 from lockgate.gateway.serving.skew_setup import SkewSetup
 from lockgate.gateway.serving.typed_request import TypedFrameParser, TypedRows
@@ -55,7 +56,8 @@ class _Capturing:
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         started = time.perf_counter()
-        predictions = self._model.predict(data, params=params)
+        with tracing.child("predict"):
+            predictions = self._model.predict(data, params=params)
         self._observed.predict_seconds = time.perf_counter() - started
         self._observed.rows = len(data) if hasattr(data, "__len__") else 0
         self._observed.data, self._observed.predictions = data, predictions

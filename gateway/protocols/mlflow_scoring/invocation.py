@@ -20,6 +20,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from lockgate.gateway import tracing
 from lockgate.gateway.errors import RequestTimeoutError
 from lockgate.gateway.serving.data_plane import Answer, DataPlane, Route
 from lockgate.gateway.serving.decode_pool import DecodePool
@@ -53,7 +54,9 @@ class Invoker:
     async def invoke(self, name: str, request: Request) -> Response:
         # The traffic policy picks the deployment once; the whole request is served by it.
         headers = request.headers
-        route = self._plane.route(name, None, route_key_of(headers), request_id=headers.get(INCOMING_REQUEST_ID_HEADER))
+        route = self._plane.route(
+            name, None, route_key_of(headers), request_id=headers.get(INCOMING_REQUEST_ID_HEADER), carrier=headers
+        )
         try:
             answer = await self._plane.serve(route, MLFLOW_PROTOCOL, partial(self._answer, route, request))
         except RequestTimeoutError:
@@ -77,9 +80,16 @@ class Invoker:
             if route.logged:
                 assert deployment.parser is not None  # the lean path answered
                 logged = lean_logged(deployment.parser, lean, predictions)
-            return Answer((predictions_json(predictions), "application/json"), 200, len(predictions),
+            with tracing.child("encode"):
+                payload = predictions_json(predictions)
+            return Answer((payload, "application/json"), 200, len(predictions),
                           predict_seconds, shadow=shadow, logged=logged)  # fmt: skip
-        payload, status, media_type, observed = await asyncio.to_thread(_guarded_score, deployment, body, content_type)
+        # MLflow's own scoring code decodes, predicts and encodes in one call: one span for it,
+        # with the model's ``predict`` inside (gateway/serving/scoring.py).
+        with tracing.child("mlflow_scoring"):
+            payload, status, media_type, observed = await asyncio.to_thread(
+                _guarded_score, deployment, body, content_type
+            )
         if status != 200:
             return Answer((payload, media_type), status, error_code=_error_code_of(payload, media_type, status))
         shadow = self._copy(body, content_type, lambda: decoded_predictions(payload)) if route.mirrored else None
@@ -118,10 +128,11 @@ class Invoker:
         parser, batcher = deployment.parser, deployment.batcher
         if parser is None or batcher is None or not is_plain_json(content_type):
             return None
-        if len(body) <= LEAN_INLINE_BYTES:
-            matrix = parser.parse(body)
-        else:
-            matrix = await self._decode_pool.run(parser.parse, body)
+        with tracing.child("decode"):
+            if len(body) <= LEAN_INLINE_BYTES:
+                matrix = parser.parse(body)
+            else:
+                matrix = await self._decode_pool.run(parser.parse, body)
         if matrix is None:
             return None
         try:

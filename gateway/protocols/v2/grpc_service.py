@@ -27,6 +27,7 @@ import mlflow
 import numpy as np
 from google.protobuf.message import DecodeError
 
+from lockgate.gateway import tracing
 from lockgate.gateway.auth import AccessGuard, bearer_token
 from lockgate.gateway.control.deployer import Deployer
 from lockgate.gateway.errors import AuthError, ConfigError, GatewayError, RequestTimeoutError
@@ -217,8 +218,12 @@ class InferenceService:
         if endpoint is not None and endpoint.canary is not None:
             metadata = metadata if metadata is not None else dict(context.invocation_metadata() or ())
             route_key = metadata.get(ROUTE_KEY_HEADER)
+        if metadata is None and tracing.tracer() is not None:  # a traceparent travels in the metadata
+            metadata = dict(context.invocation_metadata() or ())
         try:
-            route = self._plane.route(name, request.model_version or None, route_key, request_id=request.id or None)
+            route = self._plane.route(
+                name, request.model_version or None, route_key, request_id=request.id or None, carrier=metadata
+            )
         except GatewayError as exc:
             await context.abort(_code(exc), str(exc))
 

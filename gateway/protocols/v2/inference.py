@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from lockgate.gateway import tracing
 from lockgate.gateway.protocols.v2.outputs import (
     PREDICT,
     PROBABILITIES,
@@ -348,7 +349,8 @@ async def _timed(deployment: Deployment, rows: int, function: Any, *args: Any) -
     in its rows per predict call; its errors are the request's (400), as on /invocations."""
     started = asyncio.get_running_loop().time()
     try:
-        result = await asyncio.to_thread(function, *args)
+        with tracing.child("predict"):
+            result = await asyncio.to_thread(function, *args)
     except MlflowException as exc:
         raise V2RequestError(exc.message) from exc
     except V2RequestError:

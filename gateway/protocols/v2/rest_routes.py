@@ -25,6 +25,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from lockgate.gateway import tracing
 from lockgate.gateway.auth import AccessGuard
 from lockgate.gateway.control.deployer import Deployer
 from lockgate.gateway.errors import AuthError, GatewayError, RequestTimeoutError
@@ -130,7 +131,8 @@ def v2_router(
             return refusal
         try:
             route = plane.route(name, version, route_key_of(request.headers),
-                                request_id=request.headers.get(INCOMING_REQUEST_ID_HEADER))  # fmt: skip
+                                request_id=request.headers.get(INCOMING_REQUEST_ID_HEADER),
+                                carrier=request.headers)  # fmt: skip
         except GatewayError as exc:
             return v2_error(exc.status, str(exc))
         headers = route.headers()
@@ -140,26 +142,32 @@ def v2_router(
             return v2_error(504, str(exc))
         except GatewayError as exc:  # 400 for a request that does not read or fit, 413 past the body limit
             return v2_error(exc.status, str(exc), headers)
-        _v2_request, binary, prediction = answer.result
-        request_id = answer.request_id or route.request_id  # the body's id, when it follows the rule
-        headers[REQUEST_ID_HEADER] = request_id
-        return _encode(name, route.deployment, request_id, binary, prediction, headers=headers)
+        response: Response = answer.result
+        return response
 
     async def read_and_infer(route: Route, request: Request) -> Answer:
         # Reading and decoding run under the request timeout too (the plane's): a slow or hostile
         # body answers 504 like a slow model, instead of holding its client's task forever.
         body = await read_body(request, max_body_bytes)
         header_length = request.headers.get(HEADER_LENGTH)
-        if len(body) <= LEAN_INLINE_BYTES:  # microseconds: on the loop
-            v2_request = read_request(body, header_length)
-        else:  # a big body would hold the loop (and every other request) while it parses
-            v2_request = await decode_pool.run(read_request, body, header_length)
+        with tracing.child("decode"):
+            if len(body) <= LEAN_INLINE_BYTES:  # microseconds: on the loop
+                v2_request = read_request(body, header_length)
+            else:  # a big body would hold the loop (and every other request) while it parses
+                v2_request = await decode_pool.run(read_request, body, header_length)
         binary = _binary_outputs(v2_request)
         prediction = await infer(route.deployment, v2_request)
         shadow = shadow_copy(v2_request, prediction, len(body)) if route.mirrored else None
         given = v2_request.request_id
-        return Answer((v2_request, binary, prediction), 200, prediction.rows, prediction.predict_seconds,
-                      shadow=shadow, request_id=given if is_valid_request_id(given) else None,
+        valid = given if is_valid_request_id(given) else None
+        request_id = valid or route.request_id  # the body's id, when it follows the rule
+        headers = route.headers()
+        headers[REQUEST_ID_HEADER] = request_id
+        # Encoded here, inside the data plane's call: the answer's encode is timed and traced
+        # with the rest of the request.
+        with tracing.child("encode"):
+            response = _encode(route.name, route.deployment, request_id, binary, prediction, headers=headers)
+        return Answer(response, 200, prediction.rows, prediction.predict_seconds, shadow=shadow, request_id=valid,
                       logged=prediction.logged() if route.logged else None)  # fmt: skip
 
     @router.get("/models/{name}")
