@@ -133,8 +133,11 @@ def test_admin_policy_fields_keep_set_and_drop() -> None:
 def _stub_shadow() -> Any:
     """Just what the mirror reads of a deployment (the real ones are in test_traffic_policy)."""
     resolved = SimpleNamespace(flavors=("python_function",))
+    # The flavors the loader loaded from (all of them, unless safe load passed some over).
+    model = SimpleNamespace(metadata=SimpleNamespace(flavors={"python_function": {}}))
     live = SimpleNamespace(inflight=0, closed=False)
-    return SimpleNamespace(live=live, closed=False, version_label="7", servable=SimpleNamespace(resolved=resolved))
+    servable = SimpleNamespace(resolved=resolved, model=model)
+    return SimpleNamespace(live=live, closed=False, version_label="7", servable=servable)
 
 
 def test_the_shadow_queue_drops_past_its_bounds_and_never_blocks() -> None:
