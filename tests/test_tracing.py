@@ -29,7 +29,7 @@ from sklearn.linear_model import LogisticRegression
 
 from lockgate.gateway import tracing
 from tests.registry_helpers import PIP_REQUIREMENTS, Registry
-from tests.servers import Server, free_port, start_lockgate
+from tests.servers import Server, free_port, reset_mlflow_uris, start_lockgate
 
 pytestmark = pytest.mark.slow
 
@@ -39,36 +39,50 @@ ROWS = IRIS.data.head(3).to_numpy().tolist()
 
 
 class Traced:
-    def __init__(self, server: Server, mlflow_url: str, grpc_port: int, model: str) -> None:
+    def __init__(self, server: Server, mlflow_url: str, grpc_port: int, model: str, experiment: str) -> None:
         self.server = server
         self.model = model
+        self.experiment = experiment
         self.client = MlflowClient(mlflow_url)
         self.grpc_address = f"127.0.0.1:{grpc_port}"
 
 
-@pytest.fixture
-def traced(server_registry: Registry, tmp_path: Path) -> Iterator[Traced]:
-    registry = server_registry
-    # The mlflow server is the session's: a name of this test's own, for a version 1 in this test's store.
+@pytest.fixture(scope="module")
+def traced(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traced]:
+    """One gateway for the module, on the session's ``mlflow server`` (registry and OTLP receiver)."""
+    workdir = tmp_path_factory.mktemp("traced")
+    registry = Registry(mlflow_server, workdir / "store", workdir)
+    # The mlflow server is the session's: a name of this module's own, for a version 1 in this store.
     model = f"iris-traced-{secrets.token_hex(4)}"
-    mlflow.set_experiment(experiment_id=registry.experiment())
-    with mlflow.start_run():
-        mlflow.sklearn.log_model(
-            LogisticRegression(max_iter=1000).fit(IRIS.data, IRIS.target), name="model",
-            pip_requirements=PIP_REQUIREMENTS, registered_model_name=model, input_example=IRIS.data.head(3),
-        )  # fmt: skip
-    experiment = MlflowClient(registry.tracking_uri).create_experiment(f"lockgate-traces-{secrets.token_hex(4)}")
+    saved_store = os.environ.get("LOCKGATE_STORE")
+    os.environ["LOCKGATE_STORE"] = str(registry.store_root)  # where the lockgate:// plugin writes
+    mlflow.set_tracking_uri(mlflow_server)
+    mlflow.set_registry_uri(mlflow_server)
+    try:
+        mlflow.set_experiment(experiment_id=registry.experiment())
+        with mlflow.start_run():
+            mlflow.sklearn.log_model(
+                LogisticRegression(max_iter=1000).fit(IRIS.data, IRIS.target), name="model",
+                pip_requirements=PIP_REQUIREMENTS, registered_model_name=model, input_example=IRIS.data.head(3),
+            )  # fmt: skip
+    finally:
+        reset_mlflow_uris()
+        if saved_store is None:
+            os.environ.pop("LOCKGATE_STORE", None)
+        else:
+            os.environ["LOCKGATE_STORE"] = saved_store
+    experiment = MlflowClient(mlflow_server).create_experiment(f"lockgate-traces-{secrets.token_hex(4)}")
     grpc_port = free_port()
     env = registry.gateway_env(
-        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{registry.tracking_uri}/v1/traces",
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{mlflow_server}/v1/traces",
         OTEL_EXPORTER_OTLP_TRACES_HEADERS=f"x-mlflow-experiment-id={experiment}",
         OTEL_BSP_SCHEDULE_DELAY="100",  # ms: spans leave within a tenth of a second
     )
     server = start_lockgate(
-        tmp_path, env, f"models:/{model}/1", "--name", "iris", "--grpc-port", str(grpc_port), ready_path="/ready"
+        workdir, env, f"models:/{model}/1", "--name", "iris", "--grpc-port", str(grpc_port), ready_path="/ready"
     )
     try:
-        yield Traced(server, registry.tracking_uri, grpc_port, model)
+        yield Traced(server, mlflow_server, grpc_port, model, experiment)
     finally:
         server.stop()
 
@@ -179,9 +193,8 @@ def test_a_deploy_is_one_span_with_its_phases(traced: Traced) -> None:
     assert deployed.status_code in (200, 201), deployed.text
     deadline = time.monotonic() + 30
     spans = None
-    experiments = [e.experiment_id for e in traced.client.search_experiments() if e.name.startswith("lockgate-traces")]
     while time.monotonic() < deadline:
-        for trace in traced.client.search_traces(experiment_ids=experiments, max_results=50):
+        for trace in traced.client.search_traces(experiment_ids=[traced.experiment], max_results=50):
             named = {span.name: span for span in trace.data.spans}
             root = named.get("lockgate.deploy")
             if root is not None and root.attributes.get("lockgate.endpoint") == "iris-again":
