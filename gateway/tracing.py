@@ -39,18 +39,13 @@ class _State:
     provider: Any = None
 
 
-_STATE = _State()
+STATE = _State()  # read as ``tracing.STATE.tracer is None`` on the request path: one attribute test
 _PROPAGATOR = TraceContextTextMapPropagator()
 _NO_SPAN = contextlib.nullcontext()
 
 
 class TracingSettingError(ValueError):
     pass
-
-
-def tracer() -> Tracer | None:
-    """The tracer, or None when tracing is off (the common case: callers test for it first)."""
-    return _STATE.tracer
 
 
 def wanted(environ: Mapping[str, str]) -> bool:
@@ -93,29 +88,29 @@ def configure(environ: Mapping[str, str] = os.environ) -> bool:
     # application's to set. The sampler is the SDK's reading of OTEL_TRACES_SAMPLER.
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    _STATE.provider, _STATE.tracer = provider, provider.get_tracer("lockgate")
+    STATE.provider, STATE.tracer = provider, provider.get_tracer("lockgate")
     return True
 
 
 def shutdown() -> None:
     """Send what is still queued, then stop (the gateway's shutdown)."""
-    if _STATE.provider is not None:
-        _STATE.provider.shutdown()
-    _STATE.tracer = _STATE.provider = None
+    if STATE.provider is not None:
+        STATE.provider.shutdown()
+    STATE.tracer = STATE.provider = None
 
 
 def request_span(name: str, carrier: Any, attributes: dict[str, Any]) -> Any:
     """The span of one prediction request, current while it is open: a child of the caller's
     span when ``carrier`` (headers or gRPC metadata) holds a valid ``traceparent``."""
-    assert _STATE.tracer is not None
+    assert STATE.tracer is not None
     parent = _PROPAGATOR.extract(carrier) if carrier is not None else None
-    return _STATE.tracer.start_as_current_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+    return STATE.tracer.start_as_current_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
 
 
 def child(name: str) -> Any:
     """A child span of the current span while the block runs (decode, encode, a deploy's phase);
     a shared no-op when tracing is off."""
-    tracer_ = _STATE.tracer
+    tracer_ = STATE.tracer
     if tracer_ is None:
         return _NO_SPAN
     return tracer_.start_as_current_span(name)
@@ -126,7 +121,7 @@ def deploy_span(endpoint: str, role: str, model_uri: str, actor: str) -> Iterato
     """The span of one deploy (a root: deploys are not requests), with its phases as children
     (``resolve`` here, ``fetch``/``load``/``prepare`` where the slot loads); a failed deploy is
     an error span. A no-op when tracing is off."""
-    tracer_ = _STATE.tracer
+    tracer_ = STATE.tracer
     if tracer_ is None:
         yield None
         return
@@ -140,7 +135,7 @@ def deploy_span(endpoint: str, role: str, model_uri: str, actor: str) -> Iterato
 
 def annotate(**attributes: Any) -> None:
     """Set attributes on the current span (a deploy's version and commits, once resolved)."""
-    if _STATE.tracer is None:
+    if STATE.tracer is None:
         return
     span = trace.get_current_span()
     for key, value in attributes.items():
@@ -152,8 +147,8 @@ def batch_span(rows: int, requests: int) -> Iterator[Any]:
     """The span of one predict call that answers ``requests`` merged requests: a root of its own
     (the batcher's task must not parent it under whichever request started the task); each
     request's ``predict`` span links to it."""
-    assert _STATE.tracer is not None
-    span = _STATE.tracer.start_span(
+    assert STATE.tracer is not None
+    span = STATE.tracer.start_span(
         "lockgate.batch",
         context=otel_context.Context(),
         attributes={"lockgate.batch.rows": rows, "lockgate.batch.requests": requests},
@@ -165,12 +160,6 @@ def batch_span(rows: int, requests: int) -> Iterator[Any]:
         raise
     finally:
         span.end()
-
-
-def link_to(span_context: Any) -> None:
-    """Link the current span (a request's ``predict``) to the batch it joined."""
-    if span_context is not None:
-        trace.get_current_span().add_link(span_context)
 
 
 def fail(span: Any, status: int, message: str) -> None:

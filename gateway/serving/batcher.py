@@ -80,15 +80,15 @@ class Batcher:
         progress finishes with the old one. One attribute assignment: atomic."""
         self._predict = predict
 
-    async def predict(self, matrix: Any) -> tuple[np.ndarray, float]:
-        """Predictions for ``matrix`` and the predict seconds of the call that made them."""
-        if tracing.tracer() is None:
-            return await self._answer(matrix)
-        with tracing.child("predict") as span:
-            span.set_attribute("lockgate.rows", len(matrix))
-            return await self._answer(matrix)
+    async def predict(self, matrix: Any, span: Any = None) -> tuple[np.ndarray, float]:
+        """Predictions for ``matrix`` and the predict seconds of the call that made them.
 
-    async def _answer(self, matrix: Any) -> tuple[np.ndarray, float]:
+        Traced, the request's ``predict`` span is opened first and this runs again inside it
+        (``span``), to link it to the batch it joins; untraced, one attribute test."""
+        if span is None and tracing.STATE.tracer is not None:
+            with tracing.child("predict") as opened:
+                opened.set_attribute("lockgate.rows", len(matrix))
+                return await self.predict(matrix, opened)
         loop = asyncio.get_running_loop()
         if not self.enabled:
             return await loop.run_in_executor(self._executor, self._timed, matrix)
@@ -98,10 +98,12 @@ class Batcher:
         future: asyncio.Future[tuple[np.ndarray, float]] = loop.create_future()
         pending = _Pending(matrix, future)
         self._queue.put_nowait(pending)
-        try:
+        if span is None:
             return await future
-        finally:
-            tracing.link_to(pending.batch)  # nothing to link when tracing is off
+        answer = await future
+        if pending.batch is not None:
+            span.add_link(pending.batch)
+        return answer
 
     def close(self) -> None:
         if self._worker is not None:
@@ -154,7 +156,7 @@ class Batcher:
             matrix = batch[0].matrix if len(batch) == 1 else self._concat([p.matrix for p in batch])
             self._record(batch, len(matrix))
             try:
-                if tracing.tracer() is None:
+                if tracing.STATE.tracer is None:
                     predictions, seconds = await loop.run_in_executor(self._executor, self._timed, matrix)
                 else:
                     with tracing.batch_span(len(matrix), len(batch)) as span:

@@ -218,7 +218,7 @@ class InferenceService:
         if endpoint is not None and endpoint.canary is not None:
             metadata = metadata if metadata is not None else dict(context.invocation_metadata() or ())
             route_key = metadata.get(ROUTE_KEY_HEADER)
-        if metadata is None and tracing.tracer() is not None:  # a traceparent travels in the metadata
+        if metadata is None and tracing.STATE.tracer is not None:  # a traceparent travels in the metadata
             metadata = dict(context.invocation_metadata() or ())
         try:
             route = self._plane.route(
