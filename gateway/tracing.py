@@ -35,8 +35,10 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 class _State:
     """The process's tracer (None: off) and the provider that flushes it."""
 
-    tracer: Tracer | None = None
-    provider: Any = None
+    def __init__(self) -> None:
+        # Instance attributes: the request path reads ``tracer`` without a walk to the class.
+        self.tracer: Tracer | None = None
+        self.provider: Any = None
 
 
 STATE = _State()  # read as ``tracing.STATE.tracer is None`` on the request path: one attribute test

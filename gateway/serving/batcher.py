@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from lockgate.gateway import tracing
+from lockgate.gateway.tracing import STATE as TRACING
 from lockgate.monitoring.predict_sizes import PredictSizes
 
 # ``Any`` input: a float64 matrix or TypedRows; both have len() and a concat.
@@ -85,7 +86,7 @@ class Batcher:
 
         Traced, the request's ``predict`` span is opened first and this runs again inside it
         (``span``), to link it to the batch it joins; untraced, one attribute test."""
-        if span is None and tracing.STATE.tracer is not None:
+        if span is None and TRACING.tracer is not None:
             with tracing.child("predict") as opened:
                 opened.set_attribute("lockgate.rows", len(matrix))
                 return await self.predict(matrix, opened)
@@ -156,7 +157,7 @@ class Batcher:
             matrix = batch[0].matrix if len(batch) == 1 else self._concat([p.matrix for p in batch])
             self._record(batch, len(matrix))
             try:
-                if tracing.STATE.tracer is None:
+                if TRACING.tracer is None:
                     predictions, seconds = await loop.run_in_executor(self._executor, self._timed, matrix)
                 else:
                     with tracing.batch_span(len(matrix), len(batch)) as span:

@@ -32,6 +32,7 @@ from lockgate.gateway.serving.request_ids import REQUEST_ID_HEADER, request_id_f
 from lockgate.gateway.serving.roles import CANARY, PRIMARY, Role
 from lockgate.gateway.serving.routing import choose, role_headers
 from lockgate.gateway.serving.shadow import ShadowCopy, ShadowMirror
+from lockgate.gateway.tracing import STATE as TRACING
 from lockgate.monitoring.serving_metrics import ServingMetrics
 
 
@@ -151,7 +152,7 @@ class DataPlane:
 
         Traced, the request's span is opened first and this runs again inside it (``in_span``);
         untraced, one attribute test is all tracing costs (no extra coroutine on the way)."""
-        if tracing.STATE.tracer is not None and not in_span:
+        if TRACING.tracer is not None and not in_span:
             return await self._serve_traced(route, protocol, work)
 
         metrics, name, deployment, role = self._metrics, route.name, route.deployment, route.role
