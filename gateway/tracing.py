@@ -65,7 +65,9 @@ def wanted(environ: Mapping[str, str]) -> bool:
 
 
 def configure(environ: Mapping[str, str] = os.environ) -> bool:
-    """Turn tracing on if the environment asks for it; return whether it is on."""
+    """Turn tracing on if the environment asks for it; return whether it is on. A second app in
+    the same process (tests) replaces the first one's provider, after flushing it."""
+    shutdown()
     if not wanted(environ):
         return False
     protocol = (

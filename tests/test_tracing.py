@@ -236,3 +236,16 @@ def test_an_exporter_lockgate_does_not_ship_is_one_clear_error(tmp_path: Path) -
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "OTEL_TRACES_EXPORTER='zipkin'" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_configuring_again_replaces_the_tracer_and_off_means_none() -> None:
+    try:
+        assert tracing.configure({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:9/v1/traces"})
+        first = tracing.STATE.tracer
+        assert first is not None
+        assert tracing.configure({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:9/v1/traces"})
+        assert tracing.STATE.tracer is not None and tracing.STATE.tracer is not first
+        assert not tracing.configure({})
+        assert tracing.STATE.tracer is None and tracing.STATE.provider is None
+    finally:
+        tracing.shutdown()

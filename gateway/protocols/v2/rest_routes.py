@@ -135,13 +135,12 @@ def v2_router(
                                 carrier=request.headers)  # fmt: skip
         except GatewayError as exc:
             return v2_error(exc.status, str(exc))
-        headers = route.headers()
         try:
             answer = await plane.serve(route, V2_REST, partial(read_and_infer, route, request))
         except RequestTimeoutError as exc:
             return v2_error(504, str(exc))
         except GatewayError as exc:  # 400 for a request that does not read or fit, 413 past the body limit
-            return v2_error(exc.status, str(exc), headers)
+            return v2_error(exc.status, str(exc), route.headers())
         response: Response = answer.result
         return response
 
