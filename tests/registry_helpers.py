@@ -118,12 +118,13 @@ def edit_rows(base: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 
 
 @contextmanager
-def registry_at(workdir: Path) -> Iterator[Registry]:
-    """A sqlite registry and a store under ``workdir``, for module-scoped fixtures: MLflow's URIs
-    and ``LOCKGATE_STORE`` point at them while the block logs models, and are restored after."""
+def registry_at(workdir: Path, tracking_uri: str | None = None) -> Iterator[Registry]:
+    """A sqlite registry (or the one at ``tracking_uri``, an ``mlflow server``) and a store under
+    ``workdir``, for module-scoped fixtures: MLflow's URIs and ``LOCKGATE_STORE`` point at them
+    while the block logs models, and are restored after."""
     from tests.servers import reset_mlflow_uris
 
-    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    uri = tracking_uri or f"sqlite:///{workdir / 'mlflow.db'}"
     saved = os.environ.get("LOCKGATE_STORE")
     os.environ["LOCKGATE_STORE"] = str(workdir / "store")
     mlflow.set_tracking_uri(uri)

@@ -28,8 +28,8 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from lockgate.gateway import tracing
-from tests.registry_helpers import PIP_REQUIREMENTS, Registry
-from tests.servers import Server, free_port, reset_mlflow_uris, start_lockgate
+from tests.registry_helpers import PIP_REQUIREMENTS, registry_at
+from tests.servers import Server, free_port, start_lockgate
 
 pytestmark = pytest.mark.slow
 
@@ -51,26 +51,15 @@ class Traced:
 def traced(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traced]:
     """One gateway for the module, on the session's ``mlflow server`` (registry and OTLP receiver)."""
     workdir = tmp_path_factory.mktemp("traced")
-    registry = Registry(mlflow_server, workdir / "store", workdir)
     # The mlflow server is the session's: a name of this module's own, for a version 1 in this store.
     model = f"iris-traced-{secrets.token_hex(4)}"
-    saved_store = os.environ.get("LOCKGATE_STORE")
-    os.environ["LOCKGATE_STORE"] = str(registry.store_root)  # where the lockgate:// plugin writes
-    mlflow.set_tracking_uri(mlflow_server)
-    mlflow.set_registry_uri(mlflow_server)
-    try:
+    with registry_at(workdir, mlflow_server) as registry:
         mlflow.set_experiment(experiment_id=registry.experiment())
         with mlflow.start_run():
             mlflow.sklearn.log_model(
                 LogisticRegression(max_iter=1000).fit(IRIS.data, IRIS.target), name="model",
                 pip_requirements=PIP_REQUIREMENTS, registered_model_name=model, input_example=IRIS.data.head(3),
             )  # fmt: skip
-    finally:
-        reset_mlflow_uris()
-        if saved_store is None:
-            os.environ.pop("LOCKGATE_STORE", None)
-        else:
-            os.environ["LOCKGATE_STORE"] = saved_store
     experiment = MlflowClient(mlflow_server).create_experiment(f"lockgate-traces-{secrets.token_hex(4)}")
     grpc_port = free_port()
     env = registry.gateway_env(
@@ -90,6 +79,19 @@ def traced(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def new_traceparent() -> tuple[str, str, str]:
     trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
     return f"00-{trace_id}-{parent_id}-01", trace_id, parent_id
+
+
+def invoke_traced(traced: Traced) -> tuple[str, str]:
+    """One ``/invocations`` request under a new caller span: (its trace id, the caller's span id)."""
+    traceparent, trace_id, parent_id = new_traceparent()
+    answer = httpx.post(
+        f"{traced.server.url}/invocations",
+        json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}},
+        headers={"traceparent": traceparent},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    return trace_id, parent_id
 
 
 def spans_of(traced: Traced, trace_id: str, wanted: set[str], timeout: float = 30.0) -> dict[str, Any]:
@@ -125,14 +127,7 @@ def assert_request_span(span: Any, parent_id: str, protocol: str) -> None:
 
 def test_a_traced_request_continues_the_callers_trace_in_mlflow(traced: Traced) -> None:
     url = traced.server.url
-    traceparent, trace_id, parent_id = new_traceparent()
-    answer = httpx.post(
-        f"{url}/invocations",
-        json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}},
-        headers={"traceparent": traceparent},
-        timeout=60,
-    )
-    assert answer.status_code == 200, answer.text
+    trace_id, parent_id = invoke_traced(traced)
     spans = spans_of(traced, trace_id, {"mlflow iris", "decode", "predict", "encode"})
     request = spans["mlflow iris"]
     assert_request_span(request, parent_id, "mlflow")
@@ -168,14 +163,7 @@ def test_a_grpc_call_continues_the_trace_from_its_metadata(traced: Traced) -> No
 
 
 def test_predict_spans_link_to_the_batch_they_joined(traced: Traced) -> None:
-    traceparent, trace_id, _ = new_traceparent()
-    answer = httpx.post(
-        f"{traced.server.url}/invocations",
-        json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}},
-        headers={"traceparent": traceparent},
-        timeout=60,
-    )
-    assert answer.status_code == 200
+    trace_id, _ = invoke_traced(traced)
     predict = spans_of(traced, trace_id, {"predict"})["predict"]
     assert predict.links, "the predict span carries no link to its batch"
     link = predict.links[0]
