@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     """Share of scored rows written to the inference log (0 to 1; 0: off)."""
     inference_log_window: float = 60.0
     """Seconds of logged rows per inference-log commit."""
-    precision: Literal["auto", "exact"] = "auto"
+    precision: Literal["exact", "float32", "auto"] = "exact"
     """"exact": the fast path only where it is bit-identical to the native model; "auto" also
     allows float32 graphs within 1e-5 for tree regressors (which have no float64 kernel)."""
 

@@ -66,7 +66,7 @@ def test_config_file_takes_every_option_and_names_a_bad_one(tmp_path: Path) -> N
     (spec,) = read_config(path)
     assert spec.options == ServingOptions(**every)  # type: ignore[arg-type]
     path.write_text(yaml.safe_dump({"endpoints": [{"model_uri": "models:/a/1"}, {"model_uri": "m", "precision": "x"}]}))
-    with pytest.raises(ConfigError, match=r"endpoints\[1\]\.precision: .*'auto' or 'exact'.*not 'x'"):
+    with pytest.raises(ConfigError, match=r"endpoints\[1\]\.precision: .*'exact', 'float32' or 'auto'.*not 'x'"):
         read_config(path)
 
 

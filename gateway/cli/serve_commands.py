@@ -71,7 +71,7 @@ TargetOption = Annotated[
     typer.Option("--target-column", help=_help("target_column"), show_default=False),
 ]
 PrecisionOption = Annotated[
-    str | None, typer.Option("--precision", help=_help("precision", " Default auto."), show_default=False)
+    str | None, typer.Option("--precision", help=_help("precision", " Default exact."), show_default=False)
 ]
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 
@@ -204,5 +204,5 @@ def bind_listener(host: str, port: int) -> socket.socket:
 
 def precision_value(value: str | None) -> str | None:
     if value is not None and value not in PRECISIONS:
-        raise typer.BadParameter(f"--precision must be auto or exact, not {value!r}")
+        raise typer.BadParameter(f"--precision must be {', '.join(PRECISIONS)}, not {value!r}")
     return value

@@ -9,7 +9,7 @@ endpoints:
     max_batch_rows: 256              # optional
     max_batch_wait_ms: 2.0           # optional
     onnx_spinning: false             # optional; spinning ONNX threads for large-batch endpoints
-    precision: auto                  # optional; "exact": only answers bit-identical to the native model
+    precision: exact                 # optional; "float32": a tree regressor's float32 graph may serve
     inference_log_sample: 0.1        # optional; share of scored rows in the inference log (default 0: off)
     inference_log_window: 60         # optional; seconds of rows per inference-log commit
     target_column: label             # optional; the label column the baseline score is taken on

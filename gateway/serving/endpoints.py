@@ -139,6 +139,9 @@ class Deployment:
             "typed_columns": None
             if path.typed_parser is None
             else {spec.name: spec.kind for spec in path.typed_parser.specs},
+            # The evidence that the path is exact (or its declared tolerance): the ONNX graph's check
+            # or the tree engine's (``onnx_check`` is the older name, kept for existing readers).
+            "check": path.check or None,
             "onnx_check": path.check or None,
             "options": self.options.as_dict(),
             "batching": None

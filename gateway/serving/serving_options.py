@@ -19,8 +19,9 @@ from typing import Any, Literal, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-Precision = Literal["auto", "exact"]
-PRECISIONS: tuple[str, ...] = ("auto", "exact")
+# "auto" is the older name of "float32", kept so existing configs keep their meaning.
+Precision = Literal["exact", "float32", "auto"]
+PRECISIONS: tuple[str, ...] = ("exact", "float32", "auto")
 
 
 def _about(help_text: str, **bounds: float) -> dict[str, Any]:
@@ -55,10 +56,11 @@ class ServingOptions:
         metadata=_about("Let onnxruntime's intra-op threads spin: faster large batches, slower small requests."),
     )
     precision: Precision = field(
-        default="auto",
+        default="exact",
         metadata=_about(
-            "exact: only answers bit-identical to the native model; auto also allows float32 graphs "
-            "within 1e-5 for tree regressors (which have no float64 kernel)."
+            "exact: only answers bit-identical to the native model (tree regressors on lockgate's tree "
+            "engine); float32 (or its older name auto) also allows an sklearn tree regressor's float32 "
+            "ONNX graph, within 1e-5 of the native model."
         ),
     )
 

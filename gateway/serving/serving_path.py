@@ -6,10 +6,15 @@
   conversion never delays readiness.
 - ``sklearn``: the native estimator, called with a matrix (or a DataFrame when it was fitted
   on one), when the conversion failed or is turned off.
-- ``mlflow``: everything else (custom pyfunc models, signatures that are not all ``double``):
+- ``trees``: an XGBoost or LightGBM model, or an sklearn tree regressor under ``precision:
+  exact``, served by lockgate's tree engine (``loader/trees``), proven bit-identical to MLflow's
+  answer at deploy on the check rows and on rows at every split threshold.
+- ``xgboost`` / ``lightgbm``: the library's own predict called on a matrix, when the engine is
+  refused (the check says why) or slower for the batch size.
+- ``mlflow``: everything else (custom pyfunc models, signatures lean parsing does not cover):
   every request goes through MLflow's own scoring code.
 
-The first two also get lean request parsing and adaptive batching; a request the lean parser
+All but the last get lean request parsing and adaptive batching; a request the lean parser
 does not cover still goes through MLflow's code, against the same model.
 """
 
@@ -26,13 +31,22 @@ import orjson
 import pandas as pd
 
 from lockgate.gateway.serving.serving_options import ServingOptions
+from lockgate.gateway.serving.tree_serving import (
+    engine_refusal,
+    path_name,
+    pyfunc_reference,
+    tree_flavor,
+    tree_predictor,
+    typed_matrix,
+)
 from lockgate.gateway.serving.typed_request import TYPED_KINDS, Column, TypedFrameParser, TypedRows
 from lockgate.loader.baseline import signature_columns
 from lockgate.loader.model_loader import ServableModel
 from lockgate.loader.onnx.fast_path import build_onnx_predictor, graph_from_record, has_cached_conversion
+from lockgate.loader.trees.models import is_tree_model
 
 # Flavors whose predict treats rows independently, so merging requests cannot change an answer.
-ROW_WISE_PATHS = frozenset({"onnx", "sklearn"})
+ROW_WISE_PATHS = frozenset({"onnx", "sklearn", "trees", "xgboost", "lightgbm"})
 
 
 @dataclass
@@ -278,6 +292,11 @@ def choose_serving_path(
     converts in the background once it serves, and ``Deployment.upgrade_path`` adopts the
     checked graph."""
     flavors = servable.model.metadata.flavors
+    library = tree_flavor(flavors)
+    if library is not None and "sklearn" not in flavors:
+        return _tree_library_path(
+            servable, library, options, sample, reference_frame=reference_frame, typed_parser=typed_parser
+        )
     if "sklearn" not in flavors:
         return ServingPath("mlflow", "the ONNX fast path covers sklearn models; this one is served by MLflow's pyfunc")
     columns, typed_parser, refusal = _lean_columns(servable, reference_frame, typed_parser)
@@ -290,8 +309,19 @@ def choose_serving_path(
     names = getattr(estimator, "feature_names_in_", None)
     if names is not None and list(names) != list(columns):
         return ServingPath("mlflow", "the estimator's feature names differ from the signature's columns")
-    native = ServingPath("sklearn", None, columns, _native_predict(estimator))
+    native_predict = _native_predict(estimator)
+    native = ServingPath("sklearn", None, columns, native_predict)
     native.check = {"contract": "exact"}  # the native estimator is MLflow's own answer
+    refused_trees = None
+    if options.precision == "exact" and options.onnx and is_tree_model(estimator):
+        # A tree regressor's float32 graph is within 1e-5, not exact: the tree engine is.
+        rows = _check_rows(servable, columns, sample)
+        specs = tuple(Column(name, "double") for name in columns)
+        tree_predict, trees = tree_predictor(estimator, native_predict, rows, specs, sklearn_native=native_predict)
+        if tree_predict is not None:
+            name, why_not = path_name(trees, "sklearn"), engine_refusal(trees)
+            return ServingPath(name, why_not, columns, tree_predict, trees.as_dict())
+        refused_trees = "; ".join(f"{name}: {why}" for name, why in trees.refused.items())
     if not options.onnx:
         native.reason = "the ONNX fast path is turned off for this endpoint"
         return native
@@ -314,7 +344,43 @@ def choose_serving_path(
         native=native.predict,
     )
     if predictor is None:
-        native.reason = verdict.reason
+        native.reason = verdict.reason if refused_trees is None else f"tree engine: {refused_trees}; {verdict.reason}"
         native.check = verdict.as_dict() | {"contract": "exact"}
         return native
     return ServingPath("onnx", None, columns, predictor.predict, verdict.as_dict() | {"contract": verdict.contract})
+
+
+def _tree_library_path(
+    servable: ServableModel,
+    library: str,
+    options: ServingOptions,
+    sample: pd.DataFrame | None,
+    *,
+    reference_frame: Callable[[bytes], pd.DataFrame] | None,
+    typed_parser: TypedFrameParser | None,
+) -> ServingPath:
+    """An XGBoost or LightGBM version: the predictor proven exact against MLflow's pyfunc,
+    fed a matrix decoded straight from the request; MLflow's own code when none is."""
+    columns, typed_parser, refusal = _lean_columns(servable, reference_frame, typed_parser)
+    if refusal is not None:
+        return refusal
+    specs = typed_parser.specs if typed_parser is not None else tuple(Column(name, "double") for name in columns or ())
+    names = tuple(spec.name for spec in specs)
+    pyfunc = servable.model.native
+    reference, rows = pyfunc_reference(pyfunc, specs), _check_rows(servable, names, sample)
+    matrix_predict, verdict = tree_predictor(pyfunc.get_raw_model(), reference, rows, specs, use_engine=options.onnx)
+    if matrix_predict is None:
+        refused = "; ".join(f"{name}: {why}" for name, why in verdict.refused.items())
+        path = ServingPath("mlflow", f"no lean predictor is exact for this {library} model ({refused})")
+        path.check = verdict.as_dict()
+        return path
+    predict: Callable[[Any], np.ndarray] = matrix_predict
+    if typed_parser is not None:
+        to_matrix = typed_matrix(typed_parser)
+
+        def predict(rows: TypedRows) -> np.ndarray:
+            return matrix_predict(to_matrix(rows))
+
+    path = ServingPath(path_name(verdict, library), engine_refusal(verdict), names, predict, verdict.as_dict())
+    path.typed_parser = typed_parser
+    return path

@@ -1,0 +1,181 @@
+"""Which engine serves a tree model, decided at deploy and proven there.
+
+Candidates: lockgate's tree engine in onnxruntime (``ensemble``), and the model's own predict
+called the lean way (``models.TreeModel.native``). Each is run on the check rows (the input
+example, the training sample, and the rows on and next to every threshold) and compared with the
+reference, which is MLflow's own pyfunc answer on the same rows: a candidate serves only if every
+answer is bit-identical, dtype and shape included. Of those that pass, the faster one serves each
+batch size, timed here on the check rows: the engine wins small batches by a wide margin, the
+native library may win large ones (XGBoost predicts a big batch on every core).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lockgate.loader.trees.ensemble import TreeKernel
+from lockgate.loader.trees.models import Predict, TreeModel
+from lockgate.loader.trees.table import EngineUnavailable
+from lockgate.loader.trees.threshold_rows import threshold_rows
+
+ENGINE = "onnxruntime-trees"
+NATIVE = "native"
+BATCH_SIZES = (1, 32, 256, 1024)
+TURNED_OFF = "turned off for this endpoint (onnx: false): the engine runs on onnxruntime"
+
+
+@dataclass
+class TreeVerdict:
+    """What serves, and the evidence: for ``/endpoints/{name}``."""
+
+    engine: str | None  # what serves small batches; None: no candidate was exact
+    large_batches: str | None = None  # what serves batches of ``large_from_rows`` rows or more
+    large_from_rows: int | None = None
+    rows_checked: int = 0
+    threshold_rows: int = 0
+    refused: dict[str, str] = field(default_factory=dict)  # candidate -> why it does not serve
+    microseconds: dict[str, dict[int, float]] = field(default_factory=dict)  # candidate -> rows -> time
+    model: str = ""
+    precision: str = ""  # the engine's threshold precision
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["contract"] = "exact"
+        return out
+
+
+def same_answer(expected: np.ndarray, got: np.ndarray) -> str | None:
+    """None when ``got`` is ``expected`` byte for byte (dtype and shape too), else what differs."""
+    if got.shape != expected.shape or got.dtype != expected.dtype:
+        return f"answers {got.dtype}{list(got.shape)} where the model answers {expected.dtype}{list(expected.shape)}"
+    if expected.dtype == object:
+        differing = [i for i, (a, b) in enumerate(zip(expected.tolist(), got.tolist(), strict=True)) if a != b]
+    elif expected.tobytes() == got.tobytes():
+        return None
+    else:
+        flat_expected = expected.reshape(len(expected), -1).view(np.uint8).reshape(len(expected), -1)
+        flat_got = got.reshape(len(got), -1).view(np.uint8).reshape(len(got), -1)
+        differing = np.flatnonzero((flat_expected != flat_got).any(axis=1)).tolist()
+    if not differing:
+        return None
+    first = differing[0]
+    return (
+        f"{len(differing)} of {len(expected)} checked rows differ from the model's own answer "
+        f"(first: row {first}, {got[first]!r} instead of {expected[first]!r})"
+    )
+
+
+def check_rows_for(model: TreeModel, rows: np.ndarray, integer_columns: frozenset[int]) -> tuple[np.ndarray, int]:
+    """The rows every candidate is checked on: ``rows`` and the threshold rows built on the
+    first of them (zeros when there is none). Returns them and how many are threshold rows."""
+    if model.engine is None:
+        return rows, 0
+    base = rows[0] if len(rows) else np.zeros(int(model.engine.table.feature.max(initial=0)) + 1)
+    around = threshold_rows(model.engine.table, base, integer_columns)
+    if rows.shape[1:] != around.shape[1:]:
+        return rows, 0
+    return np.concatenate([rows, around]), len(around)
+
+
+def _timed(predict: Predict, rows: np.ndarray, size: int) -> float:
+    batch = np.resize(rows, (size, rows.shape[1])) if len(rows) else np.zeros((size, 1))
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        predict(batch)
+        best = min(best, time.perf_counter() - started)
+    return best * 1e6
+
+
+def choose(
+    model: TreeModel,
+    reference: Predict,
+    rows: np.ndarray,
+    integer_columns: frozenset[int] = frozenset(),
+    *,
+    use_engine: bool = True,
+) -> tuple[Predict | None, TreeVerdict]:
+    """The predictor that serves ``model`` (None: neither candidate is exact) and the verdict.
+    ``reference``: MLflow's answer for a float64 matrix in signature order. ``use_engine=False``
+    (the endpoint's ``onnx: false``) leaves only the library's own predict to check."""
+    verdict = TreeVerdict(engine=None, model=model.name)
+    checked, around = check_rows_for(model, rows, integer_columns)
+    verdict.rows_checked, verdict.threshold_rows = len(checked), around
+    try:
+        expected = np.asarray(reference(checked))
+    except Exception as exc:  # MLflow's own code fails on these rows: it serves, and answers for it
+        verdict.refused["reference"] = f"MLflow's pyfunc failed on the check rows: {type(exc).__name__}: {exc}"
+        return None, verdict
+    passing: dict[str, Predict] = {}
+    kernel, why_not = _exact_kernel(model, checked, expected) if use_engine else (None, TURNED_OFF)
+    if kernel is not None:
+        passing[ENGINE] = kernel.predict
+        verdict.precision = str(kernel.table.threshold.dtype)
+    else:
+        verdict.refused[ENGINE] = why_not
+    try:
+        differs = same_answer(expected, np.asarray(model.native(checked)))
+    except Exception as exc:  # the library refuses the lean call: MLflow's path serves
+        differs = f"{type(exc).__name__}: {exc}"
+    if differs is None:
+        passing[NATIVE] = model.native
+    else:
+        verdict.refused[NATIVE] = differs
+    if not passing:
+        return None, verdict
+    sample = rows if len(rows) else checked
+    verdict.microseconds = {
+        name: {size: _timed(p, sample, size) for size in BATCH_SIZES} for name, p in passing.items()
+    }
+    return _by_batch_size(passing, verdict), verdict
+
+
+def _exact_kernel(model: TreeModel, checked: np.ndarray, expected: np.ndarray) -> tuple[TreeKernel | None, str]:
+    if model.engine is None:
+        return None, model.refused or "the model cannot be expressed as a tree table"
+    reasons = []
+    # XGBoost's base margin is tried in each of the ways XGBoost may have computed it.
+    for start in model.start_candidates or (model.engine.start,):
+        engine = dataclasses.replace(model.engine, start=start)
+        try:
+            kernel = engine.kernel(beyond=model.native)
+            differs = same_answer(expected, np.asarray(kernel.predict(checked)))
+        except EngineUnavailable as exc:
+            return None, str(exc)
+        except Exception as exc:  # onnxruntime refuses the graph: the native path serves
+            return None, f"onnxruntime cannot run the tree graph: {type(exc).__name__}: {str(exc)[:200]}"
+        if differs is None:
+            return kernel, ""
+        reasons.append(differs)
+    return None, "; ".join(dict.fromkeys(reasons))
+
+
+def _by_batch_size(passing: dict[str, Predict], verdict: TreeVerdict) -> Predict:
+    times = verdict.microseconds
+    if len(passing) == 1:
+        (verdict.engine,) = passing
+        return next(iter(passing.values()))
+    small = min(passing, key=lambda name: times[name][1])
+    large = min(passing, key=lambda name: times[name][BATCH_SIZES[-1]])
+    verdict.engine = small
+    if large == small:
+        return passing[small]
+    # The smallest measured size from which the large-batch engine stays faster.
+    switch_at = next(
+        size for size in BATCH_SIZES if all(times[large][s] < times[small][s] for s in BATCH_SIZES if s >= size)
+    )
+    verdict.large_batches, verdict.large_from_rows = large, switch_at
+    return _switch(passing[small], passing[large], switch_at)
+
+
+def _switch(small: Predict, large: Predict, from_rows: int) -> Callable[[np.ndarray], np.ndarray]:
+    def predict(matrix: np.ndarray) -> np.ndarray:
+        return large(matrix) if len(matrix) >= from_rows else small(matrix)
+
+    return predict

@@ -1,0 +1,100 @@
+"""LightGBM models (a ``Booster``, ``LGBMClassifier`` or ``LGBMRegressor``) in lockgate's tree engine.
+
+LightGBM compares float64 features with float64 thresholds, ``x <= threshold``, which is why a
+float32 engine (an ONNX graph) misroutes values on or next to a threshold. A missing value goes
+by the node's missing type: ``NaN`` takes the default direction, ``Zero`` sends zeros (and NaN)
+the default way, ``None`` reads NaN as 0. Leaves are added in float64, tree by tree; the
+objective's transform is float64 too (``1 / (1 + exp(-sigmoid * x))``, a softmax).
+
+The trees come from ``Booster.dump_model()``: thresholds and leaf values are printed with 17
+significant digits, so they parse back to the very doubles LightGBM holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from lockgate.loader.trees.ensemble import EnsembleEngine, identity
+from lockgate.loader.trees.table import EngineUnavailable, TableBuilder
+
+_IDENTITY = ("regression", "regression_l1", "huber", "fair", "quantile", "mape")
+
+
+def _add_tree(builder: TableBuilder, structure: dict[str, Any]) -> None:
+    builder.start_tree()
+    # Depth-first, each node numbered as it is added; children's numbers are patched in after.
+    stack: list[tuple[dict[str, Any], int, int | None, bool]] = [(structure, 0, None, False)]
+    while stack:
+        node, depth, parent, is_left = stack.pop()
+        me = len(builder.feature)
+        if parent is not None:
+            (builder.left if is_left else builder.right)[parent] = me
+        builder.note_depth(depth)
+        if "leaf_value" in node:
+            builder.add_leaf(float(node["leaf_value"]))
+            continue
+        if node.get("decision_type") != "<=":
+            raise EngineUnavailable("the model has categorical splits; the tree engine serves numerical splits")
+        threshold, default_left = float(node["threshold"]), bool(node["default_left"])
+        missing = str(node.get("missing_type", "None"))
+        # "None": NaN is read as 0 and compared; "Zero" and "NaN": it takes the default side.
+        nan_left = default_left if missing in ("NaN", "Zero") else threshold >= 0.0
+        builder.add_split(int(node["split_feature"]), threshold, -1, -1, nan_left, zero_missing=missing == "Zero")
+        stack.append((node["right_child"], depth + 1, me, False))
+        stack.append((node["left_child"], depth + 1, me, True))
+
+
+def _objective(dump: dict[str, Any]) -> tuple[str, float]:
+    words = str(dump.get("objective", "")).split()
+    name = words[0] if words else ""
+    sigmoid = 1.0
+    for word in words[1:]:
+        if word.startswith("sigmoid:"):
+            sigmoid = float(word.split(":", 1)[1])
+    return name, sigmoid
+
+
+def build(booster: Any, *, labels: Callable[[np.ndarray], np.ndarray] | None) -> EnsembleEngine:
+    """``labels``: the sklearn classifier's mapping from class probabilities to its labels, when
+    the answer is ``LGBMClassifier.predict``'s; None answers as ``Booster.predict`` does."""
+    dump = booster.dump_model()
+    if dump.get("average_output"):
+        raise EngineUnavailable("the model averages its trees (random forest mode)")
+    name, sigmoid = _objective(dump)
+    if name not in ("binary", "multiclass", *_IDENTITY):
+        raise EngineUnavailable(f"objective {name or 'custom'} is not one the tree engine reproduces")
+    if labels is not None and name not in ("binary", "multiclass"):
+        raise EngineUnavailable(f"a classifier with objective {name}")
+    groups = int(dump.get("num_tree_per_iteration", 1))
+    trees = dump["tree_info"]
+    best = int(getattr(booster, "best_iteration", 0) or 0)
+    if best > 0:
+        trees = trees[: best * groups]
+    builder = TableBuilder()
+    for tree in trees:
+        if tree.get("is_linear"):
+            raise EngineUnavailable("the model has linear trees")
+        _add_tree(builder, tree["tree_structure"])
+    table = builder.build(threshold_dtype=np.float64, leaf_dtype=np.float64, feature_dtype=np.float64, strict=False)
+    return EnsembleEngine(table, groups, np.zeros(groups), _finisher(name, sigmoid, labels), "lightgbm")
+
+
+def _finisher(
+    objective: str, sigmoid: float, labels: Callable[[np.ndarray], np.ndarray] | None
+) -> Callable[[np.ndarray], np.ndarray]:
+    def finish(margins: np.ndarray) -> np.ndarray:
+        if objective == "binary":
+            positive = 1.0 / (1.0 + np.exp(-sigmoid * margins[:, 0]))
+            if labels is None:
+                return positive
+            return labels(np.vstack((1.0 - positive, positive)).transpose())
+        if objective == "multiclass":
+            exps = np.exp(margins - margins.max(axis=1, keepdims=True))
+            probabilities = exps / np.add.accumulate(exps, axis=1)[:, -1:]
+            return probabilities if labels is None else labels(probabilities)
+        return identity(margins)
+
+    return finish
