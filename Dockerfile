@@ -22,7 +22,8 @@ COPY monitoring/ monitoring/
 # lockgate/: the one import namespace; its four folders are links to the packages above.
 COPY lockgate/ lockgate/
 # A plain (not editable) install: the runtime stage gets site-packages and nothing from /src.
-RUN /opt/lockgate/bin/pip install --no-cache-dir . \
+# With XGBoost (its CPU build) and LightGBM, so their MLflow flavors serve on the tree engine.
+RUN /opt/lockgate/bin/pip install --no-cache-dir '.[xgboost-cpu,lightgbm]' \
  && /opt/lockgate/bin/lockgate --help > /dev/null
 
 FROM python:3.11-slim

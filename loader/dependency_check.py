@@ -21,6 +21,35 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+# Distributions that install the same module under another name: the requirement a model
+# records (``xgboost==3.2.0``) is met by its CPU build (``xgboost-cpu``, what the image ships).
+_SAME_MODULE = {"xgboost": "xgboost-cpu"}
+
+
+def _as_installed(requirement: str) -> str:
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        name = Requirement(requirement).name.lower()
+    except InvalidRequirement:
+        return requirement
+    alternative = _SAME_MODULE.get(name)
+    if alternative is None:
+        return requirement
+    try:
+        distribution(name)
+        return requirement
+    except PackageNotFoundError:
+        pass
+    try:
+        distribution(alternative)
+    except PackageNotFoundError:
+        return requirement
+    return alternative + requirement[len(name) :]
+
+
 def requirement_mismatches(model_dir: Path) -> list[str]:
     """MLflow's warnings for ``model_dir/requirements.txt`` against this environment ([] if none)."""
     requirements = model_dir / "requirements.txt"
@@ -29,7 +58,9 @@ def requirement_mismatches(model_dir: Path) -> list[str]:
     from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
 
     lines = [
-        line.strip() for line in requirements.read_text().splitlines() if line.strip() and not line.startswith("#")
+        _as_installed(line.strip())
+        for line in requirements.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
     ]
     logger = logging.getLogger("mlflow.utils.requirements_utils")
     collect = _Collect()

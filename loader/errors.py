@@ -15,6 +15,7 @@
     ├── ArtifactSourceError        an MLflow artifact URI to copy from cannot be listed or read
     └── ModelLoadError             the files are there but the model will not load or warm up
         ├── UnsupportedFlavorError   none of the flavors present can be served
+        ├── MissingFlavorLibraryError  the flavor's library (xgboost, lightgbm) is not installed
         └── ModelCodeRefusedError    safe load is on and every servable flavor would run code
 
 Store errors are translated at this boundary with ``raise ... from``; callers above the
@@ -81,6 +82,10 @@ class ModelLoadError(LoaderError):
 
 
 class UnsupportedFlavorError(ModelLoadError):
+    pass
+
+
+class MissingFlavorLibraryError(ModelLoadError):
     pass
 
 

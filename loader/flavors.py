@@ -21,7 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from lockgate.loader.errors import ModelCodeRefusedError, ModelLoadError, UnsupportedFlavorError
+from lockgate.loader.errors import (
+    MissingFlavorLibraryError,
+    ModelCodeRefusedError,
+    ModelLoadError,
+    UnsupportedFlavorError,
+)
 from lockgate.loader.load_policy import ALLOW_CODE, LoadPolicy, code_run_by_flavor
 from lockgate.loader.model_metadata import ModelMetadata, parse_mlmodel
 
@@ -153,6 +158,7 @@ def load_model(
         # so no later step (the ONNX fast path's conversion, a raw-model probe) reaches for it.
         allowed = {name: conf for name, conf in metadata.flavors.items() if name not in runs_code}
         metadata = replace(metadata, flavors=allowed)
+    _require_flavor_library(metadata)
     try:
         model = _load_first(directory, metadata, prefer_pyfunc, defer_native)
     except ModelLoadError:
@@ -174,6 +180,26 @@ def load_model(
     model.policy = policy
     model.passed_over = runs_code
     return model
+
+
+# MLflow's pyfunc loader module -> the library it imports, and the extra that installs it.
+_FLAVOR_LIBRARIES = {"mlflow.xgboost": "xgboost", "mlflow.lightgbm": "lightgbm"}
+
+
+def _require_flavor_library(metadata: ModelMetadata) -> None:
+    """One clear error, before MLflow fails somewhere inside its loader with a bare import error."""
+    import importlib.util
+
+    pyfunc = metadata.flavors.get("python_function")
+    loader_module = str(pyfunc.get("loader_module") or "") if isinstance(pyfunc, dict) else ""
+    library = _FLAVOR_LIBRARIES.get(loader_module)
+    if library is None or "sklearn" in metadata.flavors or "onnx" in metadata.flavors:
+        return
+    if importlib.util.find_spec(library) is None:
+        raise MissingFlavorLibraryError(
+            f"this version is a {library} model (MLflow's {library} flavor) and {library} is not installed "
+            f"where lockgate runs: pip install 'lockgate[{library}]'"
+        )
 
 
 def _load_first(

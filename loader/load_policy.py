@@ -24,8 +24,14 @@ from typing import Any
 
 from lockgate.loader.model_metadata import ModelMetadata
 
-# MLflow's pyfunc loader modules that load data, not code, when their own flavor does.
-_SAFE_PYFUNC_LOADERS = {"mlflow.onnx", "mlflow.sklearn"}
+# MLflow's pyfunc loader modules that load data, not code, when their own flavor does: the
+# flavor each one loads (None: always data).
+_SAFE_PYFUNC_LOADERS: dict[str, str | None] = {
+    "mlflow.onnx": None,
+    "mlflow.sklearn": "sklearn",
+    "mlflow.xgboost": "xgboost",
+    "mlflow.lightgbm": "lightgbm",
+}
 # Where a skops file's own list of trusted types may point under safe load.
 _SAFE_TYPE_ROOTS = ("sklearn.", "numpy.", "scipy.")
 
@@ -54,6 +60,20 @@ def _sklearn_runs_code(conf: dict[str, Any]) -> str | None:
     return None
 
 
+def _tree_library_runs_code(flavor: str, conf: dict[str, Any]) -> str | None:
+    """MLflow's xgboost loader imports the class its ``MLmodel`` names and reads a UBJSON or JSON
+    file; its lightgbm loader reads a native ``Booster`` from text, and an sklearn wrapper as
+    the sklearn flavor does (a pickle, unless skops)."""
+    model_class = str(conf.get("model_class") or "")
+    if flavor == "xgboost":
+        if model_class and not model_class.startswith("xgboost."):
+            return f"its MLmodel names {model_class} as the class to import"
+        return None
+    if model_class in ("", "lightgbm.basic.Booster"):
+        return None
+    return _sklearn_runs_code({"serialization_format": conf.get("serialization_format") or "cloudpickle", **conf})
+
+
 def code_run_by_flavor(metadata: ModelMetadata) -> dict[str, str]:
     """Flavor name -> why loading it would run code from the model's files; safe flavors are absent."""
     flavors = metadata.flavors
@@ -63,6 +83,10 @@ def code_run_by_flavor(metadata: ModelMetadata) -> dict[str, str]:
         reason = _sklearn_runs_code(sklearn)
         if reason:
             reasons["sklearn"] = reason
+    for library in ("xgboost", "lightgbm"):
+        conf = flavors.get(library)
+        if isinstance(conf, dict) and (reason := _tree_library_runs_code(library, conf)):
+            reasons[library] = reason
     pyfunc = flavors.get("python_function")
     if isinstance(pyfunc, dict):
         loader_module = str(pyfunc.get("loader_module") or "")
@@ -71,6 +95,6 @@ def code_run_by_flavor(metadata: ModelMetadata) -> dict[str, str]:
         elif loader_module not in _SAFE_PYFUNC_LOADERS:
             what = pyfunc.get("python_model") or pyfunc.get("model_code_path") or loader_module
             reasons["python_function"] = f"it runs Python code ({loader_module}: {what})"
-        elif loader_module == "mlflow.sklearn" and "sklearn" in reasons:
-            reasons["python_function"] = f"MLflow's sklearn loader on the same file: {reasons['sklearn']}"
+        elif (flavor := _SAFE_PYFUNC_LOADERS[loader_module]) is not None and flavor in reasons:
+            reasons["python_function"] = f"MLflow's {flavor} loader on the same file: {reasons[flavor]}"
     return reasons

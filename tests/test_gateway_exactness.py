@@ -3,10 +3,11 @@
 - a classifier is served by a float64 ONNX graph, so rows within 1e-9 of a decision boundary
   get MLflow's labels byte for byte (a float32 graph flips some of them: checked below, so the
   rows really are on the edge);
-- a tree regressor (no float64 kernel in onnxruntime) declares its float32 contract, and rows
-  float32 cannot represent get MLflow's own answer, not -Infinity;
+- a tree regressor is exact by default too: lockgate's tree engine answers MLflow's bytes;
+  ``precision: float32`` opts in to the float32 graph, which declares its contract (1e-5);
+  rows float32 cannot represent get MLflow's own answer (or its error), not -Infinity, either way;
 - Content-Type is read exactly as MLflow reads it on every path;
-- ``precision: exact`` keeps only bit-identical graphs.
+- ``precision: exact`` (the default) keeps only bit-identical graphs.
 """
 
 from __future__ import annotations
@@ -81,12 +82,12 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
         started.append(gateway)
         for name in ("iris", "forest", "linear"):
             settle(gateway.url, name)
-        # The same versions again, as precision: exact endpoints, on the same gateway and cache.
+        # The same versions again, opting in to float32 graphs, on the same gateway and cache.
         for name in ("forest", "linear"):
-            body = {"name": f"{name}-exact", "model_uri": f"models:/{name}/1", "precision": "exact"}
+            body = {"name": f"{name}-float32", "model_uri": f"models:/{name}/1", "precision": "float32"}
             deployed = httpx.post(f"{gateway.url}/admin/endpoints", json=body, timeout=120)
             assert deployed.status_code == 200, deployed.text
-            settle(gateway.url, f"{name}-exact")
+            settle(gateway.url, f"{name}-float32")
         wait_for_servers(spawned)
         yield {"gateway": gateway, "iris": references[0], "forest": references[1], "classifier": classifier,
                "env": env, "workdir": workdir}  # fmt: skip
@@ -123,21 +124,23 @@ def test_the_declared_contracts(servers: dict[str, object]) -> None:
     assert iris["name"] == "onnx" and iris["onnx_check"]["precision"] == "float64"
     assert iris["onnx_check"]["contract"] == "exact"
     forest = httpx.get(f"{gateway.url}/endpoints/forest").json()["serving"]
-    assert forest["name"] == "onnx" and forest["onnx_check"]["contract"] == "float32~1e-05"
-    linear = httpx.get(f"{gateway.url}/endpoints/linear").json()["serving"]
-    assert linear["name"] == "onnx" and linear["onnx_check"]["precision"] == "float64"
+    assert forest["name"] == "trees" and forest["check"]["contract"] == "exact", forest
+    assert forest["check"]["precision"] == "float64" and forest["check"]["threshold_rows"] > 100, forest
+    assert forest["options"]["precision"] == "exact"
+    # Opted in: the float32 graph, with its declared tolerance.
+    fast = httpx.get(f"{gateway.url}/endpoints/forest-float32").json()["serving"]
+    assert fast["name"] == "onnx" and fast["check"]["contract"] == "float32~1e-05", fast
     metrics = httpx.get(f"{gateway.url}/metrics").text
     assert 'numeric_contract="float32~1e-05"' in metrics and 'numeric_contract="exact"' in metrics
-    # precision: exact refuses the float32 forest graph; a linear graph serves only if it was
-    # bit-identical on every checked row (a sum in another order may differ in the last bit).
-    strict = httpx.get(f"{gateway.url}/endpoints/forest-exact").json()["serving"]
-    assert strict["name"] == "sklearn" and "float64" in strict["reason"], strict
-    assert strict["options"]["precision"] == "exact"
-    strict_linear = httpx.get(f"{gateway.url}/endpoints/linear-exact").json()["serving"]
-    if strict_linear["name"] == "onnx":
-        assert strict_linear["onnx_check"]["exact"] is True, strict_linear
+    # By default a linear graph serves only if it was bit-identical on every checked row (a sum
+    # in another order may differ in the last bit); opted in, float64 within 1e-12 serves.
+    linear = httpx.get(f"{gateway.url}/endpoints/linear").json()["serving"]
+    if linear["name"] == "onnx":
+        assert linear["onnx_check"]["exact"] is True, linear
     else:
-        assert "not bit-identical" in strict_linear["reason"], strict_linear
+        assert "not bit-identical" in linear["reason"], linear
+    relaxed = httpx.get(f"{gateway.url}/endpoints/linear-float32").json()["serving"]
+    assert relaxed["name"] == "onnx" and relaxed["onnx_check"]["precision"] == "float64", relaxed
 
 
 def test_rows_on_a_decision_boundary_get_mlflows_labels(servers: dict[str, object]) -> None:
@@ -165,21 +168,36 @@ def test_rows_on_a_decision_boundary_get_mlflows_labels(servers: dict[str, objec
     assert ours.content == theirs.content, "boundary rows answered differently from mlflow models serve"
 
 
-def test_rows_float32_cannot_represent_get_mlflows_answer(servers: dict[str, object]) -> None:
+@pytest.mark.parametrize("endpoint", ["forest", "forest-float32"])
+def test_rows_float32_cannot_represent_get_mlflows_answer(servers: dict[str, object], endpoint: str) -> None:
     gateway: Server = servers["gateway"]  # type: ignore[assignment]
     reference: Server = servers["forest"]  # type: ignore[assignment]
     for value in (1e39, -3.5e38):
         frame = DIABETES.data.head(3).copy()
         frame.iloc[1, 2] = value
         body = split_body(frame)
-        ours, theirs = post(f"{gateway.url}/endpoints/forest", body), post(reference.url, body)
+        ours, theirs = post(f"{gateway.url}/endpoints/{endpoint}", body), post(reference.url, body)
         assert ours.status_code == theirs.status_code, (ours.text[:300], theirs.text[:300])
         assert b"Infinity" not in ours.content
         if theirs.status_code != 200:
             assert ours.json()["error_code"] == theirs.json()["error_code"]
     plain = split_body(DIABETES.data.head(3))
-    ours, theirs = post(f"{gateway.url}/endpoints/forest", plain), post(reference.url, plain)
-    assert np.allclose(ours.json()["predictions"], theirs.json()["predictions"], rtol=1e-5, atol=0)
+    ours, theirs = post(f"{gateway.url}/endpoints/{endpoint}", plain), post(reference.url, plain)
+    if endpoint == "forest":  # exact by default: MLflow's bytes
+        assert ours.content == theirs.content
+    else:
+        assert np.allclose(ours.json()["predictions"], theirs.json()["predictions"], rtol=1e-5, atol=0)
+
+
+def test_the_default_forest_answers_mlflows_bytes(servers: dict[str, object]) -> None:
+    """Every diabetes row, one request each and all in one: byte for byte what MLflow answers."""
+    gateway: Server = servers["gateway"]  # type: ignore[assignment]
+    reference: Server = servers["forest"]  # type: ignore[assignment]
+    whole = split_body(DIABETES.data)
+    assert post(f"{gateway.url}/endpoints/forest", whole).content == post(reference.url, whole).content
+    for i in range(0, len(DIABETES.data), 11):
+        one = split_body(DIABETES.data.iloc[[i]])
+        assert post(f"{gateway.url}/endpoints/forest", one).content == post(reference.url, one).content, i
 
 
 @pytest.mark.parametrize(
@@ -197,10 +215,10 @@ def test_content_type_is_read_as_mlflow_reads_it(servers: dict[str, object], con
 
 
 def test_an_exact_endpoint_does_not_take_the_fast_path_from_the_others(servers: dict[str, object]) -> None:
-    """The forest-exact deploy found no bit-identical graph; a later auto deploy of the same
-    version (same cache) must still get its float32 graph."""
+    """The linear deploy (exact) may have found no bit-identical graph; a later float32 deploy of
+    the forest on the same cache must still get its float32 graph."""
     workdir = servers["workdir"]
-    env: dict[str, str] = servers["env"]  # type: ignore[assignment]
+    env: dict[str, str] = {**servers["env"], "LOCKGATE_PRECISION": "float32"}  # type: ignore[dict-item]
     again = start_lockgate(workdir, env, "models:/forest/1", ready_path="/ready")  # type: ignore[arg-type]
     try:
         serving = settle(again.url, "forest")

@@ -57,7 +57,8 @@ class ServingPath:
     # A float64 matrix (all-double signatures), or TypedRows when ``typed_parser`` is set.
     predict: Callable[[Any], np.ndarray] | None = None
     check: dict[str, Any] = field(default_factory=dict)
-    onnx_pending: bool = False  # the ONNX conversion runs in the background
+    # A faster path is being prepared in the background (an ONNX conversion, the tree engine check).
+    onnx_pending: bool = False
     # Set when the signature has typed (not all double) columns: the parser checked at deploy.
     typed_parser: TypedFrameParser | None = None
     # Whether the native estimator has ``predict_proba``, when a graph serves before the native
@@ -193,6 +194,7 @@ def _typed_check_rows(parser: TypedFrameParser, servable: ServableModel, sample:
 
 
 ONNX_PENDING = "converting to ONNX in the background; the native estimator serves meanwhile"
+TREES_PENDING = "checking the tree engine in the background; the native estimator serves meanwhile"
 
 
 def _lean_columns(
@@ -314,7 +316,11 @@ def choose_serving_path(
     native.check = {"contract": "exact"}  # the native estimator is MLflow's own answer
     refused_trees = None
     if options.precision == "exact" and options.onnx and is_tree_model(estimator):
-        # A tree regressor's float32 graph is within 1e-5, not exact: the tree engine is.
+        # A tree regressor's float32 graph is within 1e-5, not exact: the tree engine is. Its
+        # check (a second or two for a deep forest) runs in the background, as a conversion does.
+        if not convert:
+            native.reason, native.onnx_pending = TREES_PENDING, True
+            return native
         rows = _check_rows(servable, columns, sample)
         specs = tuple(Column(name, "double") for name in columns)
         tree_predict, trees = tree_predictor(estimator, native_predict, rows, specs, sklearn_native=native_predict)

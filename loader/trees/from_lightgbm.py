@@ -4,7 +4,8 @@ LightGBM compares float64 features with float64 thresholds, ``x <= threshold``, 
 float32 engine (an ONNX graph) misroutes values on or next to a threshold. A missing value goes
 by the node's missing type: ``NaN`` takes the default direction, ``Zero`` sends zeros (and NaN)
 the default way, ``None`` reads NaN as 0. Leaves are added in float64, tree by tree; the
-objective's transform is float64 too (``1 / (1 + exp(-sigmoid * x))``, a softmax).
+objective's transform is float64 too (``1 / (1 + exp(-sigmoid * x))``, a softmax). A feature
+within 1e-35 of zero is read as zero, as LightGBM's dense-row reader drops it.
 
 The trees come from ``Booster.dump_model()``: thresholds and leaf values are printed with 17
 significant digits, so they parse back to the very doubles LightGBM holds.
@@ -20,6 +21,9 @@ import numpy as np
 from lockgate.loader.trees.ensemble import EnsembleEngine, identity
 from lockgate.loader.trees.table import EngineUnavailable, TableBuilder
 
+# LightGBM's kZeroThreshold (1e-35f): reading a dense row, it keeps only values beyond it (or
+# NaN), so anything within it of zero is compared as 0.0.
+LIGHTGBM_ZERO = float(np.float32(1e-35))
 _IDENTITY = ("regression", "regression_l1", "huber", "fair", "quantile", "mape")
 
 
@@ -78,7 +82,10 @@ def build(booster: Any, *, labels: Callable[[np.ndarray], np.ndarray] | None) ->
         if tree.get("is_linear"):
             raise EngineUnavailable("the model has linear trees")
         _add_tree(builder, tree["tree_structure"])
-    table = builder.build(threshold_dtype=np.float64, leaf_dtype=np.float64, feature_dtype=np.float64, strict=False)
+    table = builder.build(
+        threshold_dtype=np.float64, leaf_dtype=np.float64, feature_dtype=np.float64, strict=False,
+        zero_below=LIGHTGBM_ZERO,
+    )  # fmt: skip
     return EnsembleEngine(table, groups, np.zeros(groups), _finisher(name, sigmoid, labels), "lightgbm")
 
 

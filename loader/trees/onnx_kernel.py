@@ -103,6 +103,10 @@ def graph_bytes(table: TreeTable, groups: int, start: np.ndarray, average: bool)
 def feed(table: TreeTable, matrix: np.ndarray) -> np.ndarray:
     """The graph's input: features rounded as the library rounds them, in the graph's dtype."""
     rounded = np.ascontiguousarray(matrix, dtype=table.feature_dtype)
+    if table.zero_below is not None:
+        tiny = np.abs(rounded) <= table.zero_below
+        if tiny.any():
+            rounded = np.where(tiny, 0.0, rounded)
     return rounded.astype(table.threshold.dtype, copy=False)
 
 

@@ -35,6 +35,8 @@ class TreeTable:
     feature_dtype: type[np.floating]
     strict: bool
     zero_missing: np.ndarray | None = None  # bool per node (LightGBM "Zero" missing type), or None
+    # Features within this of zero are read as 0.0 (LightGBM drops them from its sparse row).
+    zero_below: float | None = None
 
     @property
     def trees(self) -> int:
@@ -85,7 +87,7 @@ class TableBuilder:
 
     def build(
         self, *, threshold_dtype: type[np.floating], leaf_dtype: type[np.floating],
-        feature_dtype: type[np.floating], strict: bool,
+        feature_dtype: type[np.floating], strict: bool, zero_below: float | None = None,
     ) -> TreeTable:  # fmt: skip
         zero = np.array(self.zero_missing, dtype=bool)
         return TreeTable(
@@ -100,4 +102,5 @@ class TableBuilder:
             feature_dtype=feature_dtype,
             strict=strict,
             zero_missing=zero if zero.any() else None,
+            zero_below=zero_below,
         )
