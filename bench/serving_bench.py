@@ -1,11 +1,15 @@
 """Serving side by side: ``lockgate serve`` against ``mlflow models serve``, in one run.
 
     .venv/bin/python bench/serving_bench.py [--seconds 8] [--rounds 2] [--models iris,diabetes,forest,fraud]
+    .venv/bin/python bench/serving_bench.py --models xgboost,lightgbm,diabetes,diabetes-float32
 
-1. Builds four models: iris LogisticRegression, a diabetes RandomForestRegressor (100 trees),
-   a RandomForestClassifier (300 trees, 40 features, ~50 MB) and ``fraud``, a typed pipeline:
-   a ColumnTransformer (OneHotEncoder on two string columns, StandardScaler on a double and a
-   long column) and a RandomForestClassifier (100 trees), served by the typed lean path.
+1. Builds the models named: iris LogisticRegression, a diabetes RandomForestRegressor (100
+   trees; exact by default on the tree engine, and ``diabetes-float32``: the same forest with
+   ``LOCKGATE_PRECISION=float32``, its float32 ONNX graph), a RandomForestClassifier (300 trees,
+   40 features, ~50 MB), ``fraud``, a typed pipeline (a ColumnTransformer: OneHotEncoder on two
+   string columns, StandardScaler on a double and a long column, and a RandomForestClassifier,
+   100 trees), and ``xgboost`` / ``lightgbm``: an XGBClassifier and an LGBMClassifier of 300
+   trees on 20 features, logged with MLflow's own flavors (not in the default list).
 2. Registers them in one sqlite registry, their files in a lockgate store
    (``mlflow models serve`` reads the same versions through lockgate's artifact plugin).
 3. For each model, alternates A (MLflow), B (lockgate), A, B ... Each start uses an empty
@@ -59,6 +63,8 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from lockgate.loader.onnx.fast_path import build_onnx_predictor, convert_to_bytes  # noqa: E402
 from lockgate.loader.onnx.session import build_session  # noqa: E402
+from lockgate.loader.trees.choice import choose  # noqa: E402
+from lockgate.loader.trees.models import describe, is_tree_model  # noqa: E402
 from tests.servers import free_port, stop_group  # noqa: E402
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
@@ -71,6 +77,22 @@ class BenchModel:
     description: str
     frame: pd.DataFrame
     estimator: Any
+    flavor: str = "sklearn"  # the MLflow flavor it is logged with
+    lockgate_env: dict[str, str] = field(default_factory=dict)  # settings of lockgate's runs
+
+
+def gradient_boosted(library: str) -> BenchModel:
+    X_raw, y = make_classification(n_samples=10000, n_features=20, n_informative=12, random_state=0)
+    X = pd.DataFrame(X_raw, columns=[f"f{i:02d}" for i in range(20)])
+    if library == "xgboost":
+        import xgboost
+
+        model: Any = xgboost.XGBClassifier(n_estimators=300, max_depth=6, n_jobs=2).fit(X, y)
+        return BenchModel("xgboost", "XGBClassifier, 300 trees (depth 6), 20 features", X, model, "xgboost")
+    import lightgbm
+
+    model = lightgbm.LGBMClassifier(n_estimators=300, num_leaves=31, verbose=-1, n_jobs=2).fit(X, y)
+    return BenchModel("lightgbm", "LGBMClassifier, 300 trees (31 leaves), 20 features", X, model, "lightgbm")
 
 
 def build_models(selected: list[str]) -> list[BenchModel]:
@@ -81,12 +103,20 @@ def build_models(selected: list[str]) -> list[BenchModel]:
         out.append(
             BenchModel("iris", "iris LogisticRegression", X, LogisticRegression(max_iter=1000).fit(X, iris.target))
         )
-    if "diabetes" in selected:
+    if "diabetes" in selected or "diabetes-float32" in selected:
         diabetes = load_diabetes(as_frame=True)
         X = diabetes.data
         forest = RandomForestRegressor(n_estimators=100, random_state=0, n_jobs=-1).fit(X, diabetes.target)
         forest.n_jobs = None  # trained on both cores; served single-threaded, as a deployed model would be
-        out.append(BenchModel("diabetes", "diabetes RandomForest, 100 trees", X, forest))
+        if "diabetes" in selected:
+            out.append(BenchModel("diabetes", "diabetes RandomForest, 100 trees (exact: the tree engine)", X, forest))
+        if "diabetes-float32" in selected:
+            described = "diabetes RandomForest, 100 trees, precision float32 (ONNX graph)"
+            float32 = {"LOCKGATE_PRECISION": "float32"}
+            out.append(BenchModel("diabetes-float32", described, X, forest, lockgate_env=float32))
+    for library in ("xgboost", "lightgbm"):
+        if library in selected:
+            out.append(gradient_boosted(library))
     if "forest" in selected:
         X_raw, y = make_classification(n_samples=11000, n_features=40, n_informative=20, random_state=0)
         X = pd.DataFrame(X_raw, columns=[f"f{i:02d}" for i in range(40)])
@@ -138,6 +168,11 @@ def register(models: list[BenchModel], work: Path, tracking: str) -> None:
     )
     for model in models:
         with mlflow.start_run():
+            if model.flavor != "sklearn":
+                getattr(mlflow, model.flavor).log_model(
+                    model.estimator, name="model", registered_model_name=model.name, input_example=model.frame.head(2)
+                )
+                continue
             # cloudpickle: what the demo uses (skops dedups badly across versions; see docs/store.md).
             mlflow.sklearn.log_model(
                 model.estimator,
@@ -320,7 +355,10 @@ class Running:
     grpc_port: int = 0  # lockgate's V2 gRPC port
 
 
-def start(kind: str, model: str, work: Path, tracking: str, run: int, *, cache: Path | None = None) -> Running:
+def start(
+    kind: str, model: str, work: Path, tracking: str, run: int, *, cache: Path | None = None,
+    settings: dict[str, str] | None = None,
+) -> Running:  # fmt: skip
     """Start one server and time it to ready. ``cache`` (lockgate only) reuses a cache directory:
     a warm restart, served from the local pin; without it every start is cold."""
     port, grpc_port = free_port(), free_port()
@@ -339,6 +377,7 @@ def start(kind: str, model: str, work: Path, tracking: str, run: int, *, cache: 
     else:
         cache = cache or work / f"cache-{model}-{run}"  # empty unless given: a cold start
         env["LOCKGATE_CACHE_DIR"] = str(cache)
+        env.update(settings or {})
         # gRPC on too, for the protocol loads (its import and proto compile add ~0.2 s to the start).
         command = [str(VENV_BIN / "lockgate"), "serve", f"models:/{model}/1", "--grpc-port", str(grpc_port)]
         ready_path = "/ready"
@@ -418,6 +457,10 @@ def in_process_times(model: BenchModel, work: Path) -> dict[str, float]:
         "mlflow_pyfunc_1_ms": predict_seconds(pyfunc.predict, one, 200) * 1000,
         "mlflow_pyfunc_1024_ms": predict_seconds(pyfunc.predict, rows, 20) * 1000,
     }
+    if model.flavor != "sklearn" or (
+        model.lockgate_env.get("LOCKGATE_PRECISION") != "float32" and is_tree_model(model.estimator)
+    ):
+        return out | tree_engine_times(model, rows, pyfunc)
     if not is_numeric(rows):  # typed: the native pipeline on a DataFrame, and its float64 graph
         out["native_1_ms"] = predict_seconds(model.estimator.predict, one, 200) * 1000
         out["native_1024_ms"] = predict_seconds(model.estimator.predict, rows, 20) * 1000
@@ -445,7 +488,43 @@ def in_process_times(model: BenchModel, work: Path) -> dict[str, float]:
     return out
 
 
-def compare_predictions(mlflow_url: str, lockgate_url: str, body: bytes, classifier: bool) -> str:
+def tree_engine_times(model: BenchModel, rows: pd.DataFrame, pyfunc: Any) -> dict[str, float]:
+    """lockgate's tree engine in process (what the ``trees`` path calls), as the deploy check
+    chose it: one row and 1,024 rows, and the library's own lean predict beside it."""
+    matrix = rows.to_numpy(np.float64)
+    columns = list(rows.columns)
+
+    def reference(m: np.ndarray) -> np.ndarray:
+        return np.asarray(pyfunc.predict(pd.DataFrame(m, columns=columns)))
+
+    native = None
+    if model.flavor == "sklearn":
+        estimator = model.estimator
+        native = lambda m: np.asarray(estimator.predict(pd.DataFrame(np.asfortranarray(m), columns=columns)))  # noqa: E731
+    described = describe(model.estimator, native)
+    predict, verdict = choose(described, reference, matrix[:200])
+    if predict is None or described.engine is None:
+        print(f"  (the tree engine does not serve {model.name}: {verdict.refused})")
+        return {}
+    engine = described.engine.kernel().predict
+    return {
+        "engine_1_ms": predict_seconds(engine, matrix[:1], 2000) * 1000,
+        "engine_1024_ms": predict_seconds(engine, matrix, 50) * 1000,
+        "library_1_ms": predict_seconds(described.native, matrix[:1], 500) * 1000,
+        "library_1024_ms": predict_seconds(described.native, matrix, 20) * 1000,
+    }
+
+
+def compare_predictions(mlflow_url: str, lockgate_url: str, body: bytes, classifier: bool, exact: bool) -> str:
+    if exact:
+        request = partial(urllib.request.Request, data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request(mlflow_url + "/invocations")) as theirs_answer:
+            theirs_bytes = theirs_answer.read()
+        with urllib.request.urlopen(request(lockgate_url + "/invocations")) as ours_answer:
+            ours_bytes = ours_answer.read()
+        if theirs_bytes != ours_bytes:
+            raise SystemExit(f"an exact path answered other bytes: {ours_bytes[:200]!r} vs {theirs_bytes[:200]!r}")
+        return "byte-identical"
     theirs = np.asarray(post(mlflow_url + "/invocations", body)["predictions"])
     ours = np.asarray(post(lockgate_url + "/invocations", body)["predictions"])
     if classifier:
@@ -534,14 +613,17 @@ def main() -> None:
                 servers: dict[str, Running] = {}
                 try:
                     for kind in ("mlflow", "lockgate"):
-                        servers[kind] = start(kind, model.name, work, tracking, run)
+                        servers[kind] = start(kind, model.name, work, tracking, run, settings=model.lockgate_env)
                         tallies[kind].start.append(servers[kind].start_seconds)
                         tallies[kind].settled.append(servers[kind].settled_seconds)
+                    with urllib.request.urlopen(f"{servers['lockgate'].url}/endpoints/{model.name}") as answer:
+                        contract = (json.loads(answer.read())["serving"]["check"] or {}).get("contract", "exact")
                     agreement = compare_predictions(
                         servers["mlflow"].url,
                         servers["lockgate"].url,
                         bodies[32].read_bytes(),
                         hasattr(model.estimator, "classes_"),
+                        exact=contract == "exact",
                     )
                     for label, rows, connections in LOADS:
                         for kind in ("mlflow", "lockgate"):  # A, B within every load, too
@@ -760,6 +842,7 @@ def summarize(
         "description": model.description,
         "serving_path": path.get("name"),
         "serving_reason": path.get("reason"),
+        "check": path.get("check"),
         "batching": path.get("batching"),
         "agreement": agreement,
         "in_process": reference,
@@ -799,15 +882,30 @@ def print_report(report: dict[str, Any], out_dir: Path) -> None:
         ref = model["in_process"]
         start, rss = model["start_seconds"], model["rss_mb"]
         one_conn = model["loads"]["1 row, 1 conn"]["lockgate"]
-        predict_1 = ref.get("onnx_1_ms", ref["mlflow_pyfunc_1_ms"])
-        fast = "ONNX"
-        fast_1 = ref.get("onnx_1_ms", float("nan"))
-        fast_1024 = ref.get("onnx_1024_ms", float("nan"))
+        engine = "engine_1_ms" in ref
+        fast = "tree engine" if engine else "ONNX"
+        fast_1 = ref.get("engine_1_ms" if engine else "onnx_1_ms", float("nan"))
+        fast_1024 = ref.get("engine_1024_ms" if engine else "onnx_1024_ms", float("nan"))
+        predict_1 = ref["mlflow_pyfunc_1_ms"] if np.isnan(fast_1) else fast_1
         native_note = (
             f"; native pipeline {ref['native_1_ms']:.3f} ms (1 row), {ref['native_1024_ms']:.2f} ms (1,024 rows)"
             if "native_1_ms" in ref
             else ""
         )
+        if "library_1_ms" in ref:
+            native_note = (
+                f"; the library's own lean predict {ref['library_1_ms']:.3f} ms (1 row), "
+                f"{ref['library_1024_ms']:.2f} ms (1,024 rows)"
+            )
+        check = model.get("check") or {}
+        if check.get("engine"):
+            large = (
+                f", {check['large_batches']} from {check['large_from_rows']} rows" if check.get("large_batches") else ""
+            )
+            lines.append(
+                f"- engine chosen at deploy: {check['engine']}{large}; exact on {check['rows_checked']:,} rows "
+                f"({check['threshold_rows']:,} at split thresholds)"
+            )
         lines += [
             "",
             f"- start to ready: MLflow {start['mlflow']:.2f} s, lockgate {start['lockgate']:.2f} s "
