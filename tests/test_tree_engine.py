@@ -7,6 +7,7 @@ Also: safe load and the missing-library error for the two flavors."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -226,3 +227,30 @@ def test_the_cpu_build_of_xgboost_meets_an_xgboost_requirement() -> None:
         pass
     assert _as_installed("xgboost==3.2.0") == "xgboost-cpu==3.2.0"
     assert _as_installed("lightgbm==4.7.0") == "lightgbm==4.7.0"
+
+
+def test_a_restart_reuses_mlflows_answers_only_for_the_same_rows(tmp_path: Path) -> None:
+    """The reference (MLflow's answers on the check rows) is the expensive part of the check:
+    kept with the version, reused for the very same rows, never for others, and the candidates
+    are still run and compared every time."""
+    model, data = CASES["lgb-regressor"]
+    calls: list[int] = []
+
+    def reference(rows: np.ndarray) -> np.ndarray:
+        calls.append(len(rows))
+        return np.asarray(model.predict(rows))
+
+    first, verdict = choose(tree_model(model), reference, data[:50], reference_cache=tmp_path)
+    assert first is not None and len(calls) == 1 and any(tmp_path.glob("reference-*.json"))
+    again, verdict_again = choose(tree_model(model), reference, data[:50], reference_cache=tmp_path)
+    assert again is not None and len(calls) == 1, "the same rows: MLflow's answers were reused"
+    assert verdict_again.engine == verdict.engine and verdict_again.rows_checked == verdict.rows_checked
+    choose(tree_model(model), reference, data[:51], reference_cache=tmp_path)
+    assert len(calls) == 2, "other rows: asked again"
+    # A reused answer that no longer matches the engine still refuses it (the comparison runs).
+    for file in tmp_path.glob("reference-*.json"):
+        record = json.loads(file.read_text())
+        record["values"][0] += 1.0
+        file.write_text(json.dumps(record))
+    _, tampered = choose(tree_model(model), reference, data[:50], reference_cache=tmp_path)
+    assert ENGINE in tampered.refused and NATIVE in tampered.refused

@@ -297,7 +297,7 @@ def choose_serving_path(
     library = tree_flavor(flavors)
     if library is not None and "sklearn" not in flavors:
         return _tree_library_path(
-            servable, library, options, sample, reference_frame=reference_frame, typed_parser=typed_parser
+            servable, library, options, sample, derived, reference_frame=reference_frame, typed_parser=typed_parser
         )
     if "sklearn" not in flavors:
         return ServingPath("mlflow", "the ONNX fast path covers sklearn models; this one is served by MLflow's pyfunc")
@@ -323,7 +323,9 @@ def choose_serving_path(
             return native
         rows = _check_rows(servable, columns, sample)
         specs = tuple(Column(name, "double") for name in columns)
-        tree_predict, trees = tree_predictor(estimator, native_predict, rows, specs, sklearn_native=native_predict)
+        tree_predict, trees = tree_predictor(
+            estimator, native_predict, rows, specs, sklearn_native=native_predict, derived=derived
+        )
         if tree_predict is not None:
             name, why_not = path_name(trees, "sklearn"), engine_refusal(trees)
             return ServingPath(name, why_not, columns, tree_predict, trees.as_dict())
@@ -361,6 +363,7 @@ def _tree_library_path(
     library: str,
     options: ServingOptions,
     sample: pd.DataFrame | None,
+    derived: Path,
     *,
     reference_frame: Callable[[bytes], pd.DataFrame] | None,
     typed_parser: TypedFrameParser | None,
@@ -374,7 +377,9 @@ def _tree_library_path(
     names = tuple(spec.name for spec in specs)
     pyfunc = servable.model.native
     reference, rows = pyfunc_reference(pyfunc, specs), _check_rows(servable, names, sample)
-    matrix_predict, verdict = tree_predictor(pyfunc.get_raw_model(), reference, rows, specs, use_engine=options.onnx)
+    matrix_predict, verdict = tree_predictor(
+        pyfunc.get_raw_model(), reference, rows, specs, use_engine=options.onnx, derived=derived
+    )
     if matrix_predict is None:
         refused = "; ".join(f"{name}: {why}" for name, why in verdict.refused.items())
         path = ServingPath("mlflow", f"no lean predictor is exact for this {library} model ({refused})")

@@ -9,6 +9,7 @@ at deploy against MLflow's own answer. No DataFrame and no ``DMatrix`` per reque
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,7 @@ def tree_predictor(
     *,
     sklearn_native: Predict | None = None,
     use_engine: bool = True,
+    derived: Path | None = None,
 ) -> tuple[Predict | None, TreeVerdict]:
     """The predictor proven exact for ``raw`` (None: nothing but MLflow's own code is), and why."""
     try:
@@ -100,4 +102,5 @@ def tree_predictor(
         # XGBoost checks the DataFrame's column names against its own: the lean matrix cannot.
         why = "the model's feature names differ from the signature's columns"
         return None, TreeVerdict(engine=None, refused={"model": why}, model=model.name)
-    return choose(model, reference, check_rows, integer_columns(columns), use_engine=use_engine)
+    cache = derived / "trees" if derived is not None else None
+    return choose(model, reference, check_rows, integer_columns(columns), use_engine=use_engine, reference_cache=cache)

@@ -19,12 +19,14 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lockgate.loader.trees.ensemble import TreeKernel
 from lockgate.loader.trees.models import Predict, TreeModel
+from lockgate.loader.trees.reference_cache import cached_reference
 from lockgate.loader.trees.table import EngineUnavailable
 from lockgate.loader.trees.threshold_rows import threshold_rows
 
@@ -106,15 +108,17 @@ def choose(
     integer_columns: frozenset[int] = frozenset(),
     *,
     use_engine: bool = True,
+    reference_cache: Path | None = None,
 ) -> tuple[Predict | None, TreeVerdict]:
     """The predictor that serves ``model`` (None: neither candidate is exact) and the verdict.
     ``reference``: MLflow's answer for a float64 matrix in signature order. ``use_engine=False``
-    (the endpoint's ``onnx: false``) leaves only the library's own predict to check."""
+    (the endpoint's ``onnx: false``) leaves only the library's own predict to check.
+    ``reference_cache``: the version's folder for MLflow's answers (``reference_cache.py``)."""
     verdict = TreeVerdict(engine=None, model=model.name)
     checked, around = check_rows_for(model, rows, integer_columns)
     verdict.rows_checked, verdict.threshold_rows = len(checked), around
     try:
-        expected = np.asarray(reference(checked))
+        expected = cached_reference(reference_cache, checked, reference)
     except Exception as exc:  # MLflow's own code fails on these rows: it serves, and answers for it
         verdict.refused["reference"] = f"MLflow's pyfunc failed on the check rows: {type(exc).__name__}: {exc}"
         return None, verdict
