@@ -897,15 +897,6 @@ def print_report(report: dict[str, Any], out_dir: Path) -> None:
                 f"; the library's own lean predict {ref['library_1_ms']:.3f} ms (1 row), "
                 f"{ref['library_1024_ms']:.2f} ms (1,024 rows)"
             )
-        check = model.get("check") or {}
-        if check.get("engine"):
-            large = (
-                f", {check['large_batches']} from {check['large_from_rows']} rows" if check.get("large_batches") else ""
-            )
-            lines.append(
-                f"- engine chosen at deploy: {check['engine']}{large}; exact on {check['rows_checked']:,} rows "
-                f"({check['threshold_rows']:,} at split thresholds)"
-            )
         lines += [
             "",
             f"- start to ready: MLflow {start['mlflow']:.2f} s, lockgate {start['lockgate']:.2f} s "
@@ -918,6 +909,15 @@ def print_report(report: dict[str, Any], out_dir: Path) -> None:
             f"- gateway overhead at 1 client: p50 {one_conn['p50_ms']:.3f} ms - predict {predict_1:.3f} ms = "
             f"**{one_conn['p50_ms'] - predict_1:.3f} ms**",
         ]
+        check = model.get("check") or {}
+        if check.get("engine"):
+            large = (
+                f", {check['large_batches']} from {check['large_from_rows']} rows" if check.get("large_batches") else ""
+            )
+            lines.append(
+                f"- engine chosen at deploy: {check['engine']}{large}; exact on {check['rows_checked']:,} rows "
+                f"({check['threshold_rows']:,} at split thresholds)"
+            )
         protocols = model.get("protocols") or {}
         if V2_LOAD in protocols:
             v2, inv = protocols[V2_LOAD], model["loads"]["1 row, 16 conns"]["lockgate"]

@@ -61,6 +61,13 @@ class Settings(BaseSettings):
         default=None, validation_alias="MLFLOW_ALLOW_MODEL_CODE_EXECUTION"
     )
     """MLflow 3.18's variable of the same meaning, read when lockgate's own is unset."""
+    trusted_signers: str = ""
+    """Comma-separated PEM files: the public keys and certificate roots whose model signatures
+    lockgate trusts (``lockgate store sign``). Set, and every version's signature is verified and
+    its signer shown; refused only under ``require_signature``."""
+    require_signature: bool = False
+    """Serve only versions signed by a trusted signer: an unsigned version, one signed by another
+    key, or one whose files no longer match its signature never takes traffic."""
     max_extra_columns: int = Field(default=1024, ge=0)
     """Columns a request may carry beyond the model signature's (for a model without a column
     signature: in all). Wider bodies get a 400 before pandas builds a frame."""

@@ -14,6 +14,7 @@ from lockgate.store import Store
 
 if TYPE_CHECKING:
     from lockgate.loader.model_loader import ModelLoader
+    from lockgate.loader.signing.check import SignatureChecker
 
 
 def export_store_settings(settings: Settings) -> None:
@@ -51,4 +52,22 @@ def build_loader(settings: Settings) -> ModelLoader:
     open_store = store_opener(settings)
     resolver = Resolver(open_store, tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
     cache = ModelCache(settings.cache_dir, settings.cache_max_bytes)
-    return ModelLoader(resolver, cache, open_store, policy=load_policy(settings))
+    return ModelLoader(
+        resolver, cache, open_store, policy=load_policy(settings), signatures=signature_checker(settings)
+    )
+
+
+def signature_checker(settings: Settings) -> SignatureChecker:
+    """The signature policy of ``LOCKGATE_TRUSTED_SIGNERS`` and ``LOCKGATE_REQUIRE_SIGNATURE``; a
+    file that is not a PEM key or certificate stops the gateway with one line (``ConfigError``)."""
+    from lockgate.gateway.errors import ConfigError
+    from lockgate.loader.signing.check import SignatureChecker
+    from lockgate.loader.signing.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(settings.trusted_signers.split(","), required=settings.require_signature)
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from exc
+    if policy.required and not policy.trusted:
+        raise ConfigError("LOCKGATE_REQUIRE_SIGNATURE=true needs LOCKGATE_TRUSTED_SIGNERS: no signature could pass")
+    return SignatureChecker(policy, store_opener(settings))

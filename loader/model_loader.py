@@ -17,6 +17,8 @@ from lockgate.loader.local_pins import PIN_FIRST_NOTE, LocalPins
 from lockgate.loader.materialized_copy import is_materialized_copy, read_copy
 from lockgate.loader.registry import Resolver
 from lockgate.loader.resolved import ResolvedModel
+from lockgate.loader.signing.check import SignatureChecker
+from lockgate.loader.signing.policy import SignatureVerdict
 from lockgate.store import Store
 
 ProgressCallback = Callable[[int], None]
@@ -51,6 +53,7 @@ class ServableModel:
     model: LoadedModel
     report: LoadReport
     directory: Path
+    signature: SignatureVerdict | None = None  # the signature check's verdict, when signatures are checked
 
     def load_native(self) -> None:
         """Load a deferred native model now, as part of the deploy: its time joins the load
@@ -70,10 +73,12 @@ class ModelLoader:
         cache: ModelCache,
         open_store: Callable[[], Store],
         policy: LoadPolicy = ALLOW_CODE,
+        signatures: SignatureChecker | None = None,
     ) -> None:
         self.resolver = resolver
         self.cache = cache
         self.policy = policy
+        self.signatures = signatures  # None: signatures are not checked
         self._open_store = open_store
         self.pins = LocalPins(cache.directory / "pins")
 
@@ -120,8 +125,14 @@ class ModelLoader:
         started = time.perf_counter()
         with phase("fetch"):
             directory, fetch = self._fetch(resolved, progress)
+        signature = None
+        if self.signatures is not None:
+            # Before anything reads the files: a refused version's model is never loaded.
+            with phase("verify"):
+                derived = self.cache.derived_dir(resolved.weights.cache_key)
+                signature = self.signatures.check(resolved, directory, derived)
         with phase("load"):
-            return self._load(
+            servable = self._load(
                 resolved,
                 directory,
                 fetch,
@@ -130,6 +141,8 @@ class ModelLoader:
                 prefer_pyfunc=prefer_pyfunc,
                 defer_native=defer_native,
             )
+        servable.signature = signature
+        return servable
 
     def _fetch(self, resolved: ResolvedModel, progress: ProgressCallback | None) -> tuple[Path, FetchReport]:
         if resolved.local_copy is not None:

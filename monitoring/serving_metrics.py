@@ -46,6 +46,11 @@ class ServingMetrics:
             "lockgate_deploys", "Deploys, swaps, rollbacks, undeploys and failed attempts.",
             ["endpoint", "action", "result"], registry=registry,
         )  # fmt: skip
+        self.signature_refusals = Counter(
+            "lockgate_signature_refusals",
+            "Versions refused before taking traffic for their signature (unsigned, untrusted, mismatch).",
+            ["endpoint", "role", "reason"], registry=registry,
+        )  # fmt: skip
         self.load_seconds = Histogram(
             "lockgate_load_duration_seconds", "Resolve + fetch + load + warm-up of a version.",
             ["endpoint"], buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300), registry=registry,

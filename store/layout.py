@@ -38,6 +38,9 @@ def object_key(object_id: str) -> str:
 REPOS_PREFIX = "repos/"
 # The repository the gateway keeps its deployment ledger in: reserved, its history protected.
 LEDGER_REPO = "lockgate-ledger"
+# Where model signatures attach to weights commits without changing them (as git notes attach to
+# a commit): one file per signed model path, keyed by the commit it signs. Reserved, protected.
+SIGNATURES_REPO = "lockgate-signatures"
 
 
 def repo_key(repo: str) -> str:

@@ -40,7 +40,7 @@ from lockgate.store.gc import DEFAULT_REPACK_THRESHOLD, GarbageCollector, GcRepo
 from lockgate.store.history import History
 from lockgate.store.history_retention import KEEP_ALL, HistoryRetention
 from lockgate.store.ingest import Ingest
-from lockgate.store.layout import FORMAT_KEY, FORMAT_VERSION, LEDGER_REPO
+from lockgate.store.layout import FORMAT_KEY, FORMAT_VERSION, LEDGER_REPO, SIGNATURES_REPO
 from lockgate.store.leases import Lease, writer_lease
 from lockgate.store.object_store import ObjectStore
 from lockgate.store.objects import ChunkRef, Commit, Manifest, Tree, TreeEntry, utc_now_iso
@@ -51,8 +51,9 @@ from lockgate.store.verify import VerifyReport, verify
 
 ProgressCallback = Callable[[int], None]
 _MAX_CAS_ATTEMPTS = 64
-# The gateway's deployment ledger lives in the store; nothing may delete its history.
-PROTECTED_REPOS = frozenset({LEDGER_REPO})
+# The gateway's deployment ledger and the model signatures live in the store; nothing may delete
+# their history.
+PROTECTED_REPOS = frozenset({LEDGER_REPO, SIGNATURES_REPO})
 
 
 @dataclass(frozen=True)
@@ -351,7 +352,8 @@ class Store:
         by id until garbage collection). The default branch needs ``force``; the ledger's
         branches cannot be deleted at all."""
         if repo in PROTECTED_REPOS:
-            raise ProtectedRefError(f"repository {repo!r} holds the deployment ledger; its branches cannot be deleted")
+            what = "the deployment ledger" if repo == LEDGER_REPO else "the model signatures"
+            raise ProtectedRefError(f"repository {repo!r} holds {what}; its branches cannot be deleted")
         if name == DEFAULT_BRANCH and not force:
             raise ProtectedRefError(f"{name!r} is the default branch of {repo!r}; deleting it needs --force")
         head = self.refs.read_branch(repo, name)

@@ -18,6 +18,7 @@ from lockgate.gateway.cli import (
     inference_commands,
     model_commands,
     serve_commands,
+    sign_command,
     store_commands,
     store_gc_command,
 )
@@ -33,6 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 store_commands.app.command("gc")(store_gc_command.gc)
+store_commands.app.command("sign")(sign_command.sign)
 app.add_typer(store_commands.app, name="store")
 inference_commands.app.command("ls")(inference_commands.ls)
 inference_commands.app.command("score")(inference_commands.score)

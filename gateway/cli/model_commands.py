@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -10,7 +11,7 @@ from rich.table import Table
 from lockgate.gateway.cli.console import byte_progress, human_bytes, out, print_json
 from lockgate.gateway.settings import Settings
 from lockgate.gateway.wiring import build_loader, store_opener
-from lockgate.store import parse_uri
+from lockgate.store import Store, parse_uri
 
 if TYPE_CHECKING:
     from lockgate.loader.model_loader import ModelLoader
@@ -27,7 +28,8 @@ URI_HELP = (
 )
 
 
-def _settings(store: str | None, tracking_uri: str | None) -> Settings:
+def settings_for(store: str | None, tracking_uri: str | None) -> Settings:
+    """The settings, with the command's ``--store`` and ``--tracking-uri`` over the environment's."""
     settings = Settings()
     updates: dict[str, Any] = {}
     if store:
@@ -59,7 +61,7 @@ def _lineage_table(resolved: ResolvedModel) -> Table:
     return table
 
 
-def _bytes_to_fetch(loader: ModelLoader, settings: Settings, resolved: ResolvedModel) -> int:
+def bytes_to_fetch(loader: ModelLoader, settings: Settings, resolved: ResolvedModel) -> int:
     """The size of the progress bar: the version's bytes, when it is in the store and not cached."""
     if not resolved.weights.in_store or loader.cache.is_complete(resolved.weights.cache_key):
         return 0
@@ -74,7 +76,7 @@ def resolve(
     as_json: JsonOption = False,
 ) -> None:
     """Show which immutable version a model URI names now, with its lineage. Fetches nothing."""
-    resolved = build_loader(_settings(store, tracking_uri)).resolve(model_uri)
+    resolved = build_loader(settings_for(store, tracking_uri)).resolve(model_uri)
     if as_json:
         print_json(resolved.as_dict())
     else:
@@ -92,10 +94,10 @@ def fetch(
     Prints the version, its commits and the bytes fetched versus reused. The cache is
     LOCKGATE_CACHE_DIR (default .lockgate/cache), bounded by LOCKGATE_CACHE_MAX_BYTES.
     """
-    settings = _settings(store, tracking_uri)
+    settings = settings_for(store, tracking_uri)
     loader = build_loader(settings)
     resolved = loader.resolve(model_uri)
-    total = _bytes_to_fetch(loader, settings, resolved)
+    total = bytes_to_fetch(loader, settings, resolved)
     with byte_progress(f"fetching {resolved.name or model_uri}", total, enabled=not as_json) as advance:
         servable = loader.load(resolved, progress=advance)
     report = servable.report
@@ -130,26 +132,41 @@ def materialize(
 
     Example: lockgate materialize models:/fraud@champion /mnt/models
     """
-    from pathlib import Path
-
     from lockgate.loader.materialized_copy import write_copy
 
-    settings = _settings(store, tracking_uri)
+    settings = settings_for(store, tracking_uri)
     loader = build_loader(settings)
     resolved = loader.resolve(model_uri)
-    total = _bytes_to_fetch(loader, settings, resolved)
+    total = bytes_to_fetch(loader, settings, resolved)
     with byte_progress(f"fetching {resolved.name or model_uri}", total, enabled=not as_json) as advance:
         directory, report = loader.cache.materialize(store_opener(settings), resolved.weights, progress=advance)
     meta = loader.cache.metadata(resolved.weights.cache_key)
     written = write_copy(directory, meta["files"], resolved, Path(destination))
+    signed = _copy_signature(store_opener(settings)(), resolved, Path(destination))
     if as_json:
-        print_json({"resolved": resolved.as_dict(), "fetch": report.as_dict(), "destination": destination})
+        print_json({"resolved": resolved.as_dict(), "fetch": report.as_dict(), "destination": destination,
+                    "signature": signed})  # fmt: skip
         return
     out.print(_lineage_table(resolved))
     out.print(
         f"[bold green]materialized[/] {len(meta['files'])} files ({human_bytes(written)}) in {destination}, "
-        f"{human_bytes(report.bytes_fetched)} fetched; serve it with: lockgate serve {destination}"
+        f"{human_bytes(report.bytes_fetched)} fetched{'; its signature as model.sig' if signed else ''}; "
+        f"serve it with: lockgate serve {destination}"
     )
+
+
+def _copy_signature(store: Store, resolved: ResolvedModel, destination: Path) -> bool:
+    """The signature attached to the version, beside its files as ``model.sig`` (what
+    ``model_signing verify`` reads); a stale one from an earlier copy goes. True if it was signed."""
+    from lockgate.loader.signing import attached
+
+    target = destination / attached.SIGNATURE_FILE
+    bundle = attached.read(store, resolved.weights) if resolved.weights.commit else None
+    if bundle is None:
+        target.unlink(missing_ok=True)
+        return False
+    target.write_bytes(bundle)
+    return True
 
 
 def import_(
@@ -163,7 +180,7 @@ def import_(
     the registry version to that commit (tag lockgate.uri), so later deploys of it dedup."""
     from lockgate.loader.importer import import_model
 
-    settings = _settings(store, tracking_uri)
+    settings = settings_for(store, tracking_uri)
     loader = build_loader(settings)
     result = import_model(loader.resolver, store_opener(settings, create=True)(), model_uri, parse_uri(destination))
     if as_json:

@@ -7,6 +7,8 @@ nothing in the app factory.
   (``undeploy``, ``failed``, and ``update``: the same version under a new reference).
 - ``retired(name, deployment, role)``: a version stopped serving ``name`` in ``role``
   (``primary``, ``canary``, ``shadow``) and its series of that role may go.
+- ``signature_refused(name, role, refusal)``: a version was refused for its signature
+  (``unsigned``, ``untrusted`` or ``mismatch``); only subscribers that define it hear it.
 """
 
 from __future__ import annotations
@@ -47,3 +49,13 @@ class DeployEvents:
                 subscriber.retired(name, deployment, role)
             except Exception:
                 _log.exception("deploy subscriber %r failed on retiring a version of %s", subscriber, name)
+
+    def signature_refused(self, name: str, role: str, refusal: str) -> None:
+        for subscriber in self._subscribers:
+            hear = getattr(subscriber, "signature_refused", None)
+            if hear is None:
+                continue
+            try:
+                hear(name, role, refusal)
+            except Exception:
+                _log.exception("deploy subscriber %r failed on a signature refusal of %s", subscriber, name)

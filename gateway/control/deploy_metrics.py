@@ -22,5 +22,8 @@ class DeployMetrics:
             metrics.bytes_fetched.labels(name).inc(report.fetch.bytes_fetched)
             metrics.bytes_reused.labels(name).inc(report.fetch.bytes_reused)
 
+    def signature_refused(self, name: str, role: str, refusal: str) -> None:
+        self._metrics.signature_refusals.labels(name, role, refusal).inc()
+
     def retired(self, name: str, deployment: Deployment, role: str = "primary") -> None:
         self._metrics.forget(name, deployment.version_label, role)

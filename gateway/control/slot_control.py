@@ -158,6 +158,9 @@ class SlotControl:
         """Show a failed deploy or follow on the role's slot, in the history, the ledger and the
         deploy metrics. The slot keeps serving what it served."""
         message = f"{type(exc).__name__}: {exc}"
+        refusal = getattr(getattr(exc, "verdict", None), "refusal", None)  # a SignatureRefusedError's
+        if refusal is not None:
+            self.events.signature_refused(endpoint.name, str(role), str(refusal))
         slot = endpoint.slot(role)
         if slot is not None:
             slot.last_error = message

@@ -80,6 +80,9 @@ class Deployment:
             "weights_commit": r.weights_commit or "none",
             "dataset_commit": r.dataset_commit or "none",
         }
+        signature = self.servable.signature
+        if signature is not None and signature.signer:  # signatures are checked: who signed what serves
+            lineage["signer"] = signature.signer
         headers = {"X-Lockgate-" + key.replace("_", "-").title(): value for key, value in lineage.items()}
         object.__setattr__(self, "_lineage", lineage)
         object.__setattr__(self, "_headers", headers)
@@ -322,6 +325,7 @@ class Endpoint:
             "code_commit": resolved.code_commit if resolved else None,
             "flavors": list(resolved.flavors) if resolved else [],
             "load_policy": current.describe_load_policy() if current else None,
+            "signature": current.servable.signature.as_dict() if current and current.servable.signature else None,
             "serving_path": current.serving_path if current else None,
             "serving": current.describe_path() if current else None,
             "loaded_at": current.loaded_at if current else None,

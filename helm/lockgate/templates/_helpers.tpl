@@ -53,3 +53,12 @@ endpoints:
     {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/* LOCKGATE_TRUSTED_SIGNERS: each trusted key's file under the signers volume, comma-separated. */}}
+{{- define "lockgate.trustedSignerPaths" -}}
+{{- $paths := list -}}
+{{- range .trustedSigners.keys -}}
+{{- $paths = append $paths (printf "/etc/lockgate-signers/%s" .) -}}
+{{- end -}}
+{{- join "," $paths -}}
+{{- end -}}
