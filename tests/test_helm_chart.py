@@ -298,3 +298,32 @@ def test_safe_load_is_a_value() -> None:
             chart.render(bad, name="lg", namespace="serving", is_install=True)
     finally:
         chart.close()
+
+
+def test_trusted_signers_come_from_a_secret_and_reach_lockgate() -> None:
+    """signing.trustedSigners: the named keys of an existing Secret, mounted read-only and listed
+    in LOCKGATE_TRUSTED_SIGNERS; requireSignature as LOCKGATE_REQUIRE_SIGNATURE."""
+    keys = ["release-2026.pub", "release-2027.pub"]
+    values = {"signing": {"requireSignature": True, "trustedSigners": {"secretName": "model-keys", "keys": keys}}}
+    deployment = next(o for o in render(values) if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    container = deployment["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (
+        env["LOCKGATE_TRUSTED_SIGNERS"]
+        == "/etc/lockgate-signers/release-2026.pub,/etc/lockgate-signers/release-2027.pub"
+    )
+    assert env["LOCKGATE_REQUIRE_SIGNATURE"] == "true"
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "trusted-signers")
+    assert mount["mountPath"] == "/etc/lockgate-signers" and mount["readOnly"] is True
+    volume = next(v for v in deployment["volumes"] if v["name"] == "trusted-signers")
+    assert volume["secret"]["secretName"] == "model-keys"
+    plain = next(o for o in render({}) if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert all(v["name"] != "trusted-signers" for v in plain["volumes"])
+    assert {e["name"]: e.get("value") for e in plain["containers"][0]["env"]}["LOCKGATE_REQUIRE_SIGNATURE"] == "false"
+    chart = helm_python.Chart.load(CHART)
+    try:
+        with pytest.raises(helm_python.HelmError, match="keys"):
+            bad = {"signing": {"trustedSigners": {"secretName": "k", "keys": ["../escape"]}}}
+            chart.render(bad, name="lg", namespace="serving", is_install=True)
+    finally:
+        chart.close()
