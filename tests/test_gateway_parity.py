@@ -3,8 +3,11 @@ path: the same status code, and the same predictions or the same error_code, for
 
 - ``sklearn`` (lean parsing, batching, the native estimator): successful bodies are
   byte-identical.
-- ``onnx`` (the fast path): predictions equal within the fast path's tolerance (relative
-  1e-5), since onnxruntime computes in float32; everything else is identical.
+- ``onnx`` (the fast path, with ``precision: float32`` so a linear regressor's float64 graph
+  serves even where a sum in another order changes its last bit): predictions equal within the
+  fast path's tolerance (relative 1e-5); everything else is identical. Under the default
+  ``precision: exact`` such a graph serves only if it is bit-identical
+  (``tests/test_gateway_exactness.py``).
 """
 
 from __future__ import annotations
@@ -127,9 +130,8 @@ def both_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dic
     gateways: dict[str, Server] = {}
     try:
         for path, onnx in (("onnx", "true"), ("sklearn", "false")):
-            gateways[path] = start_lockgate(
-                workdir, {**env, "LOCKGATE_ONNX": onnx}, "models:/parity/1", ready_path="/ready"
-            )
+            settings = {"LOCKGATE_ONNX": onnx, "LOCKGATE_PRECISION": "float32"}
+            gateways[path] = start_lockgate(workdir, {**env, **settings}, "models:/parity/1", ready_path="/ready")
         wait_for_settled_path(gateways["onnx"].url, "parity")
         wait_for_servers(spawned)
         yield gateways, reference, Registry(tracking, store_root, workdir)
