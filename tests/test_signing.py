@@ -332,3 +332,75 @@ def test_a_policy_that_cannot_work_stops_the_gateway_with_one_line(
         assert result.returncode == 1 and words in result.stderr, result.stderr[-1500:]
         assert "Traceback" not in result.stderr
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _certificate(subject: str, key: Any, issuer: Any = None, issuer_key: Any = None, *, ca: bool) -> Any:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.subject if issuer is not None else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=not ca,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    )
+    return builder.sign(issuer_key or key, hashes.SHA256())
+
+
+def test_a_certificate_chain_signature_is_trusted_through_its_root(tmp_path: Path) -> None:
+    """--certificate and --chain: a leaf signed by a CA; trusting the CA's certificate trusts the
+    signature, trusting another CA does not."""
+    from lockgate.loader.signing.policy import verify_directory
+    from lockgate.loader.signing.signer import SigningMethod, sign_directory
+
+    def pem(certificate: Any) -> bytes:
+        return bytes(certificate.public_bytes(serialization.Encoding.PEM))
+
+    ca_key, other_ca_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca = _certificate("lockgate test CA", ca_key, ca=True)
+    other_ca = _certificate("another CA", other_ca_key, ca=True)
+    leaf = _certificate("model signer", leaf_key, ca, ca_key, ca=False)
+    for name, data in (("ca.pem", pem(ca)), ("other-ca.pem", pem(other_ca)), ("leaf.pem", pem(leaf))):
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "leaf.key").write_bytes(
+        leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption())
+    )  # fmt: skip
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "MLmodel").write_text("flavors: {}\n")
+    (model / "weights.bin").write_bytes(os.urandom(4096))
+    signature = tmp_path / "model.sig"
+    method = SigningMethod(private_key=tmp_path / "leaf.key", certificate=tmp_path / "leaf.pem",
+                           chain=(tmp_path / "ca.pem",))  # fmt: skip
+    sign_directory(model, method, signature)
+    trusted = verify_directory(model, signature, load_policy([str(tmp_path / "ca.pem")], required=True))
+    assert trusted.ok and trusted.signer is not None and trusted.signer.startswith("certificate ca.pem"), trusted
+    other = verify_directory(model, signature, load_policy([str(tmp_path / "other-ca.pem")], required=True))
+    assert not other.ok and other.refusal == UNTRUSTED, other
+    (model / "weights.bin").write_bytes(os.urandom(4096))
+    changed = verify_directory(model, signature, load_policy([str(tmp_path / "ca.pem")], required=True))
+    assert not changed.ok and changed.refusal == MISMATCH, changed
