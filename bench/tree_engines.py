@@ -39,7 +39,8 @@ import pandas as pd  # noqa: E402
 from sklearn.datasets import load_diabetes, make_classification, make_regression  # noqa: E402
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor  # noqa: E402
 
-from lockgate.loader.trees.choice import check_rows_for, same_answer  # noqa: E402
+from lockgate.loader.trees.answers import same_answer  # noqa: E402
+from lockgate.loader.trees.choice import check_rows_for  # noqa: E402
 from lockgate.loader.trees.models import describe  # noqa: E402
 
 Predict = Callable[[np.ndarray], np.ndarray]

@@ -225,3 +225,20 @@ def test_an_exact_endpoint_does_not_take_the_fast_path_from_the_others(servers: 
         assert serving["name"] == "onnx" and serving["onnx_check"]["contract"] == "float32~1e-05", serving
     finally:
         again.stop()
+
+
+def test_a_restart_serves_the_forests_recorded_engine_before_sklearn_loads(servers: dict[str, object]) -> None:
+    """The forest's tree engine passed its check in the background; a restart on the same cache
+    serves it from its record before the estimator is unpickled, with MLflow's bytes."""
+    workdir = servers["workdir"]
+    env: dict[str, str] = servers["env"]  # type: ignore[assignment]
+    reference: Server = servers["forest"]  # type: ignore[assignment]
+    again = start_lockgate(workdir, env, "models:/forest/1", ready_path="/ready")  # type: ignore[arg-type]
+    try:
+        endpoint = httpx.get(f"{again.url}/endpoints/forest").json()
+        assert endpoint["serving_path"] == "trees" and endpoint["serving"]["check"]["from_record"], endpoint["serving"]
+        assert endpoint["load_report"]["native_deferred"] is True
+        body = split_body(DIABETES.data.head(9))
+        assert post(f"{again.url}/endpoints/forest", body).content == post(reference.url, body).content
+    finally:
+        again.stop()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -114,7 +115,8 @@ def tree_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
             deployed = httpx.post(f"{gateway.url}/admin/endpoints", json=body, timeout=120)
             assert deployed.status_code == 200, deployed.text
         wait_for_servers(spawned)
-        yield {"gateway": gateway, "references": references, "models": fitted, "grpc": f"127.0.0.1:{grpc_port}"}
+        yield {"gateway": gateway, "references": references, "models": fitted, "grpc": f"127.0.0.1:{grpc_port}",
+               "env": env, "workdir": workdir}  # fmt: skip
     finally:
         gateway.stop()
         for reference in references.values():
@@ -315,3 +317,41 @@ def test_threshold_rows_get_the_native_answers_on_every_path(
     with triton_grpc.InferenceServerClient(tree_servers["grpc"]) as client:
         result = client.infer(name, inputs).as_numpy("predict")
     assert result is not None and result.tolist() == expected, f"{name}: V2 gRPC differs"
+
+
+def test_a_restart_serves_the_recorded_engine_before_the_model_loads(tree_servers: dict[str, Any]) -> None:
+    """The same cache, a new gateway: the engines' records are re-checked against the MLflow answers
+    the first deploy kept, and serve before the models load; answers are the same bytes; a tampered
+    graph is refused (the model loads and the engine is checked as on a first deploy)."""
+    first: Server = tree_servers["gateway"]
+    names = ("xgb-clf", "lgb-reg")
+    body = exact_split(PROBE.head(7))
+    before = {n: httpx.post(f"{first.url}/endpoints/{n}/invocations", content=body,
+                            headers={"Content-Type": JSON}).content for n in names}  # fmt: skip
+    env = dict(tree_servers["env"])
+    again = start_lockgate(tree_servers["workdir"], env, *(f"models:/{n}/1" for n in names), ready_path="/ready")
+    try:
+        for name in names:
+            endpoint = httpx.get(f"{again.url}/endpoints/{name}").json()
+            assert endpoint["serving_path"] == "trees", endpoint["serving"]
+            assert endpoint["serving"]["check"]["from_record"] is True, endpoint["serving"]["check"]
+            assert endpoint["load_report"]["native_deferred"] is True, endpoint["load_report"]
+            after = httpx.post(
+                f"{again.url}/endpoints/{name}/invocations", content=body, headers={"Content-Type": JSON}
+            )
+            assert after.content == before[name]
+    finally:
+        again.stop()
+    # A graph that is not the checked one: the record is refused, the model loads before ready.
+    cache = Path(env["LOCKGATE_CACHE_DIR"])
+    for graph in cache.glob("versions/*/.lockgate-derived/trees/engine.onnx"):
+        graph.write_bytes(graph.read_bytes() + b"\0")
+    third = start_lockgate(tree_servers["workdir"], env, "models:/xgb-clf/1", ready_path="/ready")
+    try:
+        endpoint = httpx.get(f"{third.url}/endpoints/xgb-clf").json()
+        assert endpoint["load_report"]["native_deferred"] is False, endpoint["load_report"]
+        assert endpoint["serving_path"] == "trees" and not endpoint["serving"]["check"].get("from_record")
+        after = httpx.post(f"{third.url}/endpoints/xgb-clf/invocations", content=body, headers={"Content-Type": JSON})
+        assert after.content == before["xgb-clf"]
+    finally:
+        third.stop()

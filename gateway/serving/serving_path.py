@@ -43,7 +43,8 @@ from lockgate.gateway.serving.typed_request import TYPED_KINDS, Column, TypedFra
 from lockgate.loader.baseline import signature_columns
 from lockgate.loader.model_loader import ServableModel
 from lockgate.loader.onnx.fast_path import build_onnx_predictor, graph_from_record, has_cached_conversion
-from lockgate.loader.trees.models import is_tree_model
+from lockgate.loader.trees.models import describe, is_tree_model
+from lockgate.loader.trees.record import has_record, recorded_engine
 
 # Flavors whose predict treats rows independently, so merging requests cannot change an answer.
 ROW_WISE_PATHS = frozenset({"onnx", "sklearn", "trees", "xgboost", "lightgbm"})
@@ -239,7 +240,14 @@ def graph_first_path(
     caller then loads the native model and calls ``choose_serving_path``."""
     if not options.onnx:
         return None, "the ONNX fast path is turned off for this endpoint"
-    if "sklearn" not in servable.model.metadata.flavors:
+    flavors = servable.model.metadata.flavors
+    library = tree_flavor(flavors) if "sklearn" not in flavors else "sklearn"
+    trees = derived / "trees"
+    if library is not None and (library != "sklearn" or options.precision == "exact") and has_record(trees):
+        path, why_not = _recorded_tree_path(servable, library, trees, reference_frame)
+        if path is not None or library != "sklearn":
+            return path, why_not
+    if "sklearn" not in flavors:
         return None, "not an sklearn model"
     columns, parser, refusal = _lean_columns(servable, reference_frame, None)
     if refusal is not None:
@@ -270,6 +278,48 @@ def graph_first_path(
     path.typed_parser = parser
     path.probabilities = recorded.record.probabilities
     return path, ""
+
+
+def _recorded_tree_path(
+    servable: ServableModel, library: str, folder: Path, reference_frame: Callable[[bytes], pd.DataFrame] | None
+) -> tuple[ServingPath | None, str]:
+    """The tree engine on record for this version, re-checked against the MLflow answers its
+    check kept (``loader/trees/record.py``), serving before the model itself is loaded. The
+    engine then serves every batch size; rows beyond float32 wait for the model to load."""
+    columns, parser, refusal = _lean_columns(servable, reference_frame, None)
+    if refusal is not None:
+        return None, refusal.reason or "no lean path"
+    kernel, verdict, why_not = recorded_engine(folder)
+    if kernel is None:
+        return None, why_not
+    names = tuple(spec.name for spec in parser.specs) if parser is not None else tuple(columns or ())
+    if kernel.feed.rounds_to_float32:
+        native = cache(lambda: _model_predict(servable, library))
+
+        def beyond(matrix: np.ndarray) -> np.ndarray:
+            return native()(matrix)
+
+        kernel.beyond = beyond
+    predict: Callable[[Any], np.ndarray] = kernel.predict
+    if parser is not None:
+        to_matrix = typed_matrix(parser)
+
+        def predict(rows: TypedRows) -> np.ndarray:
+            return kernel.predict(to_matrix(rows))
+
+    check = verdict | {"large_batches": None, "large_from_rows": None, "from_record": True}
+    path = ServingPath("trees", None, names, predict, check)
+    path.typed_parser = parser
+    path.probabilities = False  # V2 offers predict_proba for sklearn classifiers, never tree regressors
+    return path, ""
+
+
+def _model_predict(servable: ServableModel, library: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The model's own lean predict, loading the model (rows the engine hands back to it)."""
+    native = servable.model.native
+    if library == "sklearn":
+        return _native_predict(native)
+    return describe(native.get_raw_model()).native
 
 
 def choose_serving_path(

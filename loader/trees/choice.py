@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from lockgate.loader.trees.answers import same_answer
 from lockgate.loader.trees.ensemble import TreeKernel
 from lockgate.loader.trees.models import Predict, TreeModel
+from lockgate.loader.trees.record import write_record
 from lockgate.loader.trees.reference_cache import cached_reference
 from lockgate.loader.trees.table import EngineUnavailable
 from lockgate.loader.trees.threshold_rows import threshold_rows
@@ -56,27 +58,6 @@ class TreeVerdict:
         out = dataclasses.asdict(self)
         out["contract"] = "exact"
         return out
-
-
-def same_answer(expected: np.ndarray, got: np.ndarray) -> str | None:
-    """None when ``got`` is ``expected`` byte for byte (dtype and shape too), else what differs."""
-    if got.shape != expected.shape or got.dtype != expected.dtype:
-        return f"answers {got.dtype}{list(got.shape)} where the model answers {expected.dtype}{list(expected.shape)}"
-    if expected.dtype == object:
-        differing = [i for i, (a, b) in enumerate(zip(expected.tolist(), got.tolist(), strict=True)) if a != b]
-    elif expected.tobytes() == got.tobytes():
-        return None
-    else:
-        flat_expected = expected.reshape(len(expected), -1).view(np.uint8).reshape(len(expected), -1)
-        flat_got = got.reshape(len(got), -1).view(np.uint8).reshape(len(got), -1)
-        differing = np.flatnonzero((flat_expected != flat_got).any(axis=1)).tolist()
-    if not differing:
-        return None
-    first = differing[0]
-    return (
-        f"{len(differing)} of {len(expected)} checked rows differ from the model's own answer "
-        f"(first: row {first}, {got[first]!r} instead of {expected[first]!r})"
-    )
 
 
 def check_rows_for(model: TreeModel, rows: np.ndarray, integer_columns: frozenset[int]) -> tuple[np.ndarray, int]:
@@ -126,7 +107,7 @@ def choose(
     kernel, why_not = _exact_kernel(model, checked, expected) if use_engine else (None, TURNED_OFF)
     if kernel is not None:
         passing[ENGINE] = kernel.predict
-        verdict.precision = str(kernel.table.threshold.dtype)
+        verdict.precision = kernel.feed.graph_dtype
     else:
         verdict.refused[ENGINE] = why_not
     try:
@@ -146,7 +127,11 @@ def choose(
     verdict.microseconds = {
         name: {size: _timed(p, sample, size) for size in BATCH_SIZES} for name, p in passing.items()
     }
-    return _by_batch_size(passing, verdict), verdict
+    predict = _by_batch_size(passing, verdict)
+    if kernel is not None and verdict.engine == ENGINE and reference_cache is not None:
+        # What lets a restart serve the engine before the model loads (``record.py``).
+        write_record(reference_cache, kernel, checked, verdict)
+    return predict, verdict
 
 
 def _exact_kernel(model: TreeModel, checked: np.ndarray, expected: np.ndarray) -> tuple[TreeKernel | None, str]:

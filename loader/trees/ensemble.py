@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lockgate.loader.trees.onnx_kernel import feed, graph_bytes, one_thread_session
+from lockgate.loader.trees.onnx_kernel import Feed, graph_bytes, one_thread_session
 from lockgate.loader.trees.table import TreeTable
 
 Finish = Callable[[np.ndarray], np.ndarray]
@@ -37,7 +37,8 @@ class EnsembleEngine:
         return graph_bytes(self.table, self.groups, self.start, self.average)
 
     def kernel(self, onnx_bytes: bytes | None = None, beyond: Finish | None = None) -> TreeKernel:
-        return TreeKernel(one_thread_session(onnx_bytes or self.graph()), self.table, self.finish, beyond)
+        graph = onnx_bytes or self.graph()
+        return TreeKernel(one_thread_session(graph), Feed.of(self.table), self.finish, beyond, graph)
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -52,15 +53,16 @@ class TreeKernel:
     predict), so they get the model's own answer or its own error, never the engine's guess."""
 
     session: Any
-    table: TreeTable
+    feed: Feed
     finish: Finish
     beyond: Finish | None = None
+    graph: bytes = b""  # the graph the session runs (what a record keeps)
 
     def sums(self, matrix: np.ndarray) -> np.ndarray:
-        return np.asarray(self.session.run(None, {"X": feed(self.table, matrix)})[0])
+        return np.asarray(self.session.run(None, {"X": self.feed(matrix)})[0])
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
-        if self.beyond is not None and self.table.feature_dtype is np.float32:
+        if self.beyond is not None and self.feed.rounds_to_float32:
             outside = np.abs(matrix) > FLOAT32_MAX
             if outside.any():
                 return self._split(matrix, outside.any(axis=1))

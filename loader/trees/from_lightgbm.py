@@ -13,7 +13,7 @@ significant digits, so they parse back to the very doubles LightGBM holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -61,16 +61,16 @@ def _objective(dump: dict[str, Any]) -> tuple[str, float]:
     return name, sigmoid
 
 
-def build(booster: Any, *, labels: Callable[[np.ndarray], np.ndarray] | None) -> EnsembleEngine:
-    """``labels``: the sklearn classifier's mapping from class probabilities to its labels, when
-    the answer is ``LGBMClassifier.predict``'s; None answers as ``Booster.predict`` does."""
+def build(booster: Any, *, classes: np.ndarray | None) -> EnsembleEngine:
+    """``classes``: the sklearn classifier's ``classes_``, when the answer is
+    ``LGBMClassifier.predict``'s labels; None answers as ``Booster.predict`` does."""
     dump = booster.dump_model()
     if dump.get("average_output"):
         raise EngineUnavailable("the model averages its trees (random forest mode)")
     name, sigmoid = _objective(dump)
     if name not in ("binary", "multiclass", *_IDENTITY):
         raise EngineUnavailable(f"objective {name or 'custom'} is not one the tree engine reproduces")
-    if labels is not None and name not in ("binary", "multiclass"):
+    if classes is not None and name not in ("binary", "multiclass"):
         raise EngineUnavailable(f"a classifier with objective {name}")
     groups = int(dump.get("num_tree_per_iteration", 1))
     trees = dump["tree_info"]
@@ -86,22 +86,38 @@ def build(booster: Any, *, labels: Callable[[np.ndarray], np.ndarray] | None) ->
         threshold_dtype=np.float64, leaf_dtype=np.float64, feature_dtype=np.float64, strict=False,
         zero_below=LIGHTGBM_ZERO,
     )  # fmt: skip
-    return EnsembleEngine(table, groups, np.zeros(groups), _finisher(name, sigmoid, labels), "lightgbm")
+    finish = LightGBMFinish(name, sigmoid)
+    if classes is not None:
+        finish = LightGBMFinish(name, sigmoid, tuple(classes.tolist()), classes.dtype.str)
+    return EnsembleEngine(table, groups, np.zeros(groups), finish, "lightgbm")
 
 
-def _finisher(
-    objective: str, sigmoid: float, labels: Callable[[np.ndarray], np.ndarray] | None
-) -> Callable[[np.ndarray], np.ndarray]:
-    def finish(margins: np.ndarray) -> np.ndarray:
-        if objective == "binary":
-            positive = 1.0 / (1.0 + np.exp(-sigmoid * margins[:, 0]))
-            if labels is None:
+@dataclass(frozen=True)
+class LightGBMFinish:
+    """LightGBM's last step on the raw scores, as ``Booster.predict`` takes it, and the labels of
+    ``LGBMClassifier.predict`` (``classes_[argmax]``) when ``classes`` is set. Data only, so a
+    restart can rebuild it from the engine's record without the model."""
+
+    objective: str
+    sigmoid: float
+    classes: tuple[Any, ...] | None = None
+    classes_dtype: str | None = None
+
+    def spec(self) -> dict[str, Any]:
+        return {"library": "lightgbm", **asdict(self), "classes": None if self.classes is None else list(self.classes)}
+
+    def labels(self, probabilities: np.ndarray) -> np.ndarray:
+        classes = np.array(self.classes, dtype=np.dtype(self.classes_dtype or "object"))
+        return np.asarray(classes[np.argmax(probabilities, axis=1)])
+
+    def __call__(self, margins: np.ndarray) -> np.ndarray:
+        if self.objective == "binary":
+            positive = 1.0 / (1.0 + np.exp(-self.sigmoid * margins[:, 0]))
+            if self.classes is None:
                 return positive
-            return labels(np.vstack((1.0 - positive, positive)).transpose())
-        if objective == "multiclass":
+            return self.labels(np.vstack((1.0 - positive, positive)).transpose())
+        if self.objective == "multiclass":
             exps = np.exp(margins - margins.max(axis=1, keepdims=True))
             probabilities = exps / np.add.accumulate(exps, axis=1)[:, -1:]
-            return probabilities if labels is None else labels(probabilities)
+            return probabilities if self.classes is None else self.labels(probabilities)
         return identity(margins)
-
-    return finish

@@ -18,6 +18,7 @@ import ctypes
 import ctypes.util
 import json
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from functools import cache
 from typing import Any
 
@@ -137,12 +138,24 @@ def build(
         np.broadcast_to(c, (groups,)).astype(np.float32)
         for c in base_margin_candidates(objective, _base_score(learner))
     ]
-    finish = _finisher(objective, groups, finish_labels)
+    finish = XGBoostFinish(objective, groups, finish_labels)
     return EnsembleEngine(table, groups, candidates[0], finish, "xgboost"), candidates
 
 
-def _finisher(objective: str, groups: int, labels: bool) -> Callable[[np.ndarray], np.ndarray]:
-    def finish(margins: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class XGBoostFinish:
+    """XGBoost's last step on the margins, as its predict (or ``XGBClassifier.predict``) takes it.
+    Data only, so a restart can rebuild it from the engine's record without the model."""
+
+    objective: str
+    groups: int
+    labels: bool
+
+    def spec(self) -> dict[str, Any]:
+        return {"library": "xgboost", **asdict(self)}
+
+    def __call__(self, margins: np.ndarray) -> np.ndarray:
+        objective, labels = self.objective, self.labels
         if objective == "binary:logistic":
             probabilities = sigmoid(margins[:, 0])
             if not labels:
@@ -156,11 +169,9 @@ def _finisher(objective: str, groups: int, labels: bool) -> Callable[[np.ndarray
                 winner = np.argmax(margins, axis=1).astype(np.float32)
                 return np.asarray(winner.astype(np.int32)) if labels else np.asarray(winner)
             return np.asarray(np.argmax(probabilities, axis=1)) if labels else np.asarray(probabilities)
-        values = margins[:, 0] if groups == 1 else margins
+        values = margins[:, 0] if self.groups == 1 else margins
         if labels:  # binary:logitraw through XGBClassifier: a margin above 0.5 is class 1
             indexes = np.repeat(0, len(values))
             indexes[values > 0.5] = 1
             return indexes
         return values
-
-    return finish

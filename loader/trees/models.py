@@ -88,25 +88,21 @@ def _lightgbm(raw: Any, kind: str) -> TreeModel:
     import lightgbm
 
     booster = raw if isinstance(raw, lightgbm.Booster) else raw.booster_
-    labels = None
-    if isinstance(raw, lightgbm.LGBMClassifier):
-        # LGBMClassifier.predict answers ``_le.inverse_transform(argmax)``, which is
-        # ``classes_[argmax]`` after input checks that cost more than the trees do for one row.
-        classes = np.asarray(raw.classes_)
-
-        def labels(probabilities: np.ndarray) -> np.ndarray:
-            return np.asarray(classes[np.argmax(probabilities, axis=1)])
+    # LGBMClassifier.predict answers ``_le.inverse_transform(argmax)``, which is ``classes_[argmax]``
+    # after input checks that cost more than the trees do for one row.
+    classes = np.asarray(raw.classes_) if isinstance(raw, lightgbm.LGBMClassifier) else None
 
     def native(matrix: np.ndarray) -> np.ndarray:
         # LGBMClassifier.predict is the booster's probabilities and this labelling; the wrapper's
         # own input checks cost a millisecond a call and warn on a matrix without column names.
         answer = np.asarray(booster.predict(matrix))
-        if labels is None:
+        if classes is None:
             return answer
-        return labels(np.vstack((1.0 - answer, answer)).transpose() if answer.ndim == 1 else answer)
+        probabilities = np.vstack((1.0 - answer, answer)).transpose() if answer.ndim == 1 else answer
+        return np.asarray(classes[np.argmax(probabilities, axis=1)])
 
     try:
-        engine = from_lightgbm.build(booster, labels=labels)
+        engine = from_lightgbm.build(booster, classes=classes)
     except EngineUnavailable as exc:
         return TreeModel("lightgbm", kind, raw, native, refused=str(exc))
     return TreeModel("lightgbm", kind, raw, native, engine=engine)

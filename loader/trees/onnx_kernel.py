@@ -13,6 +13,7 @@ and the library's own last step (average, sigmoid, softmax, labels) runs on the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ def graph_bytes(table: TreeTable, groups: int, start: np.ndarray, average: bool)
     if np.dtype(table.leaf_value.dtype) != dtype:
         raise EngineUnavailable("thresholds and leaves differ in precision")
     # A float32 feature against a float64 threshold (scikit-learn) is fed as the float32 value
-    # widened to float64 (``feed``): the comparison scikit-learn makes.
+    # widened to float64 (``Feed``): the comparison scikit-learn makes.
     is_leaf = table.left == np.arange(table.nodes)
     if is_leaf[table.roots].any():
         raise EngineUnavailable("a tree is a single leaf")
@@ -100,14 +101,31 @@ def graph_bytes(table: TreeTable, groups: int, start: np.ndarray, average: bool)
     return bytes(model.SerializeToString())
 
 
-def feed(table: TreeTable, matrix: np.ndarray) -> np.ndarray:
-    """The graph's input: features rounded as the library rounds them, in the graph's dtype."""
-    rounded = np.ascontiguousarray(matrix, dtype=table.feature_dtype)
-    if table.zero_below is not None:
-        tiny = np.abs(rounded) <= table.zero_below
-        if tiny.any():
-            rounded = np.where(tiny, 0.0, rounded)
-    return rounded.astype(table.threshold.dtype, copy=False)
+@dataclass(frozen=True)
+class Feed:
+    """How a matrix becomes the graph's input: the library's feature rounding, its zero reading,
+    the graph's dtype. Data only: a restart rebuilds it from the engine's record."""
+
+    feature_dtype: str  # "float32" or "float64"
+    graph_dtype: str
+    zero_below: float | None = None
+
+    @staticmethod
+    def of(table: TreeTable) -> Feed:
+        return Feed(np.dtype(table.feature_dtype).name, table.threshold.dtype.name, table.zero_below)
+
+    @property
+    def rounds_to_float32(self) -> bool:
+        return self.feature_dtype == "float32"
+
+    def __call__(self, matrix: np.ndarray) -> np.ndarray:
+        """The features rounded as the library rounds them, in the graph's dtype."""
+        rounded = np.ascontiguousarray(matrix, dtype=np.dtype(self.feature_dtype))
+        if self.zero_below is not None:
+            tiny = np.abs(rounded) <= self.zero_below
+            if tiny.any():
+                rounded = np.where(tiny, 0.0, rounded)
+        return rounded.astype(np.dtype(self.graph_dtype), copy=False)
 
 
 def one_thread_session(onnx_bytes: bytes) -> Any:

@@ -51,17 +51,23 @@ def cached_reference(folder: Path | None, rows: np.ndarray, compute: Callable[[n
     these very rows and library versions, else computed and written there."""
     if folder is None:
         return np.asarray(compute(rows))
+    kept = read_reference(folder, rows)
+    if kept is not None:
+        return kept
+    answers = np.asarray(compute(rows))
+    _write(folder / f"reference-{rows_key(rows)}.json", answers)
+    return answers
+
+
+def read_reference(folder: Path, rows: np.ndarray) -> np.ndarray | None:
+    """MLflow's answers on ``rows``, if an earlier check kept them for these rows and libraries."""
     path = folder / f"reference-{rows_key(rows)}.json"
     try:
         record = orjson.loads(path.read_bytes())
         answers = np.array(record["values"], dtype=np.dtype(record["dtype"])).reshape(record["shape"])
-        if len(answers) == len(rows):
-            return answers
     except (OSError, ValueError, KeyError, TypeError):
-        pass
-    answers = np.asarray(compute(rows))
-    _write(path, answers)
-    return answers
+        return None
+    return answers if len(answers) == len(rows) else None
 
 
 def _write(path: Path, answers: np.ndarray) -> None:
