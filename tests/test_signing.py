@@ -232,9 +232,12 @@ def test_a_pack_altered_after_signing_is_refused(strict_gateway: Server, signed_
     assert httpx.get(f"{url}/endpoints/signed").json()["version"] == "1"
 
 
-def test_follow_refuses_a_bad_version_and_moves_to_a_good_one(
+def test_follow_refuses_each_bad_version_and_moves_to_a_good_one(
     strict_gateway: Server, signed_registry: dict[str, Any]
 ) -> None:
+    """The alias moves to an unsigned version, one signed by another key, one carrying another
+    version's signature and one whose pack was altered after signing: follow refuses each, the
+    endpoint keeps version 1 with 0 failed requests under load, and then follows to a signed one."""
     registry: Registry = signed_registry["registry"]
     url = strict_gateway.url
     client = registry.client
@@ -242,16 +245,20 @@ def test_follow_refuses_a_bad_version_and_moves_to_a_good_one(
     answer = httpx.post(f"{url}/admin/endpoints", json={"name": "signed", "model_uri": "models:/signed@champion",
                                                         "follow": True}, timeout=120)  # fmt: skip
     assert answer.status_code == 200, answer.text
-    before = refusals(url).get(UNSIGNED, 0.0)
-    with Load(url) as load:
-        client.set_registered_model_alias("signed", "champion", "2")  # unsigned
-        deadline = time.monotonic() + 30
-        while refusals(url).get(UNSIGNED, 0.0) == before and time.monotonic() < deadline:
-            time.sleep(0.2)
-    assert refusals(url).get(UNSIGNED, 0.0) == before + 1, "follow did not try (and refuse) version 2"
-    endpoint = httpx.get(f"{url}/endpoints/signed").json()
-    assert endpoint["version"] == "1" and "carries no signature" in (endpoint["last_error"] or ""), endpoint
-    assert load.failed == [] and load.ok > 0
+    for version, reason, words in (("2", UNSIGNED, "carries no signature"), ("3", UNTRUSTED, "not by a trusted signer"),
+                                   ("4", MISMATCH, "no longer match"), ("5", None, "failed verification")):  # fmt: skip
+        before = refusals(url).get(reason or "", 0.0)
+        with Load(url) as load:
+            client.set_registered_model_alias("signed", "champion", version)
+            deadline = time.monotonic() + 30
+            while words not in (httpx.get(f"{url}/endpoints/signed").json()["last_error"] or ""):
+                assert time.monotonic() < deadline, f"follow did not try (and refuse) version {version}"
+                time.sleep(0.2)
+        endpoint = httpx.get(f"{url}/endpoints/signed").json()
+        assert endpoint["version"] == "1" and endpoint["status"] == "ready", endpoint
+        assert load.failed == [] and load.ok > 0, (version, load.failed[:3])
+        if reason is not None:
+            assert refusals(url).get(reason, 0.0) == before + 1, version
     client.set_registered_model_alias("signed", "champion", "6")  # signed by the trusted key
     deadline = time.monotonic() + 30
     while httpx.get(f"{url}/endpoints/signed").json()["version"] != "6" and time.monotonic() < deadline:
