@@ -22,9 +22,7 @@ Prints median microseconds per call and each engine's verdict; writes ``bench/re
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +37,7 @@ import pandas as pd  # noqa: E402
 from sklearn.datasets import load_diabetes, make_classification, make_regression  # noqa: E402
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor  # noqa: E402
 
+from bench.serving_bench import predict_seconds  # noqa: E402
 from lockgate.loader.trees.answers import same_answer  # noqa: E402
 from lockgate.loader.trees.choice import check_rows_for  # noqa: E402
 from lockgate.loader.trees.models import describe  # noqa: E402
@@ -68,13 +67,7 @@ def models(trees: int) -> dict[str, tuple[Any, np.ndarray]]:
 
 
 def median_us(predict: Predict, rows: np.ndarray, repeat: int) -> float:
-    predict(rows)
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        predict(rows)
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples) * 1e6
+    return predict_seconds(predict, rows, repeat) * 1e6
 
 
 def mlflow_like(model: Any, columns: list[str]) -> Predict:

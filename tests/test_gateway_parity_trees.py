@@ -28,6 +28,7 @@ import xgboost
 
 from tests.registry_helpers import PIP_REQUIREMENTS, registry_at
 from tests.servers import Server, free_port, start_lockgate, start_mlflow_models_serves, stop_group, wait_for_servers
+from tests.test_gateway_parity_typed import outcome
 
 pytestmark = pytest.mark.slow
 JSON = "application/json"
@@ -187,15 +188,6 @@ CASES: list[tuple[str, bytes, str, bool | None]] = [
     ("empty frame", split(COLUMNS, []), JSON, False),
     ("invalid JSON", b'{"dataframe_split": {', JSON, False),
 ]
-
-
-def outcome(response: httpx.Response) -> tuple[int, Any]:
-    if response.status_code == 200:
-        return 200, response.content
-    try:
-        return response.status_code, response.json().get("error_code")
-    except ValueError:
-        return response.status_code, response.text
 
 
 def serving(url: str, name: str) -> dict[str, Any]:
