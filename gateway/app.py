@@ -4,6 +4,7 @@
              -> the data plane (route once, in-flight, timeout, observe) -> codecs over it:
                 MLflow's protocol (invoker), V2 REST and gRPC -> routers: mlflow protocol, V2 (REST),
                 endpoints, admin, meta; one error shape; one access guard; one metrics registry
+             -> the lean transport: the prediction routes' endpoints called ahead of FastAPI's routing
              -> the V2 gRPC service on its own port, when LOCKGATE_GRPC_PORT is set
 
 Every part lives in its own module; this file only wires them and runs the lifespan (deploy the
@@ -31,6 +32,7 @@ from lockgate.gateway.control.endpoint_spec import EndpointSpec
 from lockgate.gateway.control.ledger import Ledger
 from lockgate.gateway.control.live_endpoints import gateway_stats, live_endpoints, shadow_of
 from lockgate.gateway.control.preparer import Preparer
+from lockgate.gateway.lean_transport import LeanTransport, lean_routes
 from lockgate.gateway.mlflow_webhooks import WebhookVerifier
 from lockgate.gateway.protocols.mlflow_scoring.invocation import Invoker
 from lockgate.gateway.protocols.mlflow_scoring.routes import mlflow_router
@@ -159,13 +161,14 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
     app.state.deployer = deployer
     app.state.settings = settings
     install_error_handlers(app)
-    # Order is speed: routes are matched one by one, so the prediction routes come first. V2
-    # first: its router rejects any path outside /v2 by its prefix at once, while a /v2 path
-    # tried against each MLflow route cost 27 us a request in process (docs/performance.md).
-    app.include_router(
-        v2_router(plane, deployer, guard, configured, max_body_bytes=settings.max_body_bytes, decode_pool=decode_pool)
+    # The prediction routes never reach this routing (the lean transport, below, answers them);
+    # the order still puts them first, for an app run without it.
+    v2_routes = v2_router(
+        plane, deployer, guard, configured, max_body_bytes=settings.max_body_bytes, decode_pool=decode_pool
     )
-    app.include_router(mlflow_router(invoker, deployer, guard, configured))
+    mlflow_routes = mlflow_router(invoker, deployer, guard, configured)
+    app.include_router(v2_routes)
+    app.include_router(mlflow_routes)
     app.include_router(meta_router(deployer, registry, configured))
     app.include_router(endpoint_router(deployer, guard))
     app.include_router(feedback_router(deployer, inference_log, guard, max_body_bytes=settings.max_body_bytes))
@@ -176,6 +179,9 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         else None
     )
     app.include_router(hook_router(deployer, verifier))
+    # The prediction routes are answered ahead of FastAPI's routing, by their own endpoints
+    # (gateway/lean_transport.py); FastAPI still documents them and serves everything else.
+    app.add_middleware(LeanTransport, routes=lean_routes([*v2_routes.routes, *mlflow_routes.routes]))
     return app
 
 

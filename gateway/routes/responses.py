@@ -15,13 +15,18 @@ def error_response(status: int, error_code: str, message: str) -> JSONResponse:
     return JSONResponse({"error_code": error_code, "message": message}, status_code=status)
 
 
+def gateway_error_response(exc: GatewayError) -> JSONResponse:
+    """The answer to a ``GatewayError`` raised by a handler (FastAPI's or the lean transport's)."""
+    response = error_response(exc.status, exc.error_code, str(exc))
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def gateway_error(_request: Request, exc: GatewayError) -> JSONResponse:
-        response = error_response(exc.status, exc.error_code, str(exc))
-        if exc.status == 401:
-            response.headers["WWW-Authenticate"] = "Bearer"
-        return response
+        return gateway_error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

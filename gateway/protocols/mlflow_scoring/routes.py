@@ -45,6 +45,11 @@ INVOCATIONS_OPENAPI: dict[str, Any] = {
     }
 }
 
+NAMED_INVOCATIONS_OPENAPI: dict[str, Any] = {
+    **INVOCATIONS_OPENAPI,
+    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"title": "Name", "type": "string"}}],
+}
+
 
 def mlflow_router(invoker: Invoker, deployer: Deployer, guard: AccessGuard, configured: list[str]) -> APIRouter:
     router = APIRouter()
@@ -67,9 +72,11 @@ def mlflow_router(invoker: Invoker, deployer: Deployer, guard: AccessGuard, conf
             raise EndpointNotReadyError("no endpoint is deployed yet: POST /admin/endpoints or `lockgate deploy`")
         return await invoker.invoke(names[0], request)
 
-    @router.post("/endpoints/{name}/invocations", openapi_extra=INVOCATIONS_OPENAPI)
-    async def named_invocations(name: str, request: Request) -> Response:
+    # The name is read from the scope and declared to OpenAPI by hand, as FastAPI declared it: the
+    # endpoint takes the Request alone, so the lean transport can call it (gateway/lean_transport.py).
+    @router.post("/endpoints/{name}/invocations", openapi_extra=NAMED_INVOCATIONS_OPENAPI)
+    async def named_invocations(request: Request) -> Response:
         guard.prediction(request)
-        return await invoker.invoke(name, request)
+        return await invoker.invoke(request.path_params["name"], request)
 
     return router

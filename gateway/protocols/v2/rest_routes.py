@@ -70,7 +70,8 @@ def v2_router(
     # Inference first: the router matches paths in order (model_infer is defined below;
     # these resolve it when they run).
     # The path parameters are read from the scope, and declared to OpenAPI by hand: FastAPI's
-    # solving of them doubled its per-request dependency work (docs/performance.md, 2026-12-02).
+    # solving of them doubled its per-request dependency work (docs/performance.md, 2026-12-02),
+    # and the lean transport calls these endpoints with the Request alone (gateway/lean_transport.py).
     @router.post("/models/{name}/infer", openapi_extra=_path_parameters("name"))
     async def post_infer(request: Request) -> Response:
         return await model_infer(request.path_params["name"], None, request)

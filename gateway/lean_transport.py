@@ -1,0 +1,145 @@
+"""The prediction routes' own transport: a small ASGI layer that answers them ahead of FastAPI.
+
+FastAPI serves every route, and per request it pays for that generality: the path is tried
+against each route in turn, the endpoint's dependencies are solved, and the call is wrapped in
+the exception middleware's handler lookup. For a 1-row prediction that machinery cost more of
+the serving thread than the model (docs/performance.md, "The lean transport"). This layer sits
+in the app's middleware stack, inside Starlette's server-error middleware (an unexpected
+exception still answers FastAPI's 500) and outside everything else:
+
+    POST /invocations, /endpoints/{name}/invocations,
+         /v2/models/{name}[/versions/{v}]/infer      -> matched here by segments, handler called
+    anything else (and every other method)           -> FastAPI, as before
+
+The handlers are the FastAPI routes' own endpoints, taken from the protocol routers by path
+(``lean_routes``), so the two cannot drift apart: the same function answers, OpenAPI documents
+it where it always did, and a ``GatewayError`` it raises becomes the same error body
+(``gateway_error_response``) the app's exception handler gives. An endpoint that asks FastAPI for
+anything but the bare ``Request`` (a dependency, a body model) would be skipped silently here, so
+``lean_routes`` refuses it at startup instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from lockgate.gateway.errors import GatewayError
+from lockgate.gateway.routes.responses import gateway_error_response
+
+# The routes this layer answers (every one a POST): the prediction routes of both protocols.
+PREDICTION_PATHS = (
+    "/invocations",
+    "/endpoints/{name}/invocations",
+    "/v2/models/{name}/infer",
+    "/v2/models/{name}/versions/{version}/infer",
+)
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class LeanRoute:
+    """One POST route: its path as segments (``None`` where a ``{parameter}`` stands) and its handler."""
+
+    path: str
+    segments: tuple[str | None, ...]
+    parameters: tuple[str, ...]
+    handler: Handler
+
+    @classmethod
+    def of(cls, path: str, handler: Handler) -> LeanRoute:
+        segments: list[str | None] = []
+        parameters: list[str] = []
+        for segment in path.split("/"):
+            if segment.startswith("{") and segment.endswith("}"):
+                segments.append(None)
+                parameters.append(segment[1:-1])
+            else:
+                segments.append(segment)
+        return cls(path, tuple(segments), tuple(parameters), handler)
+
+    def match(self, parts: list[str]) -> dict[str, str] | None:
+        """The path parameters when ``parts`` (a path split at ``/``) is this route, else None.
+
+        A parameter is one non-empty segment, as Starlette's ``{name}`` matches ``[^/]+``."""
+        if len(parts) != len(self.segments):
+            return None
+        values = []
+        for part, segment in zip(parts, self.segments, strict=True):
+            if segment is None:
+                if not part:
+                    return None
+                values.append(part)
+            elif part != segment:
+                return None
+        return dict(zip(self.parameters, values, strict=True))
+
+
+def lean_routes(routes: Iterable[BaseRoute], paths: Sequence[str] = PREDICTION_PATHS) -> list[LeanRoute]:
+    """The lean routes for ``paths``, each with the app's own POST endpoint for that path."""
+    found: dict[str, LeanRoute] = {}
+    for route in routes:
+        if isinstance(route, APIRoute) and route.path in paths and "POST" in (route.methods or ()):
+            _check_bare(route)
+            found[route.path] = LeanRoute.of(route.path, route.endpoint)
+    missing = [path for path in paths if path not in found]
+    if missing:
+        raise RuntimeError(f"the lean transport found no POST route for {', '.join(missing)}")
+    return [found[path] for path in paths]
+
+
+def _check_bare(route: APIRoute) -> None:
+    parameters = list(inspect.signature(route.endpoint).parameters.values())
+    if len(parameters) != 1 or parameters[0].annotation not in (Request, "Request") or route.dependencies:
+        raise RuntimeError(
+            f"POST {route.path}: the lean transport calls its endpoint with the Request alone; "
+            "read path parameters from request.path_params and declare them with openapi_extra"
+        )
+
+
+class LeanTransport:
+    """ASGI middleware: the lean routes answered here, everything else passed to ``app``."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[LeanRoute]) -> None:
+        self.app = app
+        self._routes = tuple(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            found = self._match(_route_path(scope))
+            if found is not None:
+                handler, parameters = found
+                scope["path_params"] = parameters
+                try:
+                    response = await handler(Request(scope, receive))
+                except GatewayError as exc:
+                    response = gateway_error_response(exc)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _match(self, path: str) -> tuple[Handler, dict[str, str]] | None:
+        parts = path.split("/")
+        for route in self._routes:
+            parameters = route.match(parts)
+            if parameters is not None:
+                return route.handler, parameters
+        return None
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the app's routes match against: without the ``root_path`` a proxy mounts it
+    under, exactly as Starlette's router strips it (``starlette._utils.get_route_path``)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path != root and path[len(root)] == "/":
+        return path[len(root) :]
+    return path
