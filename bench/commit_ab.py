@@ -1,15 +1,17 @@
 """Two commits of lockgate side by side, in one run: does a change cost throughput or CPU?
 
     .venv/bin/python bench/commit_ab.py --baseline REV [--models iris,diabetes,forest,fraud] [--pairs 4]
+        [--loads invocations,v2,grpc,invocations-1,v2-1] [--out bench/results/commit_ab.md]
 
 The baseline (and ``--candidate``, when given) is checked out into a temporary git worktree and
 served from it (``PYTHONPATH`` puts its packages ahead of this venv's editable install); without
 ``--candidate`` the working tree is served as it is. Both
-serve the same registry versions, with gRPC on. For every model and every protocol (1 row,
-16 connections: ``/invocations`` and V2 REST with wrk, V2 gRPC with h2load), the two servers get
-back-to-back loads in ABBA order (A = baseline, B = working tree), and the report gives the median
-of the pairs' ratios (B / A) for req/s and for the server's CPU per request (its own clock ticks
-over the load's requests, which moves far less than req/s on a shared machine).
+serve the same registry versions, with gRPC on. For every model and every load (1 row:
+``/invocations`` and V2 REST with wrk at 16 connections and at 1, V2 gRPC with h2load at 16), the
+two servers get back-to-back loads in ABBA order (A = baseline, B = working tree), and the report
+gives the median of the pairs' ratios (B / A) for req/s and for the server's CPU per request (the
+clock ticks of every process in its process group, all their threads, over the load's requests:
+this moves far less than req/s on a shared machine), with p50 and p99 beside them.
 
 Bounded: every load has a duration, both servers (127.0.0.1 only) are stopped by their process
 group, and the worktree is removed at the end.
@@ -50,9 +52,20 @@ from serving_bench import (  # noqa: E402
 TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
+def cpu_ticks(pgid: int) -> int:
+    """User and system clock ticks of every live process in process group ``pgid`` (a server
+    started in its own session: the server and any worker process it spawned), all threads."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone since the listing
+            continue
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total
 
 
 Server = tuple[subprocess.Popen[bytes], str, int]  # (process, url, gRPC port)
@@ -104,8 +117,8 @@ def ab(load_a: Callable[[], dict[str, Any]], load_b: Callable[[], dict[str, Any]
         "req_s": statistics.median(b["req_s"] / a["req_s"] for a, b in pairs_of),
         "req_s_pairs": [round(b["req_s"] / a["req_s"], 3) for a, b in pairs_of],
         "cpu": statistics.median(b["cpu_us"] / a["cpu_us"] for a, b in pairs_of),
-        "a": {k: statistics.median(r[k] for r in a_runs) for k in ("req_s", "cpu_us", "p99_ms")},
-        "b": {k: statistics.median(r[k] for r in b_runs) for k in ("req_s", "cpu_us", "p99_ms")},
+        "a": {k: statistics.median(r[k] for r in a_runs) for k in ("req_s", "cpu_us", "p50_ms", "p99_ms")},
+        "b": {k: statistics.median(r[k] for r in b_runs) for k in ("req_s", "cpu_us", "p50_ms", "p99_ms")},
         "errors": sum(int(r["errors"]) for r in a_runs + b_runs),
     }
 
@@ -116,22 +129,28 @@ class Bodies:
     def __init__(self, model: str, split_file: Path, v2_file: Path, grpc_file: Path, log: Path) -> None:
         self.model, self.split_file, self.v2_file, self.grpc_file, self.log = model, split_file, v2_file, grpc_file, log
 
-    def loads(self, url: str, grpc_port: int, seconds: int) -> dict[str, Callable[[], dict[str, Any]]]:
+    def loads(
+        self, url: str, grpc_port: int, seconds: int, chosen: list[str]
+    ) -> dict[str, Callable[[], dict[str, Any]]]:
         grpc_url = f"http://127.0.0.1:{grpc_port}/inference.GRPCInferenceService/ModelInfer"
         infer = f"/v2/models/{self.model}/infer"
-        return {
-            "/invocations (wrk)": partial(wrk, url, self.split_file, 16, seconds),
-            "V2 REST (wrk)": partial(wrk, url, self.v2_file, 16, seconds, infer),
-            "V2 gRPC (h2load)": partial(h2load, grpc_url, self.grpc_file, 16, seconds, grpc=True, log=self.log),
-        }
+        every = {
+            "invocations": ("/invocations (wrk, 16 conns)", partial(wrk, url, self.split_file, 16, seconds)),
+            "v2": ("V2 REST (wrk, 16 conns)", partial(wrk, url, self.v2_file, 16, seconds, infer)),
+            "grpc": ("V2 gRPC (h2load, 16 conns)",
+                     partial(h2load, grpc_url, self.grpc_file, 16, seconds, grpc=True, log=self.log)),
+            "invocations-1": ("/invocations (wrk, 1 conn)", partial(wrk, url, self.split_file, 1, seconds)),
+            "v2-1": ("V2 REST (wrk, 1 conn)", partial(wrk, url, self.v2_file, 1, seconds, infer)),
+        }  # fmt: skip
+        return dict(every[name] for name in chosen)
 
 
 def row(model: str, protocol: str, result: dict[str, Any]) -> str:
     a, b = result["a"], result["b"]
     return (
-        f"| {model} | {protocol} | {result['req_s']:.3f} {result['req_s_pairs']} | {result['cpu']:.3f} "
+        f"| {model} | {protocol} | {result['req_s']:.3f} {result['req_s_pairs']} | **{result['cpu']:.3f}** "
         f"| {a['req_s']:,.0f}, {b['req_s']:,.0f} | {a['cpu_us']:.0f}, {b['cpu_us']:.0f} "
-        f"| {a['p99_ms']:.1f}, {b['p99_ms']:.1f} | {result['errors']} |"
+        f"| {a['p50_ms']:.2f}, {b['p50_ms']:.2f} | {a['p99_ms']:.1f}, {b['p99_ms']:.1f} | {result['errors']} |"
     )
 
 
@@ -144,17 +163,24 @@ def main() -> None:
     parser.add_argument("--models", default="iris,diabetes,forest,fraud")
     parser.add_argument("--seconds", type=int, default=5, help="length of each load (default 5)")
     parser.add_argument("--pairs", type=int, default=4, help="ABBA pairs per ratio (default 4)")
+    parser.add_argument(
+        "--loads",
+        default="invocations,v2,grpc,invocations-1,v2-1",
+        help="which loads, of invocations, v2, grpc (16 connections) and invocations-1, v2-1 (1)",
+    )
+    parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args()
+    chosen = args.loads.split(",")
     revision = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.baseline], check=True,
                               capture_output=True, text=True).stdout.strip()  # fmt: skip
     lines = [
         f"# {args.candidate or 'the working tree'} (B) against {args.baseline} = {revision} (A): 1 row, "
-        f"16 connections, {args.pairs} ABBA "
-        f"pairs of {args.seconds} s; median of the pairs' B/A ratios",
+        f"{args.pairs} ABBA pairs of {args.seconds} s; median of the pairs' B/A ratios; CPU: the server's "
+        "process group, per request",
         "",
-        "| model | protocol | req/s B/A (pairs) | CPU per request B/A | req/s A, B | CPU us A, B | p99 ms A, B "
-        "| errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | load | req/s B/A (pairs) | CPU per request B/A | req/s A, B | CPU us A, B | p50 ms A, B "
+        "| p99 ms A, B | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory(prefix="lockgate-commit-ab-") as tmp:
         work = Path(tmp)
@@ -175,7 +201,7 @@ def main() -> None:
                            "B": start_at(candidate, model.name, work, tracking, "B")}  # fmt: skip
                 try:
                     bodies = Bodies(model.name, split_file, v2_file, grpc_file, work / "h2load.log")
-                    per_server = {label: bodies.loads(url, grpc_port, args.seconds)
+                    per_server = {label: bodies.loads(url, grpc_port, args.seconds, chosen)
                                   for label, (_proc, url, grpc_port) in servers.items()}  # fmt: skip
                     for protocol in per_server["A"]:
                         for label in ("A", "B"):  # warm-up
@@ -194,6 +220,9 @@ def main() -> None:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False,
                                capture_output=True)  # fmt: skip
     print("\n" + "\n".join(lines))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

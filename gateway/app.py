@@ -32,7 +32,7 @@ from lockgate.gateway.control.endpoint_spec import EndpointSpec
 from lockgate.gateway.control.ledger import Ledger
 from lockgate.gateway.control.live_endpoints import gateway_stats, live_endpoints, shadow_of
 from lockgate.gateway.control.preparer import Preparer
-from lockgate.gateway.lean_transport import LeanTransport, lean_routes
+from lockgate.gateway.lean_transport import LeanFastAPI, LeanTransport, lean_routes
 from lockgate.gateway.mlflow_webhooks import WebhookVerifier
 from lockgate.gateway.protocols.mlflow_scoring.invocation import Invoker
 from lockgate.gateway.protocols.mlflow_scoring.routes import mlflow_router
@@ -157,7 +157,7 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
             await asyncio.to_thread(inference_log.close)
             await asyncio.to_thread(tracing.shutdown)  # the spans still queued leave now
 
-    app = FastAPI(title="lockgate", lifespan=lifespan)
+    app = LeanFastAPI(title="lockgate", lifespan=lifespan)
     app.state.deployer = deployer
     app.state.settings = settings
     install_error_handlers(app)
@@ -179,9 +179,9 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
         else None
     )
     app.include_router(hook_router(deployer, verifier))
-    # The prediction routes are answered ahead of FastAPI's routing, by their own endpoints
+    # The prediction routes are answered ahead of FastAPI's machinery, by their own endpoints
     # (gateway/lean_transport.py); FastAPI still documents them and serves everything else.
-    app.add_middleware(LeanTransport, routes=lean_routes([*v2_routes.routes, *mlflow_routes.routes]))
+    app.lean = LeanTransport(lean_routes([*v2_routes.routes, *mlflow_routes.routes]))
     return app
 
 

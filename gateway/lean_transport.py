@@ -3,9 +3,10 @@
 FastAPI serves every route, and per request it pays for that generality: the path is tried
 against each route in turn, the endpoint's dependencies are solved, and the call is wrapped in
 the exception middleware's handler lookup. For a 1-row prediction that machinery cost more of
-the serving thread than the model (docs/performance.md, "The lean transport"). This layer sits
-in the app's middleware stack, inside Starlette's server-error middleware (an unexpected
-exception still answers FastAPI's 500) and outside everything else:
+the serving thread than the model (docs/performance.md, "The lean transport"). This layer runs
+first, in the app's own ``__call__`` (``LeanFastAPI``), before FastAPI's native telemetry check,
+its middleware stack and its router; an unexpected exception answers the 500 Starlette's
+server-error middleware would:
 
     POST /invocations, /endpoints/{name}/invocations,
          /v2/models/{name}[/versions/{v}]/infer      -> matched here by segments, handler called
@@ -25,11 +26,12 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from lockgate.gateway.errors import GatewayError
 from lockgate.gateway.routes.responses import gateway_error_response
@@ -106,33 +108,52 @@ def _check_bare(route: APIRoute) -> None:
 
 
 class LeanTransport:
-    """ASGI middleware: the lean routes answered here, everything else passed to ``app``."""
+    """Finds a lean route for a request and answers it; ``None`` from ``find`` passes it on."""
 
-    def __init__(self, app: ASGIApp, routes: Sequence[LeanRoute]) -> None:
-        self.app = app
+    def __init__(self, routes: Sequence[LeanRoute]) -> None:
         self._routes = tuple(routes)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            found = self._match(_route_path(scope))
-            if found is not None:
-                handler, parameters = found
-                scope["path_params"] = parameters
-                try:
-                    response = await handler(Request(scope, receive))
-                except GatewayError as exc:
-                    response = gateway_error_response(exc)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    def _match(self, path: str) -> tuple[Handler, dict[str, str]] | None:
-        parts = path.split("/")
+    def find(self, scope: Scope) -> tuple[Handler, dict[str, str]] | None:
+        """The handler and path parameters of an HTTP request to a lean route, else None."""
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return None
+        parts = _route_path(scope).split("/")
         for route in self._routes:
             parameters = route.match(parts)
             if parameters is not None:
                 return route.handler, parameters
         return None
+
+    @staticmethod
+    async def answer(
+        handler: Handler, parameters: dict[str, str], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        scope["path_params"] = parameters
+        try:
+            response = await handler(Request(scope, receive))
+        except GatewayError as exc:
+            response = gateway_error_response(exc)
+        except Exception:
+            # As Starlette's ServerErrorMiddleware: a plain 500, then raised for the server to log.
+            # (Every handler builds its whole answer before sending, so nothing has been sent yet.)
+            await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
+            raise
+        await response(scope, receive, send)
+
+
+class LeanFastAPI(FastAPI):
+    """FastAPI, with the lean routes answered before any of its machinery runs (its native
+    telemetry check, middleware stack and routing): ``lean`` is set once the routes exist."""
+
+    lean = LeanTransport(())  # no lean routes until the app is composed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = self.lean.find(scope)
+        if found is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self  # as Starlette sets it
+        await self.lean.answer(found[0], found[1], scope, receive, send)
 
 
 def _route_path(scope: Scope) -> str:

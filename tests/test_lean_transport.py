@@ -11,6 +11,7 @@ reached for a prediction.
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from starlette.responses import Response
 
 from lockgate.gateway.app import create_app
 from lockgate.gateway.errors import AuthError, EndpointNotFoundError
-from lockgate.gateway.lean_transport import PREDICTION_PATHS, LeanTransport, lean_routes
+from lockgate.gateway.lean_transport import PREDICTION_PATHS, LeanFastAPI, LeanTransport, lean_routes
 from lockgate.gateway.settings import Settings
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -34,7 +35,8 @@ def operations(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     found = {}
     for path, item in document["paths"].items():
         for method, operation in item.items():
-            found[f"{method.upper()} {path}"] = {k: operation[k] for k in ("parameters", "requestBody") if k in operation}
+            documented = {k: operation[k] for k in ("parameters", "requestBody") if k in operation}
+            found[f"{method.upper()} {path}"] = documented
     return found
 
 
@@ -62,23 +64,30 @@ def test_every_route_documented_before_is_still_documented_the_same(app: Any) ->
 
 
 def test_the_app_answers_its_prediction_routes_through_the_lean_transport(app: Any) -> None:
-    assert [m.cls for m in app.user_middleware] == [LeanTransport]
-    (middleware,) = app.user_middleware
-    assert [route.path for route in middleware.kwargs["routes"]] == list(PREDICTION_PATHS)
+    assert isinstance(app, LeanFastAPI)
+    assert [route.path for route in app.lean._routes] == list(PREDICTION_PATHS)
 
 
 # ---- the layer in process -------------------------------------------------------------------
 
 
-class Recorder:
-    """The app behind the layer: records what reaches it and answers 299."""
+class Recorder(LeanFastAPI):
+    """The lean layer in a LeanFastAPI whose own machinery (its middleware, its routes) is replaced by
+    a recorder: it records what reaches FastAPI and answers 299."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.paths: list[tuple[str, str]] = []
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        self.paths.append((scope["method"], scope["path"]))
-        await Response(b"behind", status_code=299)(scope, receive, send)
+        await LeanFastAPI.__call__(self, scope, receive, send)
+
+    def build_middleware_stack(self) -> Any:
+        async def behind(scope: Any, receive: Any, send: Any) -> None:
+            self.paths.append((scope["method"], scope["path"]))
+            await Response(b"behind", status_code=299)(scope, receive, send)
+
+        return behind
 
 
 def prediction_router() -> APIRouter:
@@ -96,6 +105,8 @@ def prediction_router() -> APIRouter:
             raise EndpointNotFoundError(f"no endpoint named {name!r}")
         if name == "locked":
             raise AuthError("needs a token", 401)
+        if name == "boom":
+            raise ValueError("a bug")
         return Response(f"named:{name}".encode())
 
     @router.post("/v2/models/{name}/infer")
@@ -115,8 +126,9 @@ def prediction_router() -> APIRouter:
 
 
 def call(
-    layer: LeanTransport, method: str, path: str, body: bytes = b"", root_path: str = ""
+    layer: Recorder, method: str, path: str, body: bytes = b"", *, root_path: str = "", sent: list[Any] | None = None
 ) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of one request through ``layer``; ``sent``: where the messages go."""
     scope = {
         "type": "http",
         "method": method,
@@ -127,7 +139,7 @@ def call(
         "headers": [(b"content-type", b"application/json")],
     }
     messages = [{"type": "http.request", "body": body, "more_body": False}]
-    sent: list[dict[str, Any]] = []
+    sent = [] if sent is None else sent
 
     async def receive() -> dict[str, Any]:
         return messages.pop(0) if messages else {"type": "http.disconnect"}
@@ -142,13 +154,14 @@ def call(
 
 
 @pytest.fixture
-def layer_and_behind() -> tuple[LeanTransport, Recorder]:
-    behind = Recorder()
-    return LeanTransport(behind, lean_routes(prediction_router().routes)), behind
+def layer_and_behind() -> tuple[Recorder, Recorder]:
+    app = Recorder()
+    app.lean = LeanTransport(lean_routes(prediction_router().routes))
+    return app, app
 
 
 def test_the_prediction_routes_are_answered_without_reaching_the_app(
-    layer_and_behind: tuple[LeanTransport, Recorder],
+    layer_and_behind: tuple[Recorder, Recorder],
 ) -> None:
     layer, behind = layer_and_behind
     assert call(layer, "POST", "/invocations", b'{"a": 1}')[::2] == (200, b'invocations:{"a": 1}')
@@ -176,16 +189,14 @@ def test_the_prediction_routes_are_answered_without_reaching_the_app(
         ("POST", "/apiinvocations"),
     ],
 )
-def test_everything_else_goes_to_the_app(
-    layer_and_behind: tuple[LeanTransport, Recorder], method: str, path: str
-) -> None:
+def test_everything_else_goes_to_the_app(layer_and_behind: tuple[Recorder, Recorder], method: str, path: str) -> None:
     layer, behind = layer_and_behind
     status, _, body = call(layer, method, path, root_path="/api" if path.startswith("/api") else "")
     assert (status, body) == (299, b"behind")
     assert behind.paths == [(method, path)]
 
 
-def test_a_gateway_error_gets_the_app_s_error_body(layer_and_behind: tuple[LeanTransport, Recorder]) -> None:
+def test_a_gateway_error_gets_the_app_s_error_body(layer_and_behind: tuple[Recorder, Recorder]) -> None:
     layer, _ = layer_and_behind
     status, headers, body = call(layer, "POST", "/endpoints/missing/invocations")
     assert status == 404
@@ -193,6 +204,17 @@ def test_a_gateway_error_gets_the_app_s_error_body(layer_and_behind: tuple[LeanT
     status, headers, body = call(layer, "POST", "/endpoints/locked/invocations")
     assert (status, headers.get("www-authenticate")) == (401, "Bearer")
     assert orjson.loads(body)["message"] == "needs a token"
+
+
+def test_an_unexpected_error_answers_a_plain_500_and_is_raised_for_the_server_to_log(
+    layer_and_behind: tuple[Recorder, Recorder],
+) -> None:
+    layer, _ = layer_and_behind
+    sent: list[Any] = []
+    with pytest.raises(ValueError, match="a bug"):
+        call(layer, "POST", "/endpoints/boom/invocations", sent=sent)
+    start, body = sent
+    assert (start["status"], body["body"]) == (500, b"Internal Server Error")
 
 
 def test_an_endpoint_that_asks_fastapi_for_more_than_the_request_is_refused_at_startup() -> None:
@@ -207,5 +229,5 @@ def test_an_endpoint_that_asks_fastapi_for_more_than_the_request_is_refused_at_s
 
 
 def test_a_missing_prediction_route_is_refused_at_startup() -> None:
-    with pytest.raises(RuntimeError, match="no POST route for /v2/models/{name}/infer"):
+    with pytest.raises(RuntimeError, match=re.escape("no POST route for /v2/models/{name}/infer")):
         lean_routes(APIRouter().routes, ("/v2/models/{name}/infer",))
