@@ -125,9 +125,7 @@ class LeanTransport:
         return None
 
     @staticmethod
-    async def answer(
-        handler: Handler, parameters: dict[str, str], scope: Scope, receive: Receive, send: Send
-    ) -> None:
+    async def answer(handler: Handler, parameters: dict[str, str], scope: Scope, receive: Receive, send: Send) -> None:
         scope["path_params"] = parameters
         try:
             response = await handler(Request(scope, receive))

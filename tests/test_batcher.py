@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import numpy as np
 import pytest
 
-from lockgate.gateway.serving.batcher import Batcher
+from lockgate.gateway.serving.batcher import INLINE_MAX_ROWS, Batcher
 
 
 class CountingModel:
@@ -106,4 +108,55 @@ def test_a_wrong_number_of_predictions_is_an_error() -> None:
                       inflight=lambda: 1)  # fmt: skip
     with pytest.raises(ValueError, match="returned 2 predictions for 1 rows"):
         asyncio.run(batcher.predict(np.ones((1, 2))))
+    batcher.close()
+
+
+class ThreadRecordingModel:
+    """Records the thread of every call; takes ``seconds`` per call (a busy wait: measured time)."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self.threads: list[str] = []
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        self.threads.append(threading.current_thread().name)
+        deadline = time.perf_counter() + self.seconds
+        while time.perf_counter() < deadline:
+            pass
+        return matrix[:, 0]
+
+
+async def _one_at_a_time(batcher: Batcher, matrices: list[np.ndarray]) -> None:
+    for matrix in matrices:
+        await batcher.predict(matrix)
+
+
+def test_a_small_predict_measured_quick_runs_on_the_event_loop_and_a_big_batch_in_the_thread() -> None:
+    model, inflight = ThreadRecordingModel(), [0]
+    batcher = Batcher(model.predict, name="t", enabled=True, max_rows=4096, max_wait_seconds=0.0,
+                      inflight=lambda: inflight[0])  # fmt: skip
+    batcher.inline_seconds = 10.0  # whatever this machine's noise, every call counts as quick
+    loop_thread = threading.current_thread().name
+
+    async def calls() -> None:
+        await _one_at_a_time(batcher, [np.ones((1, 2))] * 5 + [np.ones((INLINE_MAX_ROWS + 1, 2))])
+        batcher.use(model.predict)  # a new predict function starts in the thread, until measured
+        await _one_at_a_time(batcher, [np.ones((1, 2))] * 2)
+
+    asyncio.run(calls())
+    # The first call is unmeasured: the thread; then the loop; a batch past INLINE_MAX_ROWS: the thread.
+    assert model.threads[0] != loop_thread
+    assert model.threads[1:5] == [loop_thread] * 4
+    assert model.threads[5] != loop_thread
+    assert model.threads[6] != loop_thread and model.threads[7] == loop_thread
+    batcher.close()
+
+
+def test_a_predict_slower_than_the_hand_off_stays_in_the_thread() -> None:
+    model, inflight = ThreadRecordingModel(seconds=0.005), [0]
+    batcher = Batcher(model.predict, name="t", enabled=True, max_rows=64, max_wait_seconds=0.0,
+                      inflight=lambda: inflight[0])  # fmt: skip
+    assert batcher.inline_seconds < 0.005
+    asyncio.run(_one_at_a_time(batcher, [np.ones((1, 2))] * 4))
+    assert threading.current_thread().name not in model.threads
     batcher.close()

@@ -157,9 +157,10 @@ class DataPlane:
 
         metrics, name, deployment, role = self._metrics, route.name, route.deployment, route.role
         version = deployment.version_label
+        series = metrics.answer_series(name, version, protocol, role)
         started = time.perf_counter()
         deployment.live.inflight += 1
-        metrics.inflight.labels(name).inc()
+        series.inflight.inc()
         try:
             async with asyncio.timeout(self.timeout):
                 answer = await work()
@@ -175,15 +176,16 @@ class DataPlane:
             raise
         finally:
             deployment.live.inflight -= 1
-            metrics.inflight.labels(name).dec()
-        if answer.status == 200:
-            metrics.observe_predict(name, version, answer.rows, answer.predict_seconds, role)
-            if answer.shadow is not None and self._mirror is not None and route.mirrored:
-                self._mirror.offer(name, answer.shadow)
-            if answer.logged is not None and self._log is not None:
-                self._log.offer(route, protocol, answer.request_id or route.request_id, answer.logged)
-        metrics.observe_request(name, version, answer.status, time.perf_counter() - started, answer.error_code,
-                                protocol=protocol, role=role)  # fmt: skip
+            series.inflight.dec()
+        if answer.status != 200:
+            metrics.observe_request(name, version, answer.status, time.perf_counter() - started, answer.error_code,
+                                    protocol=protocol, role=role)  # fmt: skip
+            return answer
+        if answer.shadow is not None and self._mirror is not None and route.mirrored:
+            self._mirror.offer(name, answer.shadow)
+        if answer.logged is not None and self._log is not None:
+            self._log.offer(route, protocol, answer.request_id or route.request_id, answer.logged)
+        series.answered_after(time.perf_counter() - started, answer.rows, answer.predict_seconds)
         return answer
 
     async def _serve_traced(self, route: Route, protocol: str, work: Callable[[], Awaitable[Answer]]) -> Answer:
