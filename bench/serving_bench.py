@@ -123,6 +123,12 @@ def build_models(selected: list[str]) -> list[BenchModel]:
         forest = RandomForestClassifier(n_estimators=300, random_state=0, n_jobs=-1).fit(X, y)
         forest.n_jobs = None  # see above: joblib's per-call thread start-up would slow MLflow's predict
         out.append(BenchModel("forest", "RandomForestClassifier, 300 trees, 40 features", X, forest))
+    if "wide" in selected:  # 40 columns and a cheap predict: what a large request's transport costs
+        X_raw, y = make_classification(n_samples=4000, n_features=40, n_informative=20, random_state=0)
+        X = pd.DataFrame(X_raw, columns=[f"f{i:02d}" for i in range(40)])
+        out.append(
+            BenchModel("wide", "LogisticRegression, 40 features", X, LogisticRegression(max_iter=1000).fit(X, y))
+        )
     if "fraud" in selected:
         out.append(fraud_pipeline())
     return out
