@@ -23,7 +23,7 @@ COPY monitoring/ monitoring/
 COPY lockgate/ lockgate/
 # A plain (not editable) install: the runtime stage gets site-packages and nothing from /src.
 # With XGBoost (its CPU build) and LightGBM, so their MLflow flavors serve on the tree engine.
-RUN /opt/lockgate/bin/pip install --no-cache-dir '.[xgboost-cpu,lightgbm]' \
+RUN /opt/lockgate/bin/pip install --no-cache-dir '.[xgboost-cpu,lightgbm,granian]' \
  && /opt/lockgate/bin/lockgate --help > /dev/null
 
 FROM python:3.11-slim

@@ -9,7 +9,7 @@ PYTHON  ?= python3
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,xgboost-cpu,lightgbm]'
+	$(PY) -m pip install --quiet -e '.[test,xgboost-cpu,lightgbm,granian]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     """A YAML endpoints file, read when ``lockgate serve`` gets no --config (containers, Helm)."""
     host: str = "127.0.0.1"
     port: int = 8080
+    server: Literal["uvicorn", "granian"] = "uvicorn"
+    """The HTTP server: uvicorn with httptools and uvloop (the default, measured to cost the least
+    CPU per request on lockgate's app), or granian (Rust, hyper; ``lockgate[granian]``)."""
     admin_token: str | None = None
     """Bearer token for /admin routes. Unset: admin routes answer loopback clients only."""
     api_tokens: str | None = None

@@ -239,6 +239,7 @@ def test_prometheus_rule_carries_the_shipped_alerts() -> None:
         ({"endpoints": [{"name": "a/b", "modelUri": "models:/x/1"}]}, "name"),
         ({"endpoints": [{"name": "x" * 64, "modelUri": "models:/x/1"}]}, "name"),
         ({"apiTokens": {"token": "inline-secret"}}, "token"),
+        ({"serving": {"server": "hypercorn"}}, "server"),
     ],
 )
 def test_bad_values_are_rejected(values: dict[str, Any], complaint: str) -> None:
@@ -277,6 +278,18 @@ def test_grpc_port_opens_the_v2_grpc_service() -> None:
     policy = render({"serving": {"grpcPort": 8081}, "networkPolicy": {"enabled": True}})
     ingress = next(o for o in policy if o["kind"] == "NetworkPolicy")["spec"]["ingress"][0]["ports"]
     assert {"port": "grpc", "protocol": "TCP"} in ingress
+
+
+def test_the_http_server_is_a_value_uvicorn_by_default() -> None:
+    """serving.server reaches lockgate as LOCKGATE_SERVER (Settings.server reads it)."""
+
+    def server_of(values: dict[str, Any]) -> Any:
+        objects = render(values)
+        container = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value") for e in container["env"]}.get("LOCKGATE_SERVER")
+
+    assert server_of({}) == "uvicorn"
+    assert server_of({"serving": {"server": "granian"}}) == "granian"
 
 
 def test_safe_load_is_a_value() -> None:

@@ -74,6 +74,7 @@ PrecisionOption = Annotated[
     str | None, typer.Option("--precision", help=_help("precision", " Default exact."), show_default=False)
 ]
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
+SERVERS = ("uvicorn", "granian")
 
 
 def serve(
@@ -83,6 +84,15 @@ def serve(
     name: Annotated[list[str] | None, typer.Option("--name", help="Endpoint name (repeat once per URI).")] = None,
     host: Annotated[str | None, typer.Option(help="Bind address. Env: LOCKGATE_HOST (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port. Env: LOCKGATE_PORT (default 8080).")] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="HTTP server: uvicorn (default: the least CPU per request, measured) or granian "
+            "(pip install 'lockgate[granian]'). Env: LOCKGATE_SERVER.",
+            show_default=False,
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML file listing endpoints.")] = None,
     grpc_port: Annotated[
         int | None,
@@ -126,6 +136,10 @@ def serve(
         updates["port"] = port
     if grpc_port:
         updates["grpc_port"] = grpc_port
+    if server:
+        if server not in SERVERS:
+            raise typer.BadParameter(f"--server is one of {', '.join(SERVERS)}, not {server!r}")
+        updates["server"] = server
     # Serving options given here are the defaults of every endpoint that does not set its own.
     given = {
         "onnx": onnx,
@@ -152,8 +166,6 @@ def serve(
         err.print("no endpoints configured yet: deploy with `lockgate deploy MODEL_URI` or POST /admin/endpoints")
     if settings.warm_start and settings.onnx:
         _preload_pinned_graphs(settings, specs)
-    import uvicorn
-
     from lockgate.gateway.app import create_app
 
     # Hold the port before any model loads or any ledger event is written: a gateway that cannot
@@ -162,6 +174,14 @@ def serve(
     app = create_app(settings, specs)
     served = ", ".join(s.name for s in specs) or "no endpoints"
     err.print(f"lockgate loading {served} on http://{settings.host}:{settings.port} (ready when /ready answers 200)")
+    if settings.server == "granian":
+        from lockgate.gateway.cli.granian_server import run_granian
+
+        listener.close()  # granian binds its own socket; the port was free a moment ago
+        run_granian(app, settings)
+        return
+    import uvicorn
+
     from lockgate.gateway.bounded_http import bounded_http_protocol
 
     # httptools, with the request head bounded (LOCKGATE_MAX_HEADER_BYTES): uvicorn's own
