@@ -112,13 +112,22 @@ class LeanTransport:
 
     def __init__(self, routes: Sequence[LeanRoute]) -> None:
         self._routes = tuple(routes)
+        # By segment count: the prediction paths all differ in it, so a path is compared with one
+        # route at most (a V2 request no longer tries the MLflow routes first).
+        self._by_length: dict[int, tuple[LeanRoute, ...]] = {}
+        for route in self._routes:
+            self._by_length[len(route.segments)] = (*self._by_length.get(len(route.segments), ()), route)
+
+    @property
+    def routes(self) -> tuple[LeanRoute, ...]:
+        return self._routes
 
     def find(self, scope: Scope) -> tuple[Handler, dict[str, str]] | None:
         """The handler and path parameters of an HTTP request to a lean route, else None."""
         if scope["type"] != "http" or scope["method"] != "POST":
             return None
         parts = _route_path(scope).split("/")
-        for route in self._routes:
+        for route in self._by_length.get(len(parts), ()):
             parameters = route.match(parts)
             if parameters is not None:
                 return route.handler, parameters

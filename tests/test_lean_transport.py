@@ -65,7 +65,7 @@ def test_every_route_documented_before_is_still_documented_the_same(app: Any) ->
 
 def test_the_app_answers_its_prediction_routes_through_the_lean_transport(app: Any) -> None:
     assert isinstance(app, LeanFastAPI)
-    assert [route.path for route in app.lean._routes] == list(PREDICTION_PATHS)
+    assert [route.path for route in app.lean.routes] == list(PREDICTION_PATHS)
 
 
 # ---- the layer in process -------------------------------------------------------------------
