@@ -9,7 +9,8 @@ request scope, its body, a ``send`` that keeps the answer). Every figure is CPU 
 
     whole request, live       the server's process group over a wrk load (1 and 16 connections)
     the app without a server  the app in process, one request after another
-    server                    the difference: uvicorn, httptools, the socket and the wake-ups
+    server                    live at 1 connection minus the app (both one request at a time, no
+                              batching): uvicorn, httptools, the socket and the wake-ups
     FastAPI's routing         the same request through FastAPI's own stack instead of the lean
                               transport (what gateway/lean_transport.py saves)
     routing (lean)            LeanTransport.find
@@ -120,8 +121,12 @@ async def in_process(model: str, body: bytes, requests: int, repeats: int) -> di
         deployer = app.state.deployer
         while (current := deployer.endpoints[model].current) is None or current.parser is None:
             await asyncio.sleep(0.1)
-        await asyncio.sleep(3)  # the background work after ready (the ONNX check) settles
         deployment = deployer.endpoints[model].current
+        for _ in range(3000):  # the background work after ready: the ONNX conversion and check
+            if not deployment.path.onnx_pending:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)
         assert deployment.parser is not None and deployment.batcher is not None
         fastapi_stack = FastAPI.__call__.__get__(app)  # the app as FastAPI alone would serve it
         figures: dict[str, list[float]] = {}
@@ -181,10 +186,10 @@ def main() -> None:
     named = ("routing", "decode", "predict", "observers", "encode")
     rest = stages["app"] - sum(stages[s] for s in named)
     rows = [
-        ("whole request, live, 16 connections", live[16]),
+        ("whole request, live, 16 connections (batched)", live[16]),
         ("whole request, live, 1 connection", live[1]),
         ("the app without a server", stages["app"]),
-        ("server (live at 16 connections - the app)", live[16] - stages["app"]),
+        ("server (live at 1 connection - the app, both one request at a time)", live[1] - stages["app"]),
         ("FastAPI's routing (FastAPI's stack - the lean app)", stages["fastapi"] - stages["app"]),
         ("routing (lean)", stages["routing"]),
         ("decode", stages["decode"]),

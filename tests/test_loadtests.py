@@ -1,4 +1,4 @@
-"""CI's smoke of ``make loadtest``: every locust scenario for 10 seconds against the real demo
+"""CI's smoke of ``make loadtest``: every locust scenario for 6 seconds against the real demo
 gateway on 127.0.0.1, with the limits that set locust's exit code."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_loadtest_smoke_passes_with_zero_failures(tmp_path: Path, demo_dir: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "loadtests" / "run.py"), "--duration", "10s", "--users", "8",
+        [sys.executable, str(ROOT / "loadtests" / "run.py"), "--duration", "6s", "--users", "8",
          "--move-every", "3", "--max-p95-ms", "2000", "--out", str(tmp_path), "--demo-dir", str(demo_dir)],
         capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
