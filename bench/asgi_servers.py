@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from commit_ab import ab, measured  # noqa: E402
+from commit_ab import TABLE_HEAD, ab, measured, row, write_table  # noqa: E402
 from serving_bench import (  # noqa: E402
     VENV_BIN,
     build_models,
@@ -102,10 +102,9 @@ def main() -> None:
         f"# granian (B) against uvicorn + httptools (A), lockgate's app: {args.pairs} ABBA pairs of "
         f"{args.seconds} s per load; median of the pairs' B/A ratios; CPU: the server's process group, per request",
         "",
-        "| model | load | req/s B/A (pairs) | CPU per request B/A | req/s A, B | CPU us A, B | p50 ms A, B "
-        "| p99 ms A, B | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *TABLE_HEAD,
     ]
+    results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="lockgate-asgi-servers-") as tmp:
         work = Path(tmp)
         tracking = f"sqlite:///{work / 'mlflow.db'}"
@@ -126,28 +125,17 @@ def main() -> None:
                     load_a = partial(measured, per_server["uvicorn"][label], servers["uvicorn"][0].pid)
                     load_b = partial(measured, per_server["granian"][label], servers["granian"][0].pid)
                     result = ab(load_a, load_b, args.pairs)
-                    a, b = result["a"], result["b"]
-                    line = (
-                        f"| {model.name} | {label} | {result['req_s']:.3f} {result['req_s_pairs']} "
-                        f"| {result['cpu']:.3f} | {a['req_s']:,.0f}, {b['req_s']:,.0f} "
-                        f"| {a['cpu_us']:.0f}, {b['cpu_us']:.0f} | {a['p50_ms']:.2f}, {b['p50_ms']:.2f} "
-                        f"| {a['p99_ms']:.1f}, {b['p99_ms']:.1f} | {result['errors']} |"
-                    )
+                    results.append(result)
+                    line = row(model.name, label, result)
                     print(line, flush=True)
                     lines.append(line)
             finally:
                 for proc, _url in servers.values():
                     stop_group(proc)
-    ratios = [float(line.split("|")[3].split()[0]) for line in lines[4:]]
-    cpu = [float(line.split("|")[4]) for line in lines[4:]]
-    lines += [
-        "",
-        f"median over the loads: req/s B/A {statistics.median(ratios):.3f}, CPU B/A {statistics.median(cpu):.3f}",
-    ]
-    print("\n" + "\n".join(lines))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+    ratios = statistics.median(r["req_s"] for r in results)
+    cpu = statistics.median(r["cpu"] for r in results)
+    lines += ["", f"median over the loads: req/s B/A {ratios:.3f}, CPU B/A {cpu:.3f}"]
+    write_table(lines, args.out)
 
 
 if __name__ == "__main__":

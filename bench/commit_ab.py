@@ -145,6 +145,22 @@ class Bodies:
         return dict(every[name] for name in chosen)
 
 
+# The table every A/B bench prints (commit_ab.py, asgi_servers.py, grpc_vs_rest.py), one ``row`` per load.
+TABLE_HEAD = [
+    "| model | load | req/s B/A (pairs) | CPU per request B/A | req/s A, B | CPU us A, B | p50 ms A, B "
+    "| p99 ms A, B | errors |",
+    "|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def write_table(lines: list[str], out: Path | None) -> None:
+    """Print the table, and write it to ``out`` when given."""
+    print("\n" + "\n".join(lines))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n".join(lines) + "\n")
+
+
 def row(model: str, protocol: str, result: dict[str, Any]) -> str:
     a, b = result["a"], result["b"]
     return (
@@ -178,9 +194,7 @@ def main() -> None:
         f"{args.pairs} ABBA pairs of {args.seconds} s; median of the pairs' B/A ratios; CPU: the server's "
         "process group, per request",
         "",
-        "| model | load | req/s B/A (pairs) | CPU per request B/A | req/s A, B | CPU us A, B | p50 ms A, B "
-        "| p99 ms A, B | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *TABLE_HEAD,
     ]
     with tempfile.TemporaryDirectory(prefix="lockgate-commit-ab-") as tmp:
         work = Path(tmp)
@@ -219,10 +233,7 @@ def main() -> None:
             for tree, _rev in trees:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False,
                                capture_output=True)  # fmt: skip
-    print("\n" + "\n".join(lines))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+    write_table(lines, args.out)
 
 
 if __name__ == "__main__":

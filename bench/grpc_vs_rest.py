@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from commit_ab import ab, measured  # noqa: E402
+from commit_ab import TABLE_HEAD, ab, measured, row, write_table  # noqa: E402
 from serving_bench import (  # noqa: E402
     build_models,
     grpc_body,
@@ -70,9 +70,7 @@ def main() -> None:
         f"# V2 gRPC (B) against V2 REST JSON (A), h2load, 16 connections: {args.pairs} ABBA pairs of "
         f"{args.seconds} s; median of the pairs' B/A ratios; CPU: the server's process group, per request",
         "",
-        "| model | rows | REST (A) | gRPC (B) | req/s B/A (pairs) | CPU per request B/A | req/s A, B "
-        "| CPU us A, B | p99 ms A, B | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        *TABLE_HEAD,
     ]
     with tempfile.TemporaryDirectory(prefix="lockgate-grpc-rest-") as tmp:
         work = Path(tmp)
@@ -100,22 +98,14 @@ def main() -> None:
                         grpc = partial(h2load, grpc_url, grpc_file, 16, args.seconds, grpc=True, log=log)
                         result = ab(partial(measured, rest, server.proc.pid), partial(measured, grpc, server.proc.pid),
                                     args.pairs)  # fmt: skip
-                        a, b = result["a"], result["b"]
-                        line = (
-                            f"| {model.name} | {rows:,} | {rest_shape} ({len(rest_body) / 1024:,.1f} KiB) "
-                            f"| {grpc_shape} ({len(grpc_message) / 1024:,.1f} KiB) "
-                            f"| **{result['req_s']:.2f}** {result['req_s_pairs']} | {result['cpu']:.2f} "
-                            f"| {a['req_s']:,.0f}, {b['req_s']:,.0f} | {a['cpu_us']:,.0f}, {b['cpu_us']:,.0f} "
-                            f"| {a['p99_ms']:.1f}, {b['p99_ms']:.1f} | {result['errors']} |"
-                        )
+                        load = (f"{rows:,} row(s): REST {rest_shape} ({len(rest_body) / 1024:,.1f} KiB) -> "
+                                f"gRPC {grpc_shape} ({len(grpc_message) / 1024:,.1f} KiB)")  # fmt: skip
+                        line = row(model.name, load, result)
                         print(line, flush=True)
                         lines.append(line)
             finally:
                 stop_group(server.proc)
-    print("\n" + "\n".join(lines))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+    write_table(lines, args.out)
 
 
 def _write(folder: Path, name: str, body: bytes) -> Path:

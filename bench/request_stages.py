@@ -20,6 +20,8 @@ request scope, its body, a ``send`` that keeps the answer). Every figure is CPU 
     encode                    MLflow's answer bytes and the Response around them
     data plane, rest          what the app costs beyond the stages above: route, in-flight
                               count, timeout, the batch queue, reading the body
+    one thread hand-off       for comparison: ``run_in_executor`` of a no-op, what a predict
+                              sent to the predict thread costs beyond itself
 
 The stages are measured apart, in loops of their own, so they do not add up exactly to the
 whole; the remainder is shown as what it is.
@@ -36,6 +38,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,19 @@ def cpu_us_per_call(call: Callable[[], object], repeat: int) -> float:
     for _ in range(repeat):
         call()
     return (time.process_time() - started) / repeat * 1e6
+
+
+async def handoff_cpu_us(calls: int) -> float:
+    """CPU per ``run_in_executor`` of a function that returns at once: what handing a predict to
+    a thread costs, the figure the batcher's inline rule weighs a predict against."""
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        for _ in range(200):
+            await loop.run_in_executor(executor, int)
+        started = time.process_time()
+        for _ in range(calls):
+            await loop.run_in_executor(executor, int)
+        return (time.process_time() - started) / calls * 1e6
 
 
 def scope_of(path: str, body: bytes) -> dict[str, Any]:
@@ -138,24 +154,24 @@ async def in_process(model: str, body: bytes, requests: int, repeats: int) -> di
         metrics_series = ServingMetrics(CollectorRegistry()).answer_series(model, "1", "bench", "primary")
         scope = scope_of("/invocations", body)
         headers = {"X-Lockgate-Model": model, "X-Lockgate-Version": "1", "X-Lockgate-Request-Id": "0" * 32}
+
+        def observe() -> None:
+            if after is not None:
+                after(matrix, predictions, 5e-5)
+            metrics_series.answered_after(1e-4, len(matrix), 5e-5)
+
+        def encode() -> None:
+            Response(predictions_json(predictions), media_type="application/json", headers=headers)
+
         for _ in range(repeats):
             figures.setdefault("app", []).append(await app_cpu_us(app, "/invocations", body, requests))
             figures.setdefault("fastapi", []).append(await app_cpu_us(fastapi_stack, "/invocations", body, requests))
             figures.setdefault("routing", []).append(cpu_us_per_call(lambda: app.lean.find(scope), requests))
             figures.setdefault("decode", []).append(cpu_us_per_call(lambda: deployment.parser.parse(body), requests))
             figures.setdefault("predict", []).append(cpu_us_per_call(lambda: predict(matrix), requests))
-
-            def observe() -> None:
-                if after is not None:
-                    after(matrix, predictions, 5e-5)
-                metrics_series.answered_after(1e-4, len(matrix), 5e-5)
-
             figures.setdefault("observers", []).append(cpu_us_per_call(observe, requests))
-
-            def encode() -> None:
-                Response(predictions_json(predictions), media_type="application/json", headers=headers)
-
             figures.setdefault("encode", []).append(cpu_us_per_call(encode, requests))
+            figures.setdefault("handoff", []).append(await handoff_cpu_us(requests))
     return {stage: statistics.median(values) for stage, values in figures.items()}
 
 
@@ -197,6 +213,7 @@ def main() -> None:
         ("observers (skew, metrics)", stages["observers"]),
         ("encode", stages["encode"]),
         ("data plane, rest", rest),
+        ("for comparison: one thread hand-off (run_in_executor of a no-op)", stages["handoff"]),
     ]
     print(f"\n{model.description}: {args.rows} row(s) per request, CPU per request (median of {args.repeats})\n")
     print("| stage | CPU us per request |\n|---|---|")

@@ -161,8 +161,8 @@ def create_app(settings: Settings | None = None, endpoints: list[EndpointSpec] |
     app.state.deployer = deployer
     app.state.settings = settings
     install_error_handlers(app)
-    # The prediction routes never reach this routing (the lean transport, below, answers them);
-    # the order still puts them first, for an app run without it.
+    # V2 first: its router turns away a path outside /v2 by its prefix at once. (Its predictions
+    # and MLflow's never reach this routing: the lean transport, below, answers them.)
     v2_routes = v2_router(
         plane, deployer, guard, configured, max_body_bytes=settings.max_body_bytes, decode_pool=decode_pool
     )

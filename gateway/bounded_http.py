@@ -34,6 +34,17 @@ LINGER_SECONDS = 2.0
 HEADER_OVERHEAD = 4  # ": " and CRLF: a header's share of the head beyond its name and value
 
 
+def headers_over_limit(size: int, limit: int) -> str:
+    """Why a complete head is refused: its size against the limit (both servers say it so)."""
+    return f"the request's headers are {size:,} bytes, over the {limit:,}-byte limit"
+
+
+def head_refusal_body(why: str) -> bytes:
+    """The 431's body, in lockgate's one error shape (uvicorn's protocol and ``head_bound.py``)."""
+    message = f"{why} (LOCKGATE_MAX_HEADER_BYTES): send fewer or shorter headers"
+    return orjson.dumps({"error_code": "REQUEST_HEADER_FIELDS_TOO_LARGE", "message": message})
+
+
 def bounded_http_protocol(max_head_bytes: int) -> type[HttpToolsProtocol]:
     """The protocol class for ``uvicorn.Config(http=...)``, with the head bounded to ``max_head_bytes``."""
 
@@ -73,7 +84,9 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             return
         except httptools.HttpParserError as exc:
             if not self._refused:
-                self._refuse(400, "BAD_REQUEST", f"invalid HTTP request: {exc}")
+                self._refuse(
+                    400, orjson.dumps({"error_code": "BAD_REQUEST", "message": f"invalid HTTP request: {exc}"})
+                )
             return
         if self._refused or not (was_open and self._head_open) or self._head_completed:
             return
@@ -99,8 +112,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._head_completed = True
         self._pending_bytes = 0
         if self._head_size > self.limit:
-            why = f"the request's headers are {self._head_size:,} bytes, over the {self.limit:,}-byte limit"
-            self._refuse_head(why)
+            self._refuse_head(headers_over_limit(self._head_size, self.limit))
             return
         super().on_headers_complete()
 
@@ -115,13 +127,11 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     # uvicorn's handler only re-marks it, or finds no cycle and raises, which data_received drops.
 
     def _refuse_head(self, why: str) -> None:
-        message = f"{why} (LOCKGATE_MAX_HEADER_BYTES): send fewer or shorter headers"
-        self._refuse(431, "REQUEST_HEADER_FIELDS_TOO_LARGE", message)
+        self._refuse(431, head_refusal_body(why))
 
-    def _refuse(self, status: int, error_code: str, message: str) -> None:
+    def _refuse(self, status: int, body: bytes) -> None:
         """Answer ``status`` and close the connection, gracefully (see the module's docstring)."""
         self._refused = True
-        body = orjson.dumps({"error_code": error_code, "message": message})
         head = (
             STATUS_LINE[status] + b"content-type: application/json\r\n"
             b"connection: close\r\n"

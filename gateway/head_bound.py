@@ -12,10 +12,9 @@ the same 431, in the same JSON shape, before the app sees the request.
 
 from __future__ import annotations
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from lockgate.gateway.bounded_http import HEADER_OVERHEAD
+from lockgate.gateway.bounded_http import HEADER_OVERHEAD, head_refusal_body, headers_over_limit
 
 
 class HeadBound:
@@ -34,11 +33,7 @@ class HeadBound:
         await self.app(scope, receive, send)
 
     async def _refuse(self, size: int, send: Send) -> None:
-        why = f"the request's headers are {size:,} bytes, over the {self.limit:,}-byte limit"
-        body = orjson.dumps({
-            "error_code": "REQUEST_HEADER_FIELDS_TOO_LARGE",
-            "message": f"{why} (LOCKGATE_MAX_HEADER_BYTES): send fewer or shorter headers",
-        })  # fmt: skip
+        body = head_refusal_body(headers_over_limit(size, self.limit))
         await send({"type": "http.response.start", "status": 431, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
             (b"connection", b"close")]})  # fmt: skip

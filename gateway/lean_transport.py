@@ -114,9 +114,9 @@ class LeanTransport:
         self._routes = tuple(routes)
         # By segment count: the prediction paths all differ in it, so a path is compared with one
         # route at most (a V2 request no longer tries the MLflow routes first).
-        self._by_length: dict[int, tuple[LeanRoute, ...]] = {}
+        self._by_length: dict[int, list[LeanRoute]] = {}
         for route in self._routes:
-            self._by_length[len(route.segments)] = (*self._by_length.get(len(route.segments), ()), route)
+            self._by_length.setdefault(len(route.segments), []).append(route)
 
     @property
     def routes(self) -> tuple[LeanRoute, ...]:

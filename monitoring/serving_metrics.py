@@ -23,8 +23,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 @dataclass(frozen=True, slots=True)
 class AnswerSeries:
     """The series one answered request of an endpoint's version, role and protocol moves, found
-    once: ``labels()`` takes a lock and hashes the label values on every call (six calls cost
-    about 15 us of the serving thread per request, measured in bench/request_stages.py)."""
+    once: ``labels()`` takes a lock and hashes the label values on every call (six calls a request
+    came to 36-44 us under cProfile, driving the app in process: docs/performance.md)."""
 
     inflight: Any
     answered: Any  # lockgate_requests_total{status="200"}

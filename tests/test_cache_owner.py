@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
 
+from lockgate.loader.atomic_file import write_atomically
 from lockgate.loader.cache import DERIVED, ModelCache
 from lockgate.loader.model_loader import ModelLoader
-from lockgate.loader.onnx.fast_path import write_atomically
 from lockgate.loader.parent_watch import PARENT_PID_ENV
 from lockgate.loader.registry import Resolver
 from lockgate.loader.store_config import open_configured_store

@@ -81,12 +81,11 @@ def weights_of(registry: Registry, version: str) -> WeightsLocation:
 def sign_in_process(store: Store, workdir: Path, location: WeightsLocation, key: Path) -> None:
     """What ``lockgate store sign`` does, without a process: materialize, sign, attach."""
     from lockgate.loader.cache import ModelCache
-    from lockgate.loader.signing.signer import SigningMethod, sign_directory
+    from lockgate.loader.signing.signer import SigningMethod, signature_bundle
 
     directory, _ = ModelCache(workdir / "sign-cache-inproc", 10**10).materialize(lambda: store, location)
-    signature = workdir / f"{location.commit}.sig"
-    sign_directory(directory, SigningMethod(private_key=key), signature)
-    attached.attach(store, location, signature.read_bytes(), signer=f"key {key.name}")
+    method = SigningMethod(private_key=key)
+    attached.attach(store, location, signature_bundle(directory, method), signer=method.describe())
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import errno
 import gc
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 
@@ -74,7 +74,7 @@ PrecisionOption = Annotated[
     str | None, typer.Option("--precision", help=_help("precision", " Default exact."), show_default=False)
 ]
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
-SERVERS = ("uvicorn", "granian")
+SERVERS = get_args(Settings.model_fields["server"].annotation)  # the one list: Settings.server's
 
 
 def serve(

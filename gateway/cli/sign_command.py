@@ -53,10 +53,8 @@ def sign(
 
     Example: lockgate store sign models:/fraud/3 --key signing-key.pem
     """
-    import tempfile
-
     from lockgate.loader.signing import attached
-    from lockgate.loader.signing.signer import SigningMethod, sign_directory
+    from lockgate.loader.signing.signer import SigningMethod, signature_bundle
 
     method = SigningMethod(key, password, certificate, tuple(chain or ()), sigstore)
     settings = settings_for(store, tracking_uri)
@@ -70,10 +68,7 @@ def sign(
     total = bytes_to_fetch(loader, settings, resolved)
     with byte_progress(f"fetching {resolved.name or model_uri}", total, enabled=not as_json) as advance:
         directory, _ = loader.cache.materialize(store_opener(settings), resolved.weights, progress=advance)
-    with tempfile.TemporaryDirectory(prefix="lockgate-sign-") as scratch:
-        signature = Path(scratch) / attached.SIGNATURE_FILE
-        sign_directory(directory, method, signature)
-        bundle = signature.read_bytes()
+    bundle = signature_bundle(directory, method)
     signed_in = attached.attach(store_opener(settings)(), resolved.weights, bundle, signer=method.describe())
     where = attached.note_path(resolved.weights)
     if as_json:

@@ -31,7 +31,8 @@ def main(argv: list[str]) -> int:
     warnings.filterwarnings("ignore")
     import mlflow.sklearn
 
-    from lockgate.loader.onnx.fast_path import convert_to_bytes, write_atomically
+    from lockgate.loader.atomic_file import write_atomically
+    from lockgate.loader.onnx.fast_path import convert_to_bytes
 
     estimator = mlflow.sklearn.load_model(str(model_dir))
     typed = inputs if isinstance(inputs, int) else [(str(name), str(kind)) for name, kind in inputs]

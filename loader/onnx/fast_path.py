@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
+from lockgate.loader.atomic_file import write_atomically
 from lockgate.loader.onnx.graph_preload import take as take_preloaded
 from lockgate.loader.onnx.record import CheckedRows, GraphRecord, graph_digest, read_record, record_check, rows_digest
 from lockgate.loader.onnx.session import build_session
@@ -470,13 +471,3 @@ def convert_in_child(
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"the conversion process exited with {result.returncode}: {last}")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all. Only its own folder is created, never its parents:
-    the parent is a version's derived directory, and a version evicted meanwhile must stay gone
-    (recreating ``versions/<key>/`` without its files would block that version's next fetch)."""
-    path.parent.mkdir(exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)

@@ -8,6 +8,7 @@ recorded in the signature's manifest as ignored paths, so ``model_signing verify
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,3 +64,11 @@ def sign_directory(directory: Path, method: SigningMethod, signature: Path) -> N
     else:
         raise ValueError("nothing to sign with: give --key (and --certificate), or --sigstore")
     config.sign(directory, signature)
+
+
+def signature_bundle(directory: Path, method: SigningMethod) -> bytes:
+    """The bundle ``sign_directory`` writes, as bytes (what ``attached.attach`` keeps)."""
+    with tempfile.TemporaryDirectory(prefix="lockgate-sign-") as scratch:
+        signature = Path(scratch) / SIGNATURE_FILE
+        sign_directory(directory, method, signature)
+        return signature.read_bytes()

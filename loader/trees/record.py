@@ -17,7 +17,7 @@ Anything refused: the model loads and the engine is checked against MLflow as on
 
 from __future__ import annotations
 
-import os
+import io
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import blake3
 import numpy as np
 import orjson
 
+from lockgate.loader.atomic_file import write_atomically
 from lockgate.loader.trees.answers import same_answer
 from lockgate.loader.trees.ensemble import Finish, TreeKernel, identity
 from lockgate.loader.trees.from_lightgbm import LightGBMFinish
@@ -71,21 +72,15 @@ def write_record(folder: Path, kernel: TreeKernel, rows: np.ndarray, verdict: An
         "feed": asdict(kernel.feed),
         "verdict": verdict.as_dict(),
     }
+    saved = io.BytesIO()
+    np.save(saved, np.ascontiguousarray(rows, dtype=np.float64), allow_pickle=False)
     try:
-        folder.mkdir(exist_ok=True)
-        _write(folder / GRAPH, kernel.graph)
-        with (folder / f".{ROWS}.{os.getpid()}.tmp").open("wb") as out:
-            np.save(out, np.ascontiguousarray(rows, dtype=np.float64), allow_pickle=False)
-        (folder / f".{ROWS}.{os.getpid()}.tmp").replace(folder / ROWS)
-        _write(folder / RECORD, orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS))
+        write_atomically(folder / GRAPH, kernel.graph)
+        write_atomically(folder / ROWS, saved.getvalue())
+        # The record last: it names the other two, so it never points at files not yet written.
+        write_atomically(folder / RECORD, orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS))
     except (OSError, TypeError):
         return
-
-
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def has_record(folder: Path) -> bool:

@@ -15,7 +15,6 @@ lockgate's own; a file whose key does not match (other rows, other libraries) is
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -23,6 +22,8 @@ from pathlib import Path
 import blake3
 import numpy as np
 import orjson
+
+from lockgate.loader.atomic_file import write_atomically
 
 # The libraries whose versions decide MLflow's answers on the rows.
 LIBRARIES = ("mlflow", "numpy", "pandas", "scikit-learn", "xgboost", "xgboost-cpu", "lightgbm")
@@ -74,9 +75,6 @@ def _write(path: Path, answers: np.ndarray) -> None:
     """Written whole or not at all; a failure to write only costs the next restart the work."""
     record = {"dtype": answers.dtype.str, "shape": list(answers.shape), "values": answers.tolist()}
     try:
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY))
-        tmp.replace(path)
+        write_atomically(path, orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY))
     except (OSError, TypeError):
         return
