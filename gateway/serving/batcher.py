@@ -15,9 +15,9 @@ A predict runs in the deployment's predict thread, except one that is measured t
 than handing it over: a small batch (``INLINE_MAX_ROWS``) runs on the event loop while small
 predicts take at most ``INLINE_PREDICT_SECONDS`` (a moving average, so one preempted call does
 not flip it). The hand-off (the executor's queue, waking the thread, waking the loop with the
-answer) costs about 145 us of CPU per call on this 2-core machine, 90 us of it on the loop's
-own thread (20,000 calls of a function that returns at once, uvloop: docs/performance.md), while
-a 1-row ONNX or tree-engine predict takes 20-90 us:
+answer) costs 127-145 us of CPU per call on this 2-core machine, about 90 us of it on the loop's
+own thread (bench/request_stages.py, "one thread hand-off"; docs/performance.md), while a 1-row
+ONNX or tree-engine predict takes 20-90 us:
 the loop is held for less time than the hand-off costs. A model that is slower goes back to the
 thread after one measured call; a new predict function (``use``) starts in the thread until it
 has been measured.
